@@ -1,0 +1,37 @@
+"""The composition root's product: one ``AppContext`` built from the command-line flags and
+passed down. There is no shared module and no mutable module-level state."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+from modules.models.hashing import HashCache
+from modules.models.manager import ModelManager, choose_placement
+from modules.models.registry import CheckpointRegistry
+from modules.paths import DataPaths
+
+__all__ = ["AppContext", "build_app_context"]
+
+
+@dataclass
+class AppContext:
+    """Process-wide services: where data lives, the checkpoints and the loaded models."""
+
+    paths: DataPaths
+    registry: CheckpointRegistry
+    models: ModelManager
+
+
+def build_app_context(args: argparse.Namespace) -> AppContext:
+    """Build the context from parsed flags (``--data-dir``, ``--ckpt-dir``, precision flags)."""
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    paths = DataPaths(args.data_dir.resolve()) if getattr(args, "data_dir", None) else DataPaths()
+    roots = [paths.checkpoints, *[Path(d).expanduser().resolve() for d in getattr(args, "ckpt_dir", [])]]
+    registry = CheckpointRegistry(roots, HashCache(paths.cache / "hashes.json"))
+    placement = choose_placement(getattr(args, "precision", "auto"), getattr(args, "no_half", False),
+                                 getattr(args, "device", None))
+    models = ModelManager(registry, placement, allow_pickle=getattr(args, "allow_pickle", False))
+    return AppContext(paths=paths, registry=registry, models=models)

@@ -1,0 +1,130 @@
+"""Command line: ``generate`` and ``generate-from-json``.
+
+On success one JSON line goes to stdout (paths, seeds, duration_ms, infotexts); progress goes
+to stderr. Exit codes: 0 success, 1 a model problem (missing, broken, refused), 2 bad input
+(the one-line message names the field or flag), 130 interrupted by Ctrl+C.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, NoReturn
+
+from modules.app import AppContext, build_app_context
+
+__all__ = ["build_parser", "main"]
+
+EXIT_MODEL_ERROR = 1
+EXIT_BAD_INPUT = 2
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """argparse that reports a bad flag in one line (exit 2) instead of usage + error."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_BAD_INPUT, f"{self.prog}: error: {message}\n")
+
+
+def add_common_flags(parser: argparse.ArgumentParser) -> None:
+    """Flags shared by every command (A1111 names where A1111 has them)."""
+    parser.add_argument("--ckpt-dir", type=Path, action="append", default=[],
+                        help="extra folder to scan for checkpoints (repeatable)")
+    parser.add_argument("--data-dir", type=Path, default=None, help="root holding models/, outputs/, cache/")
+    parser.add_argument("--precision", choices=("auto", "fp32", "fp16", "bf16"), default="auto")
+    parser.add_argument("--no-half", action="store_true", help="keep weights in fp32 on the GPU")
+    parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1 (default: best available)")
+    parser.add_argument("--allow-pickle", action="store_true",
+                        help="load .ckpt/.pt/.bin with torch.load(weights_only=True)")
+
+
+def _add_generate(commands: Any) -> None:
+    gen = commands.add_parser("generate", help="txt2img from flags")
+    add_common_flags(gen)
+    gen.add_argument("--prompt", required=True)
+    gen.add_argument("--negative-prompt", default="")
+    gen.add_argument("--seed", type=int, default=-1)
+    gen.add_argument("--subseed", type=int, default=-1)
+    gen.add_argument("--subseed-strength", type=float, default=0.0)
+    gen.add_argument("--steps", type=int, default=20)
+    gen.add_argument("--cfg-scale", type=float, default=7.0)
+    gen.add_argument("--sampler", default="DPM++ 2M")
+    gen.add_argument("--scheduler", default="Automatic")
+    gen.add_argument("--width", type=int, default=512)
+    gen.add_argument("--height", type=int, default=512)
+    gen.add_argument("--batch-size", type=int, default=1)
+    gen.add_argument("--n-iter", type=int, default=1, help="batch count")
+    gen.add_argument("--clip-skip", type=int, default=1)
+    gen.add_argument("--tiling", action="store_true")
+    gen.add_argument("--model", default=None, help="checkpoint name, title, short hash or path")
+    gen.add_argument("--out", type=Path, default=None, help="output folder, or a .png file for one image")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = OneLineParser(prog="aigen", description="AIGen Studio")
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=OneLineParser)
+    _add_generate(commands)
+    from_json = commands.add_parser("generate-from-json", help="txt2img from a JSON file of A1111 API fields")
+    add_common_flags(from_json)
+    from_json.add_argument("--config", type=Path, required=True, help="JSON file; '-' reads stdin")
+    from_json.add_argument("--out", type=Path, default=None)
+    return parser
+
+
+def _payload_from_flags(args: argparse.Namespace) -> dict[str, Any]:
+    return {
+        "prompt": args.prompt, "negative_prompt": args.negative_prompt, "seed": args.seed,
+        "subseed": args.subseed, "subseed_strength": args.subseed_strength, "steps": args.steps,
+        "cfg_scale": args.cfg_scale, "sampler_name": args.sampler, "scheduler": args.scheduler,
+        "width": args.width, "height": args.height, "batch_size": args.batch_size, "n_iter": args.n_iter,
+        "tiling": args.tiling, "override_settings": {"CLIP_stop_at_last_layers": args.clip_skip},
+        **({"sd_model_checkpoint": args.model} if args.model else {}),
+    }
+
+
+def _payload_from_json(path: Path) -> dict[str, Any]:
+    try:
+        text = sys.stdin.read() if str(path) == "-" else path.read_text(encoding="utf-8")
+        payload = json.loads(text)
+    except OSError as error:
+        raise CliInputError(f"--config: cannot read {path}: {error.strerror}") from None
+    except ValueError as error:
+        raise CliInputError(f"--config: {path} is not valid JSON: {error}") from None
+    if not isinstance(payload, dict):
+        raise CliInputError(f"--config: {path} must hold a JSON object of txt2img fields")
+    return payload
+
+
+class CliInputError(Exception):
+    """Bad command-line input that argparse could not catch (exit 2)."""
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``aigen`` and ``python webui.py <command>``; returns the exit code."""
+    args = build_parser().parse_args(argv)
+    from modules.cli_generate import run_generate
+
+    try:
+        payload = _payload_from_flags(args) if args.command == "generate" else _payload_from_json(args.config)
+        context: AppContext = build_app_context(args)
+        started = time.monotonic()
+        summary = run_generate(context, payload, args.out)
+    except CliInputError as error:
+        print(f"aigen: error: {error}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        print("aigen: interrupted", file=sys.stderr)
+        return 130
+    except Exception as error:  # noqa: BLE001 - classified below, one line each
+        from modules.cli_generate import exit_code_for
+
+        code, message = exit_code_for(error)
+        print(f"aigen: error: {message}", file=sys.stderr)
+        return code
+    summary["duration_ms"] = round((time.monotonic() - started) * 1000)
+    print(json.dumps(summary, ensure_ascii=False))
+    return 0

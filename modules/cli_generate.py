@@ -1,0 +1,100 @@
+"""The work behind ``aigen generate``: payload to request, model, job with a progress bar,
+and images written where ``--out`` says."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+
+from modules.app import AppContext
+from modules.models.files import ModelFileError
+from modules.models.registry import ModelNotFoundError
+from modules.processing.api_fields import txt2img_request_from_api
+from modules.processing.errors import RequestValidationError
+from modules.processing.job import Job, ProgressUpdate
+from modules.processing.saving import save_png
+from modules.processing.txt2img import GenerationResult, OutputOptions, run_txt2img
+
+__all__ = ["exit_code_for", "run_generate"]
+
+logger = logging.getLogger(__name__)
+
+
+def exit_code_for(error: Exception) -> tuple[int, str]:
+    """Exit code and one-line message for an error raised while generating."""
+    if isinstance(error, RequestValidationError):
+        return 2, str(error)
+    if isinstance(error, FileExistsError):
+        return 2, f"--out: {error.filename} exists already; choose another file or a folder"
+    if isinstance(error, (ModelNotFoundError, ModelFileError)):
+        return 1, str(error).splitlines()[0]
+    logger.exception("generation failed")
+    return 1, f"{type(error).__name__}: {error}"
+
+
+def _exact_targets(out: Path, count: int) -> list[Path]:
+    """File names for ``--out something.png``: that name, or name-1.png, name-2.png, ..."""
+    if count == 1:
+        targets = [out]
+    else:
+        targets = [out.with_name(f"{out.stem}-{k + 1}{out.suffix}") for k in range(count)]
+    for target in targets:
+        if target.exists():
+            raise FileExistsError(0, "exists", str(target))
+    return targets
+
+
+class _ProgressBar:
+    """A tqdm bar on stderr over all steps of all batches."""
+
+    def __init__(self, total: int) -> None:
+        from tqdm import tqdm
+
+        self._bar = tqdm(total=total, file=sys.stderr, unit="it", desc="txt2img", leave=False)
+        self._done = 0
+
+    def __call__(self, update: ProgressUpdate) -> None:
+        done = update.batch_index * update.total_steps + update.step
+        self._bar.update(done - self._done)
+        self._done = done
+
+    def close(self) -> None:
+        self._bar.close()
+
+
+def run_generate(context: AppContext, payload: dict[str, Any], out: Path | None) -> dict[str, Any]:
+    """Generate from an A1111-style payload; returns the summary printed as JSON.
+
+    Raises:
+        RequestValidationError, ModelNotFoundError, ModelFileError, FileExistsError.
+    """
+    request = txt2img_request_from_api(payload)
+    exact = out is not None and out.suffix.lower() == ".png"
+    targets = _exact_targets(out, request.images_per_job) if exact and out is not None else []
+    model = context.models.get(request.checkpoint)
+    if out is None:
+        output: OutputOptions | None = OutputOptions(context.paths.outputs)
+    else:
+        output = None if exact else OutputOptions(out, flat=True)
+    progress = _ProgressBar(request.num_inference_steps * request.batch_count)
+    try:
+        result = run_txt2img(model, Job(request, on_progress=progress), output)
+    finally:
+        progress.close()
+    if exact:
+        result.paths = [save_png(image, target.parent, "", info, exact_path=target)
+                        for image, info, target in zip(result.images, result.infotexts, targets)]
+    return _summary(result)
+
+
+def _summary(result: GenerationResult) -> dict[str, Any]:
+    return {
+        "paths": [str(p) for p in result.paths],
+        "seeds": result.seeds,
+        "infotexts": result.infotexts,
+        "infotext": result.infotexts[0] if result.infotexts else "",
+        "interrupted": result.interrupted,
+        "hook_errors": result.hook_errors,
+    }

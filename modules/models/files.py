@@ -1,0 +1,154 @@
+"""Reading model files safely: safetensors header checks and the pickle policy.
+
+Every check here runs before a single tensor byte is read. A bad file raises a typed
+``ModelFileError`` that names the file and says what is wrong with it; errors are classified
+by what we read, never by matching library messages (they change between releases).
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+__all__ = [
+    "MAX_HEADER_BYTES",
+    "PICKLE_SUFFIXES",
+    "SAFETENSORS_SUFFIXES",
+    "ModelFileError",
+    "SafetensorsHeader",
+    "load_state_dict",
+    "read_safetensors_header",
+]
+
+#: The safetensors format itself rejects larger headers (100 MB).
+MAX_HEADER_BYTES = 100 * 1024 * 1024
+SAFETENSORS_SUFFIXES = (".safetensors", ".sft")
+PICKLE_SUFFIXES = (".ckpt", ".pt", ".pth", ".bin")
+
+
+class ModelFileError(Exception):
+    """A model file cannot be used.
+
+    Attributes:
+        path: the file.
+        kind: one of "missing", "truncated", "header_too_large", "not_safetensors",
+            "lfs_pointer", "html_page", "pickle_refused", "pickle_unsafe", "unsupported".
+    """
+
+    def __init__(self, path: Path | str, kind: str, detail: str) -> None:
+        super().__init__(f"{path}: {detail}")
+        self.path = Path(path)
+        self.kind = kind
+        self.detail = detail
+
+
+@dataclass(frozen=True)
+class SafetensorsHeader:
+    """The parsed JSON header of a safetensors file: tensor names, shapes, dtypes, metadata."""
+
+    tensors: Mapping[str, Mapping[str, Any]]
+    metadata: Mapping[str, str]
+
+    def shape(self, key: str) -> tuple[int, ...] | None:
+        entry = self.tensors.get(key)
+        return tuple(entry["shape"]) if entry else None
+
+
+def _sniff_text_file(path: Path, head: bytes) -> None:
+    """Recognise the two common impostors: a git-lfs pointer and a saved HTML page."""
+    text = head.lstrip().lower()
+    if text.startswith(b"version https://git-lfs"):
+        raise ModelFileError(path, "lfs_pointer", "is a git-lfs pointer, not the model; run `git lfs pull` "
+                             "or download the real file")
+    if text.startswith((b"<!doctype html", b"<html", b"<?xml", b"<head")):
+        raise ModelFileError(path, "html_page", "is a web page saved under a model name, not a model; "
+                             "the download probably failed or needed a login")
+
+
+def read_safetensors_header(path: Path | str) -> SafetensorsHeader:
+    """Read and validate a safetensors header without reading any tensor data.
+
+    Checks, in order: file size, impostor text files, header length against both the format
+    cap and the file size (so a corrupt length never makes us allocate), JSON object shape,
+    and that every tensor's byte range lies inside the file.
+
+    Raises:
+        ModelFileError: with ``kind`` saying what is wrong.
+    """
+    path = Path(path)
+    try:
+        size = path.stat().st_size
+        with path.open("rb") as handle:
+            head = handle.read(8)
+            if len(head) < 8:
+                _sniff_text_file(path, head)
+                raise ModelFileError(path, "truncated", f"is only {size} bytes; a safetensors file starts "
+                                     "with an 8-byte header length")
+            (header_len,) = struct.unpack("<Q", head)
+            if header_len > MAX_HEADER_BYTES or header_len > size - 8:
+                _sniff_text_file(path, head + handle.read(64))
+                kind = "header_too_large" if header_len > MAX_HEADER_BYTES else "truncated"
+                raise ModelFileError(path, kind, f"declares a {header_len}-byte header but the file has "
+                                     f"{size} bytes: truncated or not a safetensors file")
+            raw = handle.read(header_len)
+    except FileNotFoundError:
+        raise ModelFileError(path, "missing", "does not exist") from None
+    return _parse_header(path, raw, size - 8 - header_len)
+
+
+def _parse_header(path: Path, raw: bytes, data_size: int) -> SafetensorsHeader:
+    try:
+        header = json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        _sniff_text_file(path, raw[:64])
+        raise ModelFileError(path, "not_safetensors", "has no valid safetensors header (not JSON)") from None
+    if not isinstance(header, dict):
+        raise ModelFileError(path, "not_safetensors", "has a safetensors header that is not a JSON object")
+    metadata = header.pop("__metadata__", None) or {}
+    for name, entry in header.items():
+        offsets = entry.get("data_offsets") if isinstance(entry, dict) else None
+        if not (isinstance(offsets, list) and len(offsets) == 2 and 0 <= offsets[0] <= offsets[1]):
+            raise ModelFileError(path, "not_safetensors", f"has a malformed entry for tensor {name!r}")
+        if offsets[1] > data_size:
+            raise ModelFileError(path, "truncated", f"is truncated: tensor {name!r} ends at byte {offsets[1]} "
+                                 f"of a {data_size}-byte data section")
+    return SafetensorsHeader(tensors=header, metadata=metadata if isinstance(metadata, dict) else {})
+
+
+def load_state_dict(path: Path | str, allow_pickle: bool = False, device: str = "cpu") -> dict[str, torch.Tensor]:
+    """Load every tensor of a model file.
+
+    safetensors files are validated first. Pickle formats (.ckpt/.pt/.pth/.bin) are refused
+    unless ``allow_pickle``; even then only ``torch.load(weights_only=True)`` is used, which
+    rejects pickles that would run code, and there is no fallback.
+
+    Raises:
+        ModelFileError: the file is unusable or refused.
+    """
+    from safetensors.torch import load_file
+
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix in SAFETENSORS_SUFFIXES:
+        read_safetensors_header(path)
+        return load_file(str(path), device=device)
+    if suffix not in PICKLE_SUFFIXES:
+        raise ModelFileError(path, "unsupported", f"has an unsupported extension {suffix!r}")
+    if not allow_pickle:
+        raise ModelFileError(path, "pickle_refused", "is a pickle file, which can run code when loaded; "
+                             "convert it to .safetensors, or start with --allow-pickle to load it "
+                             "with torch.load(weights_only=True)")
+    try:
+        loaded = torch.load(str(path), map_location=device, weights_only=True)
+    except Exception as error:  # weights_only raises UnpicklingError and others on unsafe content
+        raise ModelFileError(path, "pickle_unsafe", f"could not be loaded safely: {error}") from None
+    state = loaded.get("state_dict", loaded) if isinstance(loaded, dict) else None
+    if not isinstance(state, dict):
+        raise ModelFileError(path, "unsupported", "does not contain a state dict")
+    return {k: v for k, v in state.items() if isinstance(v, torch.Tensor)}

@@ -1,0 +1,173 @@
+"""Loading checkpoints into diffusers pipelines, fully offline.
+
+Configs come from the folders shipped in ``modules/models/configs`` (or the checkpoint's own
+``<stem>.config/`` folder, which wins); the CLIP tokenizer is built from the BPE files shipped
+in ``configs/clip_tokenizer``. Nothing is fetched from a model hub. The safety checker is never
+instantiated.
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from modules.models.families import ModelFamily, detect_family
+from modules.models.files import ModelFileError, load_state_dict, read_safetensors_header
+from modules.models.registry import CheckpointInfo
+from modules.paths import CONFIGS_DIR
+
+__all__ = ["LoadedModel", "build_clip_tokenizer", "detect_v_prediction", "load_checkpoint"]
+
+logger = logging.getLogger(__name__)
+
+CLIP_VOCAB_SIZE = 49408
+_TOKENIZER_DIR = CONFIGS_DIR / "clip_tokenizer"
+
+
+@dataclass
+class LoadedModel:
+    """A checkpoint in memory, ready to generate.
+
+    Attributes:
+        info: the registry entry it came from.
+        family: its family.
+        pipeline: the diffusers pipeline holding UNet, VAE, text encoder(s) and tokenizer(s).
+        scheduler_config: the model's noise schedule (betas, prediction type) as a dict.
+        device / dtype: where and in which precision the weights live.
+        short_hash: A1111 "Model hash" (None for diffusers folders).
+    """
+
+    info: CheckpointInfo
+    family: ModelFamily
+    pipeline: Any
+    scheduler_config: dict[str, Any]
+    device: torch.device
+    dtype: torch.dtype
+    short_hash: str | None
+
+    @property
+    def name(self) -> str:
+        """A1111 "Model" infotext value: the file name without extension."""
+        return Path(self.info.name).name
+
+    @property
+    def vae_scale_factor(self) -> int:
+        return 2 ** (len(self.pipeline.vae.config.block_out_channels) - 1)
+
+
+def build_clip_tokenizer(pad_token: str = "<|endoftext|>") -> Any:
+    """The CLIP BPE tokenizer (49,408 tokens) from the files shipped in the repository.
+
+    SD1.x and SDXL's first encoder pad with "<|endoftext|>"; OpenCLIP encoders (SD2.x, SDXL's
+    second) pad with "!" (token 0).
+    """
+    from transformers import CLIPTokenizer
+
+    tokenizer = CLIPTokenizer(
+        vocab=str(_TOKENIZER_DIR / "vocab.json"), merges=str(_TOKENIZER_DIR / "merges.txt"), pad_token=pad_token
+    )
+    tokenizer.model_max_length = 77
+    if len(tokenizer) != CLIP_VOCAB_SIZE:
+        raise RuntimeError(f"CLIP tokenizer has {len(tokenizer)} tokens instead of {CLIP_VOCAB_SIZE}; "
+                           f"the files in {_TOKENIZER_DIR} are damaged")
+    return tokenizer
+
+
+def _tokenizers(family: ModelFamily) -> dict[str, Any]:
+    if family.is_xl:
+        return {"tokenizer": build_clip_tokenizer(), "tokenizer_2": build_clip_tokenizer(pad_token="!")}
+    pad = "!" if family.id.startswith("sd2") else "<|endoftext|>"
+    return {"tokenizer": build_clip_tokenizer(pad_token=pad)}
+
+
+@torch.inference_mode()
+def detect_v_prediction(unet: Any) -> bool:
+    """Whether an SD2.x UNet predicts velocity rather than noise.
+
+    The weights do not say, so ask the model, as A1111 does: at t=999 a uniform 0.5 latent is
+    almost pure noise; an epsilon model returns roughly its input, a v-prediction model
+    returns roughly minus the clean image, so the mean of (output - input) falls below -1.
+    """
+    param = next(unet.parameters())
+    latent = torch.full((1, unet.config.in_channels, 8, 8), 0.5, device=param.device, dtype=param.dtype)
+    context = torch.full((1, 2, unet.config.cross_attention_dim), 0.5, device=param.device, dtype=param.dtype)
+    timestep = torch.tensor([999], device=param.device)
+    out = unet(latent, timestep, encoder_hidden_states=context, return_dict=False)[0]
+    return bool((out[:, :4] - latent[:, :4]).float().mean() < -1)
+
+
+def _safetensors_source(info: CheckpointInfo, allow_pickle: bool, scratch: Path) -> tuple[Path, ModelFamily]:
+    """The safetensors file to load and its family; pickle checkpoints are converted first."""
+    if info.path.suffix.lower() in (".safetensors", ".sft"):
+        read_safetensors_header(info.path)
+        assert info.family is not None
+        return info.path, info.family
+    from safetensors.torch import save_file
+
+    state = load_state_dict(info.path, allow_pickle=allow_pickle)
+    family = detect_family(lambda key: key in state, lambda key: tuple(state[key].shape) if key in state else None)
+    converted = scratch / (info.path.stem + ".safetensors")
+    save_file({k: v.contiguous() for k, v in state.items()}, str(converted))
+    return converted, family
+
+
+def _from_single_file(info: CheckpointInfo, allow_pickle: bool, dtype: torch.dtype) -> tuple[Any, ModelFamily]:
+    import diffusers
+
+    with tempfile.TemporaryDirectory(prefix="aigen-convert-") as scratch:
+        source, family = _safetensors_source(info, allow_pickle, Path(scratch))
+        config_dir = info.config_dir or family.config_dir
+        pipeline_cls = getattr(diffusers, family.pipeline_class)
+        pipeline = pipeline_cls.from_single_file(
+            str(source), config=str(config_dir), local_files_only=True, torch_dtype=dtype,
+            safety_checker=None, feature_extractor=None, **_tokenizers(family),
+        )
+        has_v_key = "v_pred" in read_safetensors_header(source).tensors
+    if has_v_key:
+        pipeline.scheduler = pipeline.scheduler.from_config(pipeline.scheduler.config, prediction_type="v_prediction")
+    elif family.id == "sd2" and info.config_dir is None:
+        prediction = "v_prediction" if detect_v_prediction(pipeline.unet) else "epsilon"
+        pipeline.scheduler = pipeline.scheduler.from_config(pipeline.scheduler.config, prediction_type=prediction)
+    return pipeline, family
+
+
+def _from_diffusers_folder(info: CheckpointInfo, dtype: torch.dtype) -> tuple[Any, ModelFamily]:
+    import diffusers
+
+    assert info.family is not None
+    pipeline_cls = getattr(diffusers, info.family.pipeline_class)
+    extra: dict[str, Any] = {"safety_checker": None, "feature_extractor": None}
+    if not (info.path / "tokenizer" / "vocab.json").is_file():
+        extra.update(_tokenizers(info.family))
+    pipeline = pipeline_cls.from_pretrained(str(info.path), local_files_only=True, torch_dtype=dtype, **extra)
+    return pipeline, info.family
+
+
+def load_checkpoint(
+    info: CheckpointInfo,
+    device: torch.device,
+    dtype: torch.dtype,
+    short_hash: str | None = None,
+    allow_pickle: bool = False,
+) -> LoadedModel:
+    """Load a registry entry into a pipeline on ``device`` in ``dtype``.
+
+    Raises:
+        ModelFileError: the file is broken, refused (pickle) or not a supported model.
+    """
+    if info.error is not None:
+        raise ModelFileError(info.path, "unsupported", info.error)
+    logger.info("loading %s on %s (%s)", info.path, device, dtype)
+    if info.is_diffusers_folder:
+        pipeline, family = _from_diffusers_folder(info, dtype)
+    else:
+        pipeline, family = _from_single_file(info, allow_pickle, dtype)
+    pipeline.set_progress_bar_config(disable=True)
+    if device.type != "cpu":  # weights are loaded on the CPU; moving them there again only warns
+        pipeline.to(device)
+    return LoadedModel(info, family, pipeline, dict(pipeline.scheduler.config), device, dtype, short_hash)

@@ -1,0 +1,113 @@
+"""The model manager: the single owner of loaded pipelines.
+
+It keeps the last N checkpoints in memory (A1111 ``sd_checkpoints_limit``, default 1), picks
+device and precision once, and serialises loads so two requests never load the same model
+twice.
+"""
+
+from __future__ import annotations
+
+import gc
+import logging
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass
+
+import torch
+
+from modules.models.loader import LoadedModel, load_checkpoint
+from modules.models.registry import CheckpointInfo, CheckpointRegistry
+
+__all__ = ["ModelManager", "Placement", "choose_placement"]
+
+logger = logging.getLogger(__name__)
+
+PRECISIONS = ("auto", "fp32", "fp16", "bf16")
+
+
+@dataclass(frozen=True)
+class Placement:
+    """Where weights live and in which precision."""
+
+    device: torch.device
+    dtype: torch.dtype
+
+
+def choose_placement(precision: str = "auto", no_half: bool = False, device: str | None = None) -> Placement:
+    """Device and dtype for the given flags: fp16 on a GPU, fp32 on the CPU by default.
+
+    Args:
+        precision: "auto", "fp32", "fp16" or "bf16" (``--precision``).
+        no_half: force fp32 (``--no-half``).
+        device: "cpu", "cuda", "cuda:1", or None for the best available.
+    """
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+    chosen = torch.device(device) if device else torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if no_half or precision == "fp32":
+        return Placement(chosen, torch.float32)
+    if precision == "bf16":
+        return Placement(chosen, torch.bfloat16)
+    if precision == "fp16" or chosen.type == "cuda":
+        return Placement(chosen, torch.float16)
+    return Placement(chosen, torch.float32)
+
+
+class ModelManager:
+    """Loads checkpoints on demand and keeps the most recently used ``keep_loaded`` of them."""
+
+    def __init__(
+        self,
+        registry: CheckpointRegistry,
+        placement: Placement,
+        keep_loaded: int = 1,
+        allow_pickle: bool = False,
+    ) -> None:
+        self.registry = registry
+        self.placement = placement
+        self.keep_loaded = max(1, keep_loaded)
+        self.allow_pickle = allow_pickle
+        self._loaded: OrderedDict[str, LoadedModel] = OrderedDict()
+        self._lock = threading.RLock()
+
+    def resolve(self, query: str | None) -> CheckpointInfo:
+        """The checkpoint a request names: by name/title/hash/path, else the current one."""
+        if query:
+            return self.registry.find(query)
+        with self._lock:
+            if self._loaded:
+                return next(reversed(self._loaded.values())).info
+        return self.registry.default()
+
+    def get(self, query: str | None = None) -> LoadedModel:
+        """The loaded model for ``query`` (see ``resolve``), loading it if needed."""
+        info = self.resolve(query)
+        key = str(info.path)
+        with self._lock:
+            if key in self._loaded:
+                self._loaded.move_to_end(key)
+                return self._loaded[key]
+            while len(self._loaded) >= self.keep_loaded:
+                self._unload(next(iter(self._loaded)))
+            short_hash = self.registry.short_hash(info)
+            model = load_checkpoint(info, self.placement.device, self.placement.dtype, short_hash, self.allow_pickle)
+            self._loaded[key] = model
+            return model
+
+    @property
+    def loaded(self) -> list[LoadedModel]:
+        with self._lock:
+            return list(self._loaded.values())
+
+    def unload_all(self) -> None:
+        with self._lock:
+            for key in list(self._loaded):
+                self._unload(key)
+
+    def _unload(self, key: str) -> None:
+        model = self._loaded.pop(key)
+        logger.info("unloading %s", model.info.path)
+        del model
+        gc.collect()
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()

@@ -1,0 +1,157 @@
+"""Checkpoint registry: scan the model folders and describe what is there.
+
+Scanning reads only safetensors headers (a few KB each), so listing a folder of many
+checkpoints is fast; hashes are computed lazily. A broken file is listed with its error
+instead of breaking the listing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from modules.models.families import ModelFamily, UnknownFamilyError, detect_diffusers_family, detect_family
+from modules.models.files import PICKLE_SUFFIXES, SAFETENSORS_SUFFIXES, ModelFileError, read_safetensors_header
+from modules.models.hashing import HashCache
+
+__all__ = ["CONFIG_DIR_SUFFIX", "CheckpointInfo", "CheckpointRegistry", "ModelNotFoundError"]
+
+#: A checkpoint's own diffusers config folder sits beside it as "<stem>.config/".
+CONFIG_DIR_SUFFIX = ".config"
+
+
+class ModelNotFoundError(LookupError):
+    """No checkpoint matches a name; the message says what was looked for and where."""
+
+
+@dataclass(frozen=True)
+class CheckpointInfo:
+    """One checkpoint on disk.
+
+    Attributes:
+        name: path relative to its root folder, without extension (A1111 ``model_name``).
+        path: the .safetensors file or the diffusers folder.
+        family: detected family, or None when ``error`` is set or detection waits for a load
+            (pickle files).
+        size: bytes on disk.
+        is_diffusers_folder: a diffusers folder rather than a single file.
+        config_dir: the checkpoint's own config folder, which wins over the family's.
+        error: why the file cannot be used, or None.
+    """
+
+    name: str
+    path: Path
+    family: ModelFamily | None
+    size: int
+    is_diffusers_folder: bool = False
+    config_dir: Path | None = None
+    error: str | None = None
+
+    @property
+    def filename(self) -> str:
+        return self.path.name
+
+    def title(self, short_hash: str | None = None) -> str:
+        """A1111's dropdown title: "name.ext [hash]"."""
+        base = self.path.name if self.is_diffusers_folder else f"{self.name}{self.path.suffix}"
+        return f"{base} [{short_hash}]" if short_hash else base
+
+
+def _folder_size(folder: Path) -> int:
+    return sum(f.stat().st_size for f in folder.rglob("*") if f.is_file())
+
+
+def describe_checkpoint(path: Path, name: str) -> CheckpointInfo:
+    """Inspect one file or diffusers folder; errors end up in ``CheckpointInfo.error``."""
+    if path.is_dir():
+        try:
+            return CheckpointInfo(name, path, detect_diffusers_family(path), _folder_size(path), True)
+        except UnknownFamilyError as error:
+            return CheckpointInfo(name, path, None, 0, True, error=str(error))
+    size = path.stat().st_size
+    own_config = path.with_name(path.stem + CONFIG_DIR_SUFFIX)
+    config_dir = own_config if (own_config / "model_index.json").is_file() else None
+    if path.suffix.lower() in PICKLE_SUFFIXES:
+        return CheckpointInfo(name, path, None, size, config_dir=config_dir)
+    try:
+        header = read_safetensors_header(path)
+        family = detect_family(lambda key: key in header.tensors, header.shape)
+    except (ModelFileError, UnknownFamilyError) as error:
+        return CheckpointInfo(name, path, None, size, config_dir=config_dir, error=str(error))
+    return CheckpointInfo(name, path, family, size, config_dir=config_dir)
+
+
+def _candidates(root: Path) -> Iterable[Path]:
+    """Model files and diffusers folders under ``root``, without descending into folders."""
+    if not root.is_dir():
+        return
+    for entry in sorted(root.iterdir(), key=lambda p: p.name.lower()):
+        if entry.name.startswith("."):
+            continue
+        if entry.is_dir():
+            if entry.name.endswith(CONFIG_DIR_SUFFIX):
+                continue
+            if (entry / "model_index.json").is_file():
+                yield entry
+            else:
+                yield from _candidates(entry)
+        elif entry.suffix.lower() in SAFETENSORS_SUFFIXES + PICKLE_SUFFIXES:
+            yield entry
+
+
+class CheckpointRegistry:
+    """The checkpoints found in a set of folders; ``refresh()`` rescans."""
+
+    def __init__(self, roots: Sequence[Path], hashes: HashCache) -> None:
+        self.roots = [Path(r) for r in roots]
+        self.hashes = hashes
+        self._items: list[CheckpointInfo] = []
+        self.refresh()
+
+    def refresh(self) -> list[CheckpointInfo]:
+        items = []
+        for root in self.roots:
+            for path in _candidates(root):
+                name = path.relative_to(root).with_suffix("").as_posix() if path.is_file() else \
+                    path.relative_to(root).as_posix()
+                items.append(describe_checkpoint(path, name))
+        self._items = items
+        return list(items)
+
+    @property
+    def items(self) -> list[CheckpointInfo]:
+        return list(self._items)
+
+    def short_hash(self, info: CheckpointInfo) -> str | None:
+        """A1111 short hash of a single-file checkpoint (None for diffusers folders)."""
+        return None if info.is_diffusers_folder else self.hashes.short_hash(info.path)
+
+    def default(self) -> CheckpointInfo:
+        """The first usable checkpoint (the demo model on a fresh install)."""
+        for info in self._items:
+            if info.error is None:
+                return info
+        raise ModelNotFoundError(f"no usable checkpoint found in {', '.join(str(r) for r in self.roots)}; "
+                                 "put a .safetensors checkpoint there")
+
+    def find(self, query: str) -> CheckpointInfo:
+        """Find a checkpoint by title, name, file name, stem, short hash, or path.
+
+        Raises:
+            ModelNotFoundError: nothing matches; the message lists where we looked.
+        """
+        query = query.strip()
+        bare = query.split(" [", 1)[0]
+        for info in self._items:
+            if bare in (info.name, info.filename, info.path.stem, info.title(), str(info.path)):
+                return info
+        path = Path(query).expanduser()
+        if path.exists():
+            return describe_checkpoint(path.resolve(), path.stem if path.is_file() else path.name)
+        if len(query) == 10 and all(c in "0123456789abcdef" for c in query.lower()):
+            for info in self._items:
+                if not info.is_diffusers_folder and self.hashes.short_hash(info.path) == query.lower():
+                    return info
+        roots = ", ".join(str(r) for r in self.roots)
+        raise ModelNotFoundError(f"no checkpoint named {query!r} in {roots} (and no such file)")

@@ -1,0 +1,28 @@
+"""Where things live on disk, relative to the checkout (A1111 layout, data dir = repo root)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+CONFIGS_DIR = Path(__file__).resolve().parent / "models" / "configs"
+
+
+@dataclass(frozen=True)
+class DataPaths:
+    """The folders a running instance reads and writes; tests point them at a temp dir."""
+
+    root: Path = REPO_ROOT
+
+    @property
+    def checkpoints(self) -> Path:
+        return self.root / "models" / "Stable-diffusion"
+
+    @property
+    def outputs(self) -> Path:
+        return self.root / "outputs"
+
+    @property
+    def cache(self) -> Path:
+        return self.root / "cache"

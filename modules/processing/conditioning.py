@@ -1,0 +1,76 @@
+"""Text conditioning: prompts to the embeddings the UNet cross-attends to.
+
+This encodes plain prompts (77 tokens, truncated). The A1111 prompt language (weights, long
+prompts, scheduling) is built on top of it with compel by the prompt-language issue.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+__all__ = ["Conditioning", "encode_prompts"]
+
+
+@dataclass(frozen=True)
+class Conditioning:
+    """What the UNet is conditioned on for one batch.
+
+    Attributes:
+        embeds: (B, 77, D) text-encoder hidden states (D = 768 SD1, 1024 SD2, 2048 SDXL).
+        pooled: (B, 1280) pooled, projected output of SDXL's second text encoder; None otherwise.
+    """
+
+    embeds: torch.Tensor
+    pooled: torch.Tensor | None = None
+
+
+def _token_ids(tokenizer: Any, prompts: Sequence[str], device: torch.device) -> torch.Tensor:
+    tokens = tokenizer(
+        list(prompts), padding="max_length", max_length=tokenizer.model_max_length, truncation=True,
+        return_tensors="pt",
+    )
+    return tokens.input_ids.to(device)
+
+
+def _clip_hidden(encoder: Any, ids: torch.Tensor, layer_from_end: int, final_norm: bool) -> Any:
+    """Hidden states ``layer_from_end`` layers from the top (1 = last) and the encoder output."""
+    output = encoder(ids, output_hidden_states=True)
+    hidden = output.hidden_states[-layer_from_end]
+    if final_norm and layer_from_end > 1:
+        # A1111's clip skip re-applies the final layer norm to the earlier layer.
+        hidden = encoder.text_model.final_layer_norm(hidden)
+    return hidden, output
+
+
+@torch.inference_mode()
+def encode_prompts(pipeline: Any, prompts: Sequence[str], clip_skip: int = 1) -> Conditioning:
+    """Encode a batch of prompts with the pipeline's text encoder(s).
+
+    Args:
+        pipeline: a diffusers SD/SDXL pipeline (its tokenizers and text encoders are used).
+        prompts: one prompt per image.
+        clip_skip: A1111 "Clip skip": 1 uses the last layer, 2 the one before it, ...
+            SDXL always starts from the penultimate layer, as it was trained.
+
+    Returns:
+        Conditioning on the text encoder's device, in its dtype.
+    """
+    device = pipeline.text_encoder.device if pipeline.text_encoder is not None else pipeline.text_encoder_2.device
+    text_encoder_2 = getattr(pipeline, "text_encoder_2", None)
+    if text_encoder_2 is None:
+        ids = _token_ids(pipeline.tokenizer, prompts, device)
+        hidden, _ = _clip_hidden(pipeline.text_encoder, ids, clip_skip, final_norm=True)
+        return Conditioning(embeds=hidden)
+    # SDXL: both encoders' penultimate layers side by side, plus the second one's pooled output.
+    parts = []
+    if pipeline.text_encoder is not None:
+        ids = _token_ids(pipeline.tokenizer, prompts, device)
+        parts.append(_clip_hidden(pipeline.text_encoder, ids, clip_skip + 1, final_norm=False)[0])
+    ids_2 = _token_ids(pipeline.tokenizer_2, prompts, device)
+    hidden_2, output_2 = _clip_hidden(text_encoder_2, ids_2, clip_skip + 1, final_norm=False)
+    parts.append(hidden_2)
+    return Conditioning(embeds=torch.cat(parts, dim=-1), pooled=output_2.text_embeds)

@@ -1,0 +1,151 @@
+"""The denoising loop. The engine owns it (it never calls ``pipeline.__call__``) so that hooks
+run before and after every UNet call and conditioning can change from step to step.
+
+The loop follows diffusers' own unrolled loop (schedulers are separate from models and only
+expose ``set_timesteps``/``scale_model_input``/``step``) with classifier-free guidance as in
+Ho & Salimans 2022, "Classifier-Free Diffusion Guidance", Eq. 6, in one batched UNet call.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from modules.processing.conditioning import Conditioning
+from modules.processing.hooks import HookDispatcher, StepParams
+
+__all__ = ["DenoiseInputs", "denoise", "predict_noise", "step_positions"]
+
+
+@dataclass(frozen=True)
+class DenoiseInputs:
+    """Everything one pass of the loop needs besides the hooks.
+
+    Attributes:
+        unet: the diffusers UNet2DConditionModel.
+        scheduler: a fresh scheduler with ``set_timesteps`` already called.
+        latents: (B, 4, H/8, W/8) starting latents, already scaled by ``init_noise_sigma``,
+            on the UNet's device and dtype.
+        cond / uncond: text conditioning; ``uncond`` None disables CFG.
+        guidance_scale: CFG scale; 1 also disables the unconditional half.
+        num_steps: sampling steps of this pass (the scheduler may call the UNet more often).
+        time_ids: SDXL micro-conditioning (B, 6), or None.
+        extra_channels: (B, 5, H/8, W/8) mask + masked-image latents for 9-channel
+            inpainting UNets, or None.
+        step_kwargs: extra keyword arguments of ``scheduler.step`` (eta, generator).
+        seeds: per-image seeds, passed on to hooks.
+        job_id: passed on to hooks.
+    """
+
+    unet: Any
+    scheduler: Any
+    latents: torch.Tensor
+    cond: Conditioning
+    uncond: Conditioning | None
+    guidance_scale: float
+    num_steps: int
+    time_ids: torch.Tensor | None = None
+    extra_channels: torch.Tensor | None = None
+    step_kwargs: Mapping[str, Any] = field(default_factory=dict)
+    seeds: tuple[int, ...] = ()
+    job_id: str = ""
+
+
+def step_positions(num_calls: int, num_steps: int, second_order: bool) -> list[tuple[int, int]]:
+    """Map each scheduler call to (sampling step, call index).
+
+    Second-order diffusers schedulers (Heun, DPM2, DPM++ SDE) interleave their timesteps:
+    calls 2k and 2k+1 make step k, and the last step is a single first-order call. PLMS
+    evaluates the first step twice (one extra call). Everything else is one call per step.
+    """
+    if second_order:
+        return [(j // 2, j % 2) for j in range(num_calls)]
+    extra = num_calls - num_steps
+    return [(0, j) if j <= extra else (j - extra, 0) for j in range(num_calls)]
+
+
+def predict_noise(inputs: DenoiseInputs, step: StepParams, model_input: torch.Tensor) -> torch.Tensor:
+    """One batched UNet call for the conditional and unconditional halves, combined by CFG.
+
+    Args:
+        inputs: the pass (UNet, SDXL time ids, inpainting channels).
+        step: the hooks' view of this call (latents, cond, uncond, guidance_scale).
+        model_input: (B, C, h, w) latents after ``scale_model_input`` (C = 4, or 9 with
+            inpainting channels appended).
+
+    Returns:
+        (B, 4, h, w) guided noise (or v / x0) prediction, in the UNet's dtype.
+    """
+    use_cfg = step.uncond is not None and step.guidance_scale != 1.0
+    conds = [step.uncond, step.cond] if use_cfg else [step.cond]
+    batch = torch.cat([model_input] * len(conds))
+    embeds = torch.cat([c.embeds for c in conds])
+    added = None
+    if step.cond.pooled is not None:
+        added = {
+            "text_embeds": torch.cat([c.pooled for c in conds]),
+            "time_ids": torch.cat([inputs.time_ids] * len(conds)),
+        }
+    out = inputs.unet(batch, step.timestep, encoder_hidden_states=embeds, added_cond_kwargs=added, return_dict=False)[0]
+    if not use_cfg:
+        return out
+    uncond_pred, cond_pred = out.chunk(2)
+    return uncond_pred + step.guidance_scale * (cond_pred - uncond_pred)
+
+
+def _sigma_at(scheduler: Any) -> float | None:
+    """The scheduler's current sigma, read from its CPU copy (no device sync)."""
+    sigmas = getattr(scheduler, "sigmas", None)
+    index = getattr(scheduler, "step_index", None)
+    if sigmas is None or index is None or sigmas.device.type != "cpu" or index >= len(sigmas):
+        return None
+    return float(sigmas[index])
+
+
+def denoise(
+    inputs: DenoiseInputs,
+    hooks: HookDispatcher,
+    check_cancel: Callable[[], None],
+    on_step: Callable[[int, torch.Tensor], None],
+) -> torch.Tensor:
+    """Run the sampler from ``inputs.latents`` to clean latents.
+
+    Args:
+        inputs: the pass.
+        hooks: the job's hook dispatcher.
+        check_cancel: raises to stop (interrupt/skip); called after every UNet call.
+        on_step: called with (steps done, latents) after each completed sampling step.
+
+    Returns:
+        (B, 4, H/8, W/8) denoised latents.
+    """
+    scheduler = inputs.scheduler
+    timesteps = scheduler.timesteps
+    second_order = hasattr(scheduler, "state_in_first_order")
+    positions = step_positions(len(timesteps), inputs.num_steps, second_order)
+    latents = inputs.latents
+    for call, t in enumerate(timesteps):
+        step_index, call_index = positions[call]
+        model_latents = scheduler.scale_model_input(latents, t)
+        step = StepParams(
+            inputs.job_id, step_index, inputs.num_steps, call_index, t, _sigma_at(scheduler),
+            latents, inputs.cond, inputs.uncond, inputs.guidance_scale, inputs.seeds,
+        )
+        if hooks:
+            step = hooks.before_step(step)
+            if step.latents is not latents:
+                model_latents = scheduler.scale_model_input(step.latents, t)
+        if inputs.extra_channels is not None:
+            model_latents = torch.cat([model_latents, inputs.extra_channels], dim=1)
+        noise_pred = hooks.after_unet(step, predict_noise(inputs, step, model_latents)) if hooks else \
+            predict_noise(inputs, step, model_latents)
+        latents = scheduler.step(noise_pred, t, step.latents, **inputs.step_kwargs, return_dict=False)[0]
+        if hooks:
+            latents = hooks.after_step(step, latents)
+        check_cancel()
+        if call + 1 == len(timesteps) or positions[call + 1][0] != step_index:
+            on_step(step_index + 1, latents)
+    return latents

@@ -1,0 +1,24 @@
+"""Typed errors of the processing layer. Callers map them to exit codes, HTTP 4xx or UI messages."""
+
+from __future__ import annotations
+
+
+class ProcessingError(Exception):
+    """Base class of every error the engine raises on purpose."""
+
+
+class RequestValidationError(ProcessingError, ValueError):
+    """A request field has an invalid value. ``field`` names it with the A1111 API name."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}")
+        self.field = field
+        self.message = message
+
+
+class JobInterrupted(ProcessingError):
+    """The job's cancel token was interrupted; raised inside the loop, caught by the runner."""
+
+
+class BatchSkipped(ProcessingError):
+    """The job's cancel token asked to skip the batch that is being denoised."""

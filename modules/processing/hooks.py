@@ -1,0 +1,111 @@
+"""Per-step hooks: typed parameters and one dispatcher that isolates failing hooks.
+
+A hook never patches the model or the loop. It receives a frozen ``StepParams`` and returns
+a replacement (``dataclasses.replace(step, latents=...)``) or None for "no change". Hooks run
+in registration order; a hook that raises is logged with its name, disabled for the rest of
+the job, and reported in the job's result. The job goes on.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from modules.processing.conditioning import Conditioning
+
+__all__ = ["HookDispatcher", "StepHook", "StepParams"]
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class StepParams:
+    """One UNet evaluation of the denoising loop, as hooks see it.
+
+    Attributes:
+        job_id: the job this step belongs to.
+        step: 0-based sampling step (A1111's ``sampling_step``).
+        total_steps: number of sampling steps of this pass.
+        call_index: 0, or 1 for the second UNet call of a second-order sampler (Heun, DPM2,
+            DPM++ SDE) or PLMS's warm-up; both calls share ``step``.
+        timestep: scheduler timestep (0-d tensor).
+        sigma: noise level of the sampler at this call, or None for timestep samplers.
+        latents: (B, 4, H/8, W/8) current latents, before ``scale_model_input``.
+        cond: positive conditioning; uncond: negative, or None when CFG is off.
+        guidance_scale: CFG scale for this step.
+        seeds: the seed of each image of the batch.
+    """
+
+    job_id: str
+    step: int
+    total_steps: int
+    call_index: int
+    timestep: torch.Tensor
+    sigma: float | None
+    latents: torch.Tensor
+    cond: Conditioning
+    uncond: Conditioning | None
+    guidance_scale: float
+    seeds: tuple[int, ...] = ()
+
+
+class StepHook:
+    """Base class of per-step hooks; every method is a documented no-op by default."""
+
+    name: str = "hook"
+
+    def before_step(self, step: StepParams) -> StepParams | None:
+        """Before the UNet call: may return new latents / cond / uncond / guidance_scale."""
+        return None
+
+    def after_unet(self, step: StepParams, noise_pred: torch.Tensor) -> torch.Tensor | None:
+        """After the UNet and CFG: may return a replacement (B, 4, H/8, W/8) noise prediction."""
+        return None
+
+    def after_step(self, step: StepParams, latents: torch.Tensor) -> torch.Tensor | None:
+        """After the scheduler step: may return replacement latents (B, 4, H/8, W/8)."""
+        return None
+
+
+class HookDispatcher:
+    """Runs a job's hooks in order, applying their replacements and isolating their errors."""
+
+    def __init__(self, hooks: Iterable[StepHook] = ()) -> None:
+        self._active: list[StepHook] = list(hooks)
+        self.errors: list[str] = []
+
+    def __bool__(self) -> bool:
+        return bool(self._active)
+
+    def _call(self, hook: StepHook, method: str, *args: Any, expect: type) -> Any:
+        try:
+            result = getattr(hook, method)(*args)
+            if result is not None and not isinstance(result, expect):
+                raise TypeError(f"{method}() returned {type(result).__name__}, expected {expect.__name__} or None")
+            return result
+        except Exception as error:  # a hook must never break the job
+            logger.exception("hook %r failed in %s; disabled for the rest of the job", hook.name, method)
+            self.errors.append(f"{hook.name}: {method} failed: {error}")
+            self._active.remove(hook)
+            return None
+
+    def before_step(self, step: StepParams) -> StepParams:
+        for hook in list(self._active):
+            step = self._call(hook, "before_step", step, expect=StepParams) or step
+        return step
+
+    def after_unet(self, step: StepParams, noise_pred: torch.Tensor) -> torch.Tensor:
+        for hook in list(self._active):
+            replaced = self._call(hook, "after_unet", step, noise_pred, expect=torch.Tensor)
+            noise_pred = noise_pred if replaced is None else replaced
+        return noise_pred
+
+    def after_step(self, step: StepParams, latents: torch.Tensor) -> torch.Tensor:
+        for hook in list(self._active):
+            replaced = self._call(hook, "after_step", step, latents, expect=torch.Tensor)
+            latents = latents if replaced is None else replaced
+        return latents

@@ -1,0 +1,87 @@
+"""Between requests and infotext: the A1111 key for each request field, both ways."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from modules.processing.errors import RequestValidationError
+from modules.processing.infotext import VERSION, parse_infotext
+from modules.processing.requests import Txt2ImgRequest
+from modules.processing.samplers import resolve_sampler
+
+__all__ = ["request_from_infotext", "txt2img_parameters"]
+
+
+def txt2img_parameters(
+    request: Txt2ImgRequest, seed: int, subseed: int, model_name: str | None, model_hash: str | None
+) -> dict[str, Any]:
+    """The infotext parameters of one image, in A1111's keys.
+
+    ``seed``/``subseed`` are that image's own seeds. "Schedule type" records the schedule
+    actually used, so "Automatic" on a k-diffusion sampler is written as its default.
+    """
+    spec, _ = resolve_sampler(request.sampler_name, request.scheduler)
+    schedule = request.scheduler
+    if schedule == "Automatic" and not spec.keeps_model_spacing:
+        schedule = spec.default_schedule
+    varied = request.subseed_strength > 0
+    resized = request.seed_resize_from_w > 0 and request.seed_resize_from_h > 0
+    return {
+        "Steps": request.num_inference_steps,
+        "Sampler": request.sampler_name,
+        "Schedule type": None if schedule == "Automatic" else schedule,
+        "CFG scale": request.guidance_scale,
+        "Seed": seed,
+        "Size": f"{request.width}x{request.height}",
+        "Model hash": model_hash,
+        "Model": model_name,
+        "Variation seed": subseed if varied else None,
+        "Variation seed strength": request.subseed_strength if varied else None,
+        "Seed resize from": f"{request.seed_resize_from_w}x{request.seed_resize_from_h}" if resized else None,
+        "Clip skip": request.clip_skip if request.clip_skip > 1 else None,
+        "Tiling": "True" if request.tiling else None,
+        "Eta": request.eta if request.eta is not None and spec.uses_eta else None,
+        "Version": VERSION,
+    }
+
+
+def _number(params: dict[str, str], key: str, kind: type, default: Any) -> Any:
+    if key not in params:
+        return default
+    try:
+        return kind(float(params[key])) if kind is int else kind(params[key])
+    except ValueError:
+        raise RequestValidationError(key, f"is not a number: {params[key]!r}") from None
+
+
+def request_from_infotext(text: str, **overrides: Any) -> Txt2ImgRequest:
+    """Rebuild the request that produced an image from its infotext (ours or A1111's).
+
+    Keys the infotext lacks keep the request defaults; ``overrides`` win over both. The
+    checkpoint is chosen by "Model hash" when present, else by "Model".
+
+    Raises:
+        RequestValidationError: a value is malformed or out of range.
+    """
+    params = parse_infotext(text)
+    fields: dict[str, Any] = {"prompt": params["Prompt"], "negative_prompt": params["Negative prompt"]}
+    fields["num_inference_steps"] = _number(params, "Steps", int, 20)
+    fields["sampler_name"] = params.get("Sampler", "DPM++ 2M")
+    fields["scheduler"] = params.get("Schedule type", "Automatic")
+    fields["guidance_scale"] = _number(params, "CFG scale", float, 7.0)
+    fields["seed"] = _number(params, "Seed", int, -1)
+    fields["width"] = _number(params, "Size-1", int, 512)
+    fields["height"] = _number(params, "Size-2", int, 512)
+    fields["subseed"] = _number(params, "Variation seed", int, -1)
+    fields["subseed_strength"] = _number(params, "Variation seed strength", float, 0.0)
+    fields["seed_resize_from_w"] = _number(params, "Seed resize from-1", int, 0)
+    fields["seed_resize_from_h"] = _number(params, "Seed resize from-2", int, 0)
+    fields["clip_skip"] = _number(params, "Clip skip", int, 1)
+    fields["tiling"] = params.get("Tiling", "False") == "True"
+    if "Eta" in params:
+        fields["eta"] = _number(params, "Eta", float, None)
+    model = params.get("Model hash") or params.get("Model")
+    if model:
+        fields["checkpoint"] = model
+    fields.update(overrides)
+    return Txt2ImgRequest(**fields)

@@ -1,0 +1,164 @@
+"""Generation requests: frozen, validated dataclasses in diffusers vocabulary.
+
+A1111 names (``steps``, ``cfg_scale``, ``n_iter``) appear only at the edges (REST schema, CLI
+flags, infotext); ``API_FIELD_NAMES`` maps ours to theirs so that a validation error names the
+field the user actually typed.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from types import MappingProxyType
+from typing import Any
+
+from modules.processing.errors import RequestValidationError
+from modules.processing.samplers import UnknownSamplerError, resolve_sampler
+
+__all__ = ["API_FIELD_NAMES", "Limits", "Txt2ImgRequest", "MAX_SEED"]
+
+#: Largest accepted seed: seed + image index must still fit torch's 64-bit generator seed.
+MAX_SEED = 2**63 - 1 - 100_000
+
+API_FIELD_NAMES: Mapping[str, str] = MappingProxyType(
+    {
+        "num_inference_steps": "steps",
+        "guidance_scale": "cfg_scale",
+        "batch_count": "n_iter",
+        "checkpoint": "sd_model_checkpoint",
+        "vae": "sd_vae",
+    }
+)
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Bounds a request is checked against; settings may widen them (A1111 UI defaults)."""
+
+    min_size: int = 64
+    max_size: int = 2048
+    max_steps: int = 150
+    max_batch_size: int = 8
+    max_batch_count: int = 100
+    max_prompt_chars: int = 100_000
+
+
+def _api_name(name: str) -> str:
+    return API_FIELD_NAMES.get(name, name)
+
+
+def _check_int(name: str, value: Any, low: int, high: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise RequestValidationError(_api_name(name), f"must be an integer, got {value!r}")
+    if not low <= value <= high:
+        raise RequestValidationError(_api_name(name), f"must be between {low} and {high}, got {value}")
+
+
+def _check_float(name: str, value: Any, low: float, high: float) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise RequestValidationError(_api_name(name), f"must be a number, got {value!r}")
+    if not math.isfinite(value):
+        raise RequestValidationError(_api_name(name), f"must be a finite number, got {value}")
+    if not low <= value <= high:
+        raise RequestValidationError(_api_name(name), f"must be between {low} and {high}, got {value}")
+
+
+def _check_text(name: str, value: Any, max_chars: int) -> None:
+    if not isinstance(value, str):
+        raise RequestValidationError(_api_name(name), f"must be a string, got {type(value).__name__}")
+    if len(value) > max_chars:
+        raise RequestValidationError(_api_name(name), f"is longer than {max_chars} characters")
+    if "\x00" in value:
+        raise RequestValidationError(_api_name(name), "must not contain NUL characters")
+
+
+@dataclass(frozen=True)
+class Txt2ImgRequest:
+    """Everything that decides a txt2img job's pixels (and nothing about how it is shown).
+
+    ``seed == -1`` asks for a random seed; the runner resolves it before generating so the
+    infotext records the real one. Image ``k`` of the job (across batches) uses ``seed + k``.
+    """
+
+    prompt: str = ""
+    negative_prompt: str = ""
+    sampler_name: str = "DPM++ 2M"
+    scheduler: str = "Automatic"
+    num_inference_steps: int = 20
+    guidance_scale: float = 7.0
+    seed: int = -1
+    subseed: int = -1
+    subseed_strength: float = 0.0
+    seed_resize_from_w: int = 0
+    seed_resize_from_h: int = 0
+    width: int = 512
+    height: int = 512
+    batch_size: int = 1
+    batch_count: int = 1
+    clip_skip: int = 1
+    eta: float | None = None
+    tiling: bool = False
+    checkpoint: str | None = None
+    vae: str | None = None
+    script_args: Mapping[str, Mapping[str, Any]] = field(default_factory=lambda: MappingProxyType({}))
+    limits: Limits = field(default=Limits(), compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self._validate_text()
+        self._validate_numbers()
+        self._normalise_sampler()
+        if not isinstance(self.tiling, bool):
+            raise RequestValidationError("tiling", f"must be true or false, got {self.tiling!r}")
+        for name in ("checkpoint", "vae"):
+            value = getattr(self, name)
+            if value is not None and not isinstance(value, str):
+                raise RequestValidationError(_api_name(name), f"must be a string, got {value!r}")
+        if not isinstance(self.script_args, Mapping):
+            raise RequestValidationError("script_args", "must be an object keyed by script title")
+        object.__setattr__(self, "script_args", MappingProxyType(dict(self.script_args)))
+
+    def _validate_text(self) -> None:
+        _check_text("prompt", self.prompt, self.limits.max_prompt_chars)
+        _check_text("negative_prompt", self.negative_prompt, self.limits.max_prompt_chars)
+
+    def _validate_numbers(self) -> None:
+        lim = self.limits
+        for name in ("width", "height"):
+            value = getattr(self, name)
+            _check_int(name, value, lim.min_size, lim.max_size)
+            if value % 8:
+                raise RequestValidationError(name, f"must be a multiple of 8, got {value}")
+        _check_int("num_inference_steps", self.num_inference_steps, 1, lim.max_steps)
+        _check_float("guidance_scale", self.guidance_scale, 1.0, 30.0)
+        _check_int("seed", self.seed, -1, MAX_SEED)
+        _check_int("subseed", self.subseed, -1, MAX_SEED)
+        _check_float("subseed_strength", self.subseed_strength, 0.0, 1.0)
+        _check_int("seed_resize_from_w", self.seed_resize_from_w, -1, lim.max_size)
+        _check_int("seed_resize_from_h", self.seed_resize_from_h, -1, lim.max_size)
+        _check_int("batch_size", self.batch_size, 1, lim.max_batch_size)
+        _check_int("batch_count", self.batch_count, 1, lim.max_batch_count)
+        _check_int("clip_skip", self.clip_skip, 1, 12)
+        if self.eta is not None:
+            _check_float("eta", self.eta, 0.0, 1.0)
+
+    def _normalise_sampler(self) -> None:
+        if not isinstance(self.sampler_name, str):
+            raise RequestValidationError("sampler_name", f"must be a string, got {self.sampler_name!r}")
+        if not isinstance(self.scheduler, str):
+            raise RequestValidationError("scheduler", f"must be a string, got {self.scheduler!r}")
+        try:
+            spec, schedule = resolve_sampler(self.sampler_name, self.scheduler)
+        except UnknownSamplerError as error:
+            field_name = "scheduler" if "schedule type" in str(error) else "sampler_name"
+            raise RequestValidationError(field_name, str(error)) from None
+        object.__setattr__(self, "sampler_name", spec.name)
+        object.__setattr__(self, "scheduler", schedule)
+
+    @property
+    def images_per_job(self) -> int:
+        return self.batch_size * self.batch_count
+
+    @classmethod
+    def field_names(cls) -> tuple[str, ...]:
+        return tuple(f.name for f in fields(cls) if f.name != "limits")

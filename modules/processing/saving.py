@@ -1,0 +1,101 @@
+"""Saving images: A1111 file names, infotext in the PNG, atomic writes that never overwrite.
+
+``outputs/txt2img-images/YYYY-MM-DD/NNNNN-SEED.png``: the five-digit counter continues from the
+highest number already in the folder. The PNG is written to a temporary file in the same
+folder, flushed to disk, then hard-linked to its final name; linking fails if the name exists,
+so two writers can never overwrite each other (the loser takes the next number), and a crash
+leaves either no file or a complete one.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import re
+import tempfile
+from pathlib import Path
+
+from PIL import Image, PngImagePlugin
+
+__all__ = ["date_folder", "next_counter", "save_png"]
+
+_COUNTER_RE = re.compile(r"^(\d{5,})-")
+
+
+def date_folder(outputs: Path, kind: str, today: dt.date | None = None) -> Path:
+    """``outputs/<kind>/YYYY-MM-DD`` (A1111's default ``[date]`` directory pattern)."""
+    return outputs / kind / (today or dt.date.today()).isoformat()
+
+
+def next_counter(folder: Path) -> int:
+    """One past the highest NNNNN- prefix in ``folder`` (0 for an empty folder)."""
+    highest = -1
+    if folder.is_dir():
+        for entry in folder.iterdir():
+            match = _COUNTER_RE.match(entry.name)
+            if match:
+                highest = max(highest, int(match.group(1)))
+    return highest + 1
+
+
+def _fsync_dir(folder: Path) -> None:
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _write_temp_png(image: Image.Image, folder: Path, infotext: str | None) -> Path:
+    info = PngImagePlugin.PngInfo()
+    if infotext:
+        info.add_text("parameters", infotext)
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=".png")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            image.save(handle, format="PNG", pnginfo=info)
+            handle.flush()
+            os.fsync(handle.fileno())
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return Path(tmp)
+
+
+def save_png(image: Image.Image, folder: Path, stem_suffix: str, infotext: str | None = None,
+             exact_path: Path | None = None) -> Path:
+    """Save ``image`` as ``folder/NNNNN-<stem_suffix>.png`` (or ``exact_path``), atomically.
+
+    Args:
+        image: the picture.
+        folder: destination folder, created if missing.
+        stem_suffix: the part after the counter (A1111: the seed).
+        infotext: stored in the PNG "parameters" text chunk.
+        exact_path: write exactly this file instead (fails if it exists).
+
+    Returns:
+        The final path.
+
+    Raises:
+        FileExistsError: ``exact_path`` exists already.
+    """
+    folder = exact_path.parent if exact_path else folder
+    folder.mkdir(parents=True, exist_ok=True)
+    tmp = _write_temp_png(image, folder, infotext)
+    try:
+        if exact_path is not None:
+            os.link(tmp, exact_path)
+            final = exact_path
+        else:
+            counter = next_counter(folder)
+            while True:
+                final = folder / f"{counter:05d}-{stem_suffix}.png"
+                try:
+                    os.link(tmp, final)
+                    break
+                except FileExistsError:
+                    counter += 1
+    finally:
+        tmp.unlink(missing_ok=True)
+    _fsync_dir(folder)
+    return final

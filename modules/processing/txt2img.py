@@ -1,0 +1,194 @@
+"""txt2img: run a ``Txt2ImgRequest`` as a job on a loaded model.
+
+1. Resolve random seeds, so the infotext records the real ones.
+2. Encode the prompts once per job.
+3. Per batch: per-image CPU noise, a fresh scheduler, the denoising loop, VAE decode.
+4. Per image: infotext, optional atomic save.
+Interrupt stops the job and keeps the batches already finished; skip drops the current batch.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import inspect
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from PIL import Image
+
+from modules.models.loader import LoadedModel
+from modules.processing.conditioning import Conditioning, encode_prompts
+from modules.processing.denoise import DenoiseInputs, denoise
+from modules.processing.errors import BatchSkipped, JobInterrupted
+from modules.processing.hooks import HookDispatcher
+from modules.processing.infotext import build_infotext
+from modules.processing.job import Job, ProgressUpdate
+from modules.processing.request_infotext import txt2img_parameters
+from modules.processing.requests import Txt2ImgRequest
+from modules.processing.samplers import SamplerSpec, build_scheduler, resolve_sampler
+from modules.processing.saving import date_folder, save_png
+from modules.processing.seeds import ImageSeeds, create_initial_noise, image_generators, resolve_seed
+from modules.processing.vae import circular_padding, decode_latents, encode_pixels, to_pil_images
+
+__all__ = ["GenerationResult", "OutputOptions", "run_txt2img"]
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class OutputOptions:
+    """Where and whether to save.
+
+    ``outputs`` is the root holding ``txt2img-images/DATE/``; with ``flat`` the images go
+    straight into ``outputs`` instead (a folder the user chose).
+    """
+
+    outputs: Path
+    save: bool = True
+    flat: bool = False
+
+    def folder(self, kind: str) -> Path:
+        return self.outputs if self.flat else date_folder(self.outputs, kind)
+
+
+@dataclass
+class GenerationResult:
+    """What a job produced. ``request`` has the resolved (non-random) seeds."""
+
+    request: Txt2ImgRequest
+    images: list[Image.Image] = field(default_factory=list)
+    seeds: list[int] = field(default_factory=list)
+    subseeds: list[int] = field(default_factory=list)
+    infotexts: list[str] = field(default_factory=list)
+    paths: list[Path] = field(default_factory=list)
+    interrupted: bool = False
+    skipped_batches: list[int] = field(default_factory=list)
+    hook_errors: list[str] = field(default_factory=list)
+    duration_s: float = 0.0
+
+
+def _batch_conditioning(model: LoadedModel, request: Txt2ImgRequest) -> tuple[Conditioning, Conditioning | None]:
+    batch = request.batch_size
+    cond = encode_prompts(model.pipeline, [request.prompt] * batch, request.clip_skip)
+    if request.guidance_scale == 1.0:
+        return cond, None
+    return cond, encode_prompts(model.pipeline, [request.negative_prompt] * batch, request.clip_skip)
+
+
+def _sdxl_time_ids(model: LoadedModel, request: Txt2ImgRequest) -> torch.Tensor | None:
+    """SDXL micro-conditioning (Podell et al. 2023, Sec. 2.2): original size, crop, target size."""
+    if not model.family.is_xl:
+        return None
+    ids = [request.height, request.width, 0, 0, request.height, request.width]
+    return torch.tensor([ids] * request.batch_size, device=model.device, dtype=model.dtype)
+
+
+def _inpaint_channels(model: LoadedModel, request: Txt2ImgRequest, latent_shape: tuple[int, ...]) -> torch.Tensor | None:
+    """For a 9-channel inpainting UNet in txt2img: everything masked over a neutral grey image."""
+    if not model.family.is_inpaint:
+        return None
+    grey = torch.zeros(1, 3, request.height, request.width)
+    masked = encode_pixels(model.pipeline.vae, grey).to(model.device, model.dtype)
+    mask = torch.ones(1, 1, *latent_shape[-2:], device=model.device, dtype=model.dtype)
+    return torch.cat([mask, masked], dim=1).repeat(request.batch_size, 1, 1, 1)
+
+
+def _step_kwargs(spec: SamplerSpec, scheduler: object, request: Txt2ImgRequest,
+                 generators: list[torch.Generator]) -> dict[str, object]:
+    accepted = inspect.signature(scheduler.step).parameters  # type: ignore[attr-defined]
+    kwargs: dict[str, object] = {}
+    if "generator" in accepted:
+        kwargs["generator"] = generators
+    if spec.uses_eta and request.eta is not None:
+        kwargs["eta"] = request.eta
+    return kwargs
+
+
+def _run_batch(model: LoadedModel, job: Job, batch_index: int, seeds: ImageSeeds,
+               conds: tuple[Conditioning, Conditioning | None], hooks: HookDispatcher) -> torch.Tensor:
+    """Denoise one batch; returns decoded pixels (B, 3, H, W) in [0, 1]."""
+    request: Txt2ImgRequest = job.request
+    batch_seeds, batch_subseeds = seeds.batch(batch_index, request.batch_size)
+    factor = model.vae_scale_factor
+    shape = (4, request.height // factor, request.width // factor)
+    resize = None
+    if request.seed_resize_from_w > 0 and request.seed_resize_from_h > 0:
+        resize = (request.seed_resize_from_h // factor, request.seed_resize_from_w // factor)
+    generators = image_generators(batch_seeds)
+    noise = create_initial_noise(shape, generators, batch_subseeds, request.subseed_strength, resize)
+    spec, schedule = resolve_sampler(request.sampler_name, request.scheduler)
+    scheduler = build_scheduler(spec, schedule, model.scheduler_config, batch_seeds)
+    scheduler.set_timesteps(request.num_inference_steps, device=model.device)
+    inputs = DenoiseInputs(
+        unet=model.pipeline.unet, scheduler=scheduler,
+        latents=noise.to(model.device, model.dtype) * scheduler.init_noise_sigma,
+        cond=conds[0], uncond=conds[1], guidance_scale=request.guidance_scale,
+        num_steps=request.num_inference_steps, time_ids=_sdxl_time_ids(model, request),
+        extra_channels=_inpaint_channels(model, request, shape),
+        step_kwargs=_step_kwargs(spec, scheduler, request, generators), seeds=tuple(batch_seeds), job_id=job.id,
+    )
+
+    def report(step: int, latents: torch.Tensor) -> None:
+        if job.on_progress is not None:
+            job.on_progress(ProgressUpdate(job.id, batch_index, request.batch_count, step,
+                                           request.num_inference_steps, job.elapsed_s(), latents, model.family.id))
+
+    latents = denoise(inputs, hooks, job.cancel.raise_if_cancelled, report)
+    return decode_latents(model.pipeline.vae, latents)
+
+
+def _finish_images(model: LoadedModel, result: GenerationResult, pixels: torch.Tensor, batch_index: int,
+                   seeds: ImageSeeds, output: OutputOptions | None) -> None:
+    request = result.request
+    batch_seeds, batch_subseeds = seeds.batch(batch_index, request.batch_size)
+    folder = output.folder("txt2img-images") if output else None
+    for image, seed, subseed in zip(to_pil_images(pixels), batch_seeds, batch_subseeds):
+        params = txt2img_parameters(request, seed, subseed, model.name, model.short_hash)
+        infotext = build_infotext(request.prompt, request.negative_prompt, params)
+        result.images.append(image)
+        result.seeds.append(seed)
+        result.subseeds.append(subseed)
+        result.infotexts.append(infotext)
+        if output is not None and output.save and folder is not None:
+            result.paths.append(save_png(image, folder, str(seed), infotext))
+
+
+def run_txt2img(model: LoadedModel, job: Job, output: OutputOptions | None = None) -> GenerationResult:
+    """Run a txt2img job to the end (or until interrupted).
+
+    Args:
+        model: the loaded checkpoint to use.
+        job: the request (``job.request`` is a ``Txt2ImgRequest``), hooks, progress and cancel token.
+        output: where to save; None keeps the images in memory only.
+
+    Returns:
+        The images with their seeds, infotexts and saved paths.
+    """
+    started = time.monotonic()
+    request: Txt2ImgRequest = dataclasses.replace(
+        job.request, seed=resolve_seed(job.request.seed), subseed=resolve_seed(job.request.subseed)
+    )
+    job.request = request
+    seeds = ImageSeeds(request.seed, request.subseed, request.images_per_job)
+    hooks = HookDispatcher(job.hooks)
+    result = GenerationResult(request=request)
+    tiling = circular_padding(model.pipeline.unet, model.pipeline.vae) if request.tiling else contextlib.nullcontext()
+    with tiling, torch.inference_mode():
+        conds = _batch_conditioning(model, request)
+        for batch_index in range(request.batch_count):
+            try:
+                pixels = _run_batch(model, job, batch_index, seeds, conds, hooks)
+            except BatchSkipped:
+                result.skipped_batches.append(batch_index)
+                continue
+            except JobInterrupted:
+                result.interrupted = True
+                break
+            _finish_images(model, result, pixels, batch_index, seeds, output)
+    result.hook_errors = list(hooks.errors)
+    result.duration_s = time.monotonic() - started
+    return result

@@ -1,0 +1,6 @@
+#!/usr/bin/env bash
+# Run the whole test suite. Creates .venv/ on first use. Extra arguments go to pytest.
+set -euo pipefail
+cd "$(dirname "$0")"
+source tools/ensure_venv.sh requirements-test.txt
+exec .venv/bin/python -m pytest "$@"
