@@ -99,10 +99,10 @@ SAMPLERS: tuple[SamplerSpec, ...] = (
     _spec("Heun", "HeunDiscreteScheduler", ["k_heun"]),
     _spec("DPM2", "KDPM2DiscreteScheduler", ["k_dpm_2"], default_schedule="Karras"),
     _spec("DPM2 a", "KDPM2AncestralDiscreteScheduler", ["k_dpm_2_a"], default_schedule="Karras"),
-    _spec("DDIM", "DDIMScheduler", ["ddim"], keeps_model_spacing=True, uses_eta=True,
+    _spec("DDIM", "DDIMScheduler", (), keeps_model_spacing=True, uses_eta=True,
           options={"set_alpha_to_one": False}),
-    _spec("PLMS", "PNDMScheduler", ["plms"], keeps_model_spacing=True, options={"skip_prk_steps": True}),
-    _spec("UniPC", "UniPCMultistepScheduler", ["unipc"], keeps_model_spacing=True),
+    _spec("PLMS", "PNDMScheduler", (), keeps_model_spacing=True, options={"skip_prk_steps": True}),
+    _spec("UniPC", "UniPCMultistepScheduler", (), keeps_model_spacing=True),
     _spec("LCM", "LCMScheduler", ["k_lcm"], keeps_model_spacing=True),
 )
 

@@ -1,0 +1,55 @@
+"""Saving: A1111 names, atomic writes, never overwriting."""
+
+from __future__ import annotations
+
+import datetime as dt
+import threading
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from modules.processing.saving import date_folder, next_counter, save_png
+
+
+def _image() -> Image.Image:
+    return Image.new("RGB", (8, 8), (200, 10, 10))
+
+
+def test_names_follow_a1111_and_continue_the_counter(tmp_path: Path) -> None:
+    folder = date_folder(tmp_path, "txt2img-images", dt.date(2026, 1, 2))
+    assert folder == tmp_path / "txt2img-images" / "2026-01-02"
+    first = save_png(_image(), folder, "123", "prompt\nSteps: 1")
+    assert first.name == "00000-123.png"
+    (folder / "00041-9.png").write_bytes(b"not ours")
+    assert save_png(_image(), folder, "124").name == "00042-124.png"
+    assert Image.open(first).info["parameters"] == "prompt\nSteps: 1"
+    assert not [p for p in folder.iterdir() if p.name.startswith(".tmp")]
+
+
+def test_concurrent_writers_never_overwrite(tmp_path: Path) -> None:
+    paths: list[Path] = []
+    lock = threading.Lock()
+
+    def write() -> None:
+        path = save_png(_image(), tmp_path, "5")
+        with lock:
+            paths.append(path)
+
+    threads = [threading.Thread(target=write) for _ in range(12)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(set(paths)) == 12
+    assert next_counter(tmp_path) == 12
+
+
+def test_exact_path_is_never_overwritten(tmp_path: Path) -> None:
+    target = tmp_path / "out.png"
+    save_png(_image(), tmp_path, "", exact_path=target)
+    before = target.read_bytes()
+    with pytest.raises(FileExistsError):
+        save_png(Image.new("RGB", (8, 8)), tmp_path, "", exact_path=target)
+    assert target.read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir()] == ["out.png"]
