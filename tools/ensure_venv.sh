@@ -12,10 +12,12 @@ if [ ! -x .venv/bin/python ]; then
     .venv/bin/python -m pip install --quiet --upgrade pip >&2
 fi
 _stamp=".venv/.installed-$(basename "$_req_file").sha256"
-_hash=$(cat requirements*.txt | sha256sum | cut -d' ' -f1)
+_hash=$(cat requirements*.txt pyproject.toml | sha256sum | cut -d' ' -f1)
 if [ ! -f "$_stamp" ] || [ "$(cat "$_stamp")" != "$_hash" ]; then
     echo "Installing $_req_file into .venv (first run takes a few minutes) ..." >&2
     # torch and torchvision are pinned in the same file, so pip installs them in one call.
     .venv/bin/python -m pip install --quiet -r "$_req_file" >&2
+    # Registers the `aigen` console script; the code itself runs from the checkout.
+    .venv/bin/python -m pip install --quiet --no-deps --no-build-isolation -e . >&2
     echo "$_hash" > "$_stamp"
 fi

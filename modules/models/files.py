@@ -38,7 +38,7 @@ class ModelFileError(Exception):
     Attributes:
         path: the file.
         kind: one of "missing", "truncated", "header_too_large", "not_safetensors",
-            "lfs_pointer", "html_page", "pickle_refused", "pickle_unsafe", "unsupported".
+            "lfs_pointer", "html_page", "pickle_refused", "pickle_unsafe", "unsupported", "incomplete".
     """
 
     def __init__(self, path: Path | str, kind: str, detail: str) -> None:

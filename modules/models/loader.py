@@ -123,10 +123,17 @@ def _from_single_file(info: CheckpointInfo, allow_pickle: bool, dtype: torch.dty
         source, family = _safetensors_source(info, allow_pickle, Path(scratch))
         config_dir = info.config_dir or family.config_dir
         pipeline_cls = getattr(diffusers, family.pipeline_class)
-        pipeline = pipeline_cls.from_single_file(
-            str(source), config=str(config_dir), local_files_only=True, torch_dtype=dtype,
-            safety_checker=None, feature_extractor=None, **_tokenizers(family),
-        )
+        try:
+            pipeline = pipeline_cls.from_single_file(
+                str(source), config=str(config_dir), local_files_only=True, torch_dtype=dtype,
+                safety_checker=None, feature_extractor=None, **_tokenizers(family),
+            )
+        except NotImplementedError:  # torch refuses to copy weights that were never loaded
+            raise ModelFileError(info.path, "incomplete", f"lacks weights of a {family.label} checkpoint "
+                                 "(truncated export or a partial file)") from None
+        except (RuntimeError, KeyError, ValueError, OSError) as error:
+            raise ModelFileError(info.path, "unsupported", f"could not be loaded as {family.label} "
+                                 f"with configs from {config_dir}: {error}") from None
         has_v_key = "v_pred" in read_safetensors_header(source).tensors
     if has_v_key:
         pipeline.scheduler = pipeline.scheduler.from_config(pipeline.scheduler.config, prediction_type="v_prediction")
@@ -134,6 +141,19 @@ def _from_single_file(info: CheckpointInfo, allow_pickle: bool, dtype: torch.dty
         prediction = "v_prediction" if detect_v_prediction(pipeline.unet) else "epsilon"
         pipeline.scheduler = pipeline.scheduler.from_config(pipeline.scheduler.config, prediction_type=prediction)
     return pipeline, family
+
+
+def _check_complete(pipeline: Any, path: Path) -> None:
+    """Raise if any weight stayed unloaded: diffusers leaves missing tensors on the meta
+    device without an error, which would only fail later, mid-generation."""
+    for component in ("unet", "vae", "text_encoder", "text_encoder_2"):
+        module = getattr(pipeline, component, None)
+        if module is None:
+            continue
+        missing = [name for name, tensor in (*module.named_parameters(), *module.named_buffers()) if tensor.is_meta]
+        if missing:
+            raise ModelFileError(path, "incomplete", f"lacks {len(missing)} {component} weights "
+                                 f"(e.g. {missing[0]}): not a complete checkpoint of its family")
 
 
 def _from_diffusers_folder(info: CheckpointInfo, dtype: torch.dtype) -> tuple[Any, ModelFamily]:
@@ -167,6 +187,7 @@ def load_checkpoint(
         pipeline, family = _from_diffusers_folder(info, dtype)
     else:
         pipeline, family = _from_single_file(info, allow_pickle, dtype)
+    _check_complete(pipeline, info.path)
     pipeline.set_progress_bar_config(disable=True)
     if device.type != "cpu":  # weights are loaded on the CPU; moving them there again only warns
         pipeline.to(device)
