@@ -33,5 +33,6 @@ def build_app_context(args: argparse.Namespace) -> AppContext:
     registry = CheckpointRegistry(roots, HashCache(paths.cache / "hashes.json"))
     placement = choose_placement(getattr(args, "precision", "auto"), getattr(args, "no_half", False),
                                  getattr(args, "device", None))
-    models = ModelManager(registry, placement, allow_pickle=getattr(args, "allow_pickle", False))
+    models = ModelManager(registry, placement, allow_pickle=getattr(args, "allow_pickle", False),
+                          vae_roots=[paths.vae])
     return AppContext(paths=paths, registry=registry, models=models)

@@ -73,7 +73,7 @@ def run_generate(context: AppContext, payload: dict[str, Any], out: Path | None)
     request = txt2img_request_from_api(payload)
     exact = out is not None and out.suffix.lower() == ".png"
     targets = _exact_targets(out, request.images_per_job) if exact and out is not None else []
-    model = context.models.get(request.checkpoint)
+    model = context.models.get(request.checkpoint, request.vae)
     if out is None:
         output: OutputOptions | None = OutputOptions(context.paths.outputs)
     else:

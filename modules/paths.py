@@ -20,6 +20,10 @@ class DataPaths:
         return self.root / "models" / "Stable-diffusion"
 
     @property
+    def vae(self) -> Path:
+        return self.root / "models" / "VAE"
+
+    @property
     def outputs(self) -> Path:
         return self.root / "outputs"
 

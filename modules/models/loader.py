@@ -40,6 +40,8 @@ class LoadedModel:
         scheduler_config: the model's noise schedule (betas, prediction type) as a dict.
         device / dtype: where and in which precision the weights live.
         short_hash: A1111 "Model hash" (None for diffusers folders).
+        builtin_vae: the checkpoint's own VAE, kept while an external one is in use.
+        vae_file / vae_hash: the external VAE in ``pipeline.vae`` and its short hash, or None.
     """
 
     info: CheckpointInfo
@@ -49,6 +51,13 @@ class LoadedModel:
     device: torch.device
     dtype: torch.dtype
     short_hash: str | None
+    builtin_vae: Any = None
+    vae_file: Any = None
+    vae_hash: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.builtin_vae is None:
+            self.builtin_vae = self.pipeline.vae
 
     @property
     def name(self) -> str:

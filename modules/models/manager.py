@@ -11,12 +11,15 @@ import gc
 import logging
 import threading
 from collections import OrderedDict
+from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 
 from modules.models.loader import LoadedModel, load_checkpoint
 from modules.models.registry import CheckpointInfo, CheckpointRegistry
+from modules.models.vae import load_vae, resolve_vae_choice
 
 __all__ = ["ModelManager", "Placement", "choose_placement"]
 
@@ -62,8 +65,10 @@ class ModelManager:
         placement: Placement,
         keep_loaded: int = 1,
         allow_pickle: bool = False,
+        vae_roots: Sequence[Path] = (),
     ) -> None:
         self.registry = registry
+        self.vae_roots = [Path(r) for r in vae_roots]
         self.placement = placement
         self.keep_loaded = max(1, keep_loaded)
         self.allow_pickle = allow_pickle
@@ -79,20 +84,39 @@ class ModelManager:
                 return next(reversed(self._loaded.values())).info
         return self.registry.default()
 
-    def get(self, query: str | None = None) -> LoadedModel:
-        """The loaded model for ``query`` (see ``resolve``), loading it if needed."""
+    def get(self, query: str | None = None, vae: str | None = None) -> LoadedModel:
+        """The loaded model for ``query`` (see ``resolve``), loading it if needed, with the VAE
+        ``vae`` ("Automatic" when None, "None" for the checkpoint's own, or a file name) in place.
+
+        Raises:
+            ModelNotFoundError: no such checkpoint or VAE. ModelFileError: a broken file.
+        """
         info = self.resolve(query)
         key = str(info.path)
         with self._lock:
             if key in self._loaded:
                 self._loaded.move_to_end(key)
-                return self._loaded[key]
-            while len(self._loaded) >= self.keep_loaded:
-                self._unload(next(iter(self._loaded)))
-            short_hash = self.registry.short_hash(info)
-            model = load_checkpoint(info, self.placement.device, self.placement.dtype, short_hash, self.allow_pickle)
-            self._loaded[key] = model
+            else:
+                while len(self._loaded) >= self.keep_loaded:
+                    self._unload(next(iter(self._loaded)))
+                short_hash = self.registry.short_hash(info)
+                self._loaded[key] = load_checkpoint(info, self.placement.device, self.placement.dtype, short_hash,
+                                                    self.allow_pickle)
+            model = self._loaded[key]
+            self._use_vae(model, vae)
             return model
+
+    def _use_vae(self, model: LoadedModel, choice: str | None) -> None:
+        """Put the chosen VAE into the model's pipeline (the checkpoint's own one when None)."""
+        wanted = resolve_vae_choice(choice, model.info, self.vae_roots)
+        if wanted == model.vae_file:
+            return
+        if wanted is None:
+            model.pipeline.vae, model.vae_file, model.vae_hash = model.builtin_vae, None, None
+            return
+        vae = load_vae(wanted, model.family, model.info.config_dir, self.placement.dtype, self.placement.device)
+        model.pipeline.vae, model.vae_file = vae, wanted
+        model.vae_hash = self.registry.hashes.short_hash(wanted.path)
 
     @property
     def loaded(self) -> list[LoadedModel]:

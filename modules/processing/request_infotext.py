@@ -13,7 +13,8 @@ __all__ = ["request_from_infotext", "txt2img_parameters"]
 
 
 def txt2img_parameters(
-    request: Txt2ImgRequest, seed: int, subseed: int, model_name: str | None, model_hash: str | None
+    request: Txt2ImgRequest, seed: int, subseed: int, model_name: str | None, model_hash: str | None,
+    vae_name: str | None = None, vae_hash: str | None = None,
 ) -> dict[str, Any]:
     """The infotext parameters of one image, in A1111's keys.
 
@@ -35,6 +36,8 @@ def txt2img_parameters(
         "Size": f"{request.width}x{request.height}",
         "Model hash": model_hash,
         "Model": model_name,
+        "VAE hash": vae_hash,
+        "VAE": vae_name,
         "Variation seed": subseed if varied else None,
         "Variation seed strength": request.subseed_strength if varied else None,
         "Seed resize from": f"{request.seed_resize_from_w}x{request.seed_resize_from_h}" if resized else None,
@@ -83,5 +86,7 @@ def request_from_infotext(text: str, **overrides: Any) -> Txt2ImgRequest:
     model = params.get("Model hash") or params.get("Model")
     if model:
         fields["checkpoint"] = model
+    if "VAE" in params:
+        fields["vae"] = params["VAE"]
     fields.update(overrides)
     return Txt2ImgRequest(**fields)

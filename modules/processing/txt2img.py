@@ -147,7 +147,8 @@ def _finish_images(model: LoadedModel, result: GenerationResult, pixels: torch.T
     batch_seeds, batch_subseeds = seeds.batch(batch_index, request.batch_size)
     folder = output.folder("txt2img-images") if output else None
     for image, seed, subseed in zip(to_pil_images(pixels), batch_seeds, batch_subseeds):
-        params = txt2img_parameters(request, seed, subseed, model.name, model.short_hash)
+        vae_name = model.vae_file.name if model.vae_file else None
+        params = txt2img_parameters(request, seed, subseed, model.name, model.short_hash, vae_name, model.vae_hash)
         infotext = build_infotext(request.prompt, request.negative_prompt, params)
         result.images.append(image)
         result.seeds.append(seed)

@@ -1,0 +1,87 @@
+"""External VAEs (A1111 "SD VAE" setting): find, load and choose them per request.
+
+Choices, as in A1111: "Automatic" uses a VAE named after the checkpoint if one exists
+(``<checkpoint>.vae.safetensors`` beside it, or ``models/VAE/<checkpoint>.safetensors``) and
+the checkpoint's own VAE otherwise; "None" always uses the checkpoint's own VAE; any other
+value names a file in the VAE folders.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from modules.models.families import ModelFamily
+from modules.models.files import SAFETENSORS_SUFFIXES, ModelFileError, read_safetensors_header
+from modules.models.registry import CheckpointInfo, ModelNotFoundError
+
+__all__ = ["AUTOMATIC", "BUILTIN", "VaeFile", "find_vae_files", "load_vae", "resolve_vae_choice"]
+
+AUTOMATIC = "Automatic"
+BUILTIN = "None"
+
+
+@dataclass(frozen=True)
+class VaeFile:
+    """A VAE on disk. ``name`` is its file name, as A1111's "VAE" infotext key shows it."""
+
+    name: str
+    path: Path
+
+
+def find_vae_files(roots: Sequence[Path]) -> list[VaeFile]:
+    """All .safetensors VAEs under ``roots`` (recursively), sorted by name."""
+    found = []
+    for root in roots:
+        if root.is_dir():
+            found += [VaeFile(p.name, p) for p in root.rglob("*") if p.suffix.lower() in SAFETENSORS_SUFFIXES]
+    return sorted(found, key=lambda v: v.name.lower())
+
+
+def resolve_vae_choice(choice: str | None, checkpoint: CheckpointInfo, roots: Sequence[Path]) -> VaeFile | None:
+    """The VAE file a choice means for ``checkpoint``, or None for the checkpoint's own VAE.
+
+    ``None`` means "Automatic", A1111's default.
+
+    Raises:
+        ModelNotFoundError: a named VAE does not exist (the message lists the folders).
+    """
+    if choice in ("", BUILTIN):
+        return None
+    if choice is None or choice == AUTOMATIC:
+        beside = checkpoint.path.with_name(checkpoint.path.stem + ".vae.safetensors")
+        if beside.is_file():
+            return VaeFile(beside.name, beside)
+        same_name = [v for v in find_vae_files(roots) if Path(v.name).stem == checkpoint.path.stem]
+        return same_name[0] if same_name else None
+    for vae in find_vae_files(roots):
+        if choice in (vae.name, Path(vae.name).stem, str(vae.path)):
+            return vae
+    raise ModelNotFoundError(f"no VAE named {choice!r} in {', '.join(str(r) for r in roots)}")
+
+
+def load_vae(vae: VaeFile, family: ModelFamily, config_dir: Path | None, dtype: torch.dtype,
+             device: torch.device) -> Any:
+    """Load a VAE file (LDM layout, with or without the ``first_stage_model.`` prefix).
+
+    The VAE config comes from the checkpoint's own config folder, else its family's.
+
+    Raises:
+        ModelFileError: the file is broken or is not a VAE.
+    """
+    from diffusers import AutoencoderKL
+
+    header = read_safetensors_header(vae.path)
+    if not any(k.endswith("decoder.conv_in.weight") for k in header.tensors):
+        raise ModelFileError(vae.path, "unsupported", "is not a VAE (no decoder weights)")
+    config = (config_dir or family.config_dir) / "vae"
+    try:
+        model = AutoencoderKL.from_single_file(str(vae.path), config=str(config), local_files_only=True,
+                                               torch_dtype=dtype)
+    except (NotImplementedError, RuntimeError, KeyError, ValueError) as error:
+        raise ModelFileError(vae.path, "unsupported", f"could not be loaded as a {family.label} VAE: {error}") from None
+    return model.to(device) if device.type != "cpu" else model
