@@ -61,7 +61,8 @@ def _add_generate(commands: Any) -> None:
     gen.add_argument("--clip-skip", type=int, default=1)
     gen.add_argument("--tiling", action="store_true")
     gen.add_argument("--model", default=None, help="checkpoint name, title, short hash or path")
-    gen.add_argument("--vae", default=None, help='"Automatic" (default), "None" (the checkpoint\'s own) or a file in models/VAE')
+    gen.add_argument("--vae", default=None,
+                     help='"Automatic" (default), "None" (the checkpoint\'s own) or a file in models/VAE')
     gen.add_argument("--out", type=Path, default=None, help="output folder, or a .png file for one image")
 
 
@@ -83,7 +84,9 @@ def _payload_from_flags(args: argparse.Namespace) -> dict[str, Any]:
         "cfg_scale": args.cfg_scale, "sampler_name": args.sampler, "scheduler": args.scheduler,
         "width": args.width, "height": args.height, "batch_size": args.batch_size, "n_iter": args.n_iter,
         "tiling": args.tiling,
-        "override_settings": {"CLIP_stop_at_last_layers": args.clip_skip, **({"sd_vae": args.vae} if args.vae else {})},
+        "override_settings": {
+            "CLIP_stop_at_last_layers": args.clip_skip, **({"sd_vae": args.vae} if args.vae else {}),
+        },
         **({"sd_model_checkpoint": args.model} if args.model else {}),
     }
 

@@ -85,7 +85,7 @@ def run_generate(context: AppContext, payload: dict[str, Any], out: Path | None)
         progress.close()
     if exact:
         result.paths = [save_png(image, target.parent, "", info, exact_path=target)
-                        for image, info, target in zip(result.images, result.infotexts, targets)]
+                        for image, info, target in zip(result.images, result.infotexts, targets, strict=False)]
     return _summary(result)
 
 

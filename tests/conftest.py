@@ -3,14 +3,13 @@ real registry and loader, so every test exercises the same path a user's checkpo
 
 from __future__ import annotations
 
-import modules.offline  # noqa: F401 - before diffusers/transformers
-
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import torch
 
+# Importing any `modules` package first sets the offline switches for diffusers/transformers.
 from modules.models.hashing import HashCache
 from modules.models.loader import LoadedModel
 from modules.models.manager import ModelManager, Placement

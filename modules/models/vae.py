@@ -83,5 +83,6 @@ def load_vae(vae: VaeFile, family: ModelFamily, config_dir: Path | None, dtype: 
         model = AutoencoderKL.from_single_file(str(vae.path), config=str(config), local_files_only=True,
                                                torch_dtype=dtype)
     except (NotImplementedError, RuntimeError, KeyError, ValueError) as error:
-        raise ModelFileError(vae.path, "unsupported", f"could not be loaded as a {family.label} VAE: {error}") from None
+        detail = f"could not be loaded as a {family.label} VAE: {error}"
+        raise ModelFileError(vae.path, "unsupported", detail) from None
     return model.to(device) if device.type != "cpu" else model

@@ -89,7 +89,8 @@ def predict_noise(inputs: DenoiseInputs, step: StepParams, model_input: torch.Te
             "text_embeds": torch.cat([c.pooled for c in conds]),
             "time_ids": torch.cat([inputs.time_ids] * len(conds)),
         }
-    out = inputs.unet(batch, step.timestep, encoder_hidden_states=embeds, added_cond_kwargs=added, return_dict=False)[0]
+    out = inputs.unet(batch, step.timestep, encoder_hidden_states=embeds, added_cond_kwargs=added,
+                      return_dict=False)[0]
     if not use_cfg:
         return out
     uncond_pred, cond_pred = out.chunk(2)

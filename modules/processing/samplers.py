@@ -137,7 +137,8 @@ def resolve_sampler(name: str, schedule_type: str = "Automatic") -> tuple[Sample
     schedule_by_lower = {s.lower(): s for s in SCHEDULE_TYPES}
     schedule = schedule_by_lower.get((schedule_type or "Automatic").strip().lower())
     if schedule is None:
-        raise UnknownSamplerError(f"unknown schedule type {schedule_type!r}; choose one of {', '.join(SCHEDULE_TYPES)}")
+        choices = ", ".join(SCHEDULE_TYPES)
+        raise UnknownSamplerError(f"unknown schedule type {schedule_type!r}; choose one of {choices}")
     key = name.strip().lower()
     spec = _BY_NAME.get(key)
     if spec is None:

@@ -87,7 +87,9 @@ def _sdxl_time_ids(model: LoadedModel, request: Txt2ImgRequest) -> torch.Tensor 
     return torch.tensor([ids] * request.batch_size, device=model.device, dtype=model.dtype)
 
 
-def _inpaint_channels(model: LoadedModel, request: Txt2ImgRequest, latent_shape: tuple[int, ...]) -> torch.Tensor | None:
+def _inpaint_channels(
+    model: LoadedModel, request: Txt2ImgRequest, latent_shape: tuple[int, ...]
+) -> torch.Tensor | None:
     """For a 9-channel inpainting UNet in txt2img: everything masked over a neutral grey image."""
     if not model.family.is_inpaint:
         return None
@@ -146,7 +148,7 @@ def _finish_images(model: LoadedModel, result: GenerationResult, pixels: torch.T
     request = result.request
     batch_seeds, batch_subseeds = seeds.batch(batch_index, request.batch_size)
     folder = output.folder("txt2img-images") if output else None
-    for image, seed, subseed in zip(to_pil_images(pixels), batch_seeds, batch_subseeds):
+    for image, seed, subseed in zip(to_pil_images(pixels), batch_seeds, batch_subseeds, strict=True):
         vae_name = model.vae_file.name if model.vae_file else None
         params = txt2img_parameters(request, seed, subseed, model.name, model.short_hash, vae_name, model.vae_hash)
         infotext = build_infotext(request.prompt, request.negative_prompt, params)

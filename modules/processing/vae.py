@@ -68,5 +68,5 @@ def circular_padding(*models: Any) -> Iterator[None]:
     try:
         yield
     finally:
-        for conv, mode in zip(convs, previous):
+        for conv, mode in zip(convs, previous, strict=True):
             conv.padding_mode = mode

@@ -83,7 +83,8 @@ def test_every_family_folder_is_present():
 
 @pytest.mark.parametrize("family", FAMILY_IDS)
 def test_folder_holds_configs_only(family):
-    files = sorted(p.relative_to(CONFIG_ROOT / family).as_posix() for p in (CONFIG_ROOT / family).rglob("*") if p.is_file())
+    folder = CONFIG_ROOT / family
+    files = sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file())
     expected = ["model_index.json", "scheduler/scheduler_config.json", "text_encoder/config.json",
                 "unet/config.json", "vae/config.json"]
     if "te2" in FAMILIES[family]:

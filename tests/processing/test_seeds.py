@@ -73,3 +73,10 @@ def test_seed_resize_to_the_same_size_changes_nothing(sd15_model: LoadedModel) -
     plain = _images(sd15_model)[0]
     same = _images(sd15_model, seed_resize_from_w=64, seed_resize_from_h=64)[0]
     assert np.array_equal(plain, same)
+
+
+def test_initial_noise_of_an_image_is_independent_of_its_batch() -> None:
+    batch = create_initial_noise((4, 8, 8), image_generators([100, 101, 102]))
+    alone = create_initial_noise((4, 8, 8), image_generators([101]))
+    assert torch.equal(batch[1], alone[0])
+    assert not torch.equal(batch[0], batch[1])
