@@ -82,6 +82,8 @@ def detect_family(has_key: Callable[[str], bool], shape_of: Callable[[str], tupl
     if unet_in is None:
         raise UnknownFamilyError("no UNet found (missing model.diffusion_model.* keys): not a Stable Diffusion "
                                  "checkpoint, or a LoRA/VAE/embedding file in the checkpoint folder")
+    if len(unet_in) != 4:
+        raise UnknownFamilyError(f"the UNet's first convolution has shape {list(unet_in)}, not a 4-D kernel")
     in_channels = unet_in[1]
     if has_key("conditioner.embedders.1.model.ln_final.weight"):
         if not has_key("conditioner.embedders.0.transformer.text_model.final_layer_norm.weight"):
@@ -106,10 +108,14 @@ def detect_diffusers_family(folder: Path) -> ModelFamily:
     try:
         index = json.loads((folder / "model_index.json").read_text(encoding="utf-8"))
         unet = json.loads((folder / "unet" / "config.json").read_text(encoding="utf-8"))
+        text_config = folder / "text_encoder" / "config.json"
+        text = json.loads(text_config.read_text(encoding="utf-8")) if text_config.is_file() else {}
     except (OSError, ValueError) as error:
         raise UnknownFamilyError(f"unreadable diffusers folder: {error}") from None
     in_channels = unet.get("in_channels", 4)
     if "text_encoder_2" in index or "XL" in str(index.get("_class_name", "")):
         return _with_inpaint("sdxl", in_channels)
-    base = "sd2" if unet.get("cross_attention_dim") == 1024 else "sd15"
+    # SD2.x: OpenCLIP text encoder (GELU, where OpenAI's CLIP uses quick-GELU), 1024 wide.
+    is_sd2 = unet.get("cross_attention_dim") == 1024 or text.get("hidden_act") == "gelu"
+    base = "sd2" if is_sd2 else "sd15"
     return _with_inpaint(base, in_channels)

@@ -8,6 +8,7 @@ by what we read, never by matching library messages (they change between release
 from __future__ import annotations
 
 import json
+import math
 import struct
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -26,6 +27,11 @@ __all__ = [
     "read_safetensors_header",
 ]
 
+# Bytes per element of each safetensors dtype name (the format's own list).
+_DTYPE_BYTES = {
+    "BOOL": 1, "U8": 1, "I8": 1, "F8_E5M2": 1, "F8_E4M3": 1, "F8_E8M0": 1, "I16": 2, "U16": 2, "F16": 2,
+    "BF16": 2, "I32": 4, "U32": 4, "F32": 4, "I64": 8, "U64": 8, "F64": 8, "C64": 8,
+}
 #: The safetensors format itself rejects larger headers (100 MB).
 MAX_HEADER_BYTES = 100 * 1024 * 1024
 SAFETENSORS_SUFFIXES = (".safetensors", ".sft")
@@ -112,13 +118,33 @@ def _parse_header(path: Path, raw: bytes, data_size: int) -> SafetensorsHeader:
         raise ModelFileError(path, "not_safetensors", "has a safetensors header that is not a JSON object")
     metadata = header.pop("__metadata__", None) or {}
     for name, entry in header.items():
-        offsets = entry.get("data_offsets") if isinstance(entry, dict) else None
-        if not (isinstance(offsets, list) and len(offsets) == 2 and 0 <= offsets[0] <= offsets[1]):
-            raise ModelFileError(path, "not_safetensors", f"has a malformed entry for tensor {name!r}")
-        if offsets[1] > data_size:
-            raise ModelFileError(path, "truncated", f"is truncated: tensor {name!r} ends at byte {offsets[1]} "
-                                 f"of a {data_size}-byte data section")
+        _check_entry(path, name, entry, data_size)
     return SafetensorsHeader(tensors=header, metadata=metadata if isinstance(metadata, dict) else {})
+
+
+def _is_count(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+def _check_entry(path: Path, name: str, entry: Any, data_size: int) -> None:
+    """One tensor entry: known dtype, a shape of counts, offsets inside the data section whose
+    length matches shape x dtype size (so a later read can neither overrun nor misparse)."""
+    if not isinstance(entry, dict):
+        raise ModelFileError(path, "not_safetensors", f"has a malformed entry for tensor {name!r}")
+    shape, offsets, dtype = entry.get("shape"), entry.get("data_offsets"), entry.get("dtype")
+    well_formed = (
+        isinstance(shape, list) and all(_is_count(d) for d in shape)
+        and isinstance(offsets, list) and len(offsets) == 2 and all(_is_count(o) for o in offsets)
+        and dtype in _DTYPE_BYTES and offsets[0] <= offsets[1]
+    )
+    if not well_formed:
+        raise ModelFileError(path, "not_safetensors", f"has a malformed entry for tensor {name!r}")
+    if offsets[1] > data_size:
+        raise ModelFileError(path, "truncated", f"is truncated: tensor {name!r} ends at byte {offsets[1]} "
+                             f"of a {data_size}-byte data section")
+    if math.prod(shape) * _DTYPE_BYTES[dtype] != offsets[1] - offsets[0]:
+        raise ModelFileError(path, "not_safetensors", f"has tensor {name!r} whose shape {shape} and dtype "
+                             f"{dtype} do not match its {offsets[1] - offsets[0]} bytes")
 
 
 def load_state_dict(path: Path | str, allow_pickle: bool = False, device: str = "cpu") -> dict[str, torch.Tensor]:

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import torch
 
+from modules.models.files import PICKLE_SUFFIXES, ModelFileError
 from modules.models.loader import LoadedModel, load_checkpoint
 from modules.models.registry import CheckpointInfo, CheckpointRegistry
 from modules.models.vae import load_vae, resolve_vae_choice
@@ -97,6 +98,7 @@ class ModelManager:
             if key in self._loaded:
                 self._loaded.move_to_end(key)
             else:
+                self._refuse_known_failures(info)  # before unloading what works
                 while len(self._loaded) >= self.keep_loaded:
                     self._unload(next(iter(self._loaded)))
                 short_hash = self.registry.short_hash(info)
@@ -105,6 +107,13 @@ class ModelManager:
             model = self._loaded[key]
             self._use_vae(model, vae)
             return model
+
+    def _refuse_known_failures(self, info: CheckpointInfo) -> None:
+        if info.error is not None:
+            raise ModelFileError(info.path, "unsupported", info.error)
+        if info.path.suffix.lower() in PICKLE_SUFFIXES and not self.allow_pickle:
+            raise ModelFileError(info.path, "pickle_refused", "is a pickle file, which can run code when loaded; "
+                                 "convert it to .safetensors, or start with --allow-pickle")
 
     def _use_vae(self, model: LoadedModel, choice: str | None) -> None:
         """Put the chosen VAE into the model's pipeline (the checkpoint's own one when None)."""

@@ -142,12 +142,15 @@ class CheckpointRegistry:
             ModelNotFoundError: nothing matches; the message lists where we looked.
         """
         query = query.strip()
+        if not query:
+            raise ModelNotFoundError("no checkpoint name given")
         bare = query.split(" [", 1)[0]
         for info in self._items:
             if bare in (info.name, info.filename, info.path.stem, info.title(), str(info.path)):
                 return info
         path = Path(query).expanduser()
-        if path.exists():
+        is_model_file = path.is_file() and path.suffix.lower() in SAFETENSORS_SUFFIXES + PICKLE_SUFFIXES
+        if is_model_file or (path / "model_index.json").is_file():
             return describe_checkpoint(path.resolve(), path.stem if path.is_file() else path.name)
         if len(query) == 10 and all(c in "0123456789abcdef" for c in query.lower()):
             for info in self._items:
