@@ -13,9 +13,11 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
-from modules.app import AppContext, build_app_context
+if TYPE_CHECKING:
+    from modules.app import AppContext
+
 
 __all__ = ["build_parser", "main"]
 
@@ -111,10 +113,12 @@ class CliInputError(Exception):
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``aigen`` and ``python webui.py <command>``; returns the exit code."""
     args = build_parser().parse_args(argv)
-    from modules.cli_generate import run_generate
-
     try:
         payload = _payload_from_flags(args) if args.command == "generate" else _payload_from_json(args.config)
+        # Heavy imports (torch, diffusers) only once the input has parsed, so bad flags fail fast.
+        from modules.app import build_app_context
+        from modules.cli_generate import run_generate
+
         context: AppContext = build_app_context(args)
         started = time.monotonic()
         summary = run_generate(context, payload, args.out)

@@ -36,13 +36,23 @@ def _token_ids(tokenizer: Any, prompts: Sequence[str], device: torch.device) -> 
     return tokens.input_ids.to(device)
 
 
+def _final_layer_norm(encoder: Any) -> Any:
+    # transformers 5 keeps it on the model itself; older releases under ``text_model``.
+    norm = getattr(encoder, "final_layer_norm", None)
+    return norm if norm is not None else encoder.text_model.final_layer_norm
+
+
 def _clip_hidden(encoder: Any, ids: torch.Tensor, layer_from_end: int, final_norm: bool) -> Any:
-    """Hidden states ``layer_from_end`` layers from the top (1 = last) and the encoder output."""
+    """Hidden states ``layer_from_end`` layers from the top (1 = last) and the encoder output.
+
+    With ``final_norm`` the encoder's final layer norm is applied, as the model was trained
+    (for layer 1 this equals ``last_hidden_state``); A1111's clip skip applies it to the
+    earlier layer too. SDXL's penultimate-layer conditioning is used without it.
+    """
     output = encoder(ids, output_hidden_states=True)
     hidden = output.hidden_states[-layer_from_end]
-    if final_norm and layer_from_end > 1:
-        # A1111's clip skip re-applies the final layer norm to the earlier layer.
-        hidden = encoder.text_model.final_layer_norm(hidden)
+    if final_norm:
+        hidden = _final_layer_norm(encoder)(hidden)
     return hidden, output
 
 
