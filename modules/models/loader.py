@@ -113,7 +113,6 @@ def detect_v_prediction(unet: Any) -> bool:
 def _safetensors_source(info: CheckpointInfo, allow_pickle: bool, scratch: Path) -> tuple[Path, ModelFamily]:
     """The safetensors file to load and its family; pickle checkpoints are converted first."""
     if info.path.suffix.lower() in (".safetensors", ".sft"):
-        read_safetensors_header(info.path)
         assert info.family is not None
         return info.path, info.family
     from safetensors.torch import save_file
@@ -125,11 +124,46 @@ def _safetensors_source(info: CheckpointInfo, allow_pickle: bool, scratch: Path)
     return converted, family
 
 
+def _yaml_parameterization(info: CheckpointInfo) -> str | None:
+    """``model.params.parameterization`` from an A1111-style ``<name>.yaml`` beside the file.
+
+    A1111 users ship SD2.x v-prediction models with such a yaml; it is the one fact we take
+    from it (all other configs come from our config folders).
+    """
+    yaml_path = info.path.with_suffix(".yaml")
+    if not yaml_path.is_file():
+        return None
+    import yaml
+
+    try:
+        config = yaml.safe_load(yaml_path.read_text(encoding="utf-8"))
+        parameterization = config["model"]["params"].get("parameterization", "eps")
+    except (OSError, yaml.YAMLError, KeyError, TypeError, AttributeError):
+        raise ModelFileError(yaml_path, "unsupported", "is not an LDM model config (model.params missing)") from None
+    return "v_prediction" if parameterization == "v" else "epsilon"
+
+
+def _prediction_type(info: CheckpointInfo, family: ModelFamily, has_v_key: bool, unet: Any) -> str | None:
+    """What the UNet predicts, when something overrides the config folder's value:
+    a ``v_pred`` marker key, then a ``<name>.yaml``, then (SD2.x without its own config
+    folder) probing the UNet. None keeps the config folder's value."""
+    if has_v_key:
+        return "v_prediction"
+    from_yaml = _yaml_parameterization(info)
+    if from_yaml is not None:
+        return from_yaml
+    if family.id == "sd2" and info.config_dir is None:
+        return "v_prediction" if detect_v_prediction(unet) else "epsilon"
+    return None
+
+
 def _from_single_file(info: CheckpointInfo, allow_pickle: bool, dtype: torch.dtype) -> tuple[Any, ModelFamily]:
     import diffusers
 
     with tempfile.TemporaryDirectory(prefix="aigen-convert-") as scratch:
         source, family = _safetensors_source(info, allow_pickle, Path(scratch))
+        # Validated again at load time: the file may have changed since it was listed.
+        has_v_key = "v_pred" in read_safetensors_header(source).tensors
         config_dir = info.config_dir or family.config_dir
         pipeline_cls = getattr(diffusers, family.pipeline_class)
         try:
@@ -143,11 +177,8 @@ def _from_single_file(info: CheckpointInfo, allow_pickle: bool, dtype: torch.dty
         except (RuntimeError, KeyError, ValueError, OSError) as error:
             raise ModelFileError(info.path, "unsupported", f"could not be loaded as {family.label} "
                                  f"with configs from {config_dir}: {error}") from None
-        has_v_key = "v_pred" in read_safetensors_header(source).tensors
-    if has_v_key:
-        pipeline.scheduler = pipeline.scheduler.from_config(pipeline.scheduler.config, prediction_type="v_prediction")
-    elif family.id == "sd2" and info.config_dir is None:
-        prediction = "v_prediction" if detect_v_prediction(pipeline.unet) else "epsilon"
+    prediction = _prediction_type(info, family, has_v_key, pipeline.unet)
+    if prediction is not None:
         pipeline.scheduler = pipeline.scheduler.from_config(pipeline.scheduler.config, prediction_type=prediction)
     return pipeline, family
 
