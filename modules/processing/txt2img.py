@@ -87,15 +87,16 @@ def _sdxl_time_ids(model: LoadedModel, request: Txt2ImgRequest) -> torch.Tensor 
     return torch.tensor([ids] * request.batch_size, device=model.device, dtype=model.dtype)
 
 
-def _inpaint_channels(
-    model: LoadedModel, request: Txt2ImgRequest, latent_shape: tuple[int, ...]
-) -> torch.Tensor | None:
-    """For a 9-channel inpainting UNet in txt2img: everything masked over a neutral grey image."""
+def _inpaint_channels(model: LoadedModel, request: Txt2ImgRequest) -> torch.Tensor | None:
+    """For a 9-channel inpainting UNet in txt2img: everything masked over a neutral grey image.
+
+    Returns (B, 5, H/8, W/8): the mask (all ones) and the grey image's latents, or None.
+    """
     if not model.family.is_inpaint:
         return None
     grey = torch.zeros(1, 3, request.height, request.width)
     masked = encode_pixels(model.pipeline.vae, grey).to(model.device, model.dtype)
-    mask = torch.ones(1, 1, *latent_shape[-2:], device=model.device, dtype=model.dtype)
+    mask = torch.ones(1, 1, *masked.shape[-2:], device=model.device, dtype=model.dtype)
     return torch.cat([mask, masked], dim=1).repeat(request.batch_size, 1, 1, 1)
 
 
@@ -111,7 +112,8 @@ def _step_kwargs(spec: SamplerSpec, scheduler: object, request: Txt2ImgRequest,
 
 
 def _run_batch(model: LoadedModel, job: Job, batch_index: int, seeds: ImageSeeds,
-               conds: tuple[Conditioning, Conditioning | None], hooks: HookDispatcher) -> torch.Tensor:
+               conds: tuple[Conditioning, Conditioning | None], hooks: HookDispatcher,
+               extra_channels: torch.Tensor | None) -> torch.Tensor:
     """Denoise one batch; returns decoded pixels (B, 3, H, W) in [0, 1]."""
     request: Txt2ImgRequest = job.request
     batch_seeds, batch_subseeds = seeds.batch(batch_index, request.batch_size)
@@ -130,7 +132,7 @@ def _run_batch(model: LoadedModel, job: Job, batch_index: int, seeds: ImageSeeds
         latents=noise.to(model.device, model.dtype) * scheduler.init_noise_sigma,
         cond=conds[0], uncond=conds[1], guidance_scale=request.guidance_scale,
         num_steps=request.num_inference_steps, time_ids=_sdxl_time_ids(model, request),
-        extra_channels=_inpaint_channels(model, request, shape),
+        extra_channels=extra_channels,
         step_kwargs=_step_kwargs(spec, scheduler, request, generators), seeds=tuple(batch_seeds), job_id=job.id,
     )
 
@@ -182,9 +184,10 @@ def run_txt2img(model: LoadedModel, job: Job, output: OutputOptions | None = Non
     tiling = circular_padding(model.pipeline.unet, model.pipeline.vae) if request.tiling else contextlib.nullcontext()
     with tiling, torch.inference_mode():
         conds = _batch_conditioning(model, request)
+        extra_channels = _inpaint_channels(model, request)
         for batch_index in range(request.batch_count):
             try:
-                pixels = _run_batch(model, job, batch_index, seeds, conds, hooks)
+                pixels = _run_batch(model, job, batch_index, seeds, conds, hooks, extra_channels)
             except BatchSkipped:
                 result.skipped_batches.append(batch_index)
                 continue
