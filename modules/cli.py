@@ -1,4 +1,4 @@
-"""Command line: ``generate`` and ``generate-from-json``.
+"""Command line: the web UI (no command), ``generate`` and ``generate-from-json``.
 
 On success one JSON line goes to stdout (paths, seeds, duration_ms, infotexts); progress goes
 to stderr. Exit codes: 0 success, 1 a model problem (missing, broken, refused), 2 bad input
@@ -69,8 +69,12 @@ def _add_generate(commands: Any) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = OneLineParser(prog="aigen", description="AIGen Studio")
-    commands = parser.add_subparsers(dest="command", required=True, parser_class=OneLineParser)
+    parser = OneLineParser(prog="aigen", description="AIGen Studio: without a command, starts the web UI")
+    add_common_flags(parser)
+    from modules.server import add_server_flags
+
+    add_server_flags(parser)
+    commands = parser.add_subparsers(dest="command", required=False, parser_class=OneLineParser)
     _add_generate(commands)
     from_json = commands.add_parser("generate-from-json", help="txt2img from a JSON file of A1111 API fields")
     add_common_flags(from_json)
@@ -113,6 +117,10 @@ class CliInputError(Exception):
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``aigen`` and ``python webui.py <command>``; returns the exit code."""
     args = build_parser().parse_args(argv)
+    if args.command is None:
+        from modules.server import launch_ui
+
+        return launch_ui(args)
     try:
         payload = _payload_from_flags(args) if args.command == "generate" else _payload_from_json(args.config)
         # Heavy imports (torch, diffusers) only once the input has parsed, so bad flags fail fast.

@@ -137,10 +137,14 @@ def _yaml_parameterization(info: CheckpointInfo) -> str | None:
 
     try:
         config = yaml.safe_load(yaml_path.read_text(encoding="utf-8"))
-        parameterization = config["model"]["params"].get("parameterization", "eps")
-    except (OSError, yaml.YAMLError, KeyError, TypeError, AttributeError):
-        raise ModelFileError(yaml_path, "unsupported", "is not an LDM model config (model.params missing)") from None
-    return "v_prediction" if parameterization == "v" else "epsilon"
+    except (OSError, yaml.YAMLError, UnicodeDecodeError):
+        raise ModelFileError(yaml_path, "unsupported", "is not a readable YAML model config") from None
+    if not isinstance(config, dict):
+        raise ModelFileError(yaml_path, "unsupported", "is not an LDM model config (not a YAML mapping)")
+    params = (config.get("model") or {}).get("params") if isinstance(config.get("model"), dict) else None
+    if not isinstance(params, dict):
+        return None  # nothing said about the parameterization: the config folder decides
+    return "v_prediction" if params.get("parameterization", "eps") == "v" else "epsilon"
 
 
 def _prediction_type(info: CheckpointInfo, family: ModelFamily, has_v_key: bool, unet: Any) -> str | None:

@@ -1,0 +1,95 @@
+"""Launching the web UI: A1111 launch flags, secure defaults, background model load."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+__all__ = ["AuthError", "add_server_flags", "parse_auth", "launch_ui", "check_exposure"]
+
+logger = logging.getLogger(__name__)
+
+
+class AuthError(ValueError):
+    """Bad --gradio-auth / --gradio-auth-path value, or exposure without auth."""
+
+
+def add_server_flags(parser: argparse.ArgumentParser) -> None:
+    """The web server's flags, with A1111's names."""
+    parser.add_argument("--listen", action="store_true", help="serve on 0.0.0.0 (needs auth)")
+    parser.add_argument("--port", type=int, default=7860, help="port (default 7860)")
+    parser.add_argument("--server-name", default=None, help="address to bind (non-loopback needs auth)")
+    parser.add_argument("--share", action="store_true", help="public gradio.live link (needs auth)")
+    parser.add_argument("--gradio-auth", default=None, help="user:pass[,user2:pass2]")
+    parser.add_argument("--gradio-auth-path", type=Path, default=None, help="file of user:pass lines")
+    parser.add_argument("--insecure-no-auth", action="store_true",
+                        help="allow --listen/--share without auth (anyone reaching the port can use it)")
+    parser.add_argument("--ckpt", default=None, help="checkpoint to load at start")
+    parser.add_argument("--autolaunch", action="store_true", help="open the browser")
+
+
+def parse_auth(spec: str | None, path: Path | None) -> list[tuple[str, str]]:
+    """Credentials from ``user:pass,user2:pass2`` and/or a file of such entries (one per line)."""
+    entries: list[str] = []
+    if spec:
+        entries += spec.split(",")
+    if path is not None:
+        try:
+            entries += path.read_text(encoding="utf-8").replace(",", "\n").splitlines()
+        except OSError as error:
+            raise AuthError(f"--gradio-auth-path: cannot read {path}: {error.strerror}") from None
+    credentials = []
+    for entry in (e.strip() for e in entries):
+        if not entry:
+            continue
+        user, sep, password = entry.partition(":")
+        if not sep or not user or not password:
+            raise AuthError("--gradio-auth: each entry must be user:password")
+        credentials.append((user, password))
+    return credentials
+
+
+def check_exposure(args: argparse.Namespace, credentials: list[tuple[str, str]]) -> None:
+    """Refuse to serve beyond this machine without auth, unless explicitly told to."""
+    loopback = args.server_name in (None, "127.0.0.1", "localhost", "::1")
+    exposed = args.listen or args.share or not loopback
+    if exposed and not credentials:
+        if not args.insecure_no_auth:
+            raise AuthError("--listen, --share and --server-name make the UI reachable by others: set "
+                            "--gradio-auth user:password (or --gradio-auth-path), or pass --insecure-no-auth")
+        logger.warning("SERVING WITHOUT AUTH beyond this machine: anyone who reaches the port can generate "
+                       "and read outputs")
+
+
+def launch_ui(args: argparse.Namespace) -> int:
+    """Build the studio and serve the UI until interrupted; returns the exit code."""
+    try:
+        credentials = parse_auth(args.gradio_auth, args.gradio_auth_path)
+        check_exposure(args, credentials)
+    except AuthError as error:
+        print(f"aigen: error: {error}", file=sys.stderr)
+        return 2
+    from modules.app import build_app_context
+    from modules.settings import SettingsStore
+    from modules.studio import Studio
+    from modules.ui.app import CSS, build_app
+
+    context = build_app_context(args)
+    studio = Studio(context, SettingsStore(context.paths.root / "config.json"))
+    if args.ckpt:
+        studio.update_settings({"sd_model_checkpoint": args.ckpt})
+    studio.load_default_in_background()
+    demo = build_app(studio)
+    demo.queue(max_size=64, default_concurrency_limit=1)
+    host = "0.0.0.0" if args.listen else (args.server_name or "127.0.0.1")
+    try:
+        demo.launch(server_name=host, server_port=args.port, share=args.share, auth=credentials or None,
+                    inbrowser=args.autolaunch, css=CSS, footer_links=["api"], max_file_size="50mb",
+                    show_error=True, quiet=False)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        studio.close()
+    return 0

@@ -1,0 +1,399 @@
+"""Persistent settings: A1111's ``config.json``, typed, validated and written atomically. No gradio.
+
+``Settings`` fields are A1111's keys, so an A1111 ``config.json`` loads as it is; ``SETTING_INFOS``
+describes each setting (label, section, widget, range) for a generic settings page. Loading never
+raises: a bad value falls back to its default, a corrupt file to ``config.json.bak``, and each
+problem becomes a readable warning. Path settings (``outdir_*``, checkpoint and VAE names) must
+stay inside the data dir: an API that lets clients move output folders is an RCE vector (A1111 #2571).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import logging
+import math
+import os
+import reprlib
+import tempfile
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath, PureWindowsPath
+from types import MappingProxyType
+from typing import Any, Literal, TypeVar, cast
+
+__all__ = ["SECTIONS", "SETTING_INFOS", "SETTINGS_BY_KEY", "SettingInfo", "Settings", "SettingsStore",
+           "output_dir", "validate_settings"]
+
+logger = logging.getLogger(__name__)
+
+SettingKind = Literal["checkbox", "slider", "number", "text", "dropdown"]
+_SAVING, _PATHS, _SD = "Saving images", "Paths for saving", "Stable Diffusion"
+_SAMPLER, _PREVIEWS, _UI = "Sampler parameters", "Live previews", "User interface"
+SECTIONS: tuple[str, ...] = (_SAVING, _PATHS, _SD, _SAMPLER, _PREVIEWS, _UI)
+_T = TypeVar("_T")
+
+
+@dataclass(frozen=True)
+class SettingInfo:
+    """How one setting is shown and checked; a UI renders the settings page from these records.
+
+    ``minimum``/``maximum`` bound sliders and numbers (inclusive). ``choices`` lists the allowed
+    values of a dropdown (of each element for a ``multiselect`` one). ``choices_from`` names a list
+    the UI fills at run time ("checkpoints", "vae"); any name is accepted there. ``is_relative_path``:
+    must stay inside the data dir (no absolute path, no ``..``). ``info`` is A1111's grey hint text.
+    """
+
+    key: str
+    label: str
+    section: str
+    kind: SettingKind
+    minimum: float | None = None
+    maximum: float | None = None
+    step: float | None = None
+    choices: tuple[str, ...] = ()
+    choices_from: str = ""
+    multiselect: bool = False
+    is_relative_path: bool = False
+    info: str = ""
+
+
+def _opt(default: _T, label: str, section: str, kind: SettingKind, **extra: Any) -> _T:
+    """A ``Settings`` field whose metadata describes it (the key is filled in from the field name)."""
+    info = SettingInfo("", label, section, kind, **extra)
+    return cast(_T, field(default=default, metadata={"info": info}))
+
+
+def _folder(label: str) -> str:
+    return _opt("", label, _PATHS, "text", is_relative_path=True, info="relative to the data folder; empty = default")
+
+
+def _slider(default: _T, label: str, section: str, bounds: tuple[float, float, float], info: str = "") -> _T:
+    return _opt(default, label, section, "slider", minimum=bounds[0], maximum=bounds[1], step=bounds[2], info=info)
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Every persistent option, by its A1111 ``config.json`` key, with its default and description.
+
+    Settings are never changed for one request. A request that needs other values works on a
+    copy, and the stored settings stay as they are::
+
+        >>> settings = Settings()
+        >>> per_request = dataclasses.replace(settings, CLIP_stop_at_last_layers=2, eta_ddim=0.5)
+        >>> (settings.CLIP_stop_at_last_layers, per_request.CLIP_stop_at_last_layers)
+        (1, 2)
+
+    Empty ``outdir_*`` values mean A1111's folders under ``outputs/`` (see ``output_dir``); an
+    empty ``sd_model_checkpoint`` means the first checkpoint found (the demo model on a fresh install).
+    """
+
+    samples_save: bool = _opt(True, "Always save all generated images", _SAVING, "checkbox")
+    samples_format: str = _opt("png", "File format for images", _SAVING, "dropdown", choices=("png",))
+    save_to_dirs: bool = _opt(True, "Save images to a subdirectory", _SAVING, "checkbox")
+    grid_save: bool = _opt(True, "Always save all generated image grids", _SAVING, "checkbox")
+    outdir_samples: str = _folder("Output directory for images; if empty, defaults to three directories below")
+    outdir_txt2img_samples: str = _folder("Output directory for txt2img images")
+    outdir_img2img_samples: str = _folder("Output directory for img2img images")
+    outdir_extras_samples: str = _folder("Output directory for images from extras tab")
+    outdir_grids: str = _folder("Output directory for grids; if empty, defaults to two directories below")
+    outdir_txt2img_grids: str = _folder("Output directory for txt2img grids")
+    outdir_img2img_grids: str = _folder("Output directory for img2img grids")
+    sd_model_checkpoint: str = _opt("", "Stable Diffusion checkpoint", _SD, "dropdown", choices_from="checkpoints",
+                                    is_relative_path=True)
+    sd_vae: str = _opt("Automatic", "SD VAE", _SD, "dropdown", choices_from="vae", is_relative_path=True,
+                       info="Automatic = use one with same filename as checkpoint; None = use VAE from checkpoint")
+    sd_checkpoints_limit: int = _slider(1, "Maximum number of checkpoints loaded at the same time", _SD, (1, 10, 1))
+    CLIP_stop_at_last_layers: int = _slider(1, "Clip skip", _SD, (1, 12, 1),
+                                            "ignore last layers of CLIP network; 1 ignores none, 2 ignores one layer")
+    eta_ddim: float = _slider(0.0, "Eta for DDIM", _SAMPLER, (0.0, 1.0, 0.01),
+                              "noise multiplier; higher = more unpredictable results")
+    eta_ancestral: float = _slider(1.0, "Eta for k-diffusion samplers", _SAMPLER, (0.0, 1.0, 0.01),
+                                   "noise multiplier; applies to ancestral samplers (i.e. Euler a) and SDE samplers")
+    show_progressbar: bool = _opt(True, "Show progressbar", _PREVIEWS, "checkbox")
+    live_previews_enable: bool = _opt(True, "Show live previews of the created image", _PREVIEWS, "checkbox")
+    show_progress_every_n_steps: int = _slider(5, "Live preview display period", _PREVIEWS, (-1, 32, 1),
+                                               "in sampling steps; -1 = only show after completion of batch")
+    live_preview_refresh_period: int = _opt(1000, "Progressbar and preview update period", _PREVIEWS, "number",
+                                            minimum=100, maximum=60000, step=1, info="in milliseconds")
+    quicksettings_list: tuple[str, ...] = _opt(
+        ("sd_model_checkpoint", "sd_vae", "CLIP_stop_at_last_layers"), "Quicksettings list", _UI, "dropdown",
+        multiselect=True, choices_from="settings", info="settings shown at the top of the page")
+    disable_token_counters: bool = _opt(False, "Disable prompt token counters", _UI, "checkbox")
+
+
+def _collect_infos() -> tuple[SettingInfo, ...]:
+    """One ``SettingInfo`` per ``Settings`` field, in field order; fills in keys and the list of settings."""
+    keys = tuple(f.name for f in dataclasses.fields(Settings))
+    infos = []
+    for f in dataclasses.fields(Settings):
+        info = dataclasses.replace(f.metadata["info"], key=f.name)
+        if info.choices_from == "settings":
+            info = dataclasses.replace(info, choices=keys, choices_from="")  # known now, not at run time
+        infos.append(info)
+    return tuple(infos)
+
+
+SETTING_INFOS: tuple[SettingInfo, ...] = _collect_infos()
+SETTINGS_BY_KEY: Mapping[str, SettingInfo] = MappingProxyType({info.key: info for info in SETTING_INFOS})
+_DEFAULTS = Settings()
+
+
+def _describe(value: Any) -> str:
+    return f"{reprlib.repr(value)} ({type(value).__name__})"
+
+
+def _is_inside_data_dir(value: str) -> bool:
+    """A relative path without ``..`` on both POSIX and Windows readings (so ``C:\\x`` is refused)."""
+    readings = (PurePosixPath(value), PureWindowsPath(value))
+    escapes = any(pure.is_absolute() or pure.anchor or ".." in pure.parts for pure in readings)
+    return not (escapes or "\x00" in value or value.startswith("~"))
+
+
+_EXPECTED: Mapping[type, tuple[str, tuple[type, ...]]] = MappingProxyType({bool: ("true or false", (bool,)),
+    int: ("a whole number", (int,)), float: ("a number", (int, float)), str: ("text", (str,))})
+
+
+def _coerce_scalar(default: Any, value: Any) -> Any:
+    """``value`` as the type of ``default`` (bool, int, float or str); raises ValueError with the reason."""
+    kind = type(default)
+    if kind is int and isinstance(value, float) and value.is_integer():
+        value = int(value)  # gradio sliders and numbers send floats
+    expected, accepted = _EXPECTED[kind]
+    is_bad_float = isinstance(value, float) and not math.isfinite(value)
+    if isinstance(value, bool) != (kind is bool) or not isinstance(value, accepted) or is_bad_float:
+        raise ValueError(f"expected {expected}, got {_describe(value)}")
+    return float(value) if kind is float else value
+
+
+def _coerce_list(info: SettingInfo, value: Any) -> tuple[tuple[str, ...], list[str]]:
+    """A list setting from a list or a comma-separated string; unknown entries are dropped."""
+    if isinstance(value, str):
+        value = [part.strip() for part in value.split(",") if part.strip()]
+    if not isinstance(value, (list, tuple)) or not all(isinstance(item, str) for item in value):
+        raise ValueError(f"expected a list of names, got {_describe(value)}")
+    dropped = [item for item in value if info.choices and item not in info.choices]
+    kept = tuple(dict.fromkeys(item for item in value if item not in dropped))
+    return kept, [f"setting {info.key!r}: unknown entry {item!r} removed" for item in dropped]
+
+
+def _coerce(info: SettingInfo, value: Any) -> tuple[Any, list[str]]:
+    """The checked value of one setting and notes about dropped list entries; ValueError if unusable."""
+    default = getattr(_DEFAULTS, info.key)
+    if isinstance(default, tuple):
+        return _coerce_list(info, value)
+    value = _coerce_scalar(default, value)
+    low, high = info.minimum, info.maximum
+    if low is not None and value < low or high is not None and value > high:
+        raise ValueError(f"{value!r} is outside {'' if low is None else low}..{'' if high is None else high}")
+    if info.choices and value not in info.choices:
+        raise ValueError(f"{value!r} is not one of {', '.join(info.choices)}")
+    if info.is_relative_path and not _is_inside_data_dir(value):
+        raise ValueError(f"{value!r} must be a relative path inside the data folder (no absolute path, no '..')")
+    return value, []
+
+
+def validate_settings(values: Mapping[str, Any], base: Settings | None = None) -> tuple[Settings, list[str]]:
+    """Build ``Settings`` from raw values (a parsed config.json, a form, an API body); never raises.
+
+    Keys missing from ``values`` keep their value from ``base`` (the defaults when None). Returns
+    the settings and one warning per problem: an unknown key (left out; ``SettingsStore`` keeps
+    those of its file), or a wrong-typed / out-of-range value, which keeps the ``base`` value.
+    """
+    start = base if base is not None else _DEFAULTS
+    if not isinstance(values, Mapping):
+        return start, [f"settings must be an object of key/value pairs, got {_describe(values)}; nothing changed"]
+    accepted: dict[str, Any] = {}
+    warnings: list[str] = []
+    for key, value in values.items():
+        info = SETTINGS_BY_KEY.get(key) if isinstance(key, str) else None
+        if info is None:
+            warnings.append(f"unknown setting {key!r} ignored (not used by this version)")
+            continue
+        try:
+            accepted[key], notes = _coerce(info, value)
+        except ValueError as reason:
+            kept = "the default" if base is None else "the current value"
+            warnings.append(f"setting {key!r}: {reason}; keeping {kept} {getattr(start, key)!r}")
+            continue
+        warnings.extend(notes)
+    return dataclasses.replace(start, **accepted), warnings
+
+
+def output_dir(settings: Settings, key: str, data_dir: Path) -> Path:
+    """The folder of a per-tab ``outdir_<tab>_samples`` / ``outdir_<tab>_grids`` setting, under ``data_dir``.
+
+    A1111 rules: a non-empty ``outdir_samples`` (``outdir_grids``) replaces the per-tab folders; empty
+    means ``outputs/<tab>-images`` (``-grids``). The caller adds the date folder (``save_to_dirs``).
+
+    Raises:
+        KeyError: ``key`` is not a per-tab folder setting.
+        ValueError: the value leaves ``data_dir`` (only possible if it bypassed validation).
+    """
+    _, tab, kind = key.split("_", 2) if key.count("_") == 2 else ("", "", "")
+    if kind not in ("samples", "grids") or key not in SETTINGS_BY_KEY:
+        raise KeyError(key)
+    default = f"outputs/{tab}-{'images' if kind == 'samples' else 'grids'}"
+    relative = getattr(settings, f"outdir_{kind}") or getattr(settings, key) or default
+    if not _is_inside_data_dir(relative):
+        raise ValueError(f"{key}={relative!r} points outside {data_dir}")
+    return data_dir / relative
+
+
+class _Unreadable(Exception):
+    """A settings file that cannot be used; the message says why, in words."""
+
+
+def _parse_object(data: bytes) -> dict[str, Any]:
+    """The JSON object in ``data``; raises _Unreadable saying what is wrong."""
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as error:
+        raise _Unreadable(f"is not UTF-8 text (bad byte at offset {error.start})") from error
+    if not text.strip():
+        raise _Unreadable("is empty")
+    try:
+        parsed = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise _Unreadable(f"is not valid JSON ({error.msg} at line {error.lineno} column {error.colno})") from error
+    if not isinstance(parsed, dict):
+        raise _Unreadable(f"holds a JSON {type(parsed).__name__} instead of an object of settings")
+    return parsed
+
+
+def _read_object(path: Path) -> dict[str, Any]:
+    """The JSON object in ``path``. Raises FileNotFoundError, or _Unreadable with the reason."""
+    try:
+        data = path.read_bytes()
+    except OSError as error:
+        if isinstance(error, FileNotFoundError):
+            raise
+        raise _Unreadable(f"could not be read ({error.strerror or error})") from error
+    return _parse_object(data)
+
+
+def _atomic_write(target: Path, data: bytes) -> None:
+    """Write a temp file next to ``target``, fsync it, rename it over ``target``, fsync the folder."""
+    fd, tmp_name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp_name, target)
+    except BaseException:
+        Path(tmp_name).unlink(missing_ok=True)
+        raise
+    with contextlib.suppress(OSError):  # makes the rename durable; not every platform can fsync a folder
+        folder = os.open(target.parent, os.O_RDONLY)
+        try:
+            os.fsync(folder)
+        finally:
+            os.close(folder)
+
+
+class SettingsStore:
+    """``config.json`` (normally ``<data dir>/config.json``) with the previous good version in ``.bak``.
+
+    Thread-safe. Keys of the file that this version does not know (extension settings, newer
+    options) are kept aside and written back on save. A corrupt file is never silently lost:
+    the next save keeps it as ``config.json.broken``.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self.backup_path = self.path.with_name(self.path.name + ".bak")
+        self.broken_path = self.path.with_name(self.path.name + ".broken")
+        self._lock = threading.RLock()
+        self._settings: Settings | None = None
+        self._unknown: dict[str, Any] = {}
+
+    @property
+    def current(self) -> Settings:
+        """The settings last loaded, saved or applied (loads the file on first use)."""
+        with self._lock:
+            return self._settings if self._settings is not None else self.load()[0]
+
+    def load(self) -> tuple[Settings, list[str]]:
+        """Read the file; never raises.
+
+        A missing file gives the defaults and no warning. An unreadable one (bad UTF-8, bad JSON,
+        not an object, I/O error) falls back to ``config.json.bak``, then to the defaults, with a
+        warning naming the files. Bad values and unknown keys give one warning each.
+        """
+        with self._lock:
+            raw, warnings = self._read_with_fallback()
+            known = {key: value for key, value in raw.items() if key in SETTINGS_BY_KEY}
+            self._unknown = {key: value for key, value in raw.items() if key not in SETTINGS_BY_KEY}
+            settings, problems = validate_settings(known)
+            warnings += [f"{self.path.name}: {problem}" for problem in problems]
+            warnings += [f"{self.path.name}: unknown setting {key!r} kept in the file but not used"
+                         for key in self._unknown]
+            self._settings = settings
+            return settings, warnings
+
+    def save(self, settings: Settings) -> None:
+        """Write ``settings`` and the unknown keys atomically; the replaced file becomes ``.bak``.
+
+        A crash at any point leaves the old or the new file, whole.
+
+        Raises:
+            OSError: the folder is not writable, the disk is full, ...
+        """
+        with self._lock:
+            payload = {**dataclasses.asdict(settings), **self._unknown}
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._keep_previous()
+            _atomic_write(self.path, (json.dumps(payload, indent=4, ensure_ascii=False) + "\n").encode("utf-8"))
+            self._settings = settings
+
+    def apply(self, changes: Mapping[str, Any]) -> tuple[Settings, list[str]]:
+        """Validate ``changes`` over the current settings, save, and return the result.
+
+        A rejected value keeps the current value of that key (with a warning); unknown keys are
+        ignored with a warning. Nothing is written when nothing changed. If the file cannot be
+        written, the current settings come back unchanged, with a warning saying why.
+        """
+        with self._lock:
+            base = self.current
+            settings, warnings = validate_settings(changes, base=base)
+            if settings == base:
+                return base, warnings
+            try:
+                self.save(settings)
+            except OSError as error:
+                logger.warning("could not save settings to %s: %s", self.path, error)
+                return base, [*warnings, f"Could not save settings to {self.path} "
+                                         f"({error.strerror or error}); nothing was changed."]
+            return settings, warnings
+
+    def _read_with_fallback(self) -> tuple[dict[str, Any], list[str]]:
+        try:
+            return _read_object(self.path), []
+        except FileNotFoundError:
+            return {}, []
+        except _Unreadable as problem:
+            first = f"Settings file {self.path} {problem}."
+        try:
+            raw = _read_object(self.backup_path)
+        except FileNotFoundError:
+            return {}, [f"{first} There is no backup {self.backup_path.name}; using the default settings."]
+        except _Unreadable as problem:
+            return {}, [f"{first} The backup {self.backup_path} {problem} too; using the default settings."]
+        return raw, [f"{first} Loaded the backup {self.backup_path} instead; the broken file will be kept as "
+                     f"{self.broken_path.name} when settings are next saved."]
+
+    def _keep_previous(self) -> None:
+        """Copy the file about to be replaced to .bak (if it is good) or .broken (if not)."""
+        try:
+            previous = self.path.read_bytes()
+        except OSError:
+            return
+        try:
+            _parse_object(previous)
+        except _Unreadable:
+            _atomic_write(self.broken_path, previous)
+            return
+        _atomic_write(self.backup_path, previous)

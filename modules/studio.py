@@ -1,0 +1,138 @@
+"""The studio: what every front end (web UI, gradio_client API, later REST) calls.
+
+It owns the job queue (one job on the device at a time, FIFO) and the persistent settings,
+and turns A1111-style payloads into jobs. No gradio here, so the same service serves the
+browser, the API and the tests.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import threading
+from collections.abc import Mapping
+from typing import Any
+
+from modules.app import AppContext
+from modules.models.registry import CheckpointInfo
+from modules.models.vae import AUTOMATIC, BUILTIN, find_vae_files
+from modules.processing.api_fields import txt2img_request_from_api
+from modules.processing.job import Job
+from modules.processing.queue import JobQueue, JobStatus
+from modules.processing.txt2img import GenerationResult, OutputOptions, run_txt2img
+from modules.settings import Settings, SettingsStore
+
+__all__ = ["Studio"]
+
+logger = logging.getLogger(__name__)
+
+
+class Studio:
+    """Jobs, models and settings behind one small, thread-safe interface."""
+
+    def __init__(self, context: AppContext, store: SettingsStore) -> None:
+        self.context = context
+        self.store = store
+        self.settings, self.settings_warnings = store.load()
+        self._settings_lock = threading.Lock()
+        self.queue = JobQueue(self._run)
+        self.queue.start()
+        self.model_error: str | None = None
+
+    # -- jobs -------------------------------------------------------------------------------
+
+    def _run(self, job: Job) -> GenerationResult:
+        request = job.request
+        model = self.context.models.get(request.checkpoint or self.settings.sd_model_checkpoint or None,
+                                        request.vae if request.vae is not None else self.settings.sd_vae)
+        output = OutputOptions(self.context.paths.outputs, save=self.settings.samples_save)
+        return run_txt2img(model, job, output)
+
+    def submit_txt2img(self, payload: Mapping[str, Any]) -> str:
+        """Validate an A1111 txt2img payload and queue it; returns the job id.
+
+        Settings fill what the payload leaves out (clip skip, eta); they are copied into the
+        request, never changed by it.
+
+        Raises:
+            RequestValidationError: naming the bad field. QueueFullError: too many waiting.
+        """
+        settings = self.settings
+        defaults: dict[str, Any] = {}
+        if "override_settings" not in payload or "CLIP_stop_at_last_layers" not in payload["override_settings"]:
+            defaults["clip_skip"] = settings.CLIP_stop_at_last_layers
+        request = txt2img_request_from_api(payload, **defaults)
+        return self.queue.submit(Job(request))
+
+    def status(self, job_id: str) -> JobStatus:
+        return self.queue.status(job_id)
+
+    def wait(self, job_id: str, timeout: float | None = None) -> JobStatus:
+        return self.queue.wait(job_id, timeout)
+
+    def interrupt(self, job_id: str | None = None) -> bool:
+        """Interrupt ``job_id`` (or the running job); True if there was one to stop."""
+        job_id = job_id or self.queue.current_id()
+        return bool(job_id) and self.queue.interrupt(job_id)
+
+    def skip(self, job_id: str | None = None) -> bool:
+        job_id = job_id or self.queue.current_id()
+        return bool(job_id) and self.queue.skip(job_id)
+
+    # -- models -----------------------------------------------------------------------------
+
+    def checkpoints(self) -> list[CheckpointInfo]:
+        return [info for info in self.context.registry.items if info.error is None]
+
+    def checkpoint_titles(self) -> list[str]:
+        return [info.title() for info in self.checkpoints()]
+
+    def refresh_checkpoints(self) -> list[str]:
+        self.context.registry.refresh()
+        return self.checkpoint_titles()
+
+    def current_checkpoint(self) -> str:
+        """Title of the checkpoint new jobs use (the setting, else the default one)."""
+        try:
+            return self.context.models.resolve(self.settings.sd_model_checkpoint or None).title()
+        except LookupError:
+            return ""
+
+    def vae_choices(self) -> list[str]:
+        return [AUTOMATIC, BUILTIN, *[v.name for v in find_vae_files(self.context.models.vae_roots)]]
+
+    def set_checkpoint(self, title: str) -> str:
+        """Make ``title`` the checkpoint of new jobs (persisted like A1111's quicksetting)."""
+        info = self.context.registry.find(title)
+        self.update_settings({"sd_model_checkpoint": info.title()})
+        return info.title()
+
+    def load_default_in_background(self) -> threading.Thread:
+        """Load the default checkpoint off the request path so the server answers at once."""
+
+        def load() -> None:
+            try:
+                self.context.models.get(self.settings.sd_model_checkpoint or None, self.settings.sd_vae)
+            except Exception as error:  # reported in the UI; the server keeps running
+                self.model_error = str(error).splitlines()[0]
+                logger.warning("default checkpoint not loaded: %s", self.model_error)
+
+        thread = threading.Thread(target=load, name="aigen-model-load", daemon=True)
+        thread.start()
+        return thread
+
+    # -- settings ---------------------------------------------------------------------------
+
+    def update_settings(self, changes: Mapping[str, Any]) -> list[str]:
+        """Validate, persist and apply setting changes; returns warnings (bad keys/values)."""
+        with self._settings_lock:
+            merged = {**dataclasses.asdict(self.settings), **changes}
+            self.settings, warnings = self.store.apply(merged)
+        return warnings
+
+    def close(self) -> None:
+        self.queue.close(timeout=10)
+
+    @property
+    def current_settings(self) -> Settings:
+        return self.settings

@@ -1,0 +1,133 @@
+"""Named gradio_client endpoints with named parameters (A1111 field names).
+
+Each endpoint is declared with ``gr.api`` from a typed function, so its name and parameters
+never depend on which components or extensions the page has (A1111's positional
+``fn_index`` API shifted whenever they changed).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import io
+from typing import TYPE_CHECKING, Any
+
+import gradio as gr
+from PIL import Image
+
+from modules.processing.errors import ProcessingError, RequestValidationError
+from modules.processing.infotext import parse_infotext
+
+if TYPE_CHECKING:
+    from modules.studio import Studio
+
+__all__ = ["MAX_UPLOAD_BYTES", "register_api"]
+
+MAX_UPLOAD_BYTES = 50 * 1024 * 1024
+
+
+def _png_base64(image: Image.Image, infotext: str) -> str:
+    from PIL import PngImagePlugin
+
+    info = PngImagePlugin.PngInfo()
+    info.add_text("parameters", infotext)
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG", pnginfo=info)
+    return base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+def _decode_image(data: str) -> Image.Image:
+    """A base64 image (optionally a data: URI), size-capped before decoding."""
+    if "," in data[:100] and data.startswith("data:"):
+        data = data.split(",", 1)[1]
+    if len(data) > MAX_UPLOAD_BYTES * 4 // 3 + 4:
+        raise gr.Error("image: larger than the 50 MB upload limit")
+    try:
+        image = Image.open(io.BytesIO(base64.b64decode(data, validate=True)))
+    except (binascii.Error, ValueError, OSError) as error:
+        raise gr.Error(f"image: not a base64-encoded PNG, JPEG or WEBP image ({error})") from None
+    if image.format not in ("PNG", "JPEG", "WEBP"):
+        raise gr.Error(f"image: format {image.format} is not accepted (PNG, JPEG or WEBP)")
+    return image
+
+
+def _status_dict(studio: Studio, job_id: str) -> dict[str, Any]:
+    try:
+        status = studio.status(job_id)
+    except KeyError:
+        raise gr.Error(f"job_id: no job {job_id!r}") from None
+    return {
+        "job_id": status.job_id, "state": status.state, "position": status.position, "step": status.step,
+        "total_steps": status.total_steps, "progress": status.fraction, "eta": status.eta_s,
+        "error": status.error,
+    }
+
+
+def register_api(studio: Studio) -> None:
+    """Declare the endpoints; call inside the app's ``gr.Blocks`` context."""
+
+    def txt2img(prompt: str = "", negative_prompt: str = "", steps: int = 20, sampler_name: str = "DPM++ 2M",
+                scheduler: str = "Automatic", cfg_scale: float = 7.0, seed: int = -1, subseed: int = -1,
+                subseed_strength: float = 0.0, width: int = 512, height: int = 512, batch_size: int = 1,
+                n_iter: int = 1, seed_resize_from_w: int = 0, seed_resize_from_h: int = 0, tiling: bool = False,
+                sd_model_checkpoint: str = "", sd_vae: str = "") -> dict[str, Any]:
+        """Generate images from text; returns base64 PNGs (with infotext), seeds and infotexts."""
+        payload: dict[str, Any] = {
+            "prompt": prompt, "negative_prompt": negative_prompt, "steps": steps, "sampler_name": sampler_name,
+            "scheduler": scheduler, "cfg_scale": cfg_scale, "seed": seed, "subseed": subseed,
+            "subseed_strength": subseed_strength, "width": width, "height": height, "batch_size": batch_size,
+            "n_iter": n_iter, "seed_resize_from_w": seed_resize_from_w, "seed_resize_from_h": seed_resize_from_h,
+            "tiling": tiling,
+        }
+        overrides = {k: v for k, v in (("sd_model_checkpoint", sd_model_checkpoint), ("sd_vae", sd_vae)) if v}
+        if overrides:
+            payload["override_settings"] = overrides
+        try:
+            job_id = studio.submit_txt2img(payload)
+        except RequestValidationError as error:
+            raise gr.Error(f"{error.field}: {error.message}") from None
+        except ProcessingError as error:
+            raise gr.Error(str(error)) from None
+        status = studio.wait(job_id)
+        if status.state == "failed":
+            raise gr.Error(status.error or "generation failed")
+        result = status.result
+        images = [_png_base64(image, info) for image, info in zip(result.images, result.infotexts, strict=True)]
+        return {"job_id": job_id, "images": images, "infotexts": result.infotexts, "seeds": result.seeds,
+                "interrupted": result.interrupted, "paths": [str(p) for p in result.paths]}
+
+    def png_info(image: str) -> dict[str, Any]:
+        """Read the A1111 infotext of a base64 image: {"info": text, "parameters": parsed fields}."""
+        decoded = _decode_image(image)
+        text = str(decoded.info.get("parameters", ""))
+        return {"info": text, "parameters": parse_infotext(text) if text.strip() else {}}
+
+    def interrupt(job_id: str = "") -> bool:
+        """Stop a job (the running one when no id is given); False if there was none."""
+        return studio.interrupt(job_id or None)
+
+    def skip(job_id: str = "") -> bool:
+        """Skip the current batch of a job (the running one when no id is given)."""
+        return studio.skip(job_id or None)
+
+    def progress(job_id: str = "") -> dict[str, Any]:
+        """Progress of a job (the running one when no id is given)."""
+        job_id = job_id or studio.queue.current_id() or ""
+        if not job_id:
+            return {"job_id": None, "state": "idle", "position": None, "progress": 0.0}
+        return _status_dict(studio, job_id)
+
+    def refresh_checkpoints() -> list[str]:
+        """Rescan the checkpoint folders; returns the checkpoint titles."""
+        return studio.refresh_checkpoints()
+
+    def set_checkpoint(title: str) -> str:
+        """Use this checkpoint for new jobs (name, title or short hash); returns its title."""
+        try:
+            return studio.set_checkpoint(title)
+        except LookupError as error:
+            raise gr.Error(str(error)) from None
+
+    for fn in (txt2img, png_info, interrupt, skip, progress, refresh_checkpoints, set_checkpoint):
+        queued = fn is txt2img
+        gr.api(fn, api_name=fn.__name__, queue=queued, concurrency_limit=None if queued else "default")

@@ -1,0 +1,92 @@
+"""The Blocks app: quicksettings row and the top-level tabs in A1111's order."""
+
+from __future__ import annotations
+
+import html
+from typing import Any
+
+import gradio as gr
+
+from modules.studio import Studio
+from modules.ui.api_endpoints import register_api
+from modules.ui.png_info import build_png_info_tab
+from modules.ui.settings_tab import build_settings_tab
+from modules.ui.txt2img import PAYLOAD_FIELDS, build_txt2img_tab
+
+__all__ = ["CSS", "build_app"]
+
+CSS = """
+.aigen-progress { position: relative; height: 1.6em; background: var(--block-background-fill);
+  border: 1px solid var(--border-color-primary); border-radius: 4px; overflow: hidden; }
+.aigen-progress-bar { position: absolute; inset: 0 auto 0 0; background: var(--color-accent-soft); }
+.aigen-progress-text { position: relative; padding-left: 0.5em; font-size: 0.9em; }
+.aigen-warning { padding: 0.5em 1em; border: 1px solid #d97706; background: #fef3c7; color: #78350f; }
+"""
+
+LATER = {
+    "img2img": "img2img, inpainting and outpainting arrive with their own issue.",
+    "Extras": "Upscaling arrives with the Extras issue.",
+    "Models": "Model management and the checkpoint merger arrive with their own issue.",
+    "Extensions": "The Extensions tab arrives with the scripts and extensions issue.",
+}
+
+
+def _warning_banner(studio: Studio) -> str:
+    lines = list(studio.settings_warnings)
+    if not studio.checkpoints():
+        lines.append("No checkpoint found: put a .safetensors checkpoint into models/Stable-diffusion and "
+                     "press 🔄.")
+    if not lines:
+        return ""
+    return '<div class="aigen-warning">' + "<br>".join(html.escape(line) for line in lines) + "</div>"
+
+
+def _quicksettings(studio: Studio) -> None:
+    with gr.Row(elem_id="quicksettings"):
+        checkpoint = gr.Dropdown(studio.checkpoint_titles(), value=studio.current_checkpoint() or None,
+                                 label="Stable Diffusion checkpoint", elem_id="setting_sd_model_checkpoint",
+                                 scale=4)
+        refresh = gr.Button("🔄", elem_id="refresh_sd_model_checkpoint", min_width=40, scale=0)
+        vae = gr.Dropdown(studio.vae_choices(), value=studio.settings.sd_vae, label="SD VAE",
+                          elem_id="setting_sd_vae", scale=2)
+        clip_skip = gr.Slider(1, 12, value=studio.settings.CLIP_stop_at_last_layers, step=1, label="Clip skip",
+                              elem_id="setting_CLIP_stop_at_last_layers", scale=2)
+
+    def choose_checkpoint(title: str | None) -> Any:
+        if title:
+            try:
+                studio.set_checkpoint(title)
+            except LookupError as error:
+                raise gr.Error(str(error)) from None
+        return gr.update()
+
+    checkpoint.change(choose_checkpoint, inputs=[checkpoint], outputs=[checkpoint], api_visibility="private")
+    refresh.click(lambda: gr.update(choices=studio.refresh_checkpoints(), value=studio.current_checkpoint() or None),
+                  outputs=[checkpoint], api_visibility="private")
+    vae.change(lambda v: studio.update_settings({"sd_vae": v}) and None, inputs=[vae], api_visibility="private")
+    clip_skip.change(lambda v: studio.update_settings({"CLIP_stop_at_last_layers": int(v)}) and None,
+                     inputs=[clip_skip], api_visibility="private")
+
+
+def build_app(studio: Studio) -> gr.Blocks:
+    """The whole page. Named API endpoints are declared here too (see ``api_endpoints``)."""
+    with gr.Blocks(title="AIGen Studio", analytics_enabled=False) as demo:
+        gr.HTML(_warning_banner(studio), elem_id="aigen_banner")
+        _quicksettings(studio)
+        with gr.Tabs(elem_id="tabs") as tabs:
+            with gr.Tab("txt2img", id="txt2img"):
+                txt2img = build_txt2img_tab(studio)
+            with gr.Tab("img2img", id="img2img"):
+                gr.Markdown(LATER["img2img"])
+            with gr.Tab("Extras", id="extras"):
+                gr.Markdown(LATER["Extras"])
+            with gr.Tab("PNG Info", id="pnginfo"):
+                build_png_info_tab(txt2img.controls, tabs, PAYLOAD_FIELDS)
+            with gr.Tab("Models", id="models"):
+                gr.Markdown(LATER["Models"])
+            with gr.Tab("Settings", id="settings"):
+                build_settings_tab(studio)
+            with gr.Tab("Extensions", id="extensions"):
+                gr.Markdown(LATER["Extensions"])
+        register_api(studio)
+    return demo

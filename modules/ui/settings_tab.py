@@ -1,0 +1,75 @@
+"""Settings tab: every setting rendered from its description, grouped by section.
+
+"Apply settings" validates and saves atomically; bad values are reported, not applied.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import gradio as gr
+
+from modules.settings import SETTING_INFOS, SettingInfo
+from modules.studio import Studio
+
+__all__ = ["build_settings_tab", "component_for"]
+
+
+def component_for(info: SettingInfo, value: Any, dynamic_choices: dict[str, list[str]]) -> Any:
+    """The Gradio component that edits one setting (``dynamic_choices`` fills ``choices_from``)."""
+    common = {"label": info.label, "elem_id": f"setting_{info.key}", "value": value, "info": info.info or None}
+    if info.kind == "checkbox":
+        return gr.Checkbox(**common)
+    if info.kind == "slider":
+        return gr.Slider(info.minimum, info.maximum, step=info.step, **common)
+    if info.kind == "number":
+        return gr.Number(**common)
+    if info.kind == "dropdown":
+        choices = dynamic_choices.get(info.choices_from, []) if info.choices_from else list(info.choices)
+        if info.multiselect:
+            common["value"] = list(value)
+        return gr.Dropdown(choices, multiselect=info.multiselect, allow_custom_value=bool(info.choices_from),
+                           **common)
+    if isinstance(value, (list, tuple)):
+        common["value"] = ", ".join(str(v) for v in value)
+    return gr.Textbox(**common)
+
+
+def _value_from_component(value: Any, current: Any) -> Any:
+    if isinstance(current, tuple) and isinstance(value, str):
+        return tuple(part.strip() for part in value.split(",") if part.strip())
+    if isinstance(current, tuple) and isinstance(value, list):
+        return tuple(value)
+    if isinstance(current, int) and not isinstance(current, bool) and isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+def build_settings_tab(studio: Studio) -> None:
+    """Build the tab inside a ``gr.Tab``."""
+    current = dataclasses.asdict(studio.settings)
+    dynamic = {"checkpoints": studio.checkpoint_titles(), "vae": studio.vae_choices()}
+    components: dict[str, Any] = {}
+    sections: dict[str, list[SettingInfo]] = {}
+    for info in SETTING_INFOS:
+        sections.setdefault(info.section, []).append(info)
+    apply = gr.Button("Apply settings", variant="primary", elem_id="settings_submit")
+    result = gr.Markdown(elem_id="settings_result")
+    for section, infos in sections.items():
+        with gr.Accordion(section, open=True):
+            for info in infos:
+                components[info.key] = component_for(info, current[info.key], dynamic)
+    keys = list(components)
+
+    def apply_settings(*values: Any) -> str:
+        before = dataclasses.asdict(studio.settings)
+        changes = {key: _value_from_component(value, before[key]) for key, value in zip(keys, values, strict=True)}
+        warnings = studio.update_settings(changes)
+        changed = [k for k in keys if dataclasses.asdict(studio.settings)[k] != before[k]]
+        text = f"{len(changed)} settings changed" + (f": {', '.join(changed)}." if changed else ".")
+        if warnings:
+            text += "\n\n" + "\n".join(f"- {w}" for w in warnings)
+        return text
+
+    apply.click(apply_settings, inputs=[components[k] for k in keys], outputs=[result], api_visibility="private")

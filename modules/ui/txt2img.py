@@ -1,0 +1,197 @@
+"""The txt2img tab: A1111's controls and labels, a live progress bar and preview, results."""
+
+from __future__ import annotations
+
+import functools
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import gradio as gr
+
+from modules.processing.errors import ProcessingError, RequestValidationError
+from modules.processing.queue import JobStatus
+from modules.processing.samplers import SAMPLERS, SCHEDULE_TYPES
+from modules.ui.progress import preview_image, progress_html
+
+if TYPE_CHECKING:
+    from modules.studio import Studio
+
+__all__ = ["PAYLOAD_FIELDS", "Txt2ImgTab", "build_txt2img_tab", "payload_from_values", "stream_job"]
+
+#: The A1111 API name of each control, in the order the Generate handler receives them.
+PAYLOAD_FIELDS = (
+    "prompt", "negative_prompt", "sampler_name", "scheduler", "steps", "width", "height", "n_iter",
+    "batch_size", "cfg_scale", "seed", "subseed", "subseed_strength", "seed_resize_from_w", "seed_resize_from_h",
+)
+_INT_FIELDS = {"steps", "width", "height", "n_iter", "batch_size", "seed", "subseed", "seed_resize_from_w",
+               "seed_resize_from_h"}
+POLL_SECONDS = 0.25
+
+
+@dataclass
+class Txt2ImgTab:
+    """The components other tabs and tests need to reach."""
+
+    controls: dict[str, Any]
+    generate: Any
+    interrupt: Any
+    skip: Any
+    gallery: Any
+    info: Any
+    progress: Any
+    preview: Any
+    job_id: Any
+
+
+def payload_from_values(values: tuple[Any, ...]) -> dict[str, Any]:
+    """Control values (in ``PAYLOAD_FIELDS`` order) to an A1111 txt2img payload.
+
+    Sliders and number boxes deliver floats; whole-number fields become ints when they are
+    whole, and anything else is left for request validation to reject by name.
+    """
+    payload = dict(zip(PAYLOAD_FIELDS, values, strict=True))
+    for name in _INT_FIELDS:
+        value = payload[name]
+        if isinstance(value, float) and value.is_integer():
+            payload[name] = int(value)
+    return payload
+
+
+@functools.cache
+def _tokenizer() -> Any:
+    from modules.models.loader import build_clip_tokenizer
+
+    return build_clip_tokenizer()
+
+
+def token_count(text: str) -> str:
+    """A1111's counter: tokens used / capacity of the 75-token chunks they fill."""
+    count = len(_tokenizer()(text or "", add_special_tokens=False).input_ids)
+    capacity = max(1, -(-count // 75)) * 75
+    return f"{count}/{capacity}"
+
+
+def stream_job(studio: Studio, job_id: str, preview_every: int) -> Iterator[tuple[JobStatus, Any]]:
+    """Yield (status, preview) while the job runs, then its final status once."""
+    last_preview_step = -1
+    while True:
+        status = studio.status(job_id)
+        if status.position is None:
+            yield status, None
+            return
+        preview = None
+        if status.state == "running" and preview_every > 0 and status.step - last_preview_step >= preview_every:
+            preview, last_preview_step = preview_image(status), status.step
+        yield status, preview
+        time.sleep(POLL_SECONDS)
+
+
+def _final_outputs(status: JobStatus) -> tuple[list[Any], str, Any]:
+    result = status.result
+    if result is None:
+        return [], status.error or "", gr.update()
+    images = [(image, f"Seed {seed}") for image, seed in zip(result.images, result.seeds, strict=True)]
+    info = "\n\n".join(result.infotexts)
+    if result.hook_errors:
+        info += "\n\nScript errors:\n" + "\n".join(result.hook_errors)
+    return images, info, result.seeds[0] if result.seeds else gr.update()
+
+
+def _generate_handler(studio: Studio):
+    def generate(*values: Any) -> Iterator[tuple[Any, ...]]:
+        try:
+            job_id = studio.submit_txt2img(payload_from_values(values))
+        except RequestValidationError as error:
+            raise gr.Error(f"{error.field}: {error.message}") from None
+        except ProcessingError as error:
+            raise gr.Error(str(error)) from None
+        for status, preview in stream_job(studio, job_id, studio.settings.show_progress_every_n_steps):
+            if status.position is not None:
+                preview_update = preview if preview is not None else gr.update()
+                yield job_id, progress_html(status), preview_update, gr.update(), gr.update(), gr.update()
+            else:
+                images, info, last_seed = _final_outputs(status)
+                yield job_id, progress_html(status), None, images, info, last_seed
+
+    return generate
+
+
+def _controls(studio: Studio) -> dict[str, Any]:
+    c: dict[str, Any] = {}
+    with gr.Row():
+        with gr.Column(scale=6):
+            c["prompt"] = gr.Textbox(label="Prompt", lines=3, elem_id="txt2img_prompt",
+                                     placeholder="Prompt (press Ctrl+Enter to generate)")
+            c["prompt_tokens"] = gr.Markdown("0/75", elem_id="txt2img_token_counter")
+            c["negative_prompt"] = gr.Textbox(label="Negative prompt", lines=2, elem_id="txt2img_neg_prompt")
+            c["negative_tokens"] = gr.Markdown("0/75", elem_id="txt2img_negative_token_counter")
+        with gr.Column(scale=1, min_width=160):
+            c["generate"] = gr.Button("Generate", variant="primary", elem_id="txt2img_generate")
+            with gr.Row():
+                c["interrupt"] = gr.Button("Interrupt", elem_id="txt2img_interrupt")
+                c["skip"] = gr.Button("Skip", elem_id="txt2img_skip")
+    with gr.Row():
+        c["sampler_name"] = gr.Dropdown([s.name for s in SAMPLERS], value="DPM++ 2M", label="Sampling method",
+                                        elem_id="txt2img_sampling")
+        c["scheduler"] = gr.Dropdown(list(SCHEDULE_TYPES), value="Automatic", label="Schedule type",
+                                     elem_id="txt2img_scheduler")
+        c["steps"] = gr.Slider(1, 150, value=20, step=1, label="Sampling steps", elem_id="txt2img_steps")
+    with gr.Row():
+        c["width"] = gr.Slider(64, 2048, value=512, step=8, label="Width", elem_id="txt2img_width")
+        c["swap"] = gr.Button("⇅", elem_id="txt2img_res_switch_btn", min_width=40, scale=0)
+        c["height"] = gr.Slider(64, 2048, value=512, step=8, label="Height", elem_id="txt2img_height")
+        c["n_iter"] = gr.Slider(1, 100, value=1, step=1, label="Batch count", elem_id="txt2img_batch_count")
+        c["batch_size"] = gr.Slider(1, 8, value=1, step=1, label="Batch size", elem_id="txt2img_batch_size")
+    c["cfg_scale"] = gr.Slider(1.0, 30.0, value=7.0, step=0.5, label="CFG Scale", elem_id="txt2img_cfg_scale")
+    with gr.Row():
+        c["seed"] = gr.Number(value=-1, label="Seed", precision=0, elem_id="txt2img_seed")
+        c["random_seed"] = gr.Button("🎲", elem_id="txt2img_random_seed", min_width=40, scale=0)
+        c["reuse_seed"] = gr.Button("♻️", elem_id="txt2img_reuse_seed", min_width=40, scale=0)
+    with gr.Accordion("Extra", open=False, elem_id="txt2img_seed_extras"):
+        with gr.Row():
+            c["subseed"] = gr.Number(value=-1, label="Variation seed", precision=0, elem_id="txt2img_subseed")
+            c["subseed_strength"] = gr.Slider(0.0, 1.0, value=0.0, step=0.01, label="Variation strength",
+                                              elem_id="txt2img_subseed_strength")
+        with gr.Row():
+            c["seed_resize_from_w"] = gr.Slider(0, 2048, value=0, step=8, label="Resize seed from width",
+                                                elem_id="txt2img_seed_resize_from_w")
+            c["seed_resize_from_h"] = gr.Slider(0, 2048, value=0, step=8, label="Resize seed from height",
+                                                elem_id="txt2img_seed_resize_from_h")
+    return c
+
+
+def build_txt2img_tab(studio: Studio) -> Txt2ImgTab:
+    """Build the tab's components and wire them; call inside a ``gr.Tab``."""
+    c = _controls(studio)
+    with gr.Column():
+        progress = gr.HTML("", elem_id="txt2img_progress")
+        preview = gr.Image(label="Live preview", type="pil", interactive=False, elem_id="txt2img_preview",
+                           height=256)
+        gallery = gr.Gallery(label="Output", format="png", type="pil", columns=4, elem_id="txt2img_gallery",
+                             interactive=False)
+        info = gr.Textbox(label="Generation info", lines=4, interactive=False, elem_id="txt2img_info")
+    job_id = gr.State("")
+    last_seed = gr.State(-1)
+    inputs = [c[name] for name in PAYLOAD_FIELDS]
+    c["generate"].click(_generate_handler(studio), inputs=inputs,
+                        outputs=[job_id, progress, preview, gallery, info, last_seed],
+                        api_visibility="private", concurrency_limit=None)
+    c["prompt"].submit(_generate_handler(studio), inputs=inputs,
+                       outputs=[job_id, progress, preview, gallery, info, last_seed],
+                       api_visibility="private", concurrency_limit=None)
+    c["interrupt"].click(lambda jid: studio.interrupt(jid or None) and None, inputs=[job_id], outputs=None,
+                         api_visibility="private", queue=False)
+    c["skip"].click(lambda jid: studio.skip(jid or None) and None, inputs=[job_id], outputs=None,
+                    api_visibility="private", queue=False)
+    c["swap"].click(lambda w, h: (h, w), inputs=[c["width"], c["height"]], outputs=[c["width"], c["height"]],
+                    api_visibility="private", queue=False)
+    c["random_seed"].click(lambda: -1, outputs=[c["seed"]], api_visibility="private", queue=False)
+    c["reuse_seed"].click(lambda s: s, inputs=[last_seed], outputs=[c["seed"]], api_visibility="private",
+                          queue=False)
+    for box, counter in (("prompt", "prompt_tokens"), ("negative_prompt", "negative_tokens")):
+        c[box].change(token_count, inputs=[c[box]], outputs=[c[counter]], api_visibility="private",
+                      queue=False, trigger_mode="always_last")
+    return Txt2ImgTab(c, c["generate"], c["interrupt"], c["skip"], gallery, info, progress, preview, job_id)
+

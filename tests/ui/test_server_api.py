@@ -1,0 +1,132 @@
+"""The real server on a free port, driven through gradio_client: named endpoints, auth."""
+
+from __future__ import annotations
+
+import base64
+import io
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from tests.tiny_models import write_tiny_checkpoint
+
+pytestmark = pytest.mark.slow
+REPO_ROOT = Path(__file__).resolve().parents[2]
+NAMED = ("/txt2img", "/png_info", "/interrupt", "/skip", "/progress", "/refresh_checkpoints", "/set_checkpoint")
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _wait_ready(url: str, process: subprocess.Popen, limit_s: float = 120.0) -> None:
+    started = time.monotonic()
+    while time.monotonic() - started < limit_s:
+        if process.poll() is not None:
+            raise RuntimeError(f"server exited with {process.returncode}: {process.stderr.read()}")
+        try:
+            with urllib.request.urlopen(url, timeout=2) as response:
+                if response.status == 200:
+                    return
+        except (urllib.error.URLError, ConnectionError, TimeoutError):
+            time.sleep(0.2)
+    raise TimeoutError("server not ready")
+
+
+def _start(data_dir: Path, *flags: str) -> Iterator[str]:
+    port = _free_port()
+    process = subprocess.Popen(
+        [sys.executable, "webui.py", "--port", str(port), "--data-dir", str(data_dir), *flags],
+        cwd=REPO_ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+        env={**os.environ, "HF_HUB_OFFLINE": "1"},
+    )
+    url = f"http://127.0.0.1:{port}/"
+    try:
+        _wait_ready(url, process)
+        yield url
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("server-data")
+    write_tiny_checkpoint(root / "models" / "Stable-diffusion", "sd15")
+    return root
+
+
+@pytest.fixture(scope="module")
+def server(data_dir: Path) -> Iterator[str]:
+    yield from _start(data_dir)
+
+
+def test_named_endpoints_are_listed_and_plumbing_is_hidden(server: str) -> None:
+    from gradio_client import Client
+
+    api = Client(server, verbose=False).view_api(print_info=False, return_format="dict")
+    named = set(api["named_endpoints"])
+    assert set(NAMED) <= named, named
+    assert not api["unnamed_endpoints"]
+    assert named == set(NAMED), f"internal handlers leak into the API: {named - set(NAMED)}"
+    params = [p["parameter_name"] for p in api["named_endpoints"]["/txt2img"]["parameters"]]
+    assert {"prompt", "negative_prompt", "steps", "sampler_name", "scheduler", "cfg_scale", "seed", "width",
+            "height", "batch_size", "n_iter"} <= set(params)
+
+
+def test_txt2img_through_gradio_client(server: str) -> None:
+    from gradio_client import Client
+
+    client = Client(server, verbose=False)
+    result = client.predict(prompt="a red circle", steps=2, width=64, height=64, seed=3, batch_size=2,
+                            sampler_name="Euler a", api_name="/txt2img")
+    assert result["seeds"] == [3, 4]
+    image = Image.open(io.BytesIO(base64.b64decode(result["images"][1])))
+    assert image.size == (64, 64) and "Seed: 4" in image.info["parameters"]
+    info = client.predict(image=result["images"][0], api_name="/png_info")
+    assert info["parameters"]["Seed"] == "3" and info["parameters"]["Steps"] == "2"
+    assert client.predict(api_name="/progress")["state"] == "idle"
+    assert client.predict(api_name="/interrupt") is False
+    titles = client.predict(api_name="/refresh_checkpoints")
+    assert titles and titles[0].startswith("tiny-sd15.safetensors")
+    assert client.predict(title="tiny-sd15", api_name="/set_checkpoint") == titles[0]
+
+
+def test_bad_input_is_a_clear_error_and_the_server_survives(server: str) -> None:
+    from gradio_client import Client
+
+    client = Client(server, verbose=False)
+    with pytest.raises(Exception, match="steps"):
+        client.predict(prompt="x", steps=0, width=64, height=64, api_name="/txt2img")
+    with pytest.raises(Exception, match="sampler_name"):
+        client.predict(prompt="x", steps=1, width=64, height=64, sampler_name="Nope", api_name="/txt2img")
+    with pytest.raises(Exception, match="image"):
+        client.predict(image="not base64!!", api_name="/png_info")
+    assert client.predict(prompt="x", steps=1, width=64, height=64, seed=1, api_name="/txt2img")["seeds"] == [1]
+
+
+def test_auth_protects_page_and_api(data_dir: Path) -> None:
+    from gradio_client import Client
+
+    for url in _start(data_dir, "--gradio-auth", "alice:secret"):
+        client = Client(url, auth=("alice", "secret"), verbose=False)
+        result = client.predict(prompt="x", steps=1, width=64, height=64, seed=8, api_name="/txt2img")
+        assert result["seeds"] == [8]
+        with pytest.raises(Exception):  # noqa: B017 - gradio_client raises a plain ValueError here
+            Client(url, auth=("alice", "wrong"), verbose=False)
+        with pytest.raises(Exception):  # noqa: B017
+            Client(url, verbose=False).predict(prompt="x", steps=1, api_name="/txt2img")
