@@ -1,9 +1,8 @@
 """AIGen Studio entry point (the composition root).
 
-    python webui.py generate --prompt "a red circle"      # txt2img from the command line
-    python webui.py generate-from-json --config cfg.json  # same, A1111 API fields in JSON
-
-The web UI arrives with the web UI issue; until then a command is required.
+    python webui.py [--port 7860 --listen --gradio-auth u:p ...]  # the web UI
+    python webui.py generate --prompt "a red circle"               # txt2img from the command line
+    python webui.py generate-from-json --config cfg.json           # same, A1111 API fields in JSON
 """
 
 from __future__ import annotations
