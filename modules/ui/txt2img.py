@@ -118,8 +118,7 @@ def _generate_handler(studio: Studio):
     return generate
 
 
-def _controls(studio: Studio) -> dict[str, Any]:
-    c: dict[str, Any] = {}
+def _prompt_row(c: dict[str, Any]) -> None:
     with gr.Row():
         with gr.Column(scale=6):
             c["prompt"] = gr.Textbox(label="Prompt", lines=3, elem_id="txt2img_prompt",
@@ -132,6 +131,9 @@ def _controls(studio: Studio) -> dict[str, Any]:
             with gr.Row():
                 c["interrupt"] = gr.Button("Interrupt", elem_id="txt2img_interrupt")
                 c["skip"] = gr.Button("Skip", elem_id="txt2img_skip")
+
+
+def _settings_column(c: dict[str, Any]) -> None:
     with gr.Row():
         c["sampler_name"] = gr.Dropdown([s.name for s in SAMPLERS], value="DPM++ 2M", label="Sampling method",
                                         elem_id="txt2img_sampling")
@@ -159,19 +161,22 @@ def _controls(studio: Studio) -> dict[str, Any]:
                                                 elem_id="txt2img_seed_resize_from_w")
             c["seed_resize_from_h"] = gr.Slider(0, 2048, value=0, step=8, label="Resize seed from height",
                                                 elem_id="txt2img_seed_resize_from_h")
-    return c
 
 
 def build_txt2img_tab(studio: Studio) -> Txt2ImgTab:
     """Build the tab's components and wire them; call inside a ``gr.Tab``."""
-    c = _controls(studio)
-    with gr.Column():
-        progress = gr.HTML("", elem_id="txt2img_progress")
-        preview = gr.Image(label="Live preview", type="pil", interactive=False, elem_id="txt2img_preview",
-                           height=256)
-        gallery = gr.Gallery(label="Output", format="png", type="pil", columns=4, elem_id="txt2img_gallery",
-                             interactive=False)
-        info = gr.Textbox(label="Generation info", lines=4, interactive=False, elem_id="txt2img_info")
+    c: dict[str, Any] = {}
+    _prompt_row(c)
+    with gr.Row():  # A1111's layout: settings on the left, results on the right
+        with gr.Column(scale=1):
+            _settings_column(c)
+        with gr.Column(scale=1):
+            progress = gr.HTML("", elem_id="txt2img_progress")
+            preview = gr.Image(label="Live preview", type="pil", interactive=False, elem_id="txt2img_preview",
+                               height=192)
+            gallery = gr.Gallery(label="Output", format="png", type="pil", columns=4, elem_id="txt2img_gallery",
+                                 interactive=False, height=360)
+            info = gr.Textbox(label="Generation info", lines=4, interactive=False, elem_id="txt2img_info")
     job_id = gr.State("")
     last_seed = gr.State(-1)
     inputs = [c[name] for name in PAYLOAD_FIELDS]

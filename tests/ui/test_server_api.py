@@ -4,13 +4,6 @@ from __future__ import annotations
 
 import base64
 import io
-import os
-import socket
-import subprocess
-import sys
-import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,49 +11,10 @@ import pytest
 from PIL import Image
 
 from tests.tiny_models import write_tiny_checkpoint
+from tests.ui.live_server import start_server
 
 pytestmark = pytest.mark.slow
-REPO_ROOT = Path(__file__).resolve().parents[2]
 NAMED = ("/txt2img", "/png_info", "/interrupt", "/skip", "/progress", "/refresh_checkpoints", "/set_checkpoint")
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _wait_ready(url: str, process: subprocess.Popen, limit_s: float = 120.0) -> None:
-    started = time.monotonic()
-    while time.monotonic() - started < limit_s:
-        if process.poll() is not None:
-            raise RuntimeError(f"server exited with {process.returncode}: {process.stderr.read()}")
-        try:
-            with urllib.request.urlopen(url, timeout=2) as response:
-                if response.status == 200:
-                    return
-        except (urllib.error.URLError, ConnectionError, TimeoutError):
-            time.sleep(0.2)
-    raise TimeoutError("server not ready")
-
-
-def _start(data_dir: Path, *flags: str) -> Iterator[str]:
-    port = _free_port()
-    process = subprocess.Popen(
-        [sys.executable, "webui.py", "--port", str(port), "--data-dir", str(data_dir), *flags],
-        cwd=REPO_ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-        env={**os.environ, "HF_HUB_OFFLINE": "1"},
-    )
-    url = f"http://127.0.0.1:{port}/"
-    try:
-        _wait_ready(url, process)
-        yield url
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
 
 
 @pytest.fixture(scope="module")
@@ -72,7 +26,7 @@ def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def server(data_dir: Path) -> Iterator[str]:
-    yield from _start(data_dir)
+    yield from start_server(data_dir)
 
 
 def test_named_endpoints_are_listed_and_plumbing_is_hidden(server: str) -> None:
@@ -122,7 +76,7 @@ def test_bad_input_is_a_clear_error_and_the_server_survives(server: str) -> None
 def test_auth_protects_page_and_api(data_dir: Path) -> None:
     from gradio_client import Client
 
-    for url in _start(data_dir, "--gradio-auth", "alice:secret"):
+    for url in start_server(data_dir, "--gradio-auth", "alice:secret"):
         client = Client(url, auth=("alice", "secret"), verbose=False)
         result = client.predict(prompt="x", steps=1, width=64, height=64, seed=8, api_name="/txt2img")
         assert result["seeds"] == [8]

@@ -1,0 +1,79 @@
+"""A real browser (Debian chromium, driven by Playwright) uses the page as a person would."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.tiny_models import write_tiny_checkpoint
+from tests.ui.live_server import REPO_ROOT, start_server
+
+pytestmark = pytest.mark.slow
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--no-first-run", "--disable-sync", "--disable-quic"]
+ARTIFACTS = REPO_ROOT / "tests" / "artifacts"
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    root = tmp_path_factory.mktemp("browser-data")
+    write_tiny_checkpoint(root / "models" / "Stable-diffusion", "sd15")
+    yield from start_server(root)
+
+
+@pytest.fixture(scope="module")
+def page(server: str):
+    if not Path(CHROMIUM).exists():
+        pytest.fail("chromium is not installed: .ci/run installs Debian's chromium package")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1400, "height": 1200})
+        page.goto(server)
+        page.wait_for_selector("#txt2img_prompt textarea", timeout=60_000)
+        yield page
+        browser.close()
+
+
+def _set_number(page, elem_id: str, value: int) -> None:
+    box = page.locator(f"#{elem_id} input[type=number]").first
+    box.fill(str(value))
+    box.press("Enter")
+
+
+def test_generate_shows_the_image_and_its_seed(page) -> None:
+    page.locator("#txt2img_prompt textarea").fill("a small yellow star")
+    _set_number(page, "txt2img_steps", 3)
+    _set_number(page, "txt2img_width", 64)
+    _set_number(page, "txt2img_height", 64)
+    page.locator("#txt2img_seed input").fill("1234")
+    page.locator("#txt2img_generate").click()
+    page.wait_for_selector("#txt2img_gallery img", timeout=90_000)
+    page.wait_for_function(
+        "() => (document.querySelector('#txt2img_info textarea') || {}).value?.includes('Seed: 1234')",
+        timeout=30_000,
+    )
+    info = page.locator("#txt2img_info textarea").input_value()
+    assert "Steps: 3" in info and "Size: 64x64" in info
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "txt2img.png"), full_page=True)
+
+
+def test_interrupt_stops_a_long_job(page) -> None:
+    _set_number(page, "txt2img_steps", 150)
+    _set_number(page, "txt2img_batch_count", 20)
+    page.locator("#txt2img_generate").click()
+    page.wait_for_function(
+        "() => (document.querySelector('#txt2img_progress') || {}).innerText?.includes('step')", timeout=60_000
+    )
+    page.locator("#txt2img_interrupt").click()
+    page.wait_for_function(
+        "() => (document.querySelector('#txt2img_progress') || {}).innerText?.includes('Interrupted')",
+        timeout=60_000,
+    )
+    page.screenshot(path=str(ARTIFACTS / "txt2img-interrupted.png"), full_page=True)
