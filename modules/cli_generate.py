@@ -75,9 +75,9 @@ def run_generate(context: AppContext, payload: dict[str, Any], out: Path | None)
     targets = _exact_targets(out, request.images_per_job) if exact and out is not None else []
     model = context.models.get(request.checkpoint, request.vae)
     if out is None:
-        output: OutputOptions | None = OutputOptions(context.paths.outputs)
+        output: OutputOptions | None = OutputOptions(context.paths.outputs / "txt2img-images")
     else:
-        output = None if exact else OutputOptions(out, flat=True)
+        output = None if exact else OutputOptions(out, date_subfolder=False)
     progress = _ProgressBar(request.num_inference_steps * request.batch_count)
     try:
         result = run_txt2img(model, Job(request, on_progress=progress), output)

@@ -93,14 +93,8 @@ class Settings:
     samples_save: bool = _opt(True, "Always save all generated images", _SAVING, "checkbox")
     samples_format: str = _opt("png", "File format for images", _SAVING, "dropdown", choices=("png",))
     save_to_dirs: bool = _opt(True, "Save images to a subdirectory", _SAVING, "checkbox")
-    grid_save: bool = _opt(True, "Always save all generated image grids", _SAVING, "checkbox")
-    outdir_samples: str = _folder("Output directory for images; if empty, defaults to three directories below")
+    outdir_samples: str = _folder("Output directory for images; if empty, defaults to the folders below")
     outdir_txt2img_samples: str = _folder("Output directory for txt2img images")
-    outdir_img2img_samples: str = _folder("Output directory for img2img images")
-    outdir_extras_samples: str = _folder("Output directory for images from extras tab")
-    outdir_grids: str = _folder("Output directory for grids; if empty, defaults to two directories below")
-    outdir_txt2img_grids: str = _folder("Output directory for txt2img grids")
-    outdir_img2img_grids: str = _folder("Output directory for img2img grids")
     sd_model_checkpoint: str = _opt("", "Stable Diffusion checkpoint", _SD, "dropdown", choices_from="checkpoints",
                                     is_relative_path=True)
     sd_vae: str = _opt("Automatic", "SD VAE", _SD, "dropdown", choices_from="vae", is_relative_path=True,
@@ -110,8 +104,6 @@ class Settings:
                                             "ignore last layers of CLIP network; 1 ignores none, 2 ignores one layer")
     eta_ddim: float = _slider(0.0, "Eta for DDIM", _SAMPLER, (0.0, 1.0, 0.01),
                               "noise multiplier; higher = more unpredictable results")
-    eta_ancestral: float = _slider(1.0, "Eta for k-diffusion samplers", _SAMPLER, (0.0, 1.0, 0.01),
-                                   "noise multiplier; applies to ancestral samplers (i.e. Euler a) and SDE samplers")
     show_progressbar: bool = _opt(True, "Show progressbar", _PREVIEWS, "checkbox")
     live_previews_enable: bool = _opt(True, "Show live previews of the created image", _PREVIEWS, "checkbox")
     show_progress_every_n_steps: int = _slider(5, "Live preview display period", _PREVIEWS, (-1, 32, 1),
@@ -120,7 +112,7 @@ class Settings:
                                             minimum=100, maximum=60000, step=1, info="in milliseconds")
     quicksettings_list: tuple[str, ...] = _opt(
         ("sd_model_checkpoint", "sd_vae", "CLIP_stop_at_last_layers"), "Quicksettings list", _UI, "dropdown",
-        multiselect=True, choices_from="settings", info="settings shown at the top of the page")
+        multiselect=True, choices_from="settings", info="settings shown at the top of the page (after a reload)")
     disable_token_counters: bool = _opt(False, "Disable prompt token counters", _UI, "checkbox")
 
 
@@ -225,17 +217,17 @@ def validate_settings(values: Mapping[str, Any], base: Settings | None = None) -
 def output_dir(settings: Settings, key: str, data_dir: Path) -> Path:
     """The folder of a per-tab ``outdir_<tab>_samples`` / ``outdir_<tab>_grids`` setting, under ``data_dir``.
 
-    A1111 rules: a non-empty ``outdir_samples`` (``outdir_grids``) replaces the per-tab folders; empty
-    means ``outputs/<tab>-images`` (``-grids``). The caller adds the date folder (``save_to_dirs``).
+    A1111 rules: a non-empty ``outdir_samples`` replaces the per-tab folders; empty means
+    ``outputs/<tab>-images``. The caller adds the date folder (``save_to_dirs``).
 
     Raises:
         KeyError: ``key`` is not a per-tab folder setting.
         ValueError: the value leaves ``data_dir`` (only possible if it bypassed validation).
     """
     _, tab, kind = key.split("_", 2) if key.count("_") == 2 else ("", "", "")
-    if kind not in ("samples", "grids") or key not in SETTINGS_BY_KEY:
+    if kind != "samples" or key not in SETTINGS_BY_KEY:
         raise KeyError(key)
-    default = f"outputs/{tab}-{'images' if kind == 'samples' else 'grids'}"
+    default = f"outputs/{tab}-images"
     relative = getattr(settings, f"outdir_{kind}") or getattr(settings, key) or default
     if not _is_inside_data_dir(relative):
         raise ValueError(f"{key}={relative!r} points outside {data_dir}")

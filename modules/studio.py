@@ -20,7 +20,7 @@ from modules.processing.api_fields import txt2img_request_from_api
 from modules.processing.job import Job
 from modules.processing.queue import JobQueue, JobStatus
 from modules.processing.txt2img import GenerationResult, OutputOptions, run_txt2img
-from modules.settings import Settings, SettingsStore
+from modules.settings import Settings, SettingsStore, output_dir
 
 __all__ = ["Studio"]
 
@@ -34,6 +34,7 @@ class Studio:
         self.context = context
         self.store = store
         self.settings, self.settings_warnings = store.load()
+        context.models.keep_loaded = self.settings.sd_checkpoints_limit
         self._settings_lock = threading.Lock()
         self.queue = JobQueue(self._run)
         self.queue.start()
@@ -45,7 +46,9 @@ class Studio:
         request = job.request
         model = self.context.models.get(request.checkpoint or self.settings.sd_model_checkpoint or None,
                                         request.vae if request.vae is not None else self.settings.sd_vae)
-        output = OutputOptions(self.context.paths.outputs, save=self.settings.samples_save)
+        settings = self.settings
+        folder = output_dir(settings, "outdir_txt2img_samples", self.context.paths.root)
+        output = OutputOptions(folder, save=settings.samples_save, date_subfolder=settings.save_to_dirs)
         return run_txt2img(model, job, output)
 
     def submit_txt2img(self, payload: Mapping[str, Any]) -> str:
@@ -59,8 +62,10 @@ class Studio:
         """
         settings = self.settings
         defaults: dict[str, Any] = {}
-        if "override_settings" not in payload or "CLIP_stop_at_last_layers" not in payload["override_settings"]:
+        if "CLIP_stop_at_last_layers" not in (payload.get("override_settings") or {}):
             defaults["clip_skip"] = settings.CLIP_stop_at_last_layers
+        if payload.get("eta") is None and settings.eta_ddim:
+            defaults["eta"] = settings.eta_ddim  # A1111 "Eta for DDIM"; only DDIM uses it
         request = txt2img_request_from_api(payload, **defaults)
         return self.queue.submit(Job(request))
 
@@ -128,6 +133,7 @@ class Studio:
         with self._settings_lock:
             merged = {**dataclasses.asdict(self.settings), **changes}
             self.settings, warnings = self.store.apply(merged)
+            self.context.models.keep_loaded = self.settings.sd_checkpoints_limit
         return warnings
 
     def close(self) -> None:

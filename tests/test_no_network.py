@@ -145,7 +145,7 @@ def test_full_generation_makes_no_network_attempt(sd15_model: LoadedModel, tmp_p
     request = Txt2ImgRequest(prompt="a red circle", negative_prompt="blue", width=64, height=64,
                              num_inference_steps=3, sampler_name="DPM++ 2M", seed=11, batch_size=2)
     with NETWORK_GUARD.blocking() as attempts:
-        result = run_txt2img(sd15_model, Job(request), OutputOptions(tmp_path))
+        result = run_txt2img(sd15_model, Job(request), OutputOptions(tmp_path / "txt2img-images"))
     assert attempts == []
     assert result.seeds == [11, 12] and not result.interrupted and result.hook_errors == []
     assert [p.is_file() for p in result.paths] == [True, True]

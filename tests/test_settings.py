@@ -51,7 +51,7 @@ def test_defaults_match_a1111_and_the_product() -> None:
     assert (s.samples_save, s.samples_format, s.save_to_dirs) == (True, "png", True)
     assert (s.outdir_txt2img_samples, s.sd_model_checkpoint, s.sd_vae) == ("", "", "Automatic")
     assert (s.sd_checkpoints_limit, s.CLIP_stop_at_last_layers) == (1, 1)
-    assert (s.eta_ddim, s.eta_ancestral) == (0.0, 1.0)
+    assert s.eta_ddim == 0.0
     assert (s.show_progress_every_n_steps, s.live_previews_enable, s.live_preview_refresh_period) == (5, True, 1000)
     assert s.quicksettings_list == ("sd_model_checkpoint", "sd_vae", "CLIP_stop_at_last_layers")
     assert validate_settings({}) == (s, [])
@@ -113,7 +113,7 @@ def test_per_request_values_never_touch_the_stored_settings(store: SettingsStore
     ("CLIP_stop_at_last_layers", 0),
     ("eta_ddim", "0.5"),
     ("eta_ddim", math.nan),
-    ("eta_ancestral", 1.5),
+    ("eta_ddim", 1.5),
     ("show_progress_every_n_steps", -2),
     ("live_preview_refresh_period", 10),
     ("sd_vae", 5),
@@ -122,20 +122,19 @@ def test_per_request_values_never_touch_the_stored_settings(store: SettingsStore
     ("quicksettings_list", [1, 2]),
 ])
 def test_a_bad_value_falls_back_to_the_default_for_that_key_only(key: str, bad: Any) -> None:
-    other = "eta_ancestral" if key != "eta_ancestral" else "eta_ddim"
-    settings, warnings = validate_settings({key: bad, other: 0.5})
+    other, good = ("eta_ddim", 0.5) if key != "eta_ddim" else ("CLIP_stop_at_last_layers", 2)
+    settings, warnings = validate_settings({key: bad, other: good})
     assert getattr(settings, key) == getattr(Settings(), key)
-    assert getattr(settings, other) == 0.5  # the good value next to it is kept
+    assert getattr(settings, other) == good  # the good value next to it is kept
     assert len(warnings) == 1 and _warnings_about(warnings, key) == warnings
     assert "keeping the default" in warnings[0]
 
 
 def test_numbers_are_converted_where_no_information_is_lost() -> None:
-    settings, warnings = validate_settings({"sd_checkpoints_limit": 3.0, "eta_ddim": 1, "eta_ancestral": 0})
+    settings, warnings = validate_settings({"sd_checkpoints_limit": 3.0, "eta_ddim": 1})
     assert warnings == []
     assert settings.sd_checkpoints_limit == 3 and type(settings.sd_checkpoints_limit) is int
     assert settings.eta_ddim == 1.0 and type(settings.eta_ddim) is float
-    assert type(settings.eta_ancestral) is float
 
 
 def test_quicksettings_accept_a1111_lists_and_comma_text_and_drop_unknown_entries() -> None:
@@ -170,7 +169,7 @@ ESCAPES = ["/etc", "/tmp/out", "../outputs", "outputs/../../x", "C:\\Windows", "
 
 
 @pytest.mark.parametrize("value", ESCAPES)
-@pytest.mark.parametrize("key", ["outdir_samples", "outdir_txt2img_samples", "outdir_img2img_grids"])
+@pytest.mark.parametrize("key", ["outdir_samples", "outdir_txt2img_samples"])
 def test_output_folders_cannot_leave_the_data_dir(key: str, value: str) -> None:
     settings, warnings = validate_settings({key: value})
     assert getattr(settings, key) == ""
@@ -193,10 +192,8 @@ def test_checkpoint_and_vae_names_cannot_be_paths_out_of_the_data_dir() -> None:
 def test_output_dir_follows_a1111_fallbacks(tmp_path: Path) -> None:
     defaults = Settings()
     assert output_dir(defaults, "outdir_txt2img_samples", tmp_path) == tmp_path / "outputs" / "txt2img-images"
-    assert output_dir(defaults, "outdir_img2img_grids", tmp_path) == tmp_path / "outputs" / "img2img-grids"
     custom = dataclasses.replace(defaults, outdir_txt2img_samples="mine")
     assert output_dir(custom, "outdir_txt2img_samples", tmp_path) == tmp_path / "mine"
-    assert output_dir(custom, "outdir_extras_samples", tmp_path) == tmp_path / "outputs" / "extras-images"
     everything = dataclasses.replace(custom, outdir_samples="all")
     assert output_dir(everything, "outdir_txt2img_samples", tmp_path) == tmp_path / "all"
     with pytest.raises(KeyError):

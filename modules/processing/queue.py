@@ -111,10 +111,10 @@ def _eta(update: ProgressUpdate, elapsed_now: float) -> float | None:
 def _progress_fields(entry: _Entry, elapsed_s: float, keep_latents: bool) -> dict[str, Any]:
     """Step / batch / fraction fields of a snapshot, all taken from the same progress update."""
     update = entry.progress
-    if update is None:
-        request = entry.job.request
-        return {"total_steps": int(getattr(request, "num_inference_steps", 0) or 0),
-                "batch_count": int(getattr(request, "batch_count", 1) or 1)}
+    if update is None:  # before the first step: what the request asks for, if it says
+        steps, batches = (getattr(entry.job.request, name, None) for name in ("num_inference_steps", "batch_count"))
+        return {"total_steps": steps if isinstance(steps, int) else 0,
+                "batch_count": batches if isinstance(batches, int) else 1}
     return {
         "step": update.step, "total_steps": update.total_steps,
         "batch_index": update.batch_index, "batch_count": update.batch_count,
@@ -373,7 +373,8 @@ class JobQueue:
             return "interrupted", None, None
         except BaseException as error:  # noqa: BLE001 - a job calling sys.exit() must not kill the worker
             logger.exception("job %s failed", job.id)
-            return "failed", None, f"{type(error).__name__}: {error}"
+            message = str(error)
+            return "failed", None, f"{type(error).__name__}: {message}" if message else type(error).__name__
         if getattr(result, "interrupted", False) is True:
             return "interrupted", result, None
         return "done", result, None

@@ -43,16 +43,18 @@ logger = logging.getLogger(__name__)
 class OutputOptions:
     """Where and whether to save.
 
-    ``outputs`` is the root holding ``txt2img-images/DATE/``; with ``flat`` the images go
-    straight into ``outputs`` instead (a folder the user chose).
+    ``folder`` is the tab's folder (A1111: ``outputs/txt2img-images``); images go into a
+    ``YYYY-MM-DD`` subfolder of it unless ``date_subfolder`` is off (A1111 ``save_to_dirs``).
+    ``embed_infotext`` off leaves the PNG without its "parameters" chunk.
     """
 
-    outputs: Path
+    folder: Path
     save: bool = True
-    flat: bool = False
+    date_subfolder: bool = True
+    embed_infotext: bool = True
 
-    def folder(self, kind: str) -> Path:
-        return self.outputs if self.flat else date_folder(self.outputs, kind)
+    def target(self) -> Path:
+        return date_folder(self.folder.parent, self.folder.name) if self.date_subfolder else self.folder
 
 
 @dataclass
@@ -149,7 +151,7 @@ def _finish_images(model: LoadedModel, result: GenerationResult, pixels: torch.T
                    seeds: ImageSeeds, output: OutputOptions | None) -> None:
     request = result.request
     batch_seeds, batch_subseeds = seeds.batch(batch_index, request.batch_size)
-    folder = output.folder("txt2img-images") if output else None
+    folder = output.target() if output else None
     for image, seed, subseed in zip(to_pil_images(pixels), batch_seeds, batch_subseeds, strict=True):
         vae_name = model.vae_file.name if model.vae_file else None
         params = txt2img_parameters(request, seed, subseed, model.name, model.short_hash, vae_name, model.vae_hash)
@@ -159,7 +161,7 @@ def _finish_images(model: LoadedModel, result: GenerationResult, pixels: torch.T
         result.subseeds.append(subseed)
         result.infotexts.append(infotext)
         if output is not None and output.save and folder is not None:
-            result.paths.append(save_png(image, folder, str(seed), infotext))
+            result.paths.append(save_png(image, folder, str(seed), infotext if output.embed_infotext else None))
 
 
 def run_txt2img(model: LoadedModel, job: Job, output: OutputOptions | None = None) -> GenerationResult:

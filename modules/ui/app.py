@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import dataclasses
 import html
 from typing import Any
 
 import gradio as gr
 
+from modules.settings import SETTINGS_BY_KEY
 from modules.studio import Studio
 from modules.ui.api_endpoints import register_api
 from modules.ui.png_info import build_png_info_tab
-from modules.ui.settings_tab import build_settings_tab
+from modules.ui.settings_tab import build_settings_tab, component_for, value_from_component
 from modules.ui.txt2img import PAYLOAD_FIELDS, build_txt2img_tab
 
 __all__ = ["CSS", "build_app"]
@@ -41,16 +43,10 @@ def _warning_banner(studio: Studio) -> str:
     return '<div class="aigen-warning">' + "<br>".join(html.escape(line) for line in lines) + "</div>"
 
 
-def _quicksettings(studio: Studio) -> None:
-    with gr.Row(elem_id="quicksettings"):
-        checkpoint = gr.Dropdown(studio.checkpoint_titles(), value=studio.current_checkpoint() or None,
-                                 label="Stable Diffusion checkpoint", elem_id="setting_sd_model_checkpoint",
-                                 scale=4)
-        refresh = gr.Button("🔄", elem_id="refresh_sd_model_checkpoint", min_width=40, scale=0)
-        vae = gr.Dropdown(studio.vae_choices(), value=studio.settings.sd_vae, label="SD VAE",
-                          elem_id="setting_sd_vae", scale=2)
-        clip_skip = gr.Slider(1, 12, value=studio.settings.CLIP_stop_at_last_layers, step=1, label="Clip skip",
-                              elem_id="setting_CLIP_stop_at_last_layers", scale=2)
+def _checkpoint_quicksetting(studio: Studio) -> None:
+    checkpoint = gr.Dropdown(studio.checkpoint_titles(), value=studio.current_checkpoint() or None,
+                             label="Stable Diffusion checkpoint", elem_id="setting_sd_model_checkpoint", scale=4)
+    refresh = gr.Button("🔄", elem_id="refresh_sd_model_checkpoint", min_width=40, scale=0)
 
     def choose_checkpoint(title: str | None) -> Any:
         if title:
@@ -63,9 +59,25 @@ def _quicksettings(studio: Studio) -> None:
     checkpoint.change(choose_checkpoint, inputs=[checkpoint], outputs=[checkpoint], api_visibility="private")
     refresh.click(lambda: gr.update(choices=studio.refresh_checkpoints(), value=studio.current_checkpoint() or None),
                   outputs=[checkpoint], api_visibility="private")
-    vae.change(lambda v: studio.update_settings({"sd_vae": v}) and None, inputs=[vae], api_visibility="private")
-    clip_skip.change(lambda v: studio.update_settings({"CLIP_stop_at_last_layers": int(v)}) and None,
-                     inputs=[clip_skip], api_visibility="private")
+
+
+def _quicksettings(studio: Studio) -> None:
+    """The settings named in ``quicksettings_list``, at the top of every tab (A1111)."""
+    current = dataclasses.asdict(studio.settings)
+    dynamic = {"checkpoints": studio.checkpoint_titles(), "vae": studio.vae_choices()}
+    with gr.Row(elem_id="quicksettings"):
+        for key in studio.settings.quicksettings_list:
+            if key == "sd_model_checkpoint":
+                _checkpoint_quicksetting(studio)
+                continue
+            component = component_for(SETTINGS_BY_KEY[key], current[key], dynamic)
+
+            def apply(value: Any, key: str = key) -> None:
+                warnings = studio.update_settings({key: value_from_component(value, current[key])})
+                if warnings:
+                    raise gr.Error("; ".join(warnings))
+
+            component.change(apply, inputs=[component], api_visibility="private")
 
 
 def build_app(studio: Studio) -> gr.Blocks:

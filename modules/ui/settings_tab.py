@@ -13,7 +13,7 @@ import gradio as gr
 from modules.settings import SETTING_INFOS, SettingInfo
 from modules.studio import Studio
 
-__all__ = ["build_settings_tab", "component_for"]
+__all__ = ["build_settings_tab", "component_for", "value_from_component"]
 
 
 def component_for(info: SettingInfo, value: Any, dynamic_choices: dict[str, list[str]]) -> Any:
@@ -36,7 +36,8 @@ def component_for(info: SettingInfo, value: Any, dynamic_choices: dict[str, list
     return gr.Textbox(**common)
 
 
-def _value_from_component(value: Any, current: Any) -> Any:
+def value_from_component(value: Any, current: Any) -> Any:
+    """A component's value in the type of the setting's current value (sliders give floats)."""
     if isinstance(current, tuple) and isinstance(value, str):
         return tuple(part.strip() for part in value.split(",") if part.strip())
     if isinstance(current, tuple) and isinstance(value, list):
@@ -64,7 +65,7 @@ def build_settings_tab(studio: Studio) -> None:
 
     def apply_settings(*values: Any) -> str:
         before = dataclasses.asdict(studio.settings)
-        changes = {key: _value_from_component(value, before[key]) for key, value in zip(keys, values, strict=True)}
+        changes = {key: value_from_component(value, before[key]) for key, value in zip(keys, values, strict=True)}
         warnings = studio.update_settings(changes)
         changed = [k for k in keys if dataclasses.asdict(studio.settings)[k] != before[k]]
         text = f"{len(changed)} settings changed" + (f": {', '.join(changed)}." if changed else ".")

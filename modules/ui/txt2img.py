@@ -73,8 +73,12 @@ def token_count(text: str) -> str:
     return f"{count}/{capacity}"
 
 
-def stream_job(studio: Studio, job_id: str, preview_every: int) -> Iterator[tuple[JobStatus, Any]]:
-    """Yield (status, preview) while the job runs, then its final status once."""
+def stream_job(studio: Studio, job_id: str, preview_every: int,
+               poll_seconds: float = POLL_SECONDS) -> Iterator[tuple[JobStatus, Any]]:
+    """Yield (status, preview) while the job runs, then its final status once.
+
+    A preview is decoded only every ``preview_every`` steps (0 or less: never).
+    """
     last_preview_step = -1
     while True:
         status = studio.status(job_id)
@@ -85,7 +89,7 @@ def stream_job(studio: Studio, job_id: str, preview_every: int) -> Iterator[tupl
         if status.state == "running" and preview_every > 0 and status.step - last_preview_step >= preview_every:
             preview, last_preview_step = preview_image(status), status.step
         yield status, preview
-        time.sleep(POLL_SECONDS)
+        time.sleep(poll_seconds)
 
 
 def _final_outputs(status: JobStatus) -> tuple[list[Any], str, Any]:
@@ -107,25 +111,29 @@ def _generate_handler(studio: Studio):
             raise gr.Error(f"{error.field}: {error.message}") from None
         except ProcessingError as error:
             raise gr.Error(str(error)) from None
-        for status, preview in stream_job(studio, job_id, studio.settings.show_progress_every_n_steps):
+        settings = studio.settings
+        every = settings.show_progress_every_n_steps if settings.live_previews_enable else 0
+        bar = progress_html if settings.show_progressbar else (lambda status: "")
+        for status, preview in stream_job(studio, job_id, every, settings.live_preview_refresh_period / 1000):
             if status.position is not None:
                 preview_update = preview if preview is not None else gr.update()
-                yield job_id, progress_html(status), preview_update, gr.update(), gr.update(), gr.update()
+                yield job_id, bar(status), preview_update, gr.update(), gr.update(), gr.update()
             else:
                 images, info, last_seed = _final_outputs(status)
-                yield job_id, progress_html(status), None, images, info, last_seed
+                yield job_id, bar(status), None, images, info, last_seed
 
     return generate
 
 
-def _prompt_row(c: dict[str, Any]) -> None:
+def _prompt_row(c: dict[str, Any], show_counters: bool) -> None:
     with gr.Row():
         with gr.Column(scale=6):
             c["prompt"] = gr.Textbox(label="Prompt", lines=3, elem_id="txt2img_prompt",
                                      placeholder="Prompt (press Ctrl+Enter to generate)")
-            c["prompt_tokens"] = gr.Markdown("0/75", elem_id="txt2img_token_counter")
+            c["prompt_tokens"] = gr.Markdown("0/75", elem_id="txt2img_token_counter", visible=show_counters)
             c["negative_prompt"] = gr.Textbox(label="Negative prompt", lines=2, elem_id="txt2img_neg_prompt")
-            c["negative_tokens"] = gr.Markdown("0/75", elem_id="txt2img_negative_token_counter")
+            c["negative_tokens"] = gr.Markdown("0/75", elem_id="txt2img_negative_token_counter",
+                                               visible=show_counters)
         with gr.Column(scale=1, min_width=160):
             c["generate"] = gr.Button("Generate", variant="primary", elem_id="txt2img_generate")
             with gr.Row():
@@ -166,7 +174,8 @@ def _settings_column(c: dict[str, Any]) -> None:
 def build_txt2img_tab(studio: Studio) -> Txt2ImgTab:
     """Build the tab's components and wire them; call inside a ``gr.Tab``."""
     c: dict[str, Any] = {}
-    _prompt_row(c)
+    show_counters = not studio.settings.disable_token_counters
+    _prompt_row(c, show_counters)
     with gr.Row():  # A1111's layout: settings on the left, results on the right
         with gr.Column(scale=1):
             _settings_column(c)
@@ -195,7 +204,8 @@ def build_txt2img_tab(studio: Studio) -> Txt2ImgTab:
     c["random_seed"].click(lambda: -1, outputs=[c["seed"]], api_visibility="private", queue=False)
     c["reuse_seed"].click(lambda s: s, inputs=[last_seed], outputs=[c["seed"]], api_visibility="private",
                           queue=False)
-    for box, counter in (("prompt", "prompt_tokens"), ("negative_prompt", "negative_tokens")):
+    counters = (("prompt", "prompt_tokens"), ("negative_prompt", "negative_tokens")) if show_counters else ()
+    for box, counter in counters:
         c[box].change(token_count, inputs=[c[box]], outputs=[c[counter]], api_visibility="private",
                       queue=False, trigger_mode="always_last")
     return Txt2ImgTab(c, c["generate"], c["interrupt"], c["skip"], gallery, info, progress, preview, job_id)

@@ -84,7 +84,7 @@ def test_replay_from_saved_png_is_bit_identical(sd15_model: LoadedModel, outputs
     request = Txt2ImgRequest(prompt="a purple ring", negative_prompt="noise, blur", width=64, height=64,
                              num_inference_steps=4, seed=-1, sampler_name="Euler a", subseed=3,
                              subseed_strength=0.3)
-    first = run_txt2img(sd15_model, Job(request), OutputOptions(outputs_dir))
+    first = run_txt2img(sd15_model, Job(request), OutputOptions(outputs_dir / "txt2img-images"))
     saved = Image.open(first.paths[0])
     infotext = saved.info["parameters"]
     assert infotext == first.infotexts[0]

@@ -46,8 +46,7 @@ class FakeEngine:
 
     def __init__(self) -> None:
         self.order: list[str] = []
-        self.running = 0
-        self.max_running = 0
+        self.running = self.max_running = 0
         self._lock = threading.Lock()
 
     def __call__(self, job: Job) -> FakeResult:
@@ -66,8 +65,7 @@ class FakeEngine:
     def _behave(job: Job, plan: Plan) -> FakeResult:
         plan.started.set()
         for update in plan.updates:
-            assert job.on_progress is not None
-            job.on_progress(update)
+            job.on_progress(update)  # type: ignore[misc]  # the queue always installs one
         plan.reported.set()
         if plan.error is not None:
             raise plan.error
@@ -388,8 +386,10 @@ def test_close_interrupts_the_running_job_cancels_the_rest_and_joins(make_queue)
 
 def test_txt2img_runs_through_the_queue(sd15_model: LoadedModel) -> None:
     request = Txt2ImgRequest(prompt="a red circle", width=64, height=64, num_inference_steps=2, seed=1)
-    with JobQueue(lambda job: run_txt2img(sd15_model, job)) as queue:
-        job_id = queue.submit(Job(request))
+    queue = JobQueue(lambda job: run_txt2img(sd15_model, job))
+    job_id = queue.submit(Job(request))
+    assert (queue.status(job_id).state, queue.status(job_id).total_steps) == ("queued", 2)
+    with queue:  # starts the worker; closes and joins it on the way out
         final = queue.wait(job_id, timeout=120)
     assert final.state == "done", final.error
     assert (final.step, final.total_steps, final.batch_count) == (2, 2, 1)

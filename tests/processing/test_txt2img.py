@@ -51,7 +51,7 @@ def test_preview_is_cheap_rgb_at_latent_size() -> None:
 
 
 def test_saves_to_dated_folder_with_infotext(sd15_model: LoadedModel, outputs_dir) -> None:
-    result = run_txt2img(sd15_model, Job(_request(batch_size=2)), OutputOptions(outputs_dir))
+    result = run_txt2img(sd15_model, Job(_request(batch_size=2)), OutputOptions(outputs_dir / "txt2img-images"))
     assert [p.name.split("-", 1)[1] for p in result.paths] == ["9.png", "10.png"]
     assert result.paths[0].parent.parent == outputs_dir / "txt2img-images"
     assert Image.open(result.paths[1]).info["parameters"] == result.infotexts[1]
