@@ -100,5 +100,7 @@ def build_app(studio: Studio) -> gr.Blocks:
                 build_settings_tab(studio)
             with gr.Tab("Extensions", id="extensions"):
                 gr.Markdown(LATER["Extensions"])
+        demo.load(txt2img.resume, inputs=[txt2img.job_id], outputs=txt2img.outputs, api_visibility="private",
+                  concurrency_limit=None)
         register_api(studio)
     return demo

@@ -43,6 +43,8 @@ class Txt2ImgTab:
     progress: Any
     preview: Any
     job_id: Any
+    outputs: list[Any]
+    resume: Any
 
 
 def payload_from_values(values: tuple[Any, ...]) -> dict[str, Any]:
@@ -103,6 +105,20 @@ def _final_outputs(status: JobStatus) -> tuple[list[Any], str, Any]:
     return images, info, result.seeds[0] if result.seeds else gr.update()
 
 
+def stream_outputs(studio: Studio, job_id: str) -> Iterator[tuple[Any, ...]]:
+    """The tab's outputs (job id, progress, preview, gallery, info, last seed) over a job's life."""
+    settings = studio.settings
+    every = settings.show_progress_every_n_steps if settings.live_previews_enable else 0
+    bar = progress_html if settings.show_progressbar else (lambda status: "")
+    for status, preview in stream_job(studio, job_id, every, settings.live_preview_refresh_period / 1000):
+        if status.position is not None:
+            preview_update = preview if preview is not None else gr.update()
+            yield job_id, bar(status), preview_update, gr.update(), gr.update(), gr.update()
+        else:
+            images, info, last_seed = _final_outputs(status)
+            yield job_id, bar(status), None, images, info, last_seed
+
+
 def _generate_handler(studio: Studio):
     def generate(*values: Any) -> Iterator[tuple[Any, ...]]:
         try:
@@ -111,18 +127,21 @@ def _generate_handler(studio: Studio):
             raise gr.Error(f"{error.field}: {error.message}") from None
         except ProcessingError as error:
             raise gr.Error(str(error)) from None
-        settings = studio.settings
-        every = settings.show_progress_every_n_steps if settings.live_previews_enable else 0
-        bar = progress_html if settings.show_progressbar else (lambda status: "")
-        for status, preview in stream_job(studio, job_id, every, settings.live_preview_refresh_period / 1000):
-            if status.position is not None:
-                preview_update = preview if preview is not None else gr.update()
-                yield job_id, bar(status), preview_update, gr.update(), gr.update(), gr.update()
-            else:
-                images, info, last_seed = _final_outputs(status)
-                yield job_id, bar(status), None, images, info, last_seed
+        yield from stream_outputs(studio, job_id)
 
     return generate
+
+
+def _resume_handler(studio: Studio):
+    def resume(job_id: str) -> Iterator[tuple[Any, ...]]:
+        """After a page reload: pick up the job this browser started last, running or finished."""
+        try:
+            studio.status(job_id)
+        except KeyError:  # none, or too old to be kept
+            return
+        yield from stream_outputs(studio, job_id)
+
+    return resume
 
 
 def _prompt_row(c: dict[str, Any], show_counters: bool) -> None:
@@ -186,15 +205,14 @@ def build_txt2img_tab(studio: Studio) -> Txt2ImgTab:
             gallery = gr.Gallery(label="Output", format="png", type="pil", columns=4, elem_id="txt2img_gallery",
                                  interactive=False, height=360)
             info = gr.Textbox(label="Generation info", lines=4, interactive=False, elem_id="txt2img_info")
-    job_id = gr.State("")
+    # The last job id lives in the browser, so a reloaded page can restore its progress/result.
+    job_id = gr.BrowserState("", storage_key="aigen-txt2img-job")
     last_seed = gr.State(-1)
     inputs = [c[name] for name in PAYLOAD_FIELDS]
-    c["generate"].click(_generate_handler(studio), inputs=inputs,
-                        outputs=[job_id, progress, preview, gallery, info, last_seed],
-                        api_visibility="private", concurrency_limit=None)
-    c["prompt"].submit(_generate_handler(studio), inputs=inputs,
-                       outputs=[job_id, progress, preview, gallery, info, last_seed],
-                       api_visibility="private", concurrency_limit=None)
+    outputs = [job_id, progress, preview, gallery, info, last_seed]
+    for trigger in (c["generate"].click, c["prompt"].submit):
+        trigger(_generate_handler(studio), inputs=inputs, outputs=outputs, api_visibility="private",
+                concurrency_limit=None)
     c["interrupt"].click(lambda jid: studio.interrupt(jid or None) and None, inputs=[job_id], outputs=None,
                          api_visibility="private", queue=False)
     c["skip"].click(lambda jid: studio.skip(jid or None) and None, inputs=[job_id], outputs=None,
@@ -208,5 +226,6 @@ def build_txt2img_tab(studio: Studio) -> Txt2ImgTab:
     for box, counter in counters:
         c[box].change(token_count, inputs=[c[box]], outputs=[c[counter]], api_visibility="private",
                       queue=False, trigger_mode="always_last")
-    return Txt2ImgTab(c, c["generate"], c["interrupt"], c["skip"], gallery, info, progress, preview, job_id)
+    return Txt2ImgTab(c, c["generate"], c["interrupt"], c["skip"], gallery, info, progress, preview, job_id,
+                      outputs, _resume_handler(studio))
 

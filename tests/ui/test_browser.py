@@ -77,3 +77,21 @@ def test_interrupt_stops_a_long_job(page) -> None:
         timeout=60_000,
     )
     page.screenshot(path=str(ARTIFACTS / "txt2img-interrupted.png"), full_page=True)
+
+
+def test_a_reloaded_page_restores_the_running_job(page) -> None:
+    _set_number(page, "txt2img_steps", 150)
+    _set_number(page, "txt2img_batch_count", 4)
+    page.locator("#txt2img_generate").click()
+    page.wait_for_function(
+        "() => (document.querySelector('#txt2img_progress') || {}).innerText?.includes('step')", timeout=60_000
+    )
+    page.reload()
+    page.wait_for_function(
+        "() => (document.querySelector('#txt2img_progress') || {}).innerText?.includes('step')", timeout=60_000
+    )
+    page.locator("#txt2img_interrupt").click()
+    page.wait_for_function(
+        "() => (document.querySelector('#txt2img_progress') || {}).innerText?.includes('Interrupted')",
+        timeout=60_000,
+    )
