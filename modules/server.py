@@ -80,14 +80,16 @@ def launch_ui(args: argparse.Namespace) -> int:
     studio = Studio(context, SettingsStore(context.paths.root / "config.json"))
     if args.ckpt:
         studio.update_settings({"sd_model_checkpoint": args.ckpt})
-    studio.load_default_in_background()
     demo = build_app(studio)
     demo.queue(max_size=64, default_concurrency_limit=1)
     host = "0.0.0.0" if args.listen else (args.server_name or "127.0.0.1")
     try:
         demo.launch(server_name=host, server_port=args.port, share=args.share, auth=credentials or None,
                     inbrowser=args.autolaunch, css=CSS, footer_links=["api"], max_file_size="50mb",
-                    show_error=True, quiet=False)
+                    show_error=True, quiet=False, prevent_thread_lock=True)
+        # Only now, with the page being served, start the slow part (diffusers import, weights).
+        studio.load_default_in_background()
+        demo.block_thread()
     except KeyboardInterrupt:
         pass
     finally:

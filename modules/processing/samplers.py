@@ -14,8 +14,6 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
-import diffusers
-
 __all__ = [
     "SCHEDULE_TYPES",
     "SAMPLERS",
@@ -71,6 +69,9 @@ class SamplerSpec:
 
     @property
     def scheduler_cls(self) -> type:
+        # Imported here: diffusers takes seconds to import, and listing samplers (the UI) needs none of it.
+        import diffusers
+
         return getattr(diffusers, self.scheduler_class)
 
 
