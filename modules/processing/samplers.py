@@ -20,6 +20,7 @@ __all__ = [
     "SamplerSpec",
     "UnknownSamplerError",
     "build_scheduler",
+    "expressible_schedule_types",
     "resolve_sampler",
     "supported_schedule_types",
 ]
@@ -66,6 +67,9 @@ class SamplerSpec:
     uses_eta: bool = False
     #: Noise comes from a Brownian tree seeded per image instead of from the image generator.
     brownian_noise: bool = False
+    #: Schedule types the diffusers scheduler can express (declared, so that validating a request
+    #: needs no diffusers import; a test checks it against the scheduler's signature).
+    schedule_types: tuple[str, ...] = ()
 
     @property
     def scheduler_cls(self) -> type:
@@ -75,8 +79,12 @@ class SamplerSpec:
         return getattr(diffusers, self.scheduler_class)
 
 
+_SPACING_ONLY = ("Automatic", "Uniform", "SGM Uniform")
+
+
 def _spec(name: str, cls: str, aliases: Sequence[str] = (), **kwargs: Any) -> SamplerSpec:
     options = MappingProxyType(dict(kwargs.pop("options", {})))
+    kwargs.setdefault("schedule_types", SCHEDULE_TYPES)
     return SamplerSpec(name, cls, options, tuple(aliases), **kwargs)
 
 
@@ -91,20 +99,23 @@ SAMPLERS: tuple[SamplerSpec, ...] = (
           default_schedule="Exponential",
           options={"algorithm_type": "sde-dpmsolver++", "solver_order": 2, "solver_type": "heun"}),
     _spec("DPM++ 2S a", "DPMSolverSinglestepScheduler", ["k_dpmpp_2s_a"], default_schedule="Karras",
-          options={"algorithm_type": "dpmsolver++", "solver_order": 2, "lower_order_final": True}),
+          options={"algorithm_type": "dpmsolver++", "solver_order": 2, "lower_order_final": True},
+          schedule_types=("Automatic", "Uniform", "Karras", "Exponential", "Beta")),
     _spec("DPM++ 3M SDE", "DPMSolverMultistepScheduler", ["k_dpmpp_3m_sde"], default_schedule="Exponential",
           options={"algorithm_type": "sde-dpmsolver++", "solver_order": 3}),
-    _spec("Euler a", "EulerAncestralDiscreteScheduler", ["k_euler_a", "k_euler_ancestral"]),
+    _spec("Euler a", "EulerAncestralDiscreteScheduler", ["k_euler_a", "k_euler_ancestral"],
+          schedule_types=_SPACING_ONLY),
     _spec("Euler", "EulerDiscreteScheduler", ["k_euler"]),
     _spec("LMS", "LMSDiscreteScheduler", ["k_lms"]),
     _spec("Heun", "HeunDiscreteScheduler", ["k_heun"]),
     _spec("DPM2", "KDPM2DiscreteScheduler", ["k_dpm_2"], default_schedule="Karras"),
     _spec("DPM2 a", "KDPM2AncestralDiscreteScheduler", ["k_dpm_2_a"], default_schedule="Karras"),
     _spec("DDIM", "DDIMScheduler", (), keeps_model_spacing=True, uses_eta=True,
-          options={"set_alpha_to_one": False}),
-    _spec("PLMS", "PNDMScheduler", (), keeps_model_spacing=True, options={"skip_prk_steps": True}),
+          options={"set_alpha_to_one": False}, schedule_types=_SPACING_ONLY),
+    _spec("PLMS", "PNDMScheduler", (), keeps_model_spacing=True, options={"skip_prk_steps": True},
+          schedule_types=_SPACING_ONLY),
     _spec("UniPC", "UniPCMultistepScheduler", (), keeps_model_spacing=True),
-    _spec("LCM", "LCMScheduler", ["k_lcm"], keeps_model_spacing=True),
+    _spec("LCM", "LCMScheduler", ["k_lcm"], keeps_model_spacing=True, schedule_types=_SPACING_ONLY),
 )
 
 
@@ -120,7 +131,12 @@ _BY_NAME = _lookup_table()
 
 
 def supported_schedule_types(spec: SamplerSpec) -> tuple[str, ...]:
-    """Schedule types this sampler's diffusers scheduler can express ("Automatic" always)."""
+    """Schedule types this sampler can use ("Automatic" always)."""
+    return spec.schedule_types
+
+
+def expressible_schedule_types(spec: SamplerSpec) -> tuple[str, ...]:
+    """Schedule types the installed diffusers scheduler accepts (imports diffusers; for tests)."""
     accepted = inspect.signature(spec.scheduler_cls.__init__).parameters
     return tuple(s for s in SCHEDULE_TYPES if _REQUIRED_ARGUMENT[s] in (None, *accepted))
 

@@ -58,3 +58,10 @@ def test_samplers_differ(sd15_model: LoadedModel) -> None:
     euler = _pixels(sd15_model, sampler_name="Euler")
     ancestral = _pixels(sd15_model, sampler_name="Euler a")
     assert not np.array_equal(euler, ancestral)
+
+
+def test_declared_schedule_types_match_what_diffusers_accepts() -> None:
+    from modules.processing.samplers import expressible_schedule_types
+
+    for spec in SAMPLERS:
+        assert supported_schedule_types(spec) == expressible_schedule_types(spec), spec.name
