@@ -39,10 +39,23 @@ class Studio:
         self.queue = JobQueue(self._run)
         self.queue.start()
         self.model_error: str | None = None
+        self._import_lock = threading.Lock()
 
     # -- jobs -------------------------------------------------------------------------------
 
+    def ensure_libraries(self) -> None:
+        """Import diffusers and transformers once, under a lock.
+
+        Their lazy modules are not safe to import from two threads at once (an attribute
+        looked up mid-import is missing), and the model loader, the job worker and the token
+        counter run on different threads.
+        """
+        with self._import_lock:
+            import diffusers  # noqa: F401
+            import transformers  # noqa: F401
+
     def _run(self, job: Job) -> GenerationResult:
+        self.ensure_libraries()
         request = job.request
         model = self.context.models.get(request.checkpoint or self.settings.sd_model_checkpoint or None,
                                         request.vae if request.vae is not None else self.settings.sd_vae)
@@ -90,7 +103,8 @@ class Studio:
         return [info for info in self.context.registry.items if info.error is None]
 
     def checkpoint_titles(self) -> list[str]:
-        return [info.title() for info in self.checkpoints()]
+        """A1111 titles; hashes appear once computed (listing never hashes gigabytes)."""
+        return [self.context.registry.title(info) for info in self.checkpoints()]
 
     def refresh_checkpoints(self) -> list[str]:
         self.context.registry.refresh()
@@ -99,7 +113,8 @@ class Studio:
     def current_checkpoint(self) -> str:
         """Title of the checkpoint new jobs use (the setting, else the default one)."""
         try:
-            return self.context.models.resolve(self.settings.sd_model_checkpoint or None).title()
+            info = self.context.models.resolve(self.settings.sd_model_checkpoint or None)
+            return self.context.registry.title(info)
         except LookupError:
             return ""
 
@@ -109,13 +124,15 @@ class Studio:
     def set_checkpoint(self, title: str) -> str:
         """Make ``title`` the checkpoint of new jobs (persisted like A1111's quicksetting)."""
         info = self.context.registry.find(title)
-        self.update_settings({"sd_model_checkpoint": info.title()})
-        return info.title()
+        full_title = self.context.registry.title(info, compute_hash=True)
+        self.update_settings({"sd_model_checkpoint": full_title})
+        return full_title
 
     def load_default_in_background(self) -> threading.Thread:
         """Load the default checkpoint off the request path so the server answers at once."""
 
         def load() -> None:
+            self.ensure_libraries()
             try:
                 self.context.models.get(self.settings.sd_model_checkpoint or None, self.settings.sd_vae)
             except Exception as error:  # reported in the UI; the server keeps running

@@ -68,6 +68,19 @@ class HashCache:
             self._write()
         return digest
 
+    def cached_short_hash(self, path: Path) -> str | None:
+        """The short hash if it is cached and still valid; never reads the file."""
+        path = path.resolve()
+        try:
+            stat = path.stat()
+        except OSError:
+            return None
+        with self._lock:
+            entry = self._entries.get(str(path))
+        if entry and entry.get("size") == stat.st_size and entry.get("mtime") == stat.st_mtime:
+            return str(entry["sha256"])[:SHORT_HASH_LENGTH]
+        return None
+
     def short_hash(self, path: Path) -> str:
         """A1111's "Model hash": the first 10 hex digits of the SHA-256."""
         return self.sha256(path)[:SHORT_HASH_LENGTH]

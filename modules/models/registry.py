@@ -127,6 +127,13 @@ class CheckpointRegistry:
         """A1111 short hash of a single-file checkpoint (None for diffusers folders)."""
         return None if info.is_diffusers_folder else self.hashes.short_hash(info.path)
 
+    def title(self, info: CheckpointInfo, compute_hash: bool = False) -> str:
+        """A1111's title "name.safetensors [hash]"; the hash only if cached unless ``compute_hash``."""
+        if info.is_diffusers_folder:
+            return info.title()
+        digest = self.hashes.short_hash(info.path) if compute_hash else self.hashes.cached_short_hash(info.path)
+        return info.title(digest)
+
     def default(self) -> CheckpointInfo:
         """The first usable checkpoint (the demo model on a fresh install)."""
         for info in self._items:

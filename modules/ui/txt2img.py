@@ -69,7 +69,10 @@ def _tokenizer() -> Any:
 
 
 def token_count(text: str) -> str:
-    """A1111's counter: tokens used / capacity of the 75-token chunks they fill."""
+    """A1111's counter: tokens used / capacity of the 75-token chunks they fill.
+
+    In the server, call ``Studio.ensure_libraries`` first (see ``count_tokens``).
+    """
     count = len(_tokenizer()(text or "", add_special_tokens=False).input_ids)
     capacity = max(1, -(-count // 75)) * 75
     return f"{count}/{capacity}"
@@ -222,9 +225,13 @@ def build_txt2img_tab(studio: Studio) -> Txt2ImgTab:
     c["random_seed"].click(lambda: -1, outputs=[c["seed"]], api_visibility="private", queue=False)
     c["reuse_seed"].click(lambda s: s, inputs=[last_seed], outputs=[c["seed"]], api_visibility="private",
                           queue=False)
+    def count_tokens(text: str) -> str:
+        studio.ensure_libraries()
+        return token_count(text)
+
     counters = (("prompt", "prompt_tokens"), ("negative_prompt", "negative_tokens")) if show_counters else ()
     for box, counter in counters:
-        c[box].change(token_count, inputs=[c[box]], outputs=[c[counter]], api_visibility="private",
+        c[box].change(count_tokens, inputs=[c[box]], outputs=[c[counter]], api_visibility="private",
                       queue=False, trigger_mode="always_last")
     return Txt2ImgTab(c, c["generate"], c["interrupt"], c["skip"], gallery, info, progress, preview, job_id,
                       outputs, _resume_handler(studio))

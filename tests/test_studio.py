@@ -1,0 +1,87 @@
+"""The studio service behind every front end: settings feed jobs, never the other way round."""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from modules.app import build_app_context
+from modules.processing.errors import RequestValidationError
+from modules.settings import SettingsStore
+from modules.studio import Studio
+
+
+@pytest.fixture
+def data_dir(tmp_path: Path, tiny_checkpoint_dir: Path) -> Path:
+    target = tmp_path / "models" / "Stable-diffusion"
+    target.mkdir(parents=True)
+    for item in tiny_checkpoint_dir.glob("tiny-sd15*"):
+        (shutil.copytree if item.is_dir() else shutil.copy)(item, target / item.name)
+    return tmp_path
+
+
+def _studio(data_dir: Path) -> Studio:
+    args = argparse.Namespace(data_dir=data_dir, ckpt_dir=[], precision="fp32", no_half=False, device="cpu",
+                              allow_pickle=False)
+    context = build_app_context(args)
+    return Studio(context, SettingsStore(data_dir / "config.json"))
+
+
+@pytest.fixture
+def studio(data_dir: Path) -> Iterator[Studio]:
+    service = _studio(data_dir)
+    yield service
+    service.close()
+
+
+def _generate(studio: Studio, **payload: object):
+    job_id = studio.submit_txt2img({"prompt": "x", "steps": 2, "width": 64, "height": 64, "seed": 5, **payload})
+    status = studio.wait(job_id, timeout=120)
+    assert status.state == "done", status.error
+    return status.result
+
+
+def test_settings_fill_requests_and_place_outputs(studio: Studio, data_dir: Path) -> None:
+    studio.update_settings({"CLIP_stop_at_last_layers": 2, "outdir_txt2img_samples": "mine", "save_to_dirs": False})
+    result = _generate(studio)
+    assert "Clip skip: 2" in result.infotexts[0]
+    assert result.paths[0].parent == data_dir / "mine"
+    assert Image.open(result.paths[0]).info["parameters"] == result.infotexts[0]
+    explicit = _generate(studio, override_settings={"CLIP_stop_at_last_layers": 1})
+    assert "Clip skip" not in explicit.infotexts[0]
+    assert studio.settings.CLIP_stop_at_last_layers == 2  # a request never changes the settings
+
+
+def test_output_folder_cannot_leave_the_data_dir(studio: Studio) -> None:
+    warnings = studio.update_settings({"outdir_txt2img_samples": "../../etc"})
+    assert warnings and studio.settings.outdir_txt2img_samples == ""
+
+
+def test_bad_payload_is_refused_before_queueing(studio: Studio) -> None:
+    with pytest.raises(RequestValidationError, match="steps"):
+        studio.submit_txt2img({"prompt": "x", "steps": 0})
+    assert studio.queue.pending_ids() == []
+
+
+def test_corrupt_config_starts_with_defaults_and_a_warning(data_dir: Path) -> None:
+    (data_dir / "config.json").write_text('{"samples_save": tr', encoding="utf-8")
+    service = _studio(data_dir)
+    try:
+        from modules.ui.app import _warning_banner
+
+        assert service.settings_warnings
+        assert "config.json" in _warning_banner(service)
+        assert service.settings.samples_save is True
+    finally:
+        service.close()
+
+
+def test_checkpoint_choice_is_persisted(studio: Studio, data_dir: Path) -> None:
+    title = studio.set_checkpoint("tiny-sd15")
+    assert title.startswith("tiny-sd15.safetensors [")
+    assert _studio(data_dir).settings.sd_model_checkpoint == title
