@@ -6,8 +6,9 @@ import argparse
 import logging
 import sys
 from pathlib import Path
+from typing import Any
 
-__all__ = ["AuthError", "add_server_flags", "parse_auth", "launch_ui", "check_exposure"]
+__all__ = ["AuthError", "add_server_flags", "check_exposure", "launch_ui", "parse_auth"]
 
 logger = logging.getLogger(__name__)
 
@@ -26,6 +27,9 @@ def add_server_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--gradio-auth-path", type=Path, default=None, help="file of user:pass lines")
     parser.add_argument("--insecure-no-auth", action="store_true",
                         help="allow --listen/--share without auth (anyone reaching the port can use it)")
+    parser.add_argument("--api-auth", default=None,
+                        help="user:pass[,u2:p2] for /sdapi/v1 (default: the --gradio-auth credentials)")
+    parser.add_argument("--nowebui", action="store_true", help="serve only the A1111 REST API (/sdapi/v1)")
     parser.add_argument("--ckpt", default=None, help="checkpoint to load at start")
     parser.add_argument("--autolaunch", action="store_true", help="open the browser")
 
@@ -67,7 +71,9 @@ def launch_ui(args: argparse.Namespace) -> int:
     """Build the studio and serve the UI until interrupted; returns the exit code."""
     try:
         credentials = parse_auth(args.gradio_auth, args.gradio_auth_path)
-        check_exposure(args, credentials)
+        # One auth covers everything: the REST API falls back on the UI's credentials.
+        api_credentials = parse_auth(args.api_auth, None) or credentials
+        check_exposure(args, credentials if not args.nowebui else api_credentials)
     except AuthError as error:
         print(f"aigen: error: {error}", file=sys.stderr)
         return 2
@@ -80,6 +86,11 @@ def launch_ui(args: argparse.Namespace) -> int:
     studio = Studio(context, SettingsStore(context.paths.root / "config.json"))
     if args.ckpt:
         studio.update_settings({"sd_model_checkpoint": args.ckpt})
+    from modules.api.rest import build_router
+
+    router = build_router(studio, api_credentials)
+    if args.nowebui:
+        return _serve_api_only(args, studio, router)
     demo = build_app(studio)
     demo.queue(max_size=64, default_concurrency_limit=1)
     host = "0.0.0.0" if args.listen else (args.server_name or "127.0.0.1")
@@ -87,11 +98,28 @@ def launch_ui(args: argparse.Namespace) -> int:
         demo.launch(server_name=host, server_port=args.port, share=args.share, auth=credentials or None,
                     inbrowser=args.autolaunch, css=CSS, footer_links=["api"], max_file_size="50mb",
                     show_error=True, quiet=False, prevent_thread_lock=True)
+        demo.app.include_router(router)
         # Only now, with the page being served, start the slow part (diffusers import, weights).
         studio.load_default_in_background()
         demo.block_thread()
     except KeyboardInterrupt:
         pass
+    finally:
+        studio.close()
+    return 0
+
+
+def _serve_api_only(args: argparse.Namespace, studio: Any, router: Any) -> int:
+    """``--nowebui``: the REST API alone, on uvicorn."""
+    import uvicorn
+    from fastapi import FastAPI
+
+    app = FastAPI(title="AIGen Studio API")
+    app.include_router(router)
+    studio.load_default_in_background()
+    host = "0.0.0.0" if args.listen else (args.server_name or "127.0.0.1")
+    try:
+        uvicorn.run(app, host=host, port=args.port, log_level="warning")
     finally:
         studio.close()
     return 0

@@ -1,0 +1,176 @@
+"""A1111-compatible REST routes (``/sdapi/v1/...``) on the same server as the UI.
+
+Existing A1111 clients post the same JSON and read the same response shapes. Validation
+errors are HTTP 422 naming the field; the server never dies from a request. Generation goes
+through the same job queue as the browser, so API and UI jobs run one at a time in order.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import dataclasses
+import io
+import json
+import secrets
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from fastapi import APIRouter, Body, Depends, HTTPException
+from fastapi.security import HTTPBasic, HTTPBasicCredentials
+from PIL import Image, PngImagePlugin
+
+from modules.processing.errors import ProcessingError, RequestValidationError
+from modules.processing.infotext import parse_infotext
+from modules.processing.samplers import SAMPLERS, SCHEDULE_TYPES
+
+if TYPE_CHECKING:
+    from modules.studio import Studio
+
+__all__ = ["MAX_IMAGE_BYTES", "build_router"]
+
+MAX_IMAGE_BYTES = 50 * 1024 * 1024
+
+
+def _auth_dependency(credentials: Sequence[tuple[str, str]]) -> Any:
+    """HTTP Basic auth against ``credentials`` (constant-time compare); none = open."""
+    if not credentials:
+        return lambda: None
+    basic = HTTPBasic()
+
+    def check(given: HTTPBasicCredentials = Depends(basic)) -> None:  # noqa: B008 - FastAPI idiom
+        ok = any(secrets.compare_digest(given.username.encode(), user.encode())
+                 & secrets.compare_digest(given.password.encode(), password.encode())
+                 for user, password in credentials)
+        if not ok:
+            raise HTTPException(401, "Incorrect username or password", headers={"WWW-Authenticate": "Basic"})
+
+    return check
+
+
+def _png_base64(image: Image.Image, infotext: str) -> str:
+    info = PngImagePlugin.PngInfo()
+    info.add_text("parameters", infotext)
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG", pnginfo=info)
+    return base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+def decode_image(data: Any, field: str = "image") -> Image.Image:
+    """A base64 image (or data: URI), size-capped and format-checked before pixels decode."""
+    if not isinstance(data, str) or not data:
+        raise HTTPException(422, f"{field}: must be a base64-encoded image")
+    if data.startswith("data:") and "," in data[:100]:
+        data = data.split(",", 1)[1]
+    if len(data) > MAX_IMAGE_BYTES * 4 // 3 + 4:
+        raise HTTPException(413, f"{field}: larger than the 50 MB limit")
+    try:
+        image = Image.open(io.BytesIO(base64.b64decode(data, validate=True)))
+    except (binascii.Error, ValueError, OSError):
+        raise HTTPException(422, f"{field}: not a base64-encoded PNG, JPEG or WEBP image") from None
+    if image.format not in ("PNG", "JPEG", "WEBP"):
+        raise HTTPException(422, f"{field}: format {image.format} is not accepted (PNG, JPEG, WEBP)")
+    return image
+
+
+def _txt2img(studio: Studio, payload: dict[str, Any]) -> dict[str, Any]:
+    if not isinstance(payload, dict):
+        raise HTTPException(422, "body: must be a JSON object")
+    try:
+        job_id = studio.submit_txt2img(payload)
+    except RequestValidationError as error:
+        raise HTTPException(422, f"{error.field}: {error.message}") from None
+    except ProcessingError as error:
+        raise HTTPException(503, str(error)) from None
+    status = studio.wait(job_id)
+    if status.state == "failed":
+        raise HTTPException(500, status.error or "generation failed")
+    result = status.result
+    images = [_png_base64(image, info) for image, info in zip(result.images, result.infotexts, strict=True)]
+    info = {"prompt": result.request.prompt, "negative_prompt": result.request.negative_prompt,
+            "seed": result.seeds[0] if result.seeds else result.request.seed, "all_seeds": result.seeds,
+            "all_subseeds": result.subseeds, "infotexts": result.infotexts, "job_id": job_id,
+            "interrupted": result.interrupted}
+    return {"images": images, "parameters": payload, "info": json.dumps(info, ensure_ascii=False)}
+
+
+def _progress(studio: Studio) -> dict[str, Any]:
+    job_id = studio.queue.current_id()
+    if job_id is None:
+        return {"progress": 0.0, "eta_relative": 0.0, "state": {"job": "", "sampling_step": 0, "sampling_steps": 0,
+                "interrupted": False, "skipped": False}, "current_image": None, "textinfo": None}
+    status = studio.status(job_id)
+    return {"progress": status.fraction, "eta_relative": status.eta_s or 0.0,
+            "state": {"job": job_id, "job_count": status.batch_count, "job_no": status.batch_index,
+                      "sampling_step": status.step, "sampling_steps": status.total_steps,
+                      "interrupted": False, "skipped": False},
+            "current_image": None, "textinfo": None}
+
+
+def build_router(studio: Studio, credentials: Sequence[tuple[str, str]] = ()) -> APIRouter:
+    """The ``/sdapi/v1`` routes, all behind the given HTTP Basic credentials (if any)."""
+    router = APIRouter(prefix="/sdapi/v1", dependencies=[Depends(_auth_dependency(credentials))])
+
+    @router.post("/txt2img")
+    def txt2img(payload: Any = Body(...)) -> dict[str, Any]:  # noqa: B008 - FastAPI idiom
+        return _txt2img(studio, payload)
+
+    @router.post("/png-info")
+    def png_info(payload: dict[str, Any] = Body(...)) -> dict[str, Any]:  # noqa: B008
+        image = decode_image(payload.get("image"))
+        text = str(image.info.get("parameters", ""))
+        return {"info": text, "items": {k: v for k, v in image.info.items() if isinstance(v, str)},
+                "parameters": parse_infotext(text) if text.strip() else {}}
+
+    @router.get("/progress")
+    def progress() -> dict[str, Any]:
+        return _progress(studio)
+
+    @router.post("/interrupt")
+    def interrupt() -> dict[str, Any]:
+        return {"interrupted": studio.interrupt()}
+
+    @router.post("/skip")
+    def skip() -> dict[str, Any]:
+        return {"skipped": studio.skip()}
+
+    _model_routes(router, studio)
+    return router
+
+
+def _model_routes(router: APIRouter, studio: Studio) -> None:
+    @router.get("/samplers")
+    def samplers() -> list[dict[str, Any]]:
+        return [{"name": s.name, "aliases": list(s.aliases), "options": {"scheduler": s.default_schedule.lower()}}
+                for s in SAMPLERS]
+
+    @router.get("/schedulers")
+    def schedulers() -> list[dict[str, Any]]:
+        return [{"name": t.lower().replace(" ", "_"), "label": t} for t in SCHEDULE_TYPES]
+
+    @router.get("/sd-models")
+    def sd_models() -> list[dict[str, Any]]:
+        registry = studio.context.registry
+        return [{"title": registry.title(info), "model_name": info.path.stem, "filename": str(info.path),
+                 "hash": registry.hashes.cached_short_hash(info.path), "sha256": None, "config": None}
+                for info in studio.checkpoints()]
+
+    @router.post("/refresh-checkpoints")
+    def refresh_checkpoints() -> None:
+        studio.refresh_checkpoints()
+
+    @router.get("/options")
+    def get_options() -> dict[str, Any]:
+        return dataclasses.asdict(studio.settings)
+
+    @router.post("/options")
+    def set_options(changes: dict[str, Any] = Body(...)) -> None:  # noqa: B008
+        if "sd_model_checkpoint" in changes:
+            try:
+                chosen = studio.set_checkpoint(str(changes["sd_model_checkpoint"]))
+                changes = {**changes, "sd_model_checkpoint": chosen}
+            except LookupError as error:
+                raise HTTPException(422, f"sd_model_checkpoint: {error}") from None
+        warnings = studio.update_settings(changes)
+        if warnings:
+            raise HTTPException(422, "; ".join(warnings))

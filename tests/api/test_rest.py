@@ -1,0 +1,84 @@
+"""The A1111 REST API (/sdapi/v1) on the real server, as an unmodified A1111 client calls it."""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from PIL import Image
+
+from tests.tiny_models import write_tiny_checkpoint
+from tests.ui.live_server import start_server
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("rest-data")
+    write_tiny_checkpoint(root / "models" / "Stable-diffusion", "sd15")
+    return root
+
+
+@pytest.fixture(scope="module")
+def api(data_dir: Path) -> Iterator[httpx.Client]:
+    for url in start_server(data_dir):
+        with httpx.Client(base_url=url + "sdapi/v1", timeout=120) as client:
+            yield client
+
+
+def test_txt2img_as_an_a1111_client_sends_it(api: httpx.Client) -> None:
+    payload = {"prompt": "a blue square", "negative_prompt": "", "steps": 2, "width": 64, "height": 64,
+               "seed": 9, "sampler_name": "Euler a", "scheduler": None, "cfg_scale": 7, "batch_size": 2,
+               "n_iter": 1, "send_images": True, "save_images": False, "restore_faces": False,
+               "enable_hr": False, "styles": [], "override_settings": {}, "alwayson_scripts": {}}
+    response = api.post("/txt2img", json=payload)
+    assert response.status_code == 200, response.text
+    body = response.json()
+    info = json.loads(body["info"])
+    assert info["all_seeds"] == [9, 10] and info["seed"] == 9
+    image = Image.open(io.BytesIO(base64.b64decode(body["images"][0])))
+    assert image.size == (64, 64) and "Seed: 9" in image.info["parameters"]
+    png = api.post("/png-info", json={"image": body["images"][1]}).json()
+    assert png["parameters"]["Seed"] == "10"
+
+
+@pytest.mark.parametrize(
+    ("payload", "field"),
+    [({"prompt": "x", "steps": 0}, "steps"), ({"prompt": "x", "stepz": 3}, "stepz"),
+     ({"prompt": "x", "sampler_name": "Nope"}, "sampler_name"), ({"prompt": "x", "width": "wide"}, "width")],
+)
+def test_bad_fields_are_422_naming_the_field(api: httpx.Client, payload: dict, field: str) -> None:
+    response = api.post("/txt2img", json=payload)
+    assert response.status_code == 422
+    assert field in response.json()["detail"]
+
+
+def test_bad_images_and_bodies_are_4xx(api: httpx.Client) -> None:
+    assert api.post("/png-info", json={"image": "not an image"}).status_code == 422
+    assert api.post("/txt2img", content=b"{not json", headers={"content-type": "application/json"}).status_code == 422
+    assert api.get("/progress").status_code == 200  # still alive
+
+
+def test_listings_and_options(api: httpx.Client) -> None:
+    samplers = {s["name"] for s in api.get("/samplers").json()}
+    assert {"Euler a", "DPM++ 2M", "DDIM"} <= samplers
+    assert "Karras" in {s["label"] for s in api.get("/schedulers").json()}
+    models = api.get("/sd-models").json()
+    assert models[0]["model_name"] == "tiny-sd15"
+    assert api.post("/options", json={"sd_model_checkpoint": "tiny-sd15"}).status_code == 200
+    assert api.get("/options").json()["sd_model_checkpoint"].startswith("tiny-sd15.safetensors [")
+    assert api.post("/options", json={"outdir_txt2img_samples": "/etc"}).status_code == 422
+    assert api.post("/interrupt").json() == {"interrupted": False}
+
+
+def test_api_shares_the_ui_credentials(data_dir: Path) -> None:
+    for url in start_server(data_dir, "--gradio-auth", "alice:secret"):
+        assert httpx.get(url + "sdapi/v1/samplers").status_code == 401
+        assert httpx.get(url + "sdapi/v1/samplers", auth=("alice", "wrong")).status_code == 401
+        assert httpx.get(url + "sdapi/v1/samplers", auth=("alice", "secret")).status_code == 200
