@@ -7,10 +7,7 @@ through the same job queue as the browser, so API and UI jobs run one at a time 
 
 from __future__ import annotations
 
-import base64
-import binascii
 import dataclasses
-import io
 import json
 import secrets
 from collections.abc import Sequence
@@ -18,18 +15,17 @@ from typing import TYPE_CHECKING, Any
 
 from fastapi import APIRouter, Body, Depends, HTTPException
 from fastapi.security import HTTPBasic, HTTPBasicCredentials
-from PIL import Image, PngImagePlugin
+from PIL import Image
 
 from modules.processing.errors import ProcessingError, RequestValidationError
+from modules.processing.image_input import decode_base64_image, png_base64
 from modules.processing.infotext import parse_infotext
 from modules.processing.samplers import SAMPLERS, SCHEDULE_TYPES
 
 if TYPE_CHECKING:
     from modules.studio import Studio
 
-__all__ = ["MAX_IMAGE_BYTES", "build_router"]
-
-MAX_IMAGE_BYTES = 50 * 1024 * 1024
+__all__ = ["build_router", "decode_image"]
 
 
 def _auth_dependency(credentials: Sequence[tuple[str, str]]) -> Any:
@@ -48,29 +44,12 @@ def _auth_dependency(credentials: Sequence[tuple[str, str]]) -> Any:
     return check
 
 
-def _png_base64(image: Image.Image, infotext: str) -> str:
-    info = PngImagePlugin.PngInfo()
-    info.add_text("parameters", infotext)
-    buffer = io.BytesIO()
-    image.save(buffer, format="PNG", pnginfo=info)
-    return base64.b64encode(buffer.getvalue()).decode("ascii")
-
-
 def decode_image(data: Any, field: str = "image") -> Image.Image:
-    """A base64 image (or data: URI), size-capped and format-checked before pixels decode."""
-    if not isinstance(data, str) or not data:
-        raise HTTPException(422, f"{field}: must be a base64-encoded image")
-    if data.startswith("data:") and "," in data[:100]:
-        data = data.split(",", 1)[1]
-    if len(data) > MAX_IMAGE_BYTES * 4 // 3 + 4:
-        raise HTTPException(413, f"{field}: larger than the 50 MB limit")
+    """``decode_base64_image`` with its validation error as HTTP 422 (413 when too large)."""
     try:
-        image = Image.open(io.BytesIO(base64.b64decode(data, validate=True)))
-    except (binascii.Error, ValueError, OSError):
-        raise HTTPException(422, f"{field}: not a base64-encoded PNG, JPEG or WEBP image") from None
-    if image.format not in ("PNG", "JPEG", "WEBP"):
-        raise HTTPException(422, f"{field}: format {image.format} is not accepted (PNG, JPEG, WEBP)")
-    return image
+        return decode_base64_image(data, field)
+    except RequestValidationError as error:
+        raise HTTPException(413 if "limit" in error.message else 422, str(error)) from None
 
 
 def _txt2img(studio: Studio, payload: dict[str, Any]) -> dict[str, Any]:
@@ -86,7 +65,7 @@ def _txt2img(studio: Studio, payload: dict[str, Any]) -> dict[str, Any]:
     if status.state == "failed":
         raise HTTPException(500, status.error or "generation failed")
     result = status.result
-    images = [_png_base64(image, info) for image, info in zip(result.images, result.infotexts, strict=True)]
+    images = [png_base64(image, info) for image, info in zip(result.images, result.infotexts, strict=True)]
     info = {"prompt": result.request.prompt, "negative_prompt": result.request.negative_prompt,
             "seed": result.seeds[0] if result.seeds else result.request.seed, "all_seeds": result.seeds,
             "all_subseeds": result.subseeds, "infotexts": result.infotexts, "job_id": job_id,

@@ -7,48 +7,26 @@ never depend on which components or extensions the page has (A1111's positional
 
 from __future__ import annotations
 
-import base64
-import binascii
-import io
 from typing import TYPE_CHECKING, Any
 
 import gradio as gr
 from PIL import Image
 
 from modules.processing.errors import ProcessingError, RequestValidationError
+from modules.processing.image_input import decode_base64_image, png_base64
 from modules.processing.infotext import parse_infotext
 
 if TYPE_CHECKING:
     from modules.studio import Studio
 
-__all__ = ["MAX_UPLOAD_BYTES", "register_api"]
-
-MAX_UPLOAD_BYTES = 50 * 1024 * 1024
-
-
-def _png_base64(image: Image.Image, infotext: str) -> str:
-    from PIL import PngImagePlugin
-
-    info = PngImagePlugin.PngInfo()
-    info.add_text("parameters", infotext)
-    buffer = io.BytesIO()
-    image.save(buffer, format="PNG", pnginfo=info)
-    return base64.b64encode(buffer.getvalue()).decode("ascii")
+__all__ = ["register_api"]
 
 
 def _decode_image(data: str) -> Image.Image:
-    """A base64 image (optionally a data: URI), size-capped before decoding."""
-    if "," in data[:100] and data.startswith("data:"):
-        data = data.split(",", 1)[1]
-    if len(data) > MAX_UPLOAD_BYTES * 4 // 3 + 4:
-        raise gr.Error("image: larger than the 50 MB upload limit")
     try:
-        image = Image.open(io.BytesIO(base64.b64decode(data, validate=True)))
-    except (binascii.Error, ValueError, OSError) as error:
-        raise gr.Error(f"image: not a base64-encoded PNG, JPEG or WEBP image ({error})") from None
-    if image.format not in ("PNG", "JPEG", "WEBP"):
-        raise gr.Error(f"image: format {image.format} is not accepted (PNG, JPEG or WEBP)")
-    return image
+        return decode_base64_image(data)
+    except RequestValidationError as error:
+        raise gr.Error(str(error)) from None
 
 
 def _status_dict(studio: Studio, job_id: str) -> dict[str, Any]:
@@ -92,7 +70,7 @@ def register_api(studio: Studio) -> None:
         if status.state == "failed":
             raise gr.Error(status.error or "generation failed")
         result = status.result
-        images = [_png_base64(image, info) for image, info in zip(result.images, result.infotexts, strict=True)]
+        images = [png_base64(image, info) for image, info in zip(result.images, result.infotexts, strict=True)]
         return {"job_id": job_id, "images": images, "infotexts": result.infotexts, "seeds": result.seeds,
                 "interrupted": result.interrupted, "paths": [str(p) for p in result.paths]}
 
