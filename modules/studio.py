@@ -89,13 +89,23 @@ class Studio:
         return self.queue.wait(job_id, timeout)
 
     def interrupt(self, job_id: str | None = None) -> bool:
-        """Interrupt ``job_id`` (or the running job); True if there was one to stop."""
+        """Interrupt ``job_id`` (or the running job); True if there was one to stop.
+
+        An id the queue no longer knows (a page from before a restart) is simply nothing to stop.
+        """
         job_id = job_id or self.queue.current_id()
-        return bool(job_id) and self.queue.interrupt(job_id)
+        try:
+            return bool(job_id) and self.queue.interrupt(job_id)
+        except KeyError:
+            return False
 
     def skip(self, job_id: str | None = None) -> bool:
+        """Skip the current batch of ``job_id`` (or of the running job); True if it was running."""
         job_id = job_id or self.queue.current_id()
-        return bool(job_id) and self.queue.skip(job_id)
+        try:
+            return bool(job_id) and self.queue.skip(job_id)
+        except KeyError:
+            return False
 
     # -- models -----------------------------------------------------------------------------
 

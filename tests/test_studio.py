@@ -85,3 +85,8 @@ def test_checkpoint_choice_is_persisted(studio: Studio, data_dir: Path) -> None:
     title = studio.set_checkpoint("tiny-sd15")
     assert title.startswith("tiny-sd15.safetensors [")
     assert _studio(data_dir).settings.sd_model_checkpoint == title
+
+
+def test_interrupting_an_unknown_or_idle_job_is_a_no_op(studio: Studio) -> None:
+    assert studio.interrupt() is False and studio.skip() is False
+    assert studio.interrupt("stale-id") is False and studio.skip("stale-id") is False
