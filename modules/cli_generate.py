@@ -15,6 +15,7 @@ from modules.processing.api_fields import txt2img_request_from_api
 from modules.processing.errors import RequestValidationError
 from modules.processing.job import Job, ProgressUpdate
 from modules.processing.saving import save_png
+from modules.processing.styles import StyleStore, apply_payload_styles
 from modules.processing.txt2img import GenerationResult, OutputOptions, run_txt2img
 
 __all__ = ["exit_code_for", "run_generate"]
@@ -70,7 +71,7 @@ def run_generate(context: AppContext, payload: dict[str, Any], out: Path | None)
     Raises:
         RequestValidationError, ModelNotFoundError, ModelFileError, FileExistsError.
     """
-    request = txt2img_request_from_api(payload)
+    request = txt2img_request_from_api(apply_payload_styles(payload, StyleStore(context.paths.styles)))
     exact = out is not None and out.suffix.lower() == ".png"
     targets = _exact_targets(out, request.images_per_job) if exact and out is not None else []
     model = context.models.get(request.checkpoint, request.vae)

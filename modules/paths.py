@@ -24,6 +24,10 @@ class DataPaths:
         return self.root / "models" / "VAE"
 
     @property
+    def styles(self) -> Path:
+        return self.root / "styles.csv"
+
+    @property
     def outputs(self) -> Path:
         return self.root / "outputs"
 

@@ -19,6 +19,7 @@ from modules.models.vae import AUTOMATIC, BUILTIN, find_vae_files
 from modules.processing.api_fields import txt2img_request_from_api
 from modules.processing.job import Job
 from modules.processing.queue import JobQueue, JobStatus
+from modules.processing.styles import StyleStore, apply_payload_styles
 from modules.processing.txt2img import GenerationResult, OutputOptions, run_txt2img
 from modules.settings import Settings, SettingsStore, output_dir
 
@@ -36,6 +37,7 @@ class Studio:
         self.settings, self.settings_warnings = store.load()
         context.models.keep_loaded = self.settings.sd_checkpoints_limit
         self._settings_lock = threading.Lock()
+        self.styles = StyleStore(context.paths.styles)
         self.queue = JobQueue(self._run)
         self.queue.start()
         self.model_error: str | None = None
@@ -79,6 +81,7 @@ class Studio:
             defaults["clip_skip"] = settings.CLIP_stop_at_last_layers
         if payload.get("eta") is None and settings.eta_ddim:
             defaults["eta"] = settings.eta_ddim  # A1111 "Eta for DDIM"; only DDIM uses it
+        payload = apply_payload_styles(payload, self.styles)
         request = txt2img_request_from_api(payload, **defaults)
         return self.queue.submit(Job(request))
 

@@ -90,3 +90,13 @@ def test_checkpoint_choice_is_persisted(studio: Studio, data_dir: Path) -> None:
 def test_interrupting_an_unknown_or_idle_job_is_a_no_op(studio: Studio) -> None:
     assert studio.interrupt() is False and studio.skip() is False
     assert studio.interrupt("stale-id") is False and studio.skip("stale-id") is False
+
+
+def test_styles_expand_into_the_prompt_that_is_recorded(studio: Studio) -> None:
+    from modules.processing.styles import PromptStyle
+
+    studio.styles.save(PromptStyle("Art", "oil painting, {prompt}", "blurry"))
+    result = _generate(studio, prompt="a cat", styles=["Art"])
+    assert result.infotexts[0].startswith("oil painting, a cat\nNegative prompt: blurry\n")
+    with pytest.raises(RequestValidationError, match="styles"):
+        studio.submit_txt2img({"prompt": "x", "styles": ["Missing"]})

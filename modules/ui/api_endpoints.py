@@ -48,14 +48,14 @@ def register_api(studio: Studio) -> None:
                 scheduler: str = "Automatic", cfg_scale: float = 7.0, seed: int = -1, subseed: int = -1,
                 subseed_strength: float = 0.0, width: int = 512, height: int = 512, batch_size: int = 1,
                 n_iter: int = 1, seed_resize_from_w: int = 0, seed_resize_from_h: int = 0, tiling: bool = False,
-                sd_model_checkpoint: str = "", sd_vae: str = "") -> dict[str, Any]:
+                sd_model_checkpoint: str = "", sd_vae: str = "", styles: list[str] | None = None) -> dict[str, Any]:
         """Generate images from text; returns base64 PNGs (with infotext), seeds and infotexts."""
         payload: dict[str, Any] = {
             "prompt": prompt, "negative_prompt": negative_prompt, "steps": steps, "sampler_name": sampler_name,
             "scheduler": scheduler, "cfg_scale": cfg_scale, "seed": seed, "subseed": subseed,
             "subseed_strength": subseed_strength, "width": width, "height": height, "batch_size": batch_size,
             "n_iter": n_iter, "seed_resize_from_w": seed_resize_from_w, "seed_resize_from_h": seed_resize_from_h,
-            "tiling": tiling,
+            "tiling": tiling, "styles": styles or [],
         }
         overrides = {k: v for k, v in (("sd_model_checkpoint", sd_model_checkpoint), ("sd_vae", sd_vae)) if v}
         if overrides:

@@ -45,7 +45,7 @@ def txt2img_values_from_infotext(text: str) -> dict[str, Any]:
         "steps": request.num_inference_steps, "width": request.width, "height": request.height,
         "cfg_scale": request.guidance_scale, "seed": request.seed, "subseed": request.subseed,
         "subseed_strength": request.subseed_strength, "seed_resize_from_w": request.seed_resize_from_w,
-        "seed_resize_from_h": request.seed_resize_from_h, "batch_size": 1, "n_iter": 1,
+        "seed_resize_from_h": request.seed_resize_from_h, "batch_size": 1, "n_iter": 1, "styles": [],
     }
 
 

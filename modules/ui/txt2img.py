@@ -13,6 +13,7 @@ import gradio as gr
 from modules.processing.errors import ProcessingError, RequestValidationError
 from modules.processing.queue import JobStatus
 from modules.processing.samplers import SAMPLERS, SCHEDULE_TYPES
+from modules.processing.styles import PromptStyle
 from modules.ui.progress import preview_image, progress_html
 
 if TYPE_CHECKING:
@@ -24,6 +25,7 @@ __all__ = ["PAYLOAD_FIELDS", "Txt2ImgTab", "build_txt2img_tab", "payload_from_va
 PAYLOAD_FIELDS = (
     "prompt", "negative_prompt", "sampler_name", "scheduler", "steps", "width", "height", "n_iter",
     "batch_size", "cfg_scale", "seed", "subseed", "subseed_strength", "seed_resize_from_w", "seed_resize_from_h",
+    "styles",
 )
 _INT_FIELDS = {"steps", "width", "height", "n_iter", "batch_size", "seed", "subseed", "seed_resize_from_w",
                "seed_resize_from_h"}
@@ -147,7 +149,7 @@ def _resume_handler(studio: Studio):
     return resume
 
 
-def _prompt_row(c: dict[str, Any], show_counters: bool) -> None:
+def _prompt_row(c: dict[str, Any], show_counters: bool, style_names: list[str]) -> None:
     with gr.Row():
         with gr.Column(scale=6):
             c["prompt"] = gr.Textbox(label="Prompt", lines=3, elem_id="txt2img_prompt",
@@ -161,6 +163,13 @@ def _prompt_row(c: dict[str, Any], show_counters: bool) -> None:
             with gr.Row():
                 c["interrupt"] = gr.Button("Interrupt", elem_id="txt2img_interrupt")
                 c["skip"] = gr.Button("Skip", elem_id="txt2img_skip")
+            c["styles"] = gr.Dropdown(style_names, value=[], multiselect=True, label="Styles",
+                                      elem_id="txt2img_styles")
+            with gr.Row():
+                c["apply_styles"] = gr.Button("📋 Apply", elem_id="txt2img_style_apply", min_width=40)
+                c["style_name"] = gr.Textbox(show_label=False, placeholder="Style name",
+                                             elem_id="txt2img_style_name", min_width=80)
+                c["save_style"] = gr.Button("💾 Save", elem_id="txt2img_style_save", min_width=40)
 
 
 def _settings_column(c: dict[str, Any]) -> None:
@@ -193,11 +202,35 @@ def _settings_column(c: dict[str, Any]) -> None:
                                                 elem_id="txt2img_seed_resize_from_h")
 
 
+def _wire_styles(studio: Studio, c: dict[str, Any]) -> None:
+    """📋 moves the selected styles' text into the prompt boxes; 💾 saves the prompts as a style."""
+
+    def apply_styles(names: list[str], prompt: str, negative: str) -> tuple[str, str, list[str]]:
+        try:
+            prompt, negative = studio.styles.apply(names or [], prompt or "", negative or "")
+        except RequestValidationError as error:
+            raise gr.Error(str(error)) from None
+        return prompt, negative, []
+
+    def save_style(name: str, prompt: str, negative: str) -> Any:
+        try:
+            studio.styles.save(PromptStyle((name or "").strip(), prompt or "", negative or ""))
+        except (RequestValidationError, OSError) as error:
+            raise gr.Error(f"Style not saved: {error}") from None
+        return gr.update(choices=list(studio.styles.load()))
+
+    boxes = [c["prompt"], c["negative_prompt"]]
+    c["apply_styles"].click(apply_styles, inputs=[c["styles"], *boxes], outputs=[*boxes, c["styles"]],
+                            api_visibility="private", queue=False)
+    c["save_style"].click(save_style, inputs=[c["style_name"], *boxes], outputs=[c["styles"]],
+                          api_visibility="private", queue=False)
+
+
 def build_txt2img_tab(studio: Studio) -> Txt2ImgTab:
     """Build the tab's components and wire them; call inside a ``gr.Tab``."""
     c: dict[str, Any] = {}
     show_counters = not studio.settings.disable_token_counters
-    _prompt_row(c, show_counters)
+    _prompt_row(c, show_counters, list(studio.styles.load()))
     with gr.Row():  # A1111's layout: settings on the left, results on the right
         with gr.Column(scale=1):
             _settings_column(c)
@@ -233,6 +266,7 @@ def build_txt2img_tab(studio: Studio) -> Txt2ImgTab:
     for box, counter in counters:
         c[box].change(count_tokens, inputs=[c[box]], outputs=[c[counter]], api_visibility="private",
                       queue=False, trigger_mode="always_last")
+    _wire_styles(studio, c)
     return Txt2ImgTab(c, c["generate"], c["interrupt"], c["skip"], gallery, info, progress, preview, job_id,
                       outputs, _resume_handler(studio))
 

@@ -1,0 +1,114 @@
+"""Prompt styles: A1111's ``styles.csv`` (name, prompt, negative_prompt).
+
+Applying a style adds its text to the prompt: a style text containing ``{prompt}`` has the
+user's prompt put in that place, otherwise it is appended after a comma. Several styles
+apply in the order given. The file is read on every use (it is small and users edit it by
+hand) and written atomically.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+import tempfile
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from modules.processing.errors import RequestValidationError
+
+__all__ = ["PromptStyle", "StyleStore", "apply_payload_styles", "apply_style_text"]
+
+_FIELDS = ("name", "prompt", "negative_prompt")
+
+
+@dataclass(frozen=True)
+class PromptStyle:
+    """One row of styles.csv."""
+
+    name: str
+    prompt: str = ""
+    negative_prompt: str = ""
+
+
+def apply_style_text(style_text: str, prompt: str) -> str:
+    """Merge a style's text into a prompt (A1111's rule, ``{prompt}`` placeholder)."""
+    if "{prompt}" in style_text:
+        return style_text.replace("{prompt}", prompt)
+    if not style_text:
+        return prompt
+    return f"{prompt}, {style_text}" if prompt else style_text
+
+
+class StyleStore:
+    """The styles of one ``styles.csv``."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def load(self) -> dict[str, PromptStyle]:
+        """Styles by name, in file order; a missing file has none, unreadable rows are skipped."""
+        try:
+            text = self.path.read_text(encoding="utf-8-sig")
+        except (OSError, UnicodeDecodeError):
+            return {}
+        styles: dict[str, PromptStyle] = {}
+        for row in csv.DictReader(io.StringIO(text)):
+            name = (row.get("name") or "").strip()
+            if name:
+                styles[name] = PromptStyle(name, row.get("prompt") or "", row.get("negative_prompt") or "")
+        return styles
+
+    def apply(self, names: Sequence[str], prompt: str, negative_prompt: str) -> tuple[str, str]:
+        """The prompts with the named styles applied in order.
+
+        Raises:
+            RequestValidationError: ``styles`` names a style that does not exist.
+        """
+        styles = self.load()
+        for name in names:
+            style = styles.get(name)
+            if style is None:
+                raise RequestValidationError("styles", f"no style named {name!r} in {self.path.name}")
+            prompt = apply_style_text(style.prompt, prompt)
+            negative_prompt = apply_style_text(style.negative_prompt, negative_prompt)
+        return prompt, negative_prompt
+
+    def save(self, style: PromptStyle) -> None:
+        """Add ``style``, or replace the one with its name; the file is replaced atomically."""
+        if not style.name.strip():
+            raise RequestValidationError("name", "a style needs a name")
+        styles = self.load()
+        styles[style.name] = style
+        buffer = io.StringIO()
+        writer = csv.DictWriter(buffer, fieldnames=_FIELDS, lineterminator="\n")
+        writer.writeheader()
+        for item in styles.values():
+            writer.writerow({"name": item.name, "prompt": item.prompt, "negative_prompt": item.negative_prompt})
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=".styles-", suffix=".tmp")
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(buffer.getvalue())
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, self.path)
+
+
+def apply_payload_styles(payload: Mapping[str, Any], store: StyleStore) -> dict[str, Any]:
+    """An A1111 payload with its ``styles`` expanded into ``prompt``/``negative_prompt``.
+
+    Raises:
+        RequestValidationError: ``styles`` is not a list of names, or names an unknown style.
+    """
+    result = dict(payload)
+    names = result.pop("styles", None) or []
+    if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+        raise RequestValidationError("styles", "must be a list of style names")
+    if names:
+        prompt, negative = result.get("prompt") or "", result.get("negative_prompt") or ""
+        if not isinstance(prompt, str) or not isinstance(negative, str):
+            raise RequestValidationError("prompt", "must be a string")
+        result["prompt"], result["negative_prompt"] = store.apply(names, prompt, negative)
+    return result

@@ -1,0 +1,50 @@
+"""styles.csv: A1111's format and merge rule, saved atomically."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from modules.processing.errors import RequestValidationError
+from modules.processing.styles import PromptStyle, StyleStore, apply_payload_styles, apply_style_text
+
+
+def test_merge_rule_uses_the_placeholder_or_appends() -> None:
+    assert apply_style_text("masterpiece, {prompt}, 8k", "a cat") == "masterpiece, a cat, 8k"
+    assert apply_style_text("oil painting", "a cat") == "a cat, oil painting"
+    assert apply_style_text("oil painting", "") == "oil painting"
+    assert apply_style_text("", "a cat") == "a cat"
+
+
+def test_reads_a1111_styles_csv_and_applies_in_order(tmp_path: Path) -> None:
+    path = tmp_path / "styles.csv"
+    path.write_text('name,prompt,negative_prompt\nArt,"oil painting, {prompt}",blurry\nHD,8k,\n,orphan,\n',
+                    encoding="utf-8")
+    store = StyleStore(path)
+    assert list(store.load()) == ["Art", "HD"]
+    assert store.apply(["Art", "HD"], "a cat", "ugly") == ("oil painting, a cat, 8k", "ugly, blurry")
+    with pytest.raises(RequestValidationError, match="Nope"):
+        store.apply(["Nope"], "x", "")
+
+
+def test_saving_adds_or_replaces_and_keeps_others(tmp_path: Path) -> None:
+    store = StyleStore(tmp_path / "styles.csv")
+    assert store.load() == {}
+    store.save(PromptStyle("A", "one, two", 'say "hi"'))
+    store.save(PromptStyle("B", "{prompt} in snow"))
+    store.save(PromptStyle("A", "changed"))
+    styles = store.load()
+    assert list(styles) == ["A", "B"] and styles["A"].prompt == "changed" and styles["B"].prompt == "{prompt} in snow"
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".styles-")]
+    with pytest.raises(RequestValidationError):
+        store.save(PromptStyle("  "))
+
+
+def test_payload_styles_expand_and_are_validated(tmp_path: Path) -> None:
+    store = StyleStore(tmp_path / "styles.csv")
+    store.save(PromptStyle("Art", "oil painting", "blurry"))
+    payload = apply_payload_styles({"prompt": "a cat", "styles": ["Art"], "steps": 3}, store)
+    assert payload == {"prompt": "a cat, oil painting", "negative_prompt": "blurry", "steps": 3}
+    with pytest.raises(RequestValidationError, match="styles"):
+        apply_payload_styles({"styles": "Art"}, store)
