@@ -70,7 +70,7 @@ def _quicksettings(studio: Studio) -> None:
             if key == "sd_model_checkpoint":
                 _checkpoint_quicksetting(studio)
                 continue
-            component = component_for(SETTINGS_BY_KEY[key], current[key], dynamic)
+            component = component_for(SETTINGS_BY_KEY[key], current[key], dynamic, hint=False)
 
             def apply(value: Any, key: str = key) -> None:
                 warnings = studio.update_settings({key: value_from_component(value, current[key])})

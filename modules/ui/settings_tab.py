@@ -16,9 +16,11 @@ from modules.studio import Studio
 __all__ = ["build_settings_tab", "component_for", "value_from_component"]
 
 
-def component_for(info: SettingInfo, value: Any, dynamic_choices: dict[str, list[str]]) -> Any:
-    """The Gradio component that edits one setting (``dynamic_choices`` fills ``choices_from``)."""
-    common = {"label": info.label, "elem_id": f"setting_{info.key}", "value": value, "info": info.info or None}
+def component_for(info: SettingInfo, value: Any, dynamic_choices: dict[str, list[str]], hint: bool = True) -> Any:
+    """The Gradio component that edits one setting (``dynamic_choices`` fills ``choices_from``;
+    ``hint`` shows A1111's grey explanation, too long for the quicksettings row)."""
+    common = {"label": info.label, "elem_id": f"setting_{info.key}", "value": value,
+              "info": (info.info or None) if hint else None}
     if info.kind == "checkbox":
         return gr.Checkbox(**common)
     if info.kind == "slider":

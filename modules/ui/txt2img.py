@@ -167,9 +167,9 @@ def _prompt_row(c: dict[str, Any], show_counters: bool, style_names: list[str]) 
                                       elem_id="txt2img_styles")
             with gr.Row():
                 c["apply_styles"] = gr.Button("📋 Apply", elem_id="txt2img_style_apply", min_width=40)
-                c["style_name"] = gr.Textbox(show_label=False, placeholder="Style name",
-                                             elem_id="txt2img_style_name", min_width=80)
                 c["save_style"] = gr.Button("💾 Save", elem_id="txt2img_style_save", min_width=40)
+            c["style_name"] = gr.Textbox(show_label=False, placeholder="Name to save the prompts as a style",
+                                         elem_id="txt2img_style_name")
 
 
 def _settings_column(c: dict[str, Any]) -> None:
