@@ -97,8 +97,10 @@ def launch_ui(args: argparse.Namespace) -> int:
     try:
         demo.launch(server_name=host, server_port=args.port, share=args.share, auth=credentials or None,
                     inbrowser=args.autolaunch, css=CSS, footer_links=["api"], max_file_size="50mb",
-                    show_error=True, quiet=False, prevent_thread_lock=True)
-        demo.app.include_router(router)
+                    show_error=True, quiet=False, prevent_thread_lock=True,
+                    # The REST routes are part of the app from its first request: added after
+                    # launch, an early client (or the readiness probe's next call) got a 404.
+                    app_kwargs={"routes": list(router.routes)})
         # Only now, with the page being served, start the slow part (diffusers import, weights).
         studio.load_default_in_background()
         demo.block_thread()
