@@ -21,7 +21,7 @@ from modules.processing.job import Job
 from modules.processing.queue import JobQueue, JobStatus
 from modules.processing.styles import StyleStore, apply_payload_styles
 from modules.processing.txt2img import GenerationResult, OutputOptions, run_txt2img
-from modules.settings import Settings, SettingsStore, output_dir
+from modules.settings import SettingsStore, output_dir
 
 __all__ = ["Studio"]
 
@@ -168,7 +168,3 @@ class Studio:
 
     def close(self) -> None:
         self.queue.close(timeout=10)
-
-    @property
-    def current_settings(self) -> Settings:
-        return self.settings

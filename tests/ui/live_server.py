@@ -1,4 +1,5 @@
-"""Start the real web UI in a subprocess on a free port (for API and browser tests)."""
+"""Start the real web UI in a subprocess on a free port (for API and browser tests, and
+bench/startup.py)."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -13,6 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
+POLL_SECONDS = 0.05
 
 
 def _free_port() -> int:
@@ -21,34 +24,39 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-def _wait_ready(url: str, process: subprocess.Popen, limit_s: float = 120.0) -> None:
+def _wait_ready(url: str, process: subprocess.Popen, log: Path, limit_s: float = 120.0) -> None:
     started = time.monotonic()
     while time.monotonic() - started < limit_s:
         if process.poll() is not None:
-            raise RuntimeError(f"server exited with {process.returncode}: {process.stderr.read()}")
+            raise RuntimeError(f"server exited with {process.returncode}: {log.read_text(errors='replace')}")
         try:
             with urllib.request.urlopen(url, timeout=2) as response:
                 if response.status == 200:
                     return
         except (urllib.error.URLError, ConnectionError, TimeoutError):
-            time.sleep(0.2)
-    raise TimeoutError("server not ready")
+            time.sleep(POLL_SECONDS)
+    raise TimeoutError(f"server not ready after {limit_s} s")
 
 
 def start_server(data_dir: Path, *flags: str) -> Iterator[str]:
+    """Yield the URL of a ready server (GET / answers 200) on ``data_dir``; stop it afterwards.
+
+    The server's output goes to a file, not a pipe: nobody reads a pipe while it runs, and a
+    full pipe would block the server.
+    """
     port = _free_port()
-    process = subprocess.Popen(
-        [sys.executable, "webui.py", "--port", str(port), "--data-dir", str(data_dir), *flags],
-        cwd=REPO_ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-        env={**os.environ, "HF_HUB_OFFLINE": "1"},
-    )
-    url = f"http://127.0.0.1:{port}/"
-    try:
-        _wait_ready(url, process)
-        yield url
-    finally:
-        process.terminate()
+    with tempfile.NamedTemporaryFile(prefix="aigen-server-", suffix=".log") as log:
+        process = subprocess.Popen(
+            [sys.executable, "webui.py", "--port", str(port), "--data-dir", str(data_dir), *flags],
+            cwd=REPO_ROOT, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "HF_HUB_OFFLINE": "1"},
+        )
+        url = f"http://127.0.0.1:{port}/"
         try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
+            _wait_ready(url, process, Path(log.name))
+            yield url
+        finally:
+            process.terminate()
+            try:
+                process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                process.kill()

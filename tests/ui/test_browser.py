@@ -46,6 +46,14 @@ def _set_number(page, elem_id: str, value: int) -> None:
     box.press("Enter")
 
 
+def _wait_for_progress(page, text: str) -> None:
+    """Wait until the progress line contains ``text`` (queue position, "step", "Interrupted")."""
+    page.wait_for_function(
+        "text => (document.querySelector('#txt2img_progress') || {}).innerText?.includes(text)",
+        arg=text, timeout=60_000,
+    )
+
+
 def test_generate_shows_the_image_and_its_seed(page) -> None:
     page.locator("#txt2img_prompt textarea").fill("a small yellow star")
     _set_number(page, "txt2img_steps", 3)
@@ -68,14 +76,9 @@ def test_interrupt_stops_a_long_job(page) -> None:
     _set_number(page, "txt2img_steps", 150)
     _set_number(page, "txt2img_batch_count", 20)
     page.locator("#txt2img_generate").click()
-    page.wait_for_function(
-        "() => (document.querySelector('#txt2img_progress') || {}).innerText?.includes('step')", timeout=60_000
-    )
+    _wait_for_progress(page, "step")
     page.locator("#txt2img_interrupt").click()
-    page.wait_for_function(
-        "() => (document.querySelector('#txt2img_progress') || {}).innerText?.includes('Interrupted')",
-        timeout=60_000,
-    )
+    _wait_for_progress(page, "Interrupted")
     page.screenshot(path=str(ARTIFACTS / "txt2img-interrupted.png"), full_page=True)
 
 
@@ -83,15 +86,8 @@ def test_a_reloaded_page_restores_the_running_job(page) -> None:
     _set_number(page, "txt2img_steps", 150)
     _set_number(page, "txt2img_batch_count", 4)
     page.locator("#txt2img_generate").click()
-    page.wait_for_function(
-        "() => (document.querySelector('#txt2img_progress') || {}).innerText?.includes('step')", timeout=60_000
-    )
+    _wait_for_progress(page, "step")
     page.reload()
-    page.wait_for_function(
-        "() => (document.querySelector('#txt2img_progress') || {}).innerText?.includes('step')", timeout=60_000
-    )
+    _wait_for_progress(page, "step")
     page.locator("#txt2img_interrupt").click()
-    page.wait_for_function(
-        "() => (document.querySelector('#txt2img_progress') || {}).innerText?.includes('Interrupted')",
-        timeout=60_000,
-    )
+    _wait_for_progress(page, "Interrupted")
