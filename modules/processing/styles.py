@@ -12,7 +12,8 @@ import csv
 import io
 import os
 import tempfile
-from collections.abc import Mapping, Sequence
+import threading
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -43,10 +44,15 @@ def apply_style_text(style_text: str, prompt: str) -> str:
 
 
 class StyleStore:
-    """The styles of one ``styles.csv``."""
+    """The styles of one ``styles.csv``.
+
+    Changes are read-modify-write of the whole file; a lock per store keeps two saves from
+    the same server (two browser tabs) from losing each other's style.
+    """
 
     def __init__(self, path: Path) -> None:
         self.path = path
+        self._lock = threading.Lock()
 
     def load(self) -> dict[str, PromptStyle]:
         """Styles by name, in file order; a missing file has none, unreadable rows are skipped."""
@@ -77,23 +83,52 @@ class StyleStore:
         return prompt, negative_prompt
 
     def save(self, style: PromptStyle) -> None:
-        """Add ``style``, or replace the one with its name; the file is replaced atomically."""
+        """Add ``style``, or replace the one with its name (in place); the file is replaced atomically.
+
+        Raises:
+            RequestValidationError: the name is empty.
+            OSError: the file cannot be written.
+        """
         if not style.name.strip():
             raise RequestValidationError("name", "a style needs a name")
-        styles = self.load()
-        styles[style.name] = style
+        with self._lock:
+            styles = self.load()
+            styles[style.name] = style
+            self._write(styles.values())
+
+    def delete(self, name: str) -> PromptStyle:
+        """Remove the style called ``name``; returns it.
+
+        Raises:
+            RequestValidationError: there is no style by that name.
+            OSError: the file cannot be written.
+        """
+        with self._lock:
+            styles = self.load()
+            removed = styles.pop(name, None)
+            if removed is None:
+                raise RequestValidationError("name", f"no style named {name!r} in {self.path.name}")
+            self._write(styles.values())
+        return removed
+
+    def _write(self, styles: Iterable[PromptStyle]) -> None:
+        """Write A1111's three columns to a temp file, fsync it, and rename it over the file."""
         buffer = io.StringIO()
         writer = csv.DictWriter(buffer, fieldnames=_FIELDS, lineterminator="\n")
         writer.writeheader()
-        for item in styles.values():
+        for item in styles:
             writer.writerow({"name": item.name, "prompt": item.prompt, "negative_prompt": item.negative_prompt})
         self.path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=".styles-", suffix=".tmp")
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(buffer.getvalue())
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, self.path)
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as handle:
+                handle.write(buffer.getvalue())
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(tmp, self.path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
 
 
 def apply_payload_styles(payload: Mapping[str, Any], store: StyleStore) -> dict[str, Any]:

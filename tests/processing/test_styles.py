@@ -48,3 +48,35 @@ def test_payload_styles_expand_and_are_validated(tmp_path: Path) -> None:
     assert payload == {"prompt": "a cat, oil painting", "negative_prompt": "blurry", "steps": 3}
     with pytest.raises(RequestValidationError, match="styles"):
         apply_payload_styles({"styles": "Art"}, store)
+
+
+def test_delete_removes_only_that_style_and_keeps_the_a1111_format(tmp_path: Path) -> None:
+    path = tmp_path / "styles.csv"
+    store = StyleStore(path)
+    for style in (PromptStyle("A", "a, {prompt}", "x"), PromptStyle("B", "b"), PromptStyle("C", "c", "z")):
+        store.save(style)
+    assert store.delete("B") == PromptStyle("B", "b")
+    assert list(store.load()) == ["A", "C"]
+    assert path.read_text(encoding="utf-8") == 'name,prompt,negative_prompt\nA,"a, {prompt}",x\nC,c,z\n'
+    assert store.apply(["A"], "cat", "") == ("a, cat", "x")  # the placeholder still works after a rewrite
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".styles-")]
+
+
+def test_deleting_a_missing_style_is_a_named_error_and_changes_nothing(tmp_path: Path) -> None:
+    store = StyleStore(tmp_path / "styles.csv")
+    with pytest.raises(RequestValidationError, match="Ghost"):
+        store.delete("Ghost")
+    assert not store.path.exists()
+    store.save(PromptStyle("Real", "r"))
+    before = store.path.read_bytes()
+    with pytest.raises(RequestValidationError):
+        store.delete("real")  # names are case-sensitive, as in A1111
+    assert store.path.read_bytes() == before
+
+
+def test_replacing_a_style_keeps_its_place_in_the_file(tmp_path: Path) -> None:
+    store = StyleStore(tmp_path / "styles.csv")
+    for name in ("A", "B", "C"):
+        store.save(PromptStyle(name, name.lower()))
+    store.save(PromptStyle("B", "new", "neg"))
+    assert list(store.load()) == ["A", "B", "C"] and store.load()["B"] == PromptStyle("B", "new", "neg")
