@@ -95,6 +95,8 @@ class Settings:
     save_to_dirs: bool = _opt(True, "Save images to a subdirectory", _SAVING, "checkbox")
     outdir_samples: str = _folder("Output directory for images; if empty, defaults to the folders below")
     outdir_txt2img_samples: str = _folder("Output directory for txt2img images")
+    outdir_save: str = _opt("log/images", "Directory for saving images using the Save button", _PATHS, "text",
+                            is_relative_path=True, info="relative to the data folder; also holds log.csv")
     sd_model_checkpoint: str = _opt("", "Stable Diffusion checkpoint", _SD, "dropdown", choices_from="checkpoints",
                                     is_relative_path=True)
     sd_vae: str = _opt("Automatic", "SD VAE", _SD, "dropdown", choices_from="vae", is_relative_path=True,
@@ -215,20 +217,24 @@ def validate_settings(values: Mapping[str, Any], base: Settings | None = None) -
 
 
 def output_dir(settings: Settings, key: str, data_dir: Path) -> Path:
-    """The folder of a per-tab ``outdir_<tab>_samples`` / ``outdir_<tab>_grids`` setting, under ``data_dir``.
+    """The folder of an output-folder setting, under ``data_dir``.
 
-    A1111 rules: a non-empty ``outdir_samples`` replaces the per-tab folders; empty means
-    ``outputs/<tab>-images``. The caller adds the date folder (``save_to_dirs``).
+    Per-tab ``outdir_<tab>_samples`` keys follow A1111's rules: a non-empty ``outdir_samples``
+    replaces the per-tab folders; empty means ``outputs/<tab>-images``; the caller adds the
+    date folder (``save_to_dirs``). ``outdir_save`` is the Save button's folder (A1111
+    ``log/images``, also when emptied).
 
     Raises:
-        KeyError: ``key`` is not a per-tab folder setting.
+        KeyError: ``key`` is not an output-folder setting.
         ValueError: the value leaves ``data_dir`` (only possible if it bypassed validation).
     """
-    _, tab, kind = key.split("_", 2) if key.count("_") == 2 else ("", "", "")
-    if kind != "samples" or key not in SETTINGS_BY_KEY:
-        raise KeyError(key)
-    default = f"outputs/{tab}-images"
-    relative = getattr(settings, f"outdir_{kind}") or getattr(settings, key) or default
+    if key == "outdir_save":
+        relative = settings.outdir_save or _DEFAULTS.outdir_save
+    else:
+        _, tab, kind = key.split("_", 2) if key.count("_") == 2 else ("", "", "")
+        if kind != "samples" or key not in SETTINGS_BY_KEY:
+            raise KeyError(key)
+        relative = getattr(settings, f"outdir_{kind}") or getattr(settings, key) or f"outputs/{tab}-images"
     if not _is_inside_data_dir(relative):
         raise ValueError(f"{key}={relative!r} points outside {data_dir}")
     return data_dir / relative

@@ -11,6 +11,7 @@ import dataclasses
 import logging
 import threading
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 from modules.app import AppContext
@@ -62,9 +63,13 @@ class Studio:
         model = self.context.models.get(request.checkpoint or self.settings.sd_model_checkpoint or None,
                                         request.vae if request.vae is not None else self.settings.sd_vae)
         settings = self.settings
-        folder = output_dir(settings, "outdir_txt2img_samples", self.context.paths.root)
+        folder = self.output_folder("outdir_txt2img_samples")
         output = OutputOptions(folder, save=settings.samples_save, date_subfolder=settings.save_to_dirs)
         return run_txt2img(model, job, output)
+
+    def output_folder(self, key: str) -> Path:
+        """The folder an output setting (``outdir_txt2img_samples``, ``outdir_save``) names, in the data dir."""
+        return output_dir(self.settings, key, self.context.paths.root)
 
     def submit_txt2img(self, payload: Mapping[str, Any]) -> str:
         """Validate an A1111 txt2img payload and queue it; returns the job id.

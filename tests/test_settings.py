@@ -202,6 +202,19 @@ def test_output_dir_follows_a1111_fallbacks(tmp_path: Path) -> None:
         output_dir(dataclasses.replace(defaults, outdir_txt2img_samples="/etc"), "outdir_txt2img_samples", tmp_path)
 
 
+
+def test_save_button_folder_is_log_images_and_stays_inside_the_data_dir(tmp_path: Path) -> None:
+    defaults = Settings()
+    assert defaults.outdir_save == "log/images"
+    assert SETTINGS_BY_KEY["outdir_save"].section == "Paths for saving"
+    assert output_dir(defaults, "outdir_save", tmp_path) == tmp_path / "log" / "images"
+    emptied = dataclasses.replace(defaults, outdir_save="")
+    assert output_dir(emptied, "outdir_save", tmp_path) == tmp_path / "log" / "images"
+    assert output_dir(dataclasses.replace(defaults, outdir_save="kept"), "outdir_save", tmp_path) == tmp_path / "kept"
+    for escape in ESCAPES:
+        settings, warnings = validate_settings({"outdir_save": escape})
+        assert settings.outdir_save == "log/images" and len(warnings) == 1
+
 # -- the store ----------------------------------------------------------------------------------
 
 
