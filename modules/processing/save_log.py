@@ -13,14 +13,13 @@ from __future__ import annotations
 import csv
 import io
 import os
-import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from PIL import Image
 
 from modules.processing.infotext import parse_infotext
-from modules.processing.saving import save_png
+from modules.processing.saving import save_png, write_temp_file
 
 __all__ = ["LOG_COLUMNS", "LOG_FILE", "append_log_row", "log_row", "save_to_log"]
 
@@ -51,17 +50,7 @@ def _csv_text(rows: Sequence[Sequence[str]]) -> str:
 
 
 def _write_temp(folder: Path, text: str) -> Path:
-    """A complete, fsynced temp file in ``folder`` (same file system, so it can be linked/renamed)."""
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".log-", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return Path(tmp)
+    return write_temp_file(folder, lambda handle: handle.write(text.encode("utf-8")), ".csv")
 
 
 def _read_rows(path: Path) -> list[list[str]] | None:

@@ -13,11 +13,13 @@ import datetime as dt
 import os
 import re
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
+from typing import BinaryIO
 
 from PIL import Image, PngImagePlugin
 
-__all__ = ["date_folder", "next_counter", "save_png"]
+__all__ = ["date_folder", "next_counter", "save_png", "write_temp_file"]
 
 _COUNTER_RE = re.compile(r"^(\d{5,})-")
 
@@ -46,20 +48,29 @@ def _fsync_dir(folder: Path) -> None:
         os.close(fd)
 
 
-def _write_temp_png(image: Image.Image, folder: Path, infotext: str | None) -> Path:
-    info = PngImagePlugin.PngInfo()
-    if infotext:
-        info.add_text("parameters", infotext)
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=".png")
+def write_temp_file(folder: Path, write: Callable[[BinaryIO], object], suffix: str) -> Path:
+    """A complete, fsynced hidden temp file in ``folder``, filled by ``write(handle)``.
+
+    Being in the destination folder (same file system), it can then be linked or renamed into
+    place atomically; on any error it is removed.
+    """
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=suffix)
     try:
         with os.fdopen(fd, "wb") as handle:
-            image.save(handle, format="PNG", pnginfo=info)
+            write(handle)
             handle.flush()
             os.fsync(handle.fileno())
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
     return Path(tmp)
+
+
+def _write_temp_png(image: Image.Image, folder: Path, infotext: str | None) -> Path:
+    info = PngImagePlugin.PngInfo()
+    if infotext:
+        info.add_text("parameters", infotext)
+    return write_temp_file(folder, lambda handle: image.save(handle, format="PNG", pnginfo=info), ".png")
 
 
 def save_png(image: Image.Image, folder: Path, stem_suffix: str, infotext: str | None = None,
