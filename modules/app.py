@@ -10,6 +10,7 @@ from pathlib import Path
 
 from modules.models.hashing import HashCache
 from modules.models.manager import ModelManager, choose_placement
+from modules.models.memory import MemoryPolicy
 from modules.models.registry import CheckpointRegistry
 from modules.paths import DataPaths
 
@@ -26,13 +27,15 @@ class AppContext:
 
 
 def build_app_context(args: argparse.Namespace) -> AppContext:
-    """Build the context from parsed flags (``--data-dir``, ``--ckpt-dir``, precision flags)."""
+    """Build the context from parsed flags (``--data-dir``, ``--ckpt-dir``, precision and memory
+    flags)."""
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     paths = DataPaths(args.data_dir.resolve()) if getattr(args, "data_dir", None) else DataPaths()
     roots = [paths.checkpoints, *[Path(d).expanduser().resolve() for d in getattr(args, "ckpt_dir", [])]]
     registry = CheckpointRegistry(roots, HashCache(paths.cache / "hashes.json"))
+    memory = MemoryPolicy.from_flags(getattr(args, "medvram", False), getattr(args, "lowvram", False))
     placement = choose_placement(getattr(args, "precision", "auto"), getattr(args, "no_half", False),
-                                 getattr(args, "device", None))
+                                 getattr(args, "device", None), memory)
     models = ModelManager(registry, placement, allow_pickle=getattr(args, "allow_pickle", False),
                           vae_roots=[paths.vae])
     return AppContext(paths=paths, registry=registry, models=models)

@@ -40,6 +40,11 @@ def add_common_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--precision", choices=("auto", "fp32", "fp16", "bf16"), default="auto")
     parser.add_argument("--no-half", action="store_true", help="keep weights in fp32 on the GPU")
     parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1 (default: best available)")
+    parser.add_argument("--medvram", action="store_true",
+                        help="save VRAM: keep the model in CPU memory, moving the text encoder, UNet and VAE "
+                             "to the GPU one at a time while each runs")
+    parser.add_argument("--lowvram", action="store_true",
+                        help="save more VRAM, much slower: move each layer's weights to the GPU only while it runs")
     parser.add_argument("--allow-pickle", action="store_true",
                         help="load .ckpt/.pt/.bin with torch.load(weights_only=True)")
 

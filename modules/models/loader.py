@@ -18,6 +18,7 @@ import torch
 
 from modules.models.families import ModelFamily, detect_family
 from modules.models.files import ModelFileError, load_state_dict, read_safetensors_header
+from modules.models.memory import MemoryPolicy
 from modules.models.registry import CheckpointInfo
 from modules.paths import CONFIGS_DIR
 
@@ -38,10 +39,12 @@ class LoadedModel:
         family: its family.
         pipeline: the diffusers pipeline holding UNet, VAE, text encoder(s) and tokenizer(s).
         scheduler_config: the model's noise schedule (betas, prediction type) as a dict.
-        device / dtype: where and in which precision the weights live.
+        device / dtype: the execution device (where latents, noise and conditioning must be)
+            and the weights' precision. With offload the weights wait on the CPU.
         short_hash: A1111 "Model hash" (None for diffusers folders).
         builtin_vae: the checkpoint's own VAE, kept while an external one is in use.
         vae_file / vae_hash: the external VAE in ``pipeline.vae`` and its short hash, or None.
+        offload: the ``ComponentOffload`` of ``--medvram``/``--lowvram``, or None.
     """
 
     info: CheckpointInfo
@@ -54,6 +57,7 @@ class LoadedModel:
     builtin_vae: Any = None
     vae_file: Any = None
     vae_hash: str | None = None
+    offload: Any = None
 
     def __post_init__(self) -> None:
         if self.builtin_vae is None:
@@ -218,8 +222,12 @@ def load_checkpoint(
     dtype: torch.dtype,
     short_hash: str | None = None,
     allow_pickle: bool = False,
+    memory: MemoryPolicy = MemoryPolicy.FULL,
 ) -> LoadedModel:
     """Load a registry entry into a pipeline on ``device`` in ``dtype``.
+
+    With an offload ``memory`` policy the weights stay in CPU memory and visit ``device``
+    while they run (see ``modules.models.memory``).
 
     Raises:
         ModelFileError: the file is broken, refused (pickle) or not a supported model.
@@ -233,6 +241,13 @@ def load_checkpoint(
         pipeline, family = _from_single_file(info, allow_pickle, dtype)
     _check_complete(pipeline, info.path)
     pipeline.set_progress_bar_config(disable=True)
-    if device.type != "cpu":  # weights are loaded on the CPU; moving them there again only warns
+    offload = None
+    if memory is not MemoryPolicy.FULL:
+        from modules.models.offload import ComponentOffload
+
+        offload = ComponentOffload(memory, device)
+        offload.attach_pipeline(pipeline)
+    elif device.type != "cpu":  # weights are loaded on the CPU; moving them there again only warns
         pipeline.to(device)
-    return LoadedModel(info, family, pipeline, dict(pipeline.scheduler.config), device, dtype, short_hash)
+    return LoadedModel(info, family, pipeline, dict(pipeline.scheduler.config), device, dtype, short_hash,
+                       offload=offload)

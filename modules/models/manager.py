@@ -19,6 +19,7 @@ import torch
 
 from modules.models.files import PICKLE_SUFFIXES, ModelFileError
 from modules.models.loader import LoadedModel, load_checkpoint
+from modules.models.memory import MemoryPolicy
 from modules.models.registry import CheckpointInfo, CheckpointRegistry
 from modules.models.vae import load_vae, resolve_vae_choice
 
@@ -31,30 +32,43 @@ PRECISIONS = ("auto", "fp32", "fp16", "bf16")
 
 @dataclass(frozen=True)
 class Placement:
-    """Where weights live and in which precision."""
+    """Where models run, in which precision, and where their weights wait between uses.
+
+    ``device`` is the execution device; with an offload ``memory`` policy the weights wait in
+    CPU memory and visit it while they run.
+    """
 
     device: torch.device
     dtype: torch.dtype
+    memory: MemoryPolicy = MemoryPolicy.FULL
 
 
-def choose_placement(precision: str = "auto", no_half: bool = False, device: str | None = None) -> Placement:
-    """Device and dtype for the given flags: fp16 on a GPU, fp32 on the CPU by default.
+def choose_placement(precision: str = "auto", no_half: bool = False, device: str | None = None,
+                     memory: MemoryPolicy = MemoryPolicy.FULL) -> Placement:
+    """Device, dtype and memory policy for the given flags: fp16 on a GPU, fp32 on the CPU by default.
 
     Args:
         precision: "auto", "fp32", "fp16" or "bf16" (``--precision``).
         no_half: force fp32 (``--no-half``).
         device: "cpu", "cuda", "cuda:1", or None for the best available.
+        memory: the ``--medvram``/``--lowvram`` policy; on the CPU it is logged and dropped
+            (the weights are in CPU memory already).
     """
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
     chosen = torch.device(device) if device else torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if memory is not MemoryPolicy.FULL and chosen.type == "cpu":
+        logger.warning("%s has no effect when running on the CPU", memory.flag)
+        memory = MemoryPolicy.FULL
     if no_half or precision == "fp32":
-        return Placement(chosen, torch.float32)
-    if precision == "bf16":
-        return Placement(chosen, torch.bfloat16)
-    if precision == "fp16" or chosen.type == "cuda":
-        return Placement(chosen, torch.float16)
-    return Placement(chosen, torch.float32)
+        dtype = torch.float32
+    elif precision == "bf16":
+        dtype = torch.bfloat16
+    elif precision == "fp16" or chosen.type == "cuda":
+        dtype = torch.float16
+    else:
+        dtype = torch.float32
+    return Placement(chosen, dtype, memory)
 
 
 class ModelManager:
@@ -102,8 +116,9 @@ class ModelManager:
                 while len(self._loaded) >= self.keep_loaded:
                     self._unload(next(iter(self._loaded)))
                 short_hash = self.registry.short_hash(info)
-                self._loaded[key] = load_checkpoint(info, self.placement.device, self.placement.dtype, short_hash,
-                                                    self.allow_pickle)
+                placement = self.placement
+                self._loaded[key] = load_checkpoint(info, placement.device, placement.dtype, short_hash,
+                                                    self.allow_pickle, placement.memory)
             model = self._loaded[key]
             self._use_vae(model, vae)
             return model
@@ -122,10 +137,14 @@ class ModelManager:
             return
         if wanted is None:
             model.pipeline.vae, model.vae_file, model.vae_hash = model.builtin_vae, None, None
-            return
-        vae = load_vae(wanted, model.family, model.info.config_dir, self.placement.dtype, self.placement.device)
-        model.pipeline.vae, model.vae_file = vae, wanted
-        model.vae_hash = self.registry.hashes.short_hash(wanted.path)
+        else:
+            # With offload the VAE's weights wait in CPU memory like the rest of the model's.
+            device = self.placement.device if model.offload is None else torch.device("cpu")
+            vae = load_vae(wanted, model.family, model.info.config_dir, self.placement.dtype, device)
+            model.pipeline.vae, model.vae_file = vae, wanted
+            model.vae_hash = self.registry.hashes.short_hash(wanted.path)
+        if model.offload is not None:
+            model.offload.attach("vae", model.pipeline.vae)
 
     @property
     def loaded(self) -> list[LoadedModel]:

@@ -12,6 +12,8 @@ from typing import Any
 
 import torch
 
+from modules.models.memory import execution_device
+
 __all__ = ["Conditioning", "encode_prompts"]
 
 
@@ -67,9 +69,10 @@ def encode_prompts(pipeline: Any, prompts: Sequence[str], clip_skip: int = 1) ->
             SDXL always starts from the penultimate layer, as it was trained.
 
     Returns:
-        Conditioning on the text encoder's device, in its dtype.
+        Conditioning on the text encoder's execution device, in its dtype.
     """
-    device = pipeline.text_encoder.device if pipeline.text_encoder is not None else pipeline.text_encoder_2.device
+    # The execution device, not the weights' one: with --medvram/--lowvram the weights wait on the CPU.
+    device = execution_device(pipeline.text_encoder if pipeline.text_encoder is not None else pipeline.text_encoder_2)
     text_encoder_2 = getattr(pipeline, "text_encoder_2", None)
     if text_encoder_2 is None:
         ids = _token_ids(pipeline.tokenizer, prompts, device)

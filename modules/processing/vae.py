@@ -10,6 +10,8 @@ import numpy as np
 import torch
 from PIL import Image
 
+from modules.models.memory import execution_device
+
 __all__ = ["circular_padding", "decode_latents", "encode_pixels", "to_pil_images"]
 
 
@@ -43,7 +45,7 @@ def decode_latents(vae: Any, latents: torch.Tensor) -> torch.Tensor:
 def encode_pixels(vae: Any, pixels: torch.Tensor) -> torch.Tensor:
     """Encode images (B, 3, H, W) in [-1, 1] to scaled latents (B, 4, H/8, W/8) (the mean)."""
     with _vae_precision(vae) as dtype:
-        device = next(vae.parameters()).device
+        device = execution_device(vae)  # not the weights' device: with offload they wait on the CPU
         latents = vae.encode(pixels.to(device, dtype), return_dict=False)[0].mode()
     shift = getattr(vae.config, "shift_factor", None) or 0.0
     return (latents - shift) * vae.config.scaling_factor
