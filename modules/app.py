@@ -8,6 +8,7 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
+from modules.exposure import extension_install_allowed
 from modules.models.hashing import HashCache
 from modules.models.manager import ModelManager, choose_placement
 from modules.models.memory import MemoryPolicy
@@ -19,16 +20,22 @@ __all__ = ["AppContext", "build_app_context"]
 
 @dataclass
 class AppContext:
-    """Process-wide services: where data lives, the checkpoints and the loaded models."""
+    """Process-wide services: where data lives, the checkpoints and the loaded models.
+
+    ``extension_install_allowed`` says whether the Extensions tab may install extensions
+    (off on an exposed server unless ``--enable-insecure-extension-access``; see
+    ``modules.exposure``).
+    """
 
     paths: DataPaths
     registry: CheckpointRegistry
     models: ModelManager
+    extension_install_allowed: bool = True
 
 
 def build_app_context(args: argparse.Namespace) -> AppContext:
     """Build the context from parsed flags (``--data-dir``, ``--ckpt-dir``, precision and memory
-    flags)."""
+    flags, exposure flags). Commands without server flags get their defaults."""
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     paths = DataPaths(args.data_dir.resolve()) if getattr(args, "data_dir", None) else DataPaths()
     roots = [paths.checkpoints, *[Path(d).expanduser().resolve() for d in getattr(args, "ckpt_dir", [])]]
@@ -38,4 +45,7 @@ def build_app_context(args: argparse.Namespace) -> AppContext:
                                  getattr(args, "device", None), memory)
     models = ModelManager(registry, placement, allow_pickle=getattr(args, "allow_pickle", False),
                           vae_roots=[paths.vae])
-    return AppContext(paths=paths, registry=registry, models=models)
+    install_allowed = extension_install_allowed(
+        getattr(args, "listen", False), getattr(args, "share", False), getattr(args, "server_name", None),
+        getattr(args, "enable_insecure_extension_access", False))
+    return AppContext(paths=paths, registry=registry, models=models, extension_install_allowed=install_allowed)

@@ -8,6 +8,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from modules.exposure import is_exposed
+
 __all__ = ["AuthError", "add_server_flags", "check_exposure", "launch_ui", "parse_auth"]
 
 logger = logging.getLogger(__name__)
@@ -31,6 +33,8 @@ def add_server_flags(parser: argparse.ArgumentParser) -> None:
                         help="user:pass[,u2:p2] for /sdapi/v1 (default: the --gradio-auth credentials)")
     parser.add_argument("--nowebui", action="store_true", help="serve only the A1111 REST API (/sdapi/v1)")
     parser.add_argument("--ckpt", default=None, help="checkpoint to load at start")
+    parser.add_argument("--enable-insecure-extension-access", action="store_true",
+                        help="allow installing extensions from the UI even with --listen/--share/--server-name")
     parser.add_argument("--autolaunch", action="store_true", help="open the browser")
 
 
@@ -57,9 +61,7 @@ def parse_auth(spec: str | None, path: Path | None) -> list[tuple[str, str]]:
 
 def check_exposure(args: argparse.Namespace, credentials: list[tuple[str, str]]) -> None:
     """Refuse to serve beyond this machine without auth, unless explicitly told to."""
-    loopback = args.server_name in (None, "127.0.0.1", "localhost", "::1")
-    exposed = args.listen or args.share or not loopback
-    if exposed and not credentials:
+    if is_exposed(args.listen, args.share, args.server_name) and not credentials:
         if not args.insecure_no_auth:
             raise AuthError("--listen, --share and --server-name make the UI reachable by others: set "
                             "--gradio-auth user:password (or --gradio-auth-path), or pass --insecure-no-auth")
