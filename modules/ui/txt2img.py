@@ -13,8 +13,8 @@ import gradio as gr
 from modules.processing.errors import ProcessingError, RequestValidationError
 from modules.processing.queue import JobStatus
 from modules.processing.samplers import SAMPLERS, SCHEDULE_TYPES
-from modules.processing.styles import PromptStyle
 from modules.ui.progress import preview_image, progress_html
+from modules.ui.style_editor import build_style_editor, wire_style_buttons
 
 if TYPE_CHECKING:
     from modules.studio import Studio
@@ -168,6 +168,7 @@ def _prompt_row(c: dict[str, Any], show_counters: bool, style_names: list[str]) 
             with gr.Row():
                 c["apply_styles"] = gr.Button("📋 Apply", elem_id="txt2img_style_apply", min_width=40)
                 c["save_style"] = gr.Button("💾 Save", elem_id="txt2img_style_save", min_width=40)
+                c["edit_styles"] = gr.Button("✏️ Edit", elem_id="txt2img_styles_edit_button", min_width=40)
             c["style_name"] = gr.Textbox(show_label=False, placeholder="Name to save the prompts as a style",
                                          elem_id="txt2img_style_name")
 
@@ -202,35 +203,12 @@ def _settings_column(c: dict[str, Any]) -> None:
                                                 elem_id="txt2img_seed_resize_from_h")
 
 
-def _wire_styles(studio: Studio, c: dict[str, Any]) -> None:
-    """📋 moves the selected styles' text into the prompt boxes; 💾 saves the prompts as a style."""
-
-    def apply_styles(names: list[str], prompt: str, negative: str) -> tuple[str, str, list[str]]:
-        try:
-            prompt, negative = studio.styles.apply(names or [], prompt or "", negative or "")
-        except RequestValidationError as error:
-            raise gr.Error(str(error)) from None
-        return prompt, negative, []
-
-    def save_style(name: str, prompt: str, negative: str) -> Any:
-        try:
-            studio.styles.save(PromptStyle((name or "").strip(), prompt or "", negative or ""))
-        except (RequestValidationError, OSError) as error:
-            raise gr.Error(f"Style not saved: {error}") from None
-        return gr.update(choices=list(studio.styles.load()))
-
-    boxes = [c["prompt"], c["negative_prompt"]]
-    c["apply_styles"].click(apply_styles, inputs=[c["styles"], *boxes], outputs=[*boxes, c["styles"]],
-                            api_visibility="private", queue=False)
-    c["save_style"].click(save_style, inputs=[c["style_name"], *boxes], outputs=[c["styles"]],
-                          api_visibility="private", queue=False)
-
-
 def build_txt2img_tab(studio: Studio) -> Txt2ImgTab:
     """Build the tab's components and wire them; call inside a ``gr.Tab``."""
     c: dict[str, Any] = {}
     show_counters = not studio.settings.disable_token_counters
     _prompt_row(c, show_counters, list(studio.styles.load()))
+    style_editor = build_style_editor("txt2img")
     with gr.Row():  # A1111's layout: settings on the left, results on the right
         with gr.Column(scale=1):
             _settings_column(c)
@@ -266,7 +244,7 @@ def build_txt2img_tab(studio: Studio) -> Txt2ImgTab:
     for box, counter in counters:
         c[box].change(count_tokens, inputs=[c[box]], outputs=[c[counter]], api_visibility="private",
                       queue=False, trigger_mode="always_last")
-    _wire_styles(studio, c)
+    wire_style_buttons(studio.styles, c, style_editor)
     return Txt2ImgTab(c, c["generate"], c["interrupt"], c["skip"], gallery, info, progress, preview, job_id,
                       outputs, _resume_handler(studio))
 
