@@ -11,6 +11,7 @@ import gradio as gr
 from modules.settings import SETTINGS_BY_KEY
 from modules.studio import Studio
 from modules.ui.api_endpoints import register_api
+from modules.ui.output_panel import wire_open_folder
 from modules.ui.png_info import build_png_info_tab
 from modules.ui.settings_tab import build_settings_tab, component_for, value_from_component
 from modules.ui.txt2img import PAYLOAD_FIELDS, build_txt2img_tab
@@ -102,5 +103,6 @@ def build_app(studio: Studio) -> gr.Blocks:
                 gr.Markdown(LATER["Extensions"])
         demo.load(txt2img.resume, inputs=[txt2img.job_id], outputs=txt2img.outputs, api_visibility="private",
                   concurrency_limit=None)
+        wire_open_folder(demo, txt2img.panel, lambda: studio.output_folder("outdir_txt2img_samples"))
         register_api(studio)
     return demo

@@ -13,6 +13,7 @@ import gradio as gr
 from modules.processing.errors import ProcessingError, RequestValidationError
 from modules.processing.queue import JobStatus
 from modules.processing.samplers import SAMPLERS, SCHEDULE_TYPES
+from modules.ui.output_panel import OutputPanel, build_output_panel, wire_save
 from modules.ui.progress import preview_image, progress_html
 from modules.ui.style_editor import build_style_editor, wire_style_buttons
 
@@ -40,8 +41,7 @@ class Txt2ImgTab:
     generate: Any
     interrupt: Any
     skip: Any
-    gallery: Any
-    info: Any
+    panel: OutputPanel
     progress: Any
     preview: Any
     job_id: Any
@@ -99,29 +99,30 @@ def stream_job(studio: Studio, job_id: str, preview_every: int,
         time.sleep(poll_seconds)
 
 
-def _final_outputs(status: JobStatus) -> tuple[list[Any], str, Any]:
+def _final_outputs(status: JobStatus) -> tuple[list[Any], str, Any, list[str]]:
+    """Gallery entries, info text, last seed and the per-image infotexts of a finished job."""
     result = status.result
     if result is None:
-        return [], status.error or "", gr.update()
+        return [], status.error or "", gr.update(), []
     images = [(image, f"Seed {seed}") for image, seed in zip(result.images, result.seeds, strict=True)]
     info = "\n\n".join(result.infotexts)
     if result.hook_errors:
         info += "\n\nScript errors:\n" + "\n".join(result.hook_errors)
-    return images, info, result.seeds[0] if result.seeds else gr.update()
+    return images, info, result.seeds[0] if result.seeds else gr.update(), list(result.infotexts)
 
 
 def stream_outputs(studio: Studio, job_id: str) -> Iterator[tuple[Any, ...]]:
-    """The tab's outputs (job id, progress, preview, gallery, info, last seed) over a job's life."""
+    """The tab's outputs (job id, progress, preview, gallery, info, last seed, infotexts) over a job's life."""
     settings = studio.settings
     every = settings.show_progress_every_n_steps if settings.live_previews_enable else 0
     bar = progress_html if settings.show_progressbar else (lambda status: "")
     for status, preview in stream_job(studio, job_id, every, settings.live_preview_refresh_period / 1000):
         if status.position is not None:
             preview_update = preview if preview is not None else gr.update()
-            yield job_id, bar(status), preview_update, gr.update(), gr.update(), gr.update()
+            yield job_id, bar(status), preview_update, gr.update(), gr.update(), gr.update(), gr.update()
         else:
-            images, info, last_seed = _final_outputs(status)
-            yield job_id, bar(status), None, images, info, last_seed
+            images, info, last_seed, infotexts = _final_outputs(status)
+            yield job_id, bar(status), None, images, info, last_seed, infotexts
 
 
 def _generate_handler(studio: Studio):
@@ -216,14 +217,12 @@ def build_txt2img_tab(studio: Studio) -> Txt2ImgTab:
             progress = gr.HTML("", elem_id="txt2img_progress")
             preview = gr.Image(label="Live preview", type="pil", interactive=False, elem_id="txt2img_preview",
                                height=192)
-            gallery = gr.Gallery(label="Output", format="png", type="pil", columns=4, elem_id="txt2img_gallery",
-                                 interactive=False, height=360)
-            info = gr.Textbox(label="Generation info", lines=4, interactive=False, elem_id="txt2img_info")
+            panel = build_output_panel("txt2img")
     # The last job id lives in the browser, so a reloaded page can restore its progress/result.
     job_id = gr.BrowserState("", storage_key="aigen-txt2img-job")
     last_seed = gr.State(-1)
     inputs = [c[name] for name in PAYLOAD_FIELDS]
-    outputs = [job_id, progress, preview, gallery, info, last_seed]
+    outputs = [job_id, progress, preview, panel.gallery, panel.info, last_seed, panel.infotexts]
     for trigger in (c["generate"].click, c["prompt"].submit):
         trigger(_generate_handler(studio), inputs=inputs, outputs=outputs, api_visibility="private",
                 concurrency_limit=None)
@@ -245,6 +244,7 @@ def build_txt2img_tab(studio: Studio) -> Txt2ImgTab:
         c[box].change(count_tokens, inputs=[c[box]], outputs=[c[counter]], api_visibility="private",
                       queue=False, trigger_mode="always_last")
     wire_style_buttons(studio.styles, c, style_editor)
-    return Txt2ImgTab(c, c["generate"], c["interrupt"], c["skip"], gallery, info, progress, preview, job_id,
-                      outputs, _resume_handler(studio))
+    wire_save(panel, lambda: studio.output_folder("outdir_save"))
+    return Txt2ImgTab(c, c["generate"], c["interrupt"], c["skip"], panel, progress, preview, job_id, outputs,
+                      _resume_handler(studio))
 

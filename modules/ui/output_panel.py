@@ -1,0 +1,148 @@
+"""A generation tab's results: gallery, A1111's button row under it, generation info.
+
+Buttons: 📂 open the output folder (local servers only), 💾 Save (the selected image, or all of
+them, into ``log/images`` with ``log.csv``), and the Send-to buttons (wired in ``send_to``).
+The gallery's infotexts travel beside it in a ``gr.State`` (one per image), and the index of
+the image the user clicked in another (None: nothing selected), so handlers never parse the
+info box back.
+"""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import gradio as gr
+from gradio import processing_utils
+from PIL import Image
+
+from modules.processing.save_log import save_to_log
+from modules.ui.open_folder import Opener, ServerBinding, open_folder, system_opener
+
+__all__ = ["OutputPanel", "build_output_panel", "gallery_images", "launched_binding", "open_output_folder",
+           "save_images", "selected_items", "wire_open_folder", "wire_save"]
+
+GalleryValue = Sequence[Any] | None
+
+
+@dataclass
+class OutputPanel:
+    """The components of one tab's results area."""
+
+    gallery: Any
+    info: Any
+    infotexts: Any  # gr.State: list[str], one per gallery image
+    selected: Any  # gr.State: int | None, the clicked image
+    buttons: dict[str, Any]  # "open_folder", "save", "img2img", "inpaint", "extras"
+    download: Any
+    html_log: Any
+
+
+def gallery_images(gallery: GalleryValue) -> list[Image.Image]:
+    """The images of a gallery value (gradio passes ``(image, caption)`` pairs)."""
+    return [entry[0] if isinstance(entry, (tuple, list)) else entry for entry in gallery or []]
+
+
+def selected_items(gallery: GalleryValue, infotexts: Sequence[str] | None,
+                   index: int | None) -> list[tuple[Image.Image, str]]:
+    """(image, infotext) of the selected image, or of every image when none is selected."""
+    images = gallery_images(gallery)
+    texts = list(infotexts or [])
+    items = [(image, texts[i] if i < len(texts) else "") for i, image in enumerate(images)]
+    if index is not None and 0 <= index < len(items):
+        return [items[index]]
+    return items
+
+
+def save_images(folder: Path, gallery: GalleryValue, infotexts: Sequence[str] | None,
+                index: int | None) -> tuple[list[Path], str]:
+    """💾: save into ``folder`` (A1111 ``log/images``); returns the new files and an HTML message."""
+    items = selected_items(gallery, infotexts, index)
+    if not items:
+        gr.Warning("Nothing to save: generate an image first.")
+        return [], ""
+    try:
+        paths = save_to_log(items, folder)
+    except OSError as error:
+        message = html.escape(f"Not saved: {error}")
+        gr.Warning(message)
+        return [], f"<p>{message}</p>"
+    return paths, f"<p>Saved: {html.escape(', '.join(p.name for p in paths))}</p>"
+
+
+def open_output_folder(folder: Path, binding: ServerBinding, opener: Opener) -> None:
+    """📂: open ``folder`` on this machine; a refusal or failure becomes a warning."""
+    try:
+        open_folder(folder, binding, opener)
+    except OSError as error:
+        gr.Warning(html.escape(str(error)))
+
+
+def launched_binding(blocks: gr.Blocks) -> ServerBinding:
+    """Where ``blocks`` actually serves: its bound address and share state once launched (else unknown)."""
+    if not getattr(blocks, "has_launched", False):
+        return ServerBinding(None, False)
+    return ServerBinding(getattr(blocks, "server_name", None), bool(getattr(blocks, "share", False)))
+
+
+def build_output_panel(tabname: str) -> OutputPanel:
+    """Gallery, buttons, download list, message line and info box; call inside the results column."""
+    gallery = gr.Gallery(label="Output", format="png", type="pil", columns=4, elem_id=f"{tabname}_gallery",
+                         interactive=False, height=360)
+    with gr.Row(elem_id=f"image_buttons_{tabname}"):
+        buttons = {
+            # Hidden until the page learns the server is local (see wire_open_folder).
+            "open_folder": gr.Button("📂", elem_id=f"{tabname}_open_folder", visible=False, min_width=40,
+                                     scale=0),
+            "save": gr.Button("💾 Save", elem_id=f"save_{tabname}", min_width=40),
+            "img2img": gr.Button("🖼️ Send to img2img", elem_id=f"{tabname}_send_to_img2img", min_width=40),
+            "inpaint": gr.Button("🎨 Send to inpaint", elem_id=f"{tabname}_send_to_inpaint", min_width=40),
+            "extras": gr.Button("📐 Send to extras", elem_id=f"{tabname}_send_to_extras", min_width=40),
+        }
+    download = gr.File(None, file_count="multiple", interactive=False, show_label=False, visible=False,
+                       elem_id=f"download_files_{tabname}")
+    html_log = gr.HTML("", elem_id=f"html_log_{tabname}")
+    info = gr.Textbox(label="Generation info", lines=4, interactive=False, elem_id=f"{tabname}_info")
+    panel = OutputPanel(gallery, info, gr.State([]), gr.State(None), buttons, download, html_log)
+    _track_selection(panel)
+    return panel
+
+
+def _track_selection(panel: OutputPanel) -> None:
+    """Remember the clicked image; new results or a closed preview mean "none selected"."""
+
+    def select(event: gr.SelectData) -> int | None:
+        return event.index if isinstance(event.index, int) else None
+
+    private = {"api_visibility": "private", "queue": False}
+    panel.gallery.select(select, outputs=[panel.selected], **private)
+    panel.gallery.change(lambda: None, outputs=[panel.selected], **private)
+    panel.gallery.preview_close(lambda: None, outputs=[panel.selected], **private)
+
+
+def wire_save(panel: OutputPanel, folder: Callable[[], Path]) -> None:
+    """💾 saves into ``folder()`` (read at click time: the setting may change) and offers the files."""
+
+    def save(gallery: GalleryValue, infotexts: list[str], index: int | None) -> tuple[Any, str]:
+        paths, message = save_images(folder(), gallery, infotexts, index)
+        # Hand gradio copies in its own cache: it refuses to serve files from a data dir outside
+        # the working and temp folders, where --data-dir may well put log/images.
+        cached = [processing_utils.save_file_to_cache(path, panel.download.GRADIO_CACHE) for path in paths]
+        return gr.update(value=cached or None, visible=bool(cached)), message
+
+    panel.buttons["save"].click(save, inputs=[panel.gallery, panel.infotexts, panel.selected],
+                                outputs=[panel.download, panel.html_log], api_visibility="private")
+
+
+def wire_open_folder(blocks: gr.Blocks, panel: OutputPanel, folder: Callable[[], Path],
+                     opener: Opener | None = None) -> None:
+    """Show 📂 on page load only when ``blocks`` serves on loopback; the click re-checks."""
+    button = panel.buttons["open_folder"]
+    blocks.load(lambda: gr.update(visible=launched_binding(blocks).is_local_only), outputs=[button],
+                api_visibility="private", queue=False)
+    # Queued, so that a refusal's gr.Warning reaches the page.
+    button.click(lambda: open_output_folder(folder(), launched_binding(blocks), opener or system_opener()),
+                 api_visibility="private")

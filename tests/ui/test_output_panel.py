@@ -1,0 +1,74 @@
+"""The results row under the gallery: which images a click means, 💾 Save, 📂 refusals."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import gradio as gr
+import pytest
+from PIL import Image
+
+from modules.ui.open_folder import ServerBinding
+from modules.ui.output_panel import launched_binding, open_output_folder, save_images, selected_items
+
+INFO_A = "a red cat\nNegative prompt: dog\nSteps: 3, Sampler: Euler a, CFG scale: 7, Seed: 11, Size: 8x8, Model: tiny"
+INFO_B = INFO_A.replace("Seed: 11", "Seed: 12")
+
+
+def _gallery() -> list[tuple[Image.Image, str]]:
+    # What gradio hands a handler for a gallery input: (image, caption) pairs.
+    return [(Image.new("RGB", (8, 8), "red"), "Seed 11"), (Image.new("RGB", (8, 8), "blue"), "Seed 12")]
+
+
+def test_selected_image_or_all_of_them() -> None:
+    gallery = _gallery()
+    assert [text for _, text in selected_items(gallery, [INFO_A, INFO_B], None)] == [INFO_A, INFO_B]
+    ((image, text),) = selected_items(gallery, [INFO_A, INFO_B], 1)
+    assert text == INFO_B and image.getpixel((0, 0)) == (0, 0, 255)
+    assert len(selected_items(gallery, [INFO_A], 7)) == 2  # a stale index means "none selected"
+    assert selected_items(gallery, [INFO_A], None)[1][1] == ""  # a missing infotext is empty, not an error
+    assert selected_items(None, None, 0) == []
+
+
+def test_save_selected_writes_log_images_and_reports_the_name(tmp_path: Path) -> None:
+    folder = tmp_path / "log" / "images"
+    paths, message = save_images(folder, _gallery(), [INFO_A, INFO_B], 1)
+    assert [p.name for p in paths] == ["00000-12.png"] and message == "<p>Saved: 00000-12.png</p>"
+    assert Image.open(paths[0]).info["parameters"] == INFO_B
+    with (folder / "log.csv").open(encoding="utf-8", newline="") as handle:
+        (row,) = list(csv.DictReader(handle))
+    assert (row["prompt"], row["seed"], row["filename"], row["negative_prompt"]) == (
+        "a red cat", "12", "00000-12.png", "dog")
+
+
+def test_save_without_selection_saves_all_and_never_overwrites(tmp_path: Path) -> None:
+    save_images(tmp_path, _gallery(), [INFO_A, INFO_B], 0)
+    paths, message = save_images(tmp_path, _gallery(), [INFO_A, INFO_B], None)
+    assert [p.name for p in paths] == ["00001-11.png", "00002-12.png"]
+    assert message == "<p>Saved: 00001-11.png, 00002-12.png</p>"
+
+
+def test_save_with_nothing_or_an_unwritable_folder_warns(tmp_path: Path) -> None:
+    with pytest.warns(UserWarning, match="Nothing to save"):
+        assert save_images(tmp_path, [], [], None) == ([], "")
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder", encoding="utf-8")
+    with pytest.warns(UserWarning, match="Not saved"):
+        paths, message = save_images(blocker / "images", _gallery(), [INFO_A, INFO_B], None)
+    assert paths == [] and "Not saved" in message
+
+
+def test_open_folder_handler_warns_when_exposed(tmp_path: Path) -> None:
+    opened: list[Path] = []
+    with pytest.warns(UserWarning, match="disabled"):
+        open_output_folder(tmp_path, ServerBinding("0.0.0.0", False), opened.append)
+    open_output_folder(tmp_path, ServerBinding("127.0.0.1", False), opened.append)
+    assert opened == [tmp_path]
+
+
+def test_a_blocks_that_has_not_launched_counts_as_exposed() -> None:
+    with gr.Blocks() as demo:
+        gr.Markdown("x")
+    assert launched_binding(demo) == ServerBinding(None, False)
+    assert not launched_binding(demo).is_local_only
