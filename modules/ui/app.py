@@ -11,8 +11,11 @@ import gradio as gr
 from modules.settings import SETTINGS_BY_KEY
 from modules.studio import Studio
 from modules.ui.api_endpoints import register_api
+from modules.ui.extras import build_extras_tab
+from modules.ui.img2img import build_img2img_tab
 from modules.ui.output_panel import wire_open_folder
 from modules.ui.png_info import build_png_info_tab
+from modules.ui.send_to import wire_send_to
 from modules.ui.settings_tab import build_settings_tab, component_for, value_from_component
 from modules.ui.txt2img import PAYLOAD_FIELDS, build_txt2img_tab
 
@@ -27,8 +30,6 @@ CSS = """
 """
 
 LATER = {
-    "img2img": "img2img, inpainting and outpainting arrive with their own issue.",
-    "Extras": "Upscaling arrives with the Extras issue.",
     "Models": "Model management and the checkpoint merger arrive with their own issue.",
     "Extensions": "The Extensions tab arrives with the scripts and extensions issue.",
 }
@@ -90,9 +91,9 @@ def build_app(studio: Studio) -> gr.Blocks:
             with gr.Tab("txt2img", id="txt2img"):
                 txt2img = build_txt2img_tab(studio)
             with gr.Tab("img2img", id="img2img"):
-                gr.Markdown(LATER["img2img"])
+                img2img = build_img2img_tab()
             with gr.Tab("Extras", id="extras"):
-                gr.Markdown(LATER["Extras"])
+                extras = build_extras_tab()
             with gr.Tab("PNG Info", id="pnginfo"):
                 build_png_info_tab(txt2img.controls, tabs, PAYLOAD_FIELDS)
             with gr.Tab("Models", id="models"):
@@ -103,6 +104,7 @@ def build_app(studio: Studio) -> gr.Blocks:
                 gr.Markdown(LATER["Extensions"])
         demo.load(txt2img.resume, inputs=[txt2img.job_id], outputs=txt2img.outputs, api_visibility="private",
                   concurrency_limit=None)
+        wire_send_to(txt2img.panel, tabs, img2img, extras)
         wire_open_folder(demo, txt2img.panel, lambda: studio.output_folder("outdir_txt2img_samples"))
         register_api(studio)
     return demo

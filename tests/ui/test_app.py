@@ -1,0 +1,69 @@
+"""The whole page built without launching: named API unchanged, Send-to and 📂 wired as intended."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from modules.app import build_app_context
+from modules.settings import SettingsStore
+from modules.studio import Studio
+from modules.ui.app import build_app
+from tests.ui.test_server_api import NAMED
+
+
+@pytest.fixture(scope="module")
+def config(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+    data_dir = tmp_path_factory.mktemp("page")
+    args = argparse.Namespace(data_dir=data_dir, ckpt_dir=[], precision="fp32", no_half=False, device="cpu",
+                              allow_pickle=False)
+    studio = Studio(build_app_context(args), SettingsStore(data_dir / "config.json"))
+    try:
+        yield build_app(studio).get_config_file()
+    finally:
+        studio.close()
+
+
+def _ids(config: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Components by elem_id."""
+    return {c["props"]["elem_id"]: c for c in config["components"] if c.get("props", {}).get("elem_id")}
+
+
+def _handler_of(config: dict[str, Any], elem_id: str) -> dict[str, Any]:
+    (dependency,) = [d for d in config["dependencies"]
+                     if any(target == _ids(config)[elem_id]["id"] for target, _ in d["targets"])]
+    return dependency
+
+
+def test_named_api_is_unchanged_and_new_plumbing_is_private(config: dict[str, Any]) -> None:
+    public = {f"/{d['api_name']}" for d in config["dependencies"] if d["api_visibility"] != "private"}
+    assert public == set(NAMED)
+
+
+def test_img2img_and_extras_have_their_a1111_inputs(config: dict[str, Any]) -> None:
+    ids = _ids(config)
+    assert (ids["img2img_image"]["type"], ids["img2img_image"]["props"]["label"]) == ("image", "Image for img2img")
+    assert ids["img2maskimg"]["type"] == "imageeditor"
+    assert ids["img2maskimg"]["props"]["label"] == "Image for inpainting with mask"
+    assert (ids["extras_image"]["type"], ids["extras_image"]["props"]["label"]) == ("image", "Source")
+
+
+def test_send_buttons_fill_the_receiving_inputs_and_switch_tabs(config: dict[str, Any]) -> None:
+    ids = _ids(config)
+    for button, image in (("txt2img_send_to_img2img", "img2img_image"), ("txt2img_send_to_inpaint", "img2maskimg")):
+        outputs = _handler_of(config, button)["outputs"]
+        assert [ids[image]["id"], ids["img2img_prompt"]["id"], ids["img2img_neg_prompt"]["id"]] == outputs[:3]
+        assert ids["tabs"]["id"] in outputs and ids["mode_img2img"]["id"] in outputs
+    extras = _handler_of(config, "txt2img_send_to_extras")["outputs"]
+    assert extras == [ids["extras_image"]["id"], ids["tabs"]["id"], ids["mode_extras"]["id"]]
+    save = _handler_of(config, "save_txt2img")
+    assert save["outputs"] == [ids["download_files_txt2img"]["id"], ids["html_log_txt2img"]["id"]]
+
+
+def test_open_folder_starts_hidden_and_the_style_editor_closed(config: dict[str, Any]) -> None:
+    ids = _ids(config)
+    assert ids["txt2img_open_folder"]["props"]["visible"] is False  # shown on load, only on loopback
+    assert ids["txt2img_styles_dialog"]["props"]["visible"] is False
