@@ -96,11 +96,11 @@ def build_output_panel(tabname: str) -> OutputPanel:
         buttons = {
             # Hidden until the page learns the server is local (see wire_open_folder).
             "open_folder": gr.Button("📂", elem_id=f"{tabname}_open_folder", visible=False, min_width=40,
-                                     scale=0),
-            "save": gr.Button("💾 Save", elem_id=f"save_{tabname}", min_width=40),
-            "img2img": gr.Button("🖼️ Send to img2img", elem_id=f"{tabname}_send_to_img2img", min_width=40),
-            "inpaint": gr.Button("🎨 Send to inpaint", elem_id=f"{tabname}_send_to_inpaint", min_width=40),
-            "extras": gr.Button("📐 Send to extras", elem_id=f"{tabname}_send_to_extras", min_width=40),
+                                     scale=0, size="sm"),
+            "save": gr.Button("💾 Save", elem_id=f"save_{tabname}", min_width=40, size="sm"),
+            "img2img": gr.Button("🖼️ Send to img2img", elem_id=f"{tabname}_send_to_img2img", min_width=40, size="sm"),
+            "inpaint": gr.Button("🎨 Send to inpaint", elem_id=f"{tabname}_send_to_inpaint", min_width=40, size="sm"),
+            "extras": gr.Button("📐 Send to extras", elem_id=f"{tabname}_send_to_extras", min_width=40, size="sm"),
         }
     download = gr.File(None, file_count="multiple", interactive=False, show_label=False, visible=False,
                        elem_id=f"download_files_{tabname}")
