@@ -34,6 +34,7 @@ from diffusers import (  # noqa: E402
 )
 from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection, CLIPTokenizer  # noqa: E402
 
+from modules.models.config_folder import write_config_folder  # noqa: E402
 from modules.models.ldm_export import save_ldm_checkpoint  # noqa: E402
 
 FAMILIES = ("sd15", "sd15_inpaint", "sd2", "sdxl", "sdxl_inpaint")
@@ -218,29 +219,6 @@ def build_tiny_pipeline(family: str, seed: int = 0) -> DiffusionPipeline:
     else:
         extra = dict(safety_checker=None, feature_extractor=None, requires_safety_checker=False)
     return _PIPELINES[family](**components, **extra)
-
-
-def write_config_folder(pipeline: DiffusionPipeline, directory: Path) -> Path:
-    """Writes the diffusers config folder of ``pipeline`` (configs only, no weights).
-
-    Args:
-        pipeline: The pipeline whose configs to save.
-        directory: Target folder (created).
-
-    Returns:
-        ``directory``, holding ``model_index.json``, ``scheduler/scheduler_config.json``
-        and ``<component>/config.json`` for the UNet, VAE and text encoder(s).
-    """
-    directory.mkdir(parents=True, exist_ok=True)
-    pipeline.save_config(directory)
-    pipeline.scheduler.save_config(directory / "scheduler")
-    for name in ("unet", "vae"):
-        getattr(pipeline, name).save_config(directory / name)
-    for name in ("text_encoder", "text_encoder_2"):
-        encoder = getattr(pipeline, name, None)
-        if encoder is not None:
-            encoder.config.save_pretrained(directory / name)
-    return directory
 
 
 def write_tiny_checkpoint(directory: Path, family: str, name: str | None = None, seed: int = 0) -> Path:
