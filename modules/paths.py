@@ -7,6 +7,9 @@ from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 CONFIGS_DIR = Path(__file__).resolve().parent / "models" / "configs"
+# The demo checkpoint trained by tools/train_demo_model.py ships here; it is the default only
+# when no other checkpoint is present.
+DEMO_MODEL_DIR = REPO_ROOT / "models" / "Stable-diffusion" / "demo"
 
 
 @dataclass(frozen=True)

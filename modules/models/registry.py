@@ -7,6 +7,7 @@ instead of breaking the listing.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,7 +16,7 @@ from modules.models.families import ModelFamily, UnknownFamilyError, detect_diff
 from modules.models.files import PICKLE_SUFFIXES, SAFETENSORS_SUFFIXES, ModelFileError, read_safetensors_header
 from modules.models.hashing import HashCache
 
-__all__ = ["CONFIG_DIR_SUFFIX", "CheckpointInfo", "CheckpointRegistry", "ModelNotFoundError"]
+__all__ = ["CONFIG_DIR_SUFFIX", "CheckpointInfo", "CheckpointRegistry", "ModelNotFoundError", "native_resolution"]
 
 #: A checkpoint's own diffusers config folder sits beside it as "<stem>.config/".
 CONFIG_DIR_SUFFIX = ".config"
@@ -101,23 +102,35 @@ def _candidates(root: Path) -> Iterable[Path]:
 
 
 class CheckpointRegistry:
-    """The checkpoints found in a set of folders; ``refresh()`` rescans."""
+    """The checkpoints found in a set of folders; ``refresh()`` rescans.
 
-    def __init__(self, roots: Sequence[Path], hashes: HashCache) -> None:
+    ``fallback_roots`` hold checkpoints that are listed like any other but are the default
+    only when no other usable checkpoint exists: the shipped demo model.
+    """
+
+    def __init__(self, roots: Sequence[Path], hashes: HashCache, fallback_roots: Sequence[Path] = ()) -> None:
         self.roots = [Path(r) for r in roots]
+        self.fallback_roots = [Path(r).resolve() for r in fallback_roots]
         self.hashes = hashes
         self._items: list[CheckpointInfo] = []
         self.refresh()
 
     def refresh(self) -> list[CheckpointInfo]:
-        items = []
-        for root in self.roots:
+        items, seen = [], set()
+        for root in [*self.roots, *self.fallback_roots]:
             for path in _candidates(root):
+                if path.resolve() in seen:  # a fallback root inside a scanned root
+                    continue
+                seen.add(path.resolve())
                 name = path.relative_to(root).with_suffix("").as_posix() if path.is_file() else \
                     path.relative_to(root).as_posix()
                 items.append(describe_checkpoint(path, name))
         self._items = items
         return list(items)
+
+    def is_fallback(self, info: CheckpointInfo) -> bool:
+        """True for checkpoints under a fallback root (the demo model)."""
+        return any(info.path.resolve().is_relative_to(root) for root in self.fallback_roots)
 
     @property
     def items(self) -> list[CheckpointInfo]:
@@ -135,12 +148,12 @@ class CheckpointRegistry:
         return info.title(digest)
 
     def default(self) -> CheckpointInfo:
-        """The first usable checkpoint (the demo model on a fresh install)."""
-        for info in self._items:
-            if info.error is None:
-                return info
-        raise ModelNotFoundError(f"no usable checkpoint found in {', '.join(str(r) for r in self.roots)}; "
-                                 "put a .safetensors checkpoint there")
+        """The first usable checkpoint, the user's before the fallback (demo) ones."""
+        usable = [info for info in self._items if info.error is None]
+        for info in sorted(usable, key=self.is_fallback):  # stable: keeps folder order otherwise
+            return info
+        roots = ", ".join(str(r) for r in [*self.roots, *self.fallback_roots])
+        raise ModelNotFoundError(f"no usable checkpoint found in {roots}; put a .safetensors checkpoint there")
 
     def find(self, query: str) -> CheckpointInfo:
         """Find a checkpoint by title, name, file name, stem, short hash, or path.
@@ -165,3 +178,18 @@ class CheckpointRegistry:
                     return info
         roots = ", ".join(str(r) for r in self.roots)
         raise ModelNotFoundError(f"no checkpoint named {query!r} in {roots} (and no such file)")
+
+
+def native_resolution(info: CheckpointInfo) -> int:
+    """Side in pixels of the images a checkpoint was trained on (512 SD1.x, 768 SD2.x, 1024 SDXL,
+    128 for the demo model): the UNet's latent ``sample_size`` times the VAE's downscale, read
+    from the checkpoint's own config folder when it has one. UIs use it as the default size."""
+    folder = info.path if info.is_diffusers_folder else info.config_dir
+    if folder is None and info.family is not None:
+        folder = info.family.config_dir
+    try:
+        unet = json.loads((folder / "unet" / "config.json").read_text(encoding="utf-8"))
+        vae = json.loads((folder / "vae" / "config.json").read_text(encoding="utf-8"))
+        return int(unet["sample_size"]) * 2 ** (len(vae["block_out_channels"]) - 1)
+    except (OSError, TypeError, ValueError, KeyError):
+        return 512  # A1111's default size

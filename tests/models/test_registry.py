@@ -15,7 +15,7 @@ import modules.models.hashing as hashing
 from modules.models.files import ModelFileError
 from modules.models.hashing import HashCache
 from modules.models.manager import ModelManager
-from modules.models.registry import CheckpointRegistry, ModelNotFoundError
+from modules.models.registry import CheckpointRegistry, ModelNotFoundError, native_resolution
 from tests.conftest import CPU_FP32
 
 
@@ -251,3 +251,34 @@ def test_empty_or_folder_query_is_not_a_checkpoint(library, query: str) -> None:
     registry, _ = library
     with pytest.raises(ModelNotFoundError):
         registry.find(query)
+
+
+def test_fallback_checkpoint_is_default_only_when_nothing_else_is(tmp_path: Path, tiny_checkpoint_dir: Path) -> None:
+    source = tiny_checkpoint_dir / "tiny-sd15.safetensors"
+    user_root, demo_root = tmp_path / "Stable-diffusion", tmp_path / "demo"
+    copy_checkpoint(source, demo_root, "aaa-demo")
+    user_root.mkdir()
+    registry = CheckpointRegistry([user_root], HashCache(tmp_path / "h.json"), fallback_roots=[demo_root])
+    assert registry.default().name == "aaa-demo"  # a fresh install: only the demo model
+    copy_checkpoint(source, user_root, "zzz-mine")
+    registry.refresh()
+    assert [info.name for info in registry.items] == ["zzz-mine", "aaa-demo"]
+    assert registry.default().name == "zzz-mine"  # the user's checkpoint wins, even sorted last
+    assert registry.is_fallback(registry.find("aaa-demo")) and not registry.is_fallback(registry.find("zzz-mine"))
+
+
+def test_fallback_root_inside_a_scanned_root_is_listed_once(tmp_path: Path, tiny_checkpoint_dir: Path) -> None:
+    root = tmp_path / "Stable-diffusion"
+    copy_checkpoint(tiny_checkpoint_dir / "tiny-sd15.safetensors", root / "demo", "aigen-demo")
+    registry = CheckpointRegistry([root], HashCache(tmp_path / "h.json"), fallback_roots=[root / "demo"])
+    assert [info.name for info in registry.items] == ["demo/aigen-demo"]
+    assert registry.is_fallback(registry.items[0])
+
+
+def test_native_resolution_reads_the_checkpoints_configs(library, tiny_checkpoint_dir: Path) -> None:
+    registry, _ = library
+    # The tiny fixtures: UNet sample_size 8, 4-level VAE -> 64 px; the shipped SD1.x configs -> 512.
+    assert native_resolution(registry.find("alpha")) == 64
+    info = registry.find("alpha")
+    shipped = type(info)(info.name, info.path, info.family, info.size)
+    assert native_resolution(shipped) == 512
