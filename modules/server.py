@@ -103,6 +103,8 @@ def launch_ui(args: argparse.Namespace) -> int:
                     # The REST routes are part of the app from its first request: added after
                     # launch, an early client (or the readiness probe's next call) got a 404.
                     app_kwargs={"routes": list(router.routes)})
+        if args.share and not demo.share_url:
+            _report_share_failure(demo.local_url)
         # Only now, with the page being served, start the slow part (diffusers import, weights).
         studio.load_default_in_background()
         demo.block_thread()
@@ -111,6 +113,17 @@ def launch_ui(args: argparse.Namespace) -> int:
     finally:
         studio.close()
     return 0
+
+
+def _report_share_failure(local_url: str | None) -> None:
+    """Say plainly that ``--share`` failed and the server goes on locally.
+
+    Gradio catches the failure itself and keeps serving, but offline its message is about a
+    missing tunnel binary and antivirus software, which sends users looking in the wrong place.
+    """
+    print(f"aigen: could not create the public --share link: the gradio.live share service is unreachable "
+          f"(no internet connection, or a firewall or proxy blocks it). The UI is still served at {local_url}",
+          file=sys.stderr, flush=True)
 
 
 def _serve_api_only(args: argparse.Namespace, studio: Any, router: Any) -> int:

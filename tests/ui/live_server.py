@@ -3,6 +3,7 @@ bench/startup.py)."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import subprocess
@@ -11,7 +12,7 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -38,21 +39,27 @@ def _wait_ready(url: str, process: subprocess.Popen, log: Path, limit_s: float =
     raise TimeoutError(f"server not ready after {limit_s} s")
 
 
-def start_server(data_dir: Path, *flags: str) -> Iterator[str]:
+def start_server(data_dir: Path, *flags: str, log_path: Path | None = None,
+                 env: Mapping[str, str] | None = None, ready_s: float = 120.0) -> Iterator[str]:
     """Yield the URL of a ready server (GET / answers 200) on ``data_dir``; stop it afterwards.
 
     The server's output goes to a file, not a pipe: nobody reads a pipe while it runs, and a
-    full pipe would block the server.
+    full pipe would block the server. Pass ``log_path`` to read that file while it runs, and
+    ``env`` for extra environment variables.
     """
     port = _free_port()
-    with tempfile.NamedTemporaryFile(prefix="aigen-server-", suffix=".log") as log:
+    with contextlib.ExitStack() as stack:
+        if log_path is None:
+            log_path = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="aigen-server-"))) / "server.log"
+        log = stack.enter_context(log_path.open("wb"))
         process = subprocess.Popen(
             [sys.executable, "webui.py", "--port", str(port), "--data-dir", str(data_dir), *flags],
-            cwd=REPO_ROOT, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "HF_HUB_OFFLINE": "1"},
+            cwd=REPO_ROOT, stdout=log, stderr=subprocess.STDOUT,
+            env={**os.environ, "HF_HUB_OFFLINE": "1", **(env or {})},
         )
         url = f"http://127.0.0.1:{port}/"
         try:
-            _wait_ready(url, process, Path(log.name))
+            _wait_ready(url, process, log_path, ready_s)
             yield url
         finally:
             process.terminate()
