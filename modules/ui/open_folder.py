@@ -9,13 +9,14 @@ the decision and the opener are plain functions, so tests inject a fake opener.
 
 from __future__ import annotations
 
-import ipaddress
 import os
 import subprocess
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+
+from modules.exposure import is_exposed
 
 __all__ = ["Opener", "ServerBinding", "open_folder", "system_opener"]
 
@@ -31,15 +32,14 @@ class ServerBinding:
 
     @property
     def is_local_only(self) -> bool:
-        """True when only this machine can reach the server (a loopback address and no share link)."""
-        if self.share or not self.server_name:
-            return False  # unknown counts as exposed: the safe side
-        if self.server_name == "localhost":
-            return True
-        try:
-            return ipaddress.ip_address(self.server_name.strip("[]")).is_loopback
-        except ValueError:  # a host name other than localhost may resolve to anything
-            return False
+        """True when only this machine can reach the server (the launch-flag rule of ``modules.exposure``).
+
+        ``--listen`` shows up here as the bound address 0.0.0.0, so the address and the share
+        tunnel are all there is to check.
+        """
+        if not self.server_name:
+            return False  # not launched (yet): unknown counts as exposed, the safe side
+        return not is_exposed(listen=False, share=self.share, server_name=self.server_name)
 
 
 def system_opener(platform: str = sys.platform) -> Opener:
