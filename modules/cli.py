@@ -61,8 +61,8 @@ def _add_generate(commands: Any) -> None:
     gen.add_argument("--cfg-scale", type=float, default=7.0)
     gen.add_argument("--sampler", default="DPM++ 2M")
     gen.add_argument("--scheduler", default="Automatic")
-    gen.add_argument("--width", type=int, default=512)
-    gen.add_argument("--height", type=int, default=512)
+    gen.add_argument("--width", type=int, default=None, help="default: the checkpoint's native size")
+    gen.add_argument("--height", type=int, default=None, help="default: the checkpoint's native size")
     gen.add_argument("--batch-size", type=int, default=1)
     gen.add_argument("--n-iter", type=int, default=1, help="batch count")
     gen.add_argument("--clip-skip", type=int, default=1)
@@ -89,11 +89,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _payload_from_flags(args: argparse.Namespace) -> dict[str, Any]:
-    return {
+    size = {name: value for name in ("width", "height") if (value := getattr(args, name)) is not None}
+    return {**size,
         "prompt": args.prompt, "negative_prompt": args.negative_prompt, "seed": args.seed,
         "subseed": args.subseed, "subseed_strength": args.subseed_strength, "steps": args.steps,
         "cfg_scale": args.cfg_scale, "sampler_name": args.sampler, "scheduler": args.scheduler,
-        "width": args.width, "height": args.height, "batch_size": args.batch_size, "n_iter": args.n_iter,
+        "batch_size": args.batch_size, "n_iter": args.n_iter,
         "tiling": args.tiling,
         "override_settings": {
             "CLIP_stop_at_last_layers": args.clip_skip, **({"sd_vae": args.vae} if args.vae else {}),

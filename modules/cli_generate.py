@@ -3,6 +3,7 @@ and images written where ``--out`` says."""
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import sys
 from pathlib import Path
@@ -10,7 +11,7 @@ from typing import Any
 
 from modules.app import AppContext
 from modules.models.files import ModelFileError
-from modules.models.registry import ModelNotFoundError
+from modules.models.registry import ModelNotFoundError, native_resolution
 from modules.processing.api_fields import txt2img_request_from_api
 from modules.processing.errors import RequestValidationError
 from modules.processing.job import Job, ProgressUpdate
@@ -72,6 +73,10 @@ def run_generate(context: AppContext, payload: dict[str, Any], out: Path | None)
         RequestValidationError, ModelNotFoundError, ModelFileError, FileExistsError.
     """
     request = txt2img_request_from_api(apply_payload_styles(payload, StyleStore(context.paths.styles)))
+    if "width" not in payload and "height" not in payload:
+        # Unlike A1111's fixed 512, a size left out is the checkpoint's own (128 for the demo model).
+        side = native_resolution(context.models.resolve(request.checkpoint))
+        request = dataclasses.replace(request, width=side, height=side)
     exact = out is not None and out.suffix.lower() == ".png"
     targets = _exact_targets(out, request.images_per_job) if exact and out is not None else []
     model = context.models.get(request.checkpoint, request.vae)

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from modules.app import AppContext
-from modules.models.registry import CheckpointInfo
+from modules.models.registry import CheckpointInfo, native_resolution
 from modules.models.vae import AUTOMATIC, BUILTIN, find_vae_files
 from modules.processing.api_fields import txt2img_request_from_api
 from modules.processing.job import Job
@@ -135,6 +135,13 @@ class Studio:
             return self.context.registry.title(info)
         except LookupError:
             return ""
+
+    def native_resolution(self) -> int:
+        """Default width/height for new jobs: the current checkpoint's training size (512 if none)."""
+        try:
+            return native_resolution(self.context.models.resolve(self.settings.sd_model_checkpoint or None))
+        except LookupError:
+            return 512
 
     def vae_choices(self) -> list[str]:
         return [AUTOMATIC, BUILTIN, *[v.name for v in find_vae_files(self.context.models.vae_roots)]]

@@ -213,6 +213,16 @@ def test_out_png_writes_exactly_that_file_and_never_overwrites_it(
     assert sorted(tmp_path.iterdir()) == [target]
 
 
+def test_size_left_out_is_the_checkpoints_native_size(data_dir: Path, tmp_path: Path,
+                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    flags = [f for f in FLAGS if f not in ("--width", "--height", "64")]
+    run = run_in_process(["generate", *flags, "--data-dir", str(data_dir), "--out", str(tmp_path / "a.png")], capsys)
+    assert run.code == 0, run.stderr
+    # The tiny fixture's configs: UNet sample_size 8 x VAE downscale 8.
+    assert _pixels(tmp_path / "a.png").shape[:2] == (64, 64)
+    assert "Size: 64x64" in run.summary()["infotext"]
+
+
 def test_missing_model_exits_1_naming_the_model_and_the_folder(data_dir: Path) -> None:
     run = run_cli(["generate", "--prompt", "x", "--model", "no-such-model", "--data-dir", str(data_dir)])
     assert run.code == 1, run.stderr

@@ -174,7 +174,7 @@ def _prompt_row(c: dict[str, Any], show_counters: bool, style_names: list[str]) 
                                          elem_id="txt2img_style_name")
 
 
-def _settings_column(c: dict[str, Any]) -> None:
+def _settings_column(c: dict[str, Any], side: int) -> None:
     with gr.Row():
         c["sampler_name"] = gr.Dropdown([s.name for s in SAMPLERS], value="DPM++ 2M", label="Sampling method",
                                         elem_id="txt2img_sampling")
@@ -182,9 +182,9 @@ def _settings_column(c: dict[str, Any]) -> None:
                                      elem_id="txt2img_scheduler")
         c["steps"] = gr.Slider(1, 150, value=20, step=1, label="Sampling steps", elem_id="txt2img_steps")
     with gr.Row():
-        c["width"] = gr.Slider(64, 2048, value=512, step=8, label="Width", elem_id="txt2img_width")
+        c["width"] = gr.Slider(64, 2048, value=side, step=8, label="Width", elem_id="txt2img_width")
         c["swap"] = gr.Button("⇅", elem_id="txt2img_res_switch_btn", min_width=40, scale=0)
-        c["height"] = gr.Slider(64, 2048, value=512, step=8, label="Height", elem_id="txt2img_height")
+        c["height"] = gr.Slider(64, 2048, value=side, step=8, label="Height", elem_id="txt2img_height")
         c["n_iter"] = gr.Slider(1, 100, value=1, step=1, label="Batch count", elem_id="txt2img_batch_count")
         c["batch_size"] = gr.Slider(1, 8, value=1, step=1, label="Batch size", elem_id="txt2img_batch_size")
     c["cfg_scale"] = gr.Slider(1.0, 30.0, value=7.0, step=0.5, label="CFG Scale", elem_id="txt2img_cfg_scale")
@@ -212,7 +212,8 @@ def build_txt2img_tab(studio: Studio) -> Txt2ImgTab:
     style_editor = build_style_editor("txt2img")
     with gr.Row():  # A1111's layout: settings on the left, results on the right
         with gr.Column(scale=1):
-            _settings_column(c)
+            # The checkpoint's own size, not A1111's fixed 512: the demo model draws 128x128.
+            _settings_column(c, studio.native_resolution())
         with gr.Column(scale=1):
             progress = gr.HTML("", elem_id="txt2img_progress")
             preview = gr.Image(label="Live preview", type="pil", interactive=False, elem_id="txt2img_preview",
