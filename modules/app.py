@@ -13,7 +13,7 @@ from modules.models.hashing import HashCache
 from modules.models.manager import ModelManager, choose_placement
 from modules.models.memory import MemoryPolicy
 from modules.models.registry import CheckpointRegistry
-from modules.paths import DataPaths
+from modules.paths import DEMO_MODEL_DIR, DataPaths
 
 __all__ = ["AppContext", "build_app_context"]
 
@@ -39,7 +39,8 @@ def build_app_context(args: argparse.Namespace) -> AppContext:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     paths = DataPaths(args.data_dir.resolve()) if getattr(args, "data_dir", None) else DataPaths()
     roots = [paths.checkpoints, *[Path(d).expanduser().resolve() for d in getattr(args, "ckpt_dir", [])]]
-    registry = CheckpointRegistry(roots, HashCache(paths.cache / "hashes.json"))
+    # The shipped demo model is listed everywhere but is the default only on a fresh install.
+    registry = CheckpointRegistry(roots, HashCache(paths.cache / "hashes.json"), fallback_roots=[DEMO_MODEL_DIR])
     memory = MemoryPolicy.from_flags(getattr(args, "medvram", False), getattr(args, "lowvram", False))
     placement = choose_placement(getattr(args, "precision", "auto"), getattr(args, "no_half", False),
                                  getattr(args, "device", None), memory)

@@ -100,3 +100,13 @@ def test_styles_expand_into_the_prompt_that_is_recorded(studio: Studio) -> None:
     assert result.infotexts[0].startswith("oil painting, a cat\nNegative prompt: blurry\n")
     with pytest.raises(RequestValidationError, match="styles"):
         studio.submit_txt2img({"prompt": "x", "styles": ["Missing"]})
+
+
+def test_default_size_follows_the_checkpoint(studio: Studio, tmp_path: Path) -> None:
+    assert studio.native_resolution() == 64  # the tiny fixture: 8x8 latents, 8x VAE
+    fresh = _studio(tmp_path / "fresh")  # no checkpoint of its own: the shipped demo model
+    try:
+        assert fresh.current_checkpoint().startswith("aigen-demo-v1")
+        assert fresh.native_resolution() == 128
+    finally:
+        fresh.close()
