@@ -46,6 +46,12 @@ def _set_number(page, elem_id: str, value: int) -> None:
     box.press("Enter")
 
 
+def _set_large_size(page) -> None:
+    """512x512 keeps a long job running for seconds; the default is the tiny model's native 64."""
+    _set_number(page, "txt2img_width", 512)
+    _set_number(page, "txt2img_height", 512)
+
+
 def _wait_for_progress(page, text: str) -> None:
     """Wait until the progress line contains ``text`` (queue position, "step", "Interrupted")."""
     page.wait_for_function(
@@ -107,6 +113,7 @@ def test_style_editor_saves_a_new_style(page) -> None:
 def test_interrupt_stops_a_long_job(page) -> None:
     _set_number(page, "txt2img_steps", 150)
     _set_number(page, "txt2img_batch_count", 20)
+    _set_large_size(page)
     page.locator("#txt2img_generate").click()
     _wait_for_progress(page, "step")
     page.locator("#txt2img_interrupt").click()
@@ -117,6 +124,7 @@ def test_interrupt_stops_a_long_job(page) -> None:
 def test_a_reloaded_page_restores_the_running_job(page) -> None:
     _set_number(page, "txt2img_steps", 150)
     _set_number(page, "txt2img_batch_count", 4)
+    _set_large_size(page)
     page.locator("#txt2img_generate").click()
     _wait_for_progress(page, "step")
     page.reload()
