@@ -4,11 +4,11 @@ Reproducible from one seed: every batch is drawn from generators seeded by (seed
 step), so a run resumed from a saved state draws exactly the batches an uninterrupted run
 would. State is saved to ``work_dir`` every ``save_every`` steps and at each phase's end.
 
-Phase 1, VAE: L1 reconstruction plus a small KL term (weight 1e-6, as in the LDM
-first-stage configs, Rombach et al. 2022). Most steps see many 32x32 crops, which is where
-colour fidelity is learned fastest per CPU second; the last ``vae_full_steps`` see whole
-128x128 scenes so GroupNorm statistics match those at inference. Its latent ``scaling_factor`` is set
-to 1/std of the training latents, as SD's 0.18215 was.
+Phase 1, VAE: L1 reconstruction (shape pixels weighted 4x) plus a small KL term (weight
+1e-6, as in the LDM first-stage configs, Rombach et al. 2022). Most steps see many 32x32
+crops, which is where colour fidelity is learned fastest per CPU second; the last
+``vae_full_steps`` see whole 128x128 scenes so GroupNorm statistics match those at inference.
+Its latent ``scaling_factor`` is set to 1/std of the training latents, as SD's 0.18215 was.
 
 Phase 2, diffusion: epsilon prediction on the scaled-linear schedule, text encoder and UNet
 trained together, 10 % of captions dropped to "" so classifier-free guidance works (Ho &
