@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import shutil
 import sys
 import time
 from pathlib import Path
@@ -23,6 +22,7 @@ from modules.paths import REPO_ROOT  # noqa: E402
 
 DEFAULT_OUT = REPO_ROOT / "models" / "Stable-diffusion" / "demo"
 DEFAULT_WORK = REPO_ROOT / "cache" / "demo-training"
+STATE_FILES = ("plan.txt", "vae_state.pt", "vae_final.pt", "latents.pt", "unet_state.pt")
 
 
 def _parse(argv: list[str] | None) -> argparse.Namespace:
@@ -54,8 +54,9 @@ def main(argv: list[str] | None = None) -> int:
     args = _parse(argv)
     torch.set_num_threads(args.threads)
     plan = TrainingPlan(**{f.name: getattr(args, f.name) for f in dataclasses.fields(TrainingPlan)})
-    if args.work_dir.exists() and not args.resume:
-        shutil.rmtree(args.work_dir)
+    if not args.resume:  # a fresh run: drop our own state files, never anything else there
+        for name in STATE_FILES:
+            (args.work_dir / name).unlink(missing_ok=True)
     started = time.perf_counter()
     model = train(plan, args.work_dir, build_clip_tokenizer(), _progress)
     path = export_checkpoint(model, args.out)
