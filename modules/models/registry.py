@@ -119,9 +119,10 @@ class CheckpointRegistry:
         items, seen = [], set()
         for root in [*self.roots, *self.fallback_roots]:
             for path in _candidates(root):
-                if path.resolve() in seen:  # a fallback root inside a scanned root
+                resolved = path.resolve()
+                if resolved in seen:  # a fallback root inside a scanned root
                     continue
-                seen.add(path.resolve())
+                seen.add(resolved)
                 name = path.relative_to(root).with_suffix("").as_posix() if path.is_file() else \
                     path.relative_to(root).as_posix()
                 items.append(describe_checkpoint(path, name))
@@ -149,9 +150,10 @@ class CheckpointRegistry:
 
     def default(self) -> CheckpointInfo:
         """The first usable checkpoint, the user's before the fallback (demo) ones."""
-        usable = [info for info in self._items if info.error is None]
-        for info in sorted(usable, key=self.is_fallback):  # stable: keeps folder order otherwise
-            return info
+        # sorted() is stable: folder order is kept within the user's and within the fallbacks.
+        usable = sorted((info for info in self._items if info.error is None), key=self.is_fallback)
+        if usable:
+            return usable[0]
         roots = ", ".join(str(r) for r in [*self.roots, *self.fallback_roots])
         raise ModelNotFoundError(f"no usable checkpoint found in {roots}; put a .safetensors checkpoint there")
 
