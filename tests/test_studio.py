@@ -106,7 +106,7 @@ def test_default_size_follows_the_checkpoint(studio: Studio, tmp_path: Path) -> 
     assert studio.native_resolution() == 64  # the tiny fixture: 8x8 latents, 8x VAE
     fresh = _studio(tmp_path / "fresh")  # no checkpoint of its own: the shipped demo model
     try:
-        assert fresh.current_checkpoint().startswith("aigen-demo-v1")
+        assert fresh.current_checkpoint().startswith("aigen-demo-v2")
         assert fresh.native_resolution() == 128
     finally:
         fresh.close()

@@ -1,6 +1,6 @@
 """Train the demo checkpoint from scratch on procedural scenes and export it.
 
-    .venv/bin/python tools/train_demo_model.py                      # the shipped model, ~40 min on 2 cores
+    .venv/bin/python tools/train_demo_model.py                      # the shipped model, ~50 min on 2 cores
     .venv/bin/python tools/train_demo_model.py --resume             # continue an interrupted run
     .venv/bin/python tools/train_demo_model.py --unet-steps 50 ...  # a quick smoke run
 

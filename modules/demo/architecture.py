@@ -27,7 +27,7 @@ __all__ = [
     "scheduler_config",
 ]
 
-MODEL_NAME = "aigen-demo-v1"
+MODEL_NAME = "aigen-demo-v2"
 IMAGE_SIDE = 128
 LATENT_SIDE = IMAGE_SIDE // 8
 TEXT_WIDTH = 64

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from modules.demo.export import export_checkpoint
-from modules.demo.training import TrainingPlan, _vae_batch, train
+from modules.demo.training import TrainingPlan, _vae_batch, train, training_noise
 from modules.models.hashing import HashCache
 from modules.models.loader import build_clip_tokenizer
 from modules.models.manager import ModelManager
@@ -66,18 +66,34 @@ def test_every_step_draws_its_own_batch() -> None:
     assert torch.equal(_vae_batch(plan, 1005), batches[5])  # and the same step draws the same batch
 
 
+def _spatial_mean_std(noise: torch.Tensor) -> float:
+    """How far one image's noise, averaged over its pixels, strays from 0 (std over images)."""
+    return noise.mean(dim=(2, 3)).std().item()
+
+
+def test_training_noise_hides_the_mean_a_16x16_latent_leaks() -> None:
+    shape = (512, 4, 16, 16)
+    plain = training_noise(shape, torch.Generator().manual_seed(0))
+    offset = training_noise(shape, torch.Generator().manual_seed(0), offset=0.15)
+    assert plain.shape == offset.shape == shape
+    # i.i.d. noise averages out to std 1/16 over 256 pixels; the offset keeps sqrt(1/256 + 0.15^2).
+    assert _spatial_mean_std(plain) == pytest.approx(1 / 16, rel=0.15)
+    assert _spatial_mean_std(offset) == pytest.approx((1 / 256 + 0.15**2) ** 0.5, rel=0.15)
+    assert torch.equal(offset, training_noise(shape, torch.Generator().manual_seed(0), offset=0.15))
+
+
 def test_export_loads_through_the_registry_and_generates(trained, tmp_path: Path) -> None:
     path = export_checkpoint(trained, tmp_path / "demo")
     assert path.stat().st_size < 25 * 2**20
     registry = CheckpointRegistry([tmp_path / "demo"], HashCache(tmp_path / "hashes.json"))
     model = ModelManager(registry, CPU_FP32).get(None)
-    assert model.family.id == "sd15" and model.info.name == "aigen-demo-v1"
+    assert model.family.id == "sd15" and model.info.name == "aigen-demo-v2"
     assert model.pipeline.vae.config.scaling_factor == pytest.approx(trained.vae.config.scaling_factor)
     request = Txt2ImgRequest(prompt="a red circle", sampler_name="Euler a", num_inference_steps=2, seed=1,
                              width=128, height=128)
     result = run_txt2img(model, Job(request))
     assert result.images[0].size == (128, 128)
-    assert "Model: aigen-demo-v1" in result.infotexts[0]
+    assert "Model: aigen-demo-v2" in result.infotexts[0]
 
 
 def test_same_seed_trains_the_same_weights(trained, tmp_path: Path, tokenizer) -> None:
