@@ -17,8 +17,8 @@ Salimans 2022). The loss weight of a timestep, in x0 terms, is its SNR clamped t
 Diffusion Training via Min-SNR Weighting Strategy"). The floor is ours: plain epsilon loss
 weighs an x0 error by the SNR, 0.005 at t = 999, so the high-noise steps where the
 background and layout are decided, from the prompt alone, hardly train; the floor gives them
-a fixed share. Training noise carries an offset (see :func:`training_noise`), and an
-exponential moving average of the weights is what gets exported.
+a fixed share. Training noise carries an offset (multi-resolution noise is an option; see
+:func:`training_noise`), and an exponential moving average of the weights is what gets exported.
 """
 
 from __future__ import annotations
@@ -66,6 +66,7 @@ class TrainingPlan:
     min_snr_gamma: float = 5.0
     snr_floor: float = 0.1
     noise_offset: float = 0.15
+    pyramid_discount: float = 0.0
     save_every: int = 200
 
 
@@ -235,20 +236,35 @@ class _Ema:
             average.lerp_(current, 1 - decay)
 
 
-def training_noise(shape: tuple[int, ...], generator: torch.Generator, offset: float = 0.0) -> Tensor:
-    """The noise added to training latents, shape ``(B, C, H, W)``: i.i.d. N(0, 1) plus a
-    per-channel constant of std ``offset`` (Guttenberg 2023, "Diffusion with Offset Noise").
+def training_noise(shape: tuple[int, ...], generator: torch.Generator, offset: float = 0.0,
+                   pyramid_discount: float = 0.0) -> Tensor:
+    """The noise added to training latents, shape ``(B, C, H, W)``.
 
     SD's scaled-linear schedule ends at alpha_bar = 0.0047, not 0, so at t = 999 a latent
     keeps 6.9 % of its signal (Lin et al. 2024, "Common Diffusion Noise Schedules and Sample
     Steps are Flawed"). On a 16x16 latent the mean of i.i.d. noise has std only 1/16, about
     what that leak of a plain background is, so the model learns to read the background
-    colour off the noise instead of the prompt; sampling starts from pure noise, where that
-    reading is random. The offset drowns the leak while the schedule, and so every A1111
-    sampler, stays SD's.
+    colour (and where a large shape sits) off the noise instead of the prompt; sampling starts
+    from pure noise, where that reading is random. Keeping the schedule, so that every A1111
+    sampler still applies, the leak is drowned instead:
+
+    * ``pyramid_discount``: noise also drawn at 1/2, 1/4, ... 1/16 resolution, upsampled and
+      weighted ``discount ** level``, then rescaled to unit std (Whitaker 2023,
+      "Multi-resolution noise for diffusion model training"): it hides layout at every scale,
+      but did not make v2's shapes follow the position words, so the shipped plan leaves it off;
+    * ``offset``: a per-channel constant of std ``offset`` (Guttenberg 2023, "Diffusion with
+      Offset Noise"): it hides the mean.
     """
-    batch, channels = shape[:2]
+    batch, channels, height, width = shape
     noise = torch.randn(shape, generator=generator)
+    if pyramid_discount > 0:
+        level, side = 1, height // 2
+        while side >= 1:
+            coarse = torch.randn((batch, channels, side, max(width * side // height, 1)), generator=generator)
+            upsampled = torch.nn.functional.interpolate(coarse, size=(height, width), mode="bilinear")
+            noise = noise + pyramid_discount**level * upsampled
+            level, side = level + 1, side // 2
+        noise = noise / noise.std(dim=(1, 2, 3), keepdim=True)
     if offset > 0:
         noise = noise + offset * torch.randn((batch, channels, 1, 1), generator=generator)
     return noise
@@ -259,7 +275,7 @@ def _diffusion_loss(plan: TrainingPlan, unet, text_encoder, batch: dict[str, Ten
     """Epsilon-prediction loss of one batch, each timestep weighted by clamp(SNR, floor, gamma) / SNR."""
     latents = (batch["mean"] + batch["std"] * torch.randn(batch["mean"].shape, generator=noise_rng)) * batch["scale"]
     timesteps = torch.randint(0, len(alphas_cumprod), (latents.shape[0],), generator=noise_rng)
-    noise = training_noise(tuple(latents.shape), noise_rng, plan.noise_offset)
+    noise = training_noise(tuple(latents.shape), noise_rng, plan.noise_offset, plan.pyramid_discount)
     alpha_bar = alphas_cumprod[timesteps].view(-1, 1, 1, 1)
     noisy = alpha_bar.sqrt() * latents + (1 - alpha_bar).sqrt() * noise
     context = text_encoder(batch["ids"]).last_hidden_state

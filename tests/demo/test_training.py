@@ -82,6 +82,19 @@ def test_training_noise_hides_the_mean_a_16x16_latent_leaks() -> None:
     assert torch.equal(offset, training_noise(shape, torch.Generator().manual_seed(0), offset=0.15))
 
 
+def test_multi_resolution_noise_hides_layout_at_every_scale() -> None:
+    shape = (256, 4, 16, 16)
+    plain = training_noise(shape, torch.Generator().manual_seed(0))
+    pyramid = training_noise(shape, torch.Generator().manual_seed(0), pyramid_discount=0.7)
+    assert pyramid.shape == shape
+    assert pyramid.std().item() == pytest.approx(1.0, abs=0.02)  # the schedule's noise level still holds
+    # Means over 4x4, 8x8 and 16x16 latent blocks (a small shape, a large one, the background)
+    # vary more the coarser the block: i.i.d. noise would shrink them by 1/4, 1/8, 1/16.
+    ratios = [torch.nn.functional.avg_pool2d(pyramid, block).std().item()
+              / torch.nn.functional.avg_pool2d(plain, block).std().item() for block in (4, 8, 16)]
+    assert ratios == sorted(ratios) and ratios[0] > 1.5, ratios
+
+
 def test_export_loads_through_the_registry_and_generates(trained, tmp_path: Path) -> None:
     path = export_checkpoint(trained, tmp_path / "demo")
     assert path.stat().st_size < 25 * 2**20
