@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -29,15 +28,10 @@ def main() -> int:
 
     import torch
 
-    from modules.demo.evaluation import ATTRIBUTES, evaluate, evaluation_subset
-    from modules.models.hashing import HashCache
-    from modules.models.manager import ModelManager, choose_placement
-    from modules.models.registry import CheckpointRegistry
+    from modules.demo.evaluation import ATTRIBUTES, evaluate, evaluation_subset, load_checkpoint_in
 
     torch.set_num_threads(2)
-    with tempfile.TemporaryDirectory() as scratch:
-        registry = CheckpointRegistry([args.dir], HashCache(Path(scratch) / "hashes.json"))
-        model = ModelManager(registry, choose_placement(device="cpu")).get(None)
+    model = load_checkpoint_in(args.dir)
     scenes = evaluation_subset(args.prompts)
     print(f"{model.info.name}: {len(scenes)} held-out prompts x {len(args.seeds)} seeds, Euler a, 20 steps")
     print("| CFG | " + " | ".join(ATTRIBUTES) + " | seconds |")

@@ -7,18 +7,23 @@ counts how often each attribute matches the prompt.
 
 from __future__ import annotations
 
+import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from modules.demo.architecture import IMAGE_SIDE
 from modules.demo.scenes import Scene, caption, evaluation_scenes
 from modules.demo.scorer import Reading, read_scene
+from modules.models.hashing import HashCache
 from modules.models.loader import LoadedModel
+from modules.models.manager import ModelManager, Placement, choose_placement
+from modules.models.registry import CheckpointRegistry
 from modules.processing.job import Job
 from modules.processing.requests import Txt2ImgRequest
 from modules.processing.txt2img import run_txt2img
 
-__all__ = ["ATTRIBUTES", "EvaluationReport", "evaluate", "evaluation_subset"]
+__all__ = ["ATTRIBUTES", "EvaluationReport", "evaluate", "evaluation_subset", "load_checkpoint_in"]
 
 ATTRIBUTES = ("colour", "background", "position", "shape")
 
@@ -45,6 +50,15 @@ class EvaluationReport:
 
     def summary(self) -> str:
         return ", ".join(f"{name} {self.score(name):.0%}" for name in ATTRIBUTES) + f" (n={self.samples})"
+
+
+def load_checkpoint_in(directory: Path, placement: Placement | None = None) -> LoadedModel:
+    """The default checkpoint of ``directory``, loaded through the registry and ModelManager as the
+    app loads it (on the CPU in float32 unless ``placement`` says otherwise). Its hash goes to a
+    throwaway cache, so scoring or timing a model leaves nothing behind."""
+    with tempfile.TemporaryDirectory() as scratch:
+        registry = CheckpointRegistry([Path(directory)], HashCache(Path(scratch) / "hashes.json"))
+        return ModelManager(registry, placement or choose_placement(device="cpu")).get(None)
 
 
 def evaluation_subset(count: int) -> list[Scene]:

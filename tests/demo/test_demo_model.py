@@ -17,11 +17,9 @@ import pytest
 
 from modules.app import build_app_context
 from modules.demo.architecture import MODEL_NAME
-from modules.demo.evaluation import EvaluationReport, evaluate, evaluation_subset
-from modules.models.hashing import HashCache
+from modules.demo.evaluation import EvaluationReport, evaluate, evaluation_subset, load_checkpoint_in
 from modules.models.loader import LoadedModel
-from modules.models.manager import ModelManager
-from modules.models.registry import CheckpointRegistry, native_resolution
+from modules.models.registry import native_resolution
 from modules.paths import DEMO_MODEL_DIR
 from modules.processing.job import Job
 from modules.processing.requests import Txt2ImgRequest
@@ -39,9 +37,8 @@ CHECKPOINT = DEMO_MODEL_DIR / f"{MODEL_NAME}.safetensors"
 
 
 @pytest.fixture(scope="module")
-def demo_model(tmp_path_factory: pytest.TempPathFactory) -> LoadedModel:
-    registry = CheckpointRegistry([DEMO_MODEL_DIR], HashCache(tmp_path_factory.mktemp("cache") / "h.json"))
-    return ModelManager(registry, CPU_FP32).get(None)
+def demo_model() -> LoadedModel:
+    return load_checkpoint_in(DEMO_MODEL_DIR, CPU_FP32)
 
 
 @pytest.fixture(scope="module")

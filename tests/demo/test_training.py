@@ -7,12 +7,10 @@ from pathlib import Path
 import pytest
 import torch
 
+from modules.demo.evaluation import load_checkpoint_in
 from modules.demo.export import export_checkpoint
 from modules.demo.training import TrainingPlan, _vae_batch, train, training_noise
-from modules.models.hashing import HashCache
 from modules.models.loader import build_clip_tokenizer
-from modules.models.manager import ModelManager
-from modules.models.registry import CheckpointRegistry
 from modules.processing.job import Job
 from modules.processing.requests import Txt2ImgRequest
 from modules.processing.txt2img import run_txt2img
@@ -98,8 +96,7 @@ def test_multi_resolution_noise_hides_layout_at_every_scale() -> None:
 def test_export_loads_through_the_registry_and_generates(trained, tmp_path: Path) -> None:
     path = export_checkpoint(trained, tmp_path / "demo")
     assert path.stat().st_size < 25 * 2**20
-    registry = CheckpointRegistry([tmp_path / "demo"], HashCache(tmp_path / "hashes.json"))
-    model = ModelManager(registry, CPU_FP32).get(None)
+    model = load_checkpoint_in(tmp_path / "demo", CPU_FP32)
     assert model.family.id == "sd15" and model.info.name == "aigen-demo-v2"
     assert model.pipeline.vae.config.scaling_factor == pytest.approx(trained.vae.config.scaling_factor)
     request = Txt2ImgRequest(prompt="a red circle", sampler_name="Euler a", num_inference_steps=2, seed=1,
