@@ -95,6 +95,7 @@ class Settings:
     save_to_dirs: bool = _opt(True, "Save images to a subdirectory", _SAVING, "checkbox")
     outdir_samples: str = _folder("Output directory for images; if empty, defaults to the folders below")
     outdir_txt2img_samples: str = _folder("Output directory for txt2img images")
+    outdir_img2img_samples: str = _folder("Output directory for img2img images")
     outdir_save: str = _opt("log/images", "Directory for saving images using the Save button", _PATHS, "text",
                             is_relative_path=True, info="relative to the data folder; also holds log.csv")
     sd_model_checkpoint: str = _opt("", "Stable Diffusion checkpoint", _SD, "dropdown", choices_from="checkpoints",

@@ -18,6 +18,9 @@ from modules.app import AppContext
 from modules.models.registry import CheckpointInfo, native_resolution
 from modules.models.vae import AUTOMATIC, BUILTIN, find_vae_files
 from modules.processing.api_fields import txt2img_request_from_api
+from modules.processing.api_fields_img2img import img2img_request_from_api
+from modules.processing.img2img import run_img2img
+from modules.processing.img2img_request import Img2ImgRequest
 from modules.processing.job import Job
 from modules.processing.queue import JobQueue, JobStatus
 from modules.processing.styles import StyleStore, apply_payload_styles
@@ -63,9 +66,10 @@ class Studio:
         model = self.context.models.get(request.checkpoint or self.settings.sd_model_checkpoint or None,
                                         request.vae if request.vae is not None else self.settings.sd_vae)
         settings = self.settings
-        folder = self.output_folder("outdir_txt2img_samples")
+        is_img2img = isinstance(request, Img2ImgRequest)
+        folder = self.output_folder("outdir_img2img_samples" if is_img2img else "outdir_txt2img_samples")
         output = OutputOptions(folder, save=settings.samples_save, date_subfolder=settings.save_to_dirs)
-        return run_txt2img(model, job, output)
+        return run_img2img(model, job, output) if is_img2img else run_txt2img(model, job, output)
 
     def output_folder(self, key: str) -> Path:
         """The folder an output setting (``outdir_txt2img_samples``, ``outdir_save``) names, in the data dir."""
@@ -80,15 +84,24 @@ class Studio:
         Raises:
             RequestValidationError: naming the bad field. QueueFullError: too many waiting.
         """
+        payload = apply_payload_styles(payload, self.styles)
+        return self.queue.submit(Job(txt2img_request_from_api(payload, **self._setting_defaults(payload))))
+
+    def submit_img2img(self, payload: Mapping[str, Any]) -> str:
+        """Validate an A1111 img2img payload (``init_images``, optional ``mask``, as PIL images or
+        base64) and queue it; returns the job id. Errors as ``submit_txt2img``."""
+        payload = apply_payload_styles(payload, self.styles)
+        return self.queue.submit(Job(img2img_request_from_api(payload, **self._setting_defaults(payload))))
+
+    def _setting_defaults(self, payload: Mapping[str, Any]) -> dict[str, Any]:
+        """Request fields that settings fill when the payload leaves them out."""
         settings = self.settings
         defaults: dict[str, Any] = {}
         if "CLIP_stop_at_last_layers" not in (payload.get("override_settings") or {}):
             defaults["clip_skip"] = settings.CLIP_stop_at_last_layers
         if payload.get("eta") is None and settings.eta_ddim:
             defaults["eta"] = settings.eta_ddim  # A1111 "Eta for DDIM"; only DDIM uses it
-        payload = apply_payload_styles(payload, self.styles)
-        request = txt2img_request_from_api(payload, **defaults)
-        return self.queue.submit(Job(request))
+        return defaults
 
     def status(self, job_id: str) -> JobStatus:
         return self.queue.status(job_id)

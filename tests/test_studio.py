@@ -110,3 +110,17 @@ def test_default_size_follows_the_checkpoint(studio: Studio, tmp_path: Path) -> 
         assert fresh.native_resolution() == 128
     finally:
         fresh.close()
+
+
+def test_img2img_jobs_share_the_queue_and_save_to_their_own_folder(studio: Studio, data_dir: Path) -> None:
+    source = Image.new("RGB", (64, 64), (200, 30, 30))
+    mask = Image.new("L", (64, 64), 0)
+    job_id = studio.submit_img2img({"prompt": "x", "steps": 2, "width": 64, "height": 64, "seed": 3,
+                                    "init_images": [source], "mask": mask})
+    status = studio.wait(job_id, timeout=120)
+    assert status.state == "done", status.error
+    assert status.result.notices and status.result.images[0].getpixel((5, 5)) == (200, 30, 30)
+    assert status.result.paths[0].parent.parent == data_dir / "outputs" / "img2img-images"
+    with pytest.raises(RequestValidationError) as error:
+        studio.submit_img2img({"init_images": [source], "denoising_strength": 2})
+    assert error.value.field == "denoising_strength"

@@ -9,7 +9,7 @@ from typing import Any
 from modules.processing.errors import RequestValidationError
 from modules.processing.requests import Txt2ImgRequest
 
-__all__ = ["txt2img_request_from_api"]
+__all__ = ["txt2img_fields", "txt2img_request_from_api"]
 
 # A1111 name -> our field name, for fields with a direct counterpart.
 _RENAMED = {
@@ -48,20 +48,14 @@ def _override_settings(value: Any, fields: dict[str, Any]) -> None:
             raise RequestValidationError(f"override_settings.{key}", "is not a setting that can be overridden here")
 
 
-def txt2img_request_from_api(payload: Mapping[str, Any], **extra: Any) -> Txt2ImgRequest:
-    """Build a ``Txt2ImgRequest`` from an A1111 ``/sdapi/v1/txt2img`` style payload.
-
-    Unknown fields are an error (a typo should not silently do nothing); A1111 fields that
-    only matter to features not built yet are accepted when they hold their "off" value.
-
-    Raises:
-        RequestValidationError: naming the offending field.
-    """
+def txt2img_fields(payload: Mapping[str, Any], kind: str, handled: frozenset[str] = frozenset()) -> dict[str, Any]:
+    """Our field values from the txt2img part of an A1111 payload; keys in ``handled`` are skipped
+    (the caller translates them). ``kind`` names the endpoint in the unknown-field error."""
     if not isinstance(payload, Mapping):
         raise RequestValidationError("payload", "must be a JSON object")
     fields: dict[str, Any] = {}
     for key, value in payload.items():
-        if value is None and (key in _RENAMED or key in _SAME):
+        if key in handled or (value is None and (key in _RENAMED or key in _SAME)):
             continue  # A1111 clients send null for "use the default"
         if key in _RENAMED:
             fields[_RENAMED[key]] = value
@@ -76,6 +70,19 @@ def txt2img_request_from_api(payload: Mapping[str, Any], **extra: Any) -> Txt2Im
             if allowed is not None and value not in allowed:
                 raise RequestValidationError(key, "is not supported yet")
         else:
-            raise RequestValidationError(key, "is not a known txt2img field")
+            raise RequestValidationError(key, f"is not a known {kind} field")
+    return fields
+
+
+def txt2img_request_from_api(payload: Mapping[str, Any], **extra: Any) -> Txt2ImgRequest:
+    """Build a ``Txt2ImgRequest`` from an A1111 ``/sdapi/v1/txt2img`` style payload.
+
+    Unknown fields are an error (a typo should not silently do nothing); A1111 fields that
+    only matter to features not built yet are accepted when they hold their "off" value.
+
+    Raises:
+        RequestValidationError: naming the offending field.
+    """
+    fields = txt2img_fields(payload, "txt2img")
     fields.update(extra)
     return Txt2ImgRequest(**fields)

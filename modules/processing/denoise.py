@@ -38,6 +38,11 @@ class DenoiseInputs:
         step_kwargs: extra keyword arguments of ``scheduler.step`` (eta, generator).
         seeds: per-image seeds, passed on to hooks.
         job_id: passed on to hooks.
+        start_index: first scheduler call to run; img2img skips the noisiest ones (the
+            scheduler's ``set_begin_index`` must already say so).
+        blend: after each completed step, ``blend(latents, next_timestep)`` returns the
+            latents to continue from (inpainting puts the kept area back at the next step's
+            noise level; ``next_timestep`` is None after the last step).
     """
 
     unet: Any
@@ -52,6 +57,8 @@ class DenoiseInputs:
     step_kwargs: Mapping[str, Any] = field(default_factory=dict)
     seeds: tuple[int, ...] = ()
     job_id: str = ""
+    start_index: int = 0
+    blend: Callable[[torch.Tensor, torch.Tensor | None], torch.Tensor] | None = None
 
 
 def step_positions(num_calls: int, num_steps: int, second_order: bool) -> list[tuple[int, int]]:
@@ -124,7 +131,7 @@ def denoise(
         (B, 4, H/8, W/8) denoised latents.
     """
     scheduler = inputs.scheduler
-    timesteps = scheduler.timesteps
+    timesteps = scheduler.timesteps[inputs.start_index:]
     second_order = hasattr(scheduler, "state_in_first_order")
     positions = step_positions(len(timesteps), inputs.num_steps, second_order)
     latents = inputs.latents
@@ -148,5 +155,7 @@ def denoise(
             latents = hooks.after_step(step, latents)
         check_cancel()
         if call + 1 == len(timesteps) or positions[call + 1][0] != step_index:
+            if inputs.blend is not None:
+                latents = inputs.blend(latents, timesteps[call + 1] if call + 1 < len(timesteps) else None)
             on_step(step_index + 1, latents)
     return latents

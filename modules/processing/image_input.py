@@ -33,6 +33,8 @@ def decode_base64_image(data: object, field: str = "image") -> Image.Image:
         raise RequestValidationError(field, "is larger than the 50 MB limit")
     try:
         image = Image.open(io.BytesIO(base64.b64decode(data, validate=True)))
+    except Image.DecompressionBombError:
+        raise RequestValidationError(field, "has too many pixels to decode safely") from None
     except (binascii.Error, ValueError, OSError):
         raise RequestValidationError(field, "is not a base64-encoded PNG, JPEG or WEBP image") from None
     if image.format not in ACCEPTED_FORMATS:

@@ -5,11 +5,12 @@ from __future__ import annotations
 from typing import Any
 
 from modules.processing.errors import RequestValidationError
+from modules.processing.img2img_request import Img2ImgRequest
 from modules.processing.infotext import VERSION, parse_infotext
 from modules.processing.requests import Txt2ImgRequest
 from modules.processing.samplers import resolve_sampler
 
-__all__ = ["request_from_infotext", "txt2img_parameters"]
+__all__ = ["img2img_parameters", "request_from_infotext", "txt2img_parameters"]
 
 
 def txt2img_parameters(
@@ -46,6 +47,29 @@ def txt2img_parameters(
         "Eta": request.eta if request.eta is not None and spec.uses_eta else None,
         "Version": VERSION,
     }
+
+
+def img2img_parameters(
+    request: Img2ImgRequest, seed: int, subseed: int, model_name: str | None, model_hash: str | None,
+    vae_name: str | None = None, vae_hash: str | None = None,
+) -> dict[str, Any]:
+    """txt2img's parameters plus "Denoising strength" and, for inpainting, A1111's mask keys
+    (``extra_generation_params``: they follow the built-in keys, before "Version")."""
+    params = txt2img_parameters(request, seed, subseed, model_name, model_hash, vae_name, vae_hash)
+    version = params.pop("Version")
+    params["Denoising strength"] = request.strength
+    if request.is_inpaint:
+        if request.mask_blur_x == request.mask_blur_y:
+            params["Mask blur"] = request.mask_blur_x
+        else:
+            params["Mask blur x"], params["Mask blur y"] = request.mask_blur_x, request.mask_blur_y
+        params["Mask mode"] = "Inpaint not masked" if request.inpaint_not_masked else "Inpaint masked"
+        params["Masked content"] = request.masked_content
+        if request.inpaint_only_masked:
+            params["Inpaint area"] = "Only masked"
+            params["Masked area padding"] = request.only_masked_padding
+    params["Version"] = version
+    return params
 
 
 def _number(params: dict[str, str], key: str, kind: type, default: Any) -> Any:

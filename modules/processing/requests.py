@@ -16,7 +16,7 @@ from typing import Any
 from modules.processing.errors import RequestValidationError
 from modules.processing.samplers import UnknownSamplerError, resolve_sampler
 
-__all__ = ["API_FIELD_NAMES", "Limits", "Txt2ImgRequest", "MAX_SEED"]
+__all__ = ["API_FIELD_NAMES", "Limits", "MAX_SEED", "Txt2ImgRequest", "check_float", "check_int"]
 
 #: Largest accepted seed: seed + image index must still fit torch's 64-bit generator seed.
 MAX_SEED = 2**63 - 1 - 100_000
@@ -48,14 +48,14 @@ def _api_name(name: str) -> str:
     return API_FIELD_NAMES.get(name, name)
 
 
-def _check_int(name: str, value: Any, low: int, high: int) -> None:
+def check_int(name: str, value: Any, low: int, high: int) -> None:
     if isinstance(value, bool) or not isinstance(value, int):
         raise RequestValidationError(_api_name(name), f"must be an integer, got {value!r}")
     if not low <= value <= high:
         raise RequestValidationError(_api_name(name), f"must be between {low} and {high}, got {value}")
 
 
-def _check_float(name: str, value: Any, low: float, high: float) -> None:
+def check_float(name: str, value: Any, low: float, high: float) -> None:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise RequestValidationError(_api_name(name), f"must be a number, got {value!r}")
     if not math.isfinite(value):
@@ -126,21 +126,21 @@ class Txt2ImgRequest:
         lim = self.limits
         for name in ("width", "height"):
             value = getattr(self, name)
-            _check_int(name, value, lim.min_size, lim.max_size)
+            check_int(name, value, lim.min_size, lim.max_size)
             if value % 8:
                 raise RequestValidationError(name, f"must be a multiple of 8, got {value}")
-        _check_int("num_inference_steps", self.num_inference_steps, 1, lim.max_steps)
-        _check_float("guidance_scale", self.guidance_scale, 1.0, 30.0)
-        _check_int("seed", self.seed, -1, MAX_SEED)
-        _check_int("subseed", self.subseed, -1, MAX_SEED)
-        _check_float("subseed_strength", self.subseed_strength, 0.0, 1.0)
-        _check_int("seed_resize_from_w", self.seed_resize_from_w, -1, lim.max_size)
-        _check_int("seed_resize_from_h", self.seed_resize_from_h, -1, lim.max_size)
-        _check_int("batch_size", self.batch_size, 1, lim.max_batch_size)
-        _check_int("batch_count", self.batch_count, 1, lim.max_batch_count)
-        _check_int("clip_skip", self.clip_skip, 1, 12)
+        check_int("num_inference_steps", self.num_inference_steps, 1, lim.max_steps)
+        check_float("guidance_scale", self.guidance_scale, 1.0, 30.0)
+        check_int("seed", self.seed, -1, MAX_SEED)
+        check_int("subseed", self.subseed, -1, MAX_SEED)
+        check_float("subseed_strength", self.subseed_strength, 0.0, 1.0)
+        check_int("seed_resize_from_w", self.seed_resize_from_w, -1, lim.max_size)
+        check_int("seed_resize_from_h", self.seed_resize_from_h, -1, lim.max_size)
+        check_int("batch_size", self.batch_size, 1, lim.max_batch_size)
+        check_int("batch_count", self.batch_count, 1, lim.max_batch_count)
+        check_int("clip_skip", self.clip_skip, 1, 12)
         if self.eta is not None:
-            _check_float("eta", self.eta, 0.0, 1.0)
+            check_float("eta", self.eta, 0.0, 1.0)
 
     def _normalise_sampler(self) -> None:
         if not isinstance(self.sampler_name, str):

@@ -14,6 +14,7 @@ import dataclasses
 import inspect
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -34,7 +35,8 @@ from modules.processing.saving import date_folder, save_png
 from modules.processing.seeds import ImageSeeds, create_initial_noise, image_generators, resolve_seed
 from modules.processing.vae import circular_padding, decode_latents, encode_pixels, to_pil_images
 
-__all__ = ["GenerationResult", "OutputOptions", "run_txt2img"]
+__all__ = ["GenerationResult", "OutputOptions", "batch_conditioning", "run_batches", "run_txt2img",
+           "sampler_step_kwargs", "sdxl_time_ids"]
 
 logger = logging.getLogger(__name__)
 
@@ -59,7 +61,8 @@ class OutputOptions:
 
 @dataclass
 class GenerationResult:
-    """What a job produced. ``request`` has the resolved (non-random) seeds."""
+    """What a job produced. ``request`` has the resolved (non-random) seeds; ``notices`` are
+    messages for the user about inputs that changed what ran (an empty inpainting mask)."""
 
     request: Txt2ImgRequest
     images: list[Image.Image] = field(default_factory=list)
@@ -70,10 +73,22 @@ class GenerationResult:
     interrupted: bool = False
     skipped_batches: list[int] = field(default_factory=list)
     hook_errors: list[str] = field(default_factory=list)
+    notices: list[str] = field(default_factory=list)
     duration_s: float = 0.0
 
+    def add_image(self, image: Image.Image, seed: int, subseed: int, infotext: str,
+                  output: OutputOptions | None) -> None:
+        """Record one finished image, and save it (atomically, named by seed) if ``output`` says so."""
+        self.images.append(image)
+        self.seeds.append(seed)
+        self.subseeds.append(subseed)
+        self.infotexts.append(infotext)
+        if output is not None and output.save:
+            embedded = infotext if output.embed_infotext else None
+            self.paths.append(save_png(image, output.target(), str(seed), embedded))
 
-def _batch_conditioning(model: LoadedModel, request: Txt2ImgRequest) -> tuple[Conditioning, Conditioning | None]:
+
+def batch_conditioning(model: LoadedModel, request: Txt2ImgRequest) -> tuple[Conditioning, Conditioning | None]:
     batch = request.batch_size
     cond = encode_prompts(model.pipeline, [request.prompt] * batch, request.clip_skip)
     if request.guidance_scale == 1.0:
@@ -81,7 +96,7 @@ def _batch_conditioning(model: LoadedModel, request: Txt2ImgRequest) -> tuple[Co
     return cond, encode_prompts(model.pipeline, [request.negative_prompt] * batch, request.clip_skip)
 
 
-def _sdxl_time_ids(model: LoadedModel, request: Txt2ImgRequest) -> torch.Tensor | None:
+def sdxl_time_ids(model: LoadedModel, request: Txt2ImgRequest) -> torch.Tensor | None:
     """SDXL micro-conditioning (Podell et al. 2023, Sec. 2.2): original size, crop, target size."""
     if not model.family.is_xl:
         return None
@@ -102,7 +117,7 @@ def _inpaint_channels(model: LoadedModel, request: Txt2ImgRequest) -> torch.Tens
     return torch.cat([mask, masked], dim=1).repeat(request.batch_size, 1, 1, 1)
 
 
-def _step_kwargs(spec: SamplerSpec, scheduler: object, request: Txt2ImgRequest,
+def sampler_step_kwargs(spec: SamplerSpec, scheduler: object, request: Txt2ImgRequest,
                  generators: list[torch.Generator]) -> dict[str, object]:
     accepted = inspect.signature(scheduler.step).parameters  # type: ignore[attr-defined]
     kwargs: dict[str, object] = {}
@@ -133,9 +148,9 @@ def _run_batch(model: LoadedModel, job: Job, batch_index: int, seeds: ImageSeeds
         unet=model.pipeline.unet, scheduler=scheduler,
         latents=noise.to(model.device, model.dtype) * scheduler.init_noise_sigma,
         cond=conds[0], uncond=conds[1], guidance_scale=request.guidance_scale,
-        num_steps=request.num_inference_steps, time_ids=_sdxl_time_ids(model, request),
+        num_steps=request.num_inference_steps, time_ids=sdxl_time_ids(model, request),
         extra_channels=extra_channels,
-        step_kwargs=_step_kwargs(spec, scheduler, request, generators), seeds=tuple(batch_seeds), job_id=job.id,
+        step_kwargs=sampler_step_kwargs(spec, scheduler, request, generators), seeds=tuple(batch_seeds), job_id=job.id,
     )
 
     def report(step: int, latents: torch.Tensor) -> None:
@@ -151,17 +166,23 @@ def _finish_images(model: LoadedModel, result: GenerationResult, pixels: torch.T
                    seeds: ImageSeeds, output: OutputOptions | None) -> None:
     request = result.request
     batch_seeds, batch_subseeds = seeds.batch(batch_index, request.batch_size)
-    folder = output.target() if output else None
+    vae_name = model.vae_file.name if model.vae_file else None
     for image, seed, subseed in zip(to_pil_images(pixels), batch_seeds, batch_subseeds, strict=True):
-        vae_name = model.vae_file.name if model.vae_file else None
         params = txt2img_parameters(request, seed, subseed, model.name, model.short_hash, vae_name, model.vae_hash)
-        infotext = build_infotext(request.prompt, request.negative_prompt, params)
-        result.images.append(image)
-        result.seeds.append(seed)
-        result.subseeds.append(subseed)
-        result.infotexts.append(infotext)
-        if output is not None and output.save and folder is not None:
-            result.paths.append(save_png(image, folder, str(seed), infotext if output.embed_infotext else None))
+        result.add_image(image, seed, subseed, build_infotext(request.prompt, request.negative_prompt, params), output)
+
+
+def run_batches(result: GenerationResult, batch_count: int, run_batch: Callable[[int], None]) -> None:
+    """Call ``run_batch(index)`` for each batch. Skip drops the current batch and goes on;
+    interrupt stops the job, keeping the batches already finished."""
+    for batch_index in range(batch_count):
+        try:
+            run_batch(batch_index)
+        except BatchSkipped:
+            result.skipped_batches.append(batch_index)
+        except JobInterrupted:
+            result.interrupted = True
+            return
 
 
 def run_txt2img(model: LoadedModel, job: Job, output: OutputOptions | None = None) -> GenerationResult:
@@ -185,18 +206,14 @@ def run_txt2img(model: LoadedModel, job: Job, output: OutputOptions | None = Non
     result = GenerationResult(request=request)
     tiling = circular_padding(model.pipeline.unet, model.pipeline.vae) if request.tiling else contextlib.nullcontext()
     with tiling, torch.inference_mode():
-        conds = _batch_conditioning(model, request)
+        conds = batch_conditioning(model, request)
         extra_channels = _inpaint_channels(model, request)
-        for batch_index in range(request.batch_count):
-            try:
-                pixels = _run_batch(model, job, batch_index, seeds, conds, hooks, extra_channels)
-            except BatchSkipped:
-                result.skipped_batches.append(batch_index)
-                continue
-            except JobInterrupted:
-                result.interrupted = True
-                break
+
+        def one_batch(batch_index: int) -> None:
+            pixels = _run_batch(model, job, batch_index, seeds, conds, hooks, extra_channels)
             _finish_images(model, result, pixels, batch_index, seeds, output)
+
+        run_batches(result, request.batch_count, one_batch)
     result.hook_errors = list(hooks.errors)
     result.duration_s = time.monotonic() - started
     return result

@@ -1,0 +1,93 @@
+"""A1111 ``/sdapi/v1/img2img`` payloads to ``Img2ImgRequest``s.
+
+A1111's API defaults differ from its UI's, and existing clients rely on them: masked content
+``fill`` (``inpainting_fill`` 0), "Only masked" (``inpaint_full_res`` true) with 0 px padding.
+Integers select from A1111's lists (``resize_mode``, ``inpainting_fill``); names are accepted too.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from PIL import Image
+
+from modules.processing.api_fields import txt2img_fields
+from modules.processing.errors import RequestValidationError
+from modules.processing.image_input import decode_base64_image
+from modules.processing.image_ops import RESIZE_MODES
+from modules.processing.img2img_request import MASKED_CONTENT, Img2ImgRequest
+
+__all__ = ["API_DEFAULTS", "img2img_request_from_api"]
+
+#: A1111's API defaults (``StableDiffusionProcessingImg2Img``), ours where they differ.
+API_DEFAULTS: Mapping[str, Any] = {
+    "masked_content": "fill", "inpaint_only_masked": True, "only_masked_padding": 0, "mask_blur_x": 4,
+    "mask_blur_y": 4, "strength": 0.75, "resize_mode": RESIZE_MODES[0],
+}
+# Accepted and ignored: image CFG only matters to instruct-pix2pix checkpoints, which the loader
+# does not take yet; the others only change what the response carries or mean "off".
+_IGNORED = {"image_cfg_scale", "include_init_images", "mask_round", "initial_noise_multiplier", "latent_mask"}
+_HANDLED = frozenset({"init_images", "mask", "denoising_strength", "resize_mode", "mask_blur", "mask_blur_x",
+                      "mask_blur_y", "inpainting_fill", "inpaint_full_res", "inpaint_full_res_padding",
+                      "inpainting_mask_invert", *_IGNORED})
+
+
+def _image(value: Any, field: str) -> Image.Image:
+    return value if isinstance(value, Image.Image) else decode_base64_image(value, field)
+
+
+def _choice(value: Any, field: str, choices: Sequence[str]) -> str:
+    """An A1111 list index (0, 1, ...) or the choice's own name."""
+    if isinstance(value, str) and value in choices:
+        return value
+    if isinstance(value, int) and not isinstance(value, bool) and 0 <= value < len(choices):
+        return choices[value]
+    options = ", ".join(f"{i} ({name})" for i, name in enumerate(choices))
+    raise RequestValidationError(field, f"must be one of {options}; got {value!r}")
+
+
+def _flag(value: Any, field: str) -> bool:
+    """A1111 clients send these as booleans or as 0/1."""
+    if isinstance(value, bool) or value in (0, 1):
+        return bool(value)
+    raise RequestValidationError(field, f"must be true/false or 0/1, got {value!r}")
+
+
+def _image_fields(payload: Mapping[str, Any]) -> dict[str, Any]:
+    images = payload.get("init_images")
+    if not isinstance(images, (list, tuple)) or not images:
+        raise RequestValidationError("init_images", "must be a list of at least one base64 image")
+    fields: dict[str, Any] = {"init_images": tuple(_image(v, "init_images") for v in images)}
+    if payload.get("mask") is not None:
+        fields["mask"] = _image(payload["mask"], "mask")
+    return fields
+
+
+def img2img_request_from_api(payload: Mapping[str, Any], **extra: Any) -> Img2ImgRequest:
+    """Build an ``Img2ImgRequest`` from an A1111 ``/sdapi/v1/img2img`` style payload.
+
+    Raises:
+        RequestValidationError: naming the offending field (A1111's name).
+    """
+    fields = {**API_DEFAULTS, **txt2img_fields(payload, "img2img", _HANDLED), **_image_fields(payload)}
+    given = {key: value for key, value in payload.items() if value is not None}
+    if "denoising_strength" in given:
+        fields["strength"] = given["denoising_strength"]
+    if "resize_mode" in given:
+        fields["resize_mode"] = _choice(given["resize_mode"], "resize_mode", RESIZE_MODES)
+    if "inpainting_fill" in given:
+        fields["masked_content"] = _choice(given["inpainting_fill"], "inpainting_fill", MASKED_CONTENT)
+    if "mask_blur" in given:
+        fields["mask_blur_x"] = fields["mask_blur_y"] = given["mask_blur"]
+    for key in ("mask_blur_x", "mask_blur_y"):
+        if key in given:
+            fields[key] = given[key]
+    if "inpaint_full_res" in given:
+        fields["inpaint_only_masked"] = _flag(given["inpaint_full_res"], "inpaint_full_res")
+    if "inpaint_full_res_padding" in given:
+        fields["only_masked_padding"] = given["inpaint_full_res_padding"]
+    if "inpainting_mask_invert" in given:
+        fields["inpaint_not_masked"] = _flag(given["inpainting_mask_invert"], "inpainting_mask_invert")
+    fields.update(extra)
+    return Img2ImgRequest(**fields)
