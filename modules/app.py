@@ -24,13 +24,16 @@ class AppContext:
 
     ``extension_install_allowed`` says whether the Extensions tab may install extensions
     (off on an exposed server unless ``--enable-insecure-extension-access``; see
-    ``modules.exposure``).
+    ``modules.exposure``). ``server_folders_allowed`` says whether requests may name folders
+    on the server (img2img's batch from a directory); the same rule applies, because a
+    folder path typed into a public page would read and write the host's files.
     """
 
     paths: DataPaths
     registry: CheckpointRegistry
     models: ModelManager
     extension_install_allowed: bool = True
+    server_folders_allowed: bool = True
 
 
 def build_app_context(args: argparse.Namespace) -> AppContext:
@@ -49,4 +52,5 @@ def build_app_context(args: argparse.Namespace) -> AppContext:
     install_allowed = extension_install_allowed(
         getattr(args, "listen", False), getattr(args, "share", False), getattr(args, "server_name", None),
         getattr(args, "enable_insecure_extension_access", False))
-    return AppContext(paths=paths, registry=registry, models=models, extension_install_allowed=install_allowed)
+    return AppContext(paths=paths, registry=registry, models=models, extension_install_allowed=install_allowed,
+                      server_folders_allowed=install_allowed)

@@ -19,7 +19,9 @@ from modules.models.registry import CheckpointInfo, native_resolution
 from modules.models.vae import AUTOMATIC, BUILTIN, find_vae_files
 from modules.processing.api_fields import txt2img_request_from_api
 from modules.processing.api_fields_img2img import img2img_request_from_api
+from modules.processing.errors import ProcessingError
 from modules.processing.img2img import run_img2img
+from modules.processing.img2img_batch import Img2ImgBatchRequest, batch_request, batch_stand_in, run_img2img_batch
 from modules.processing.img2img_request import Img2ImgRequest
 from modules.processing.job import Job
 from modules.processing.queue import JobQueue, JobStatus
@@ -66,6 +68,8 @@ class Studio:
         model = self.context.models.get(request.checkpoint or self.settings.sd_model_checkpoint or None,
                                         request.vae if request.vae is not None else self.settings.sd_vae)
         settings = self.settings
+        if isinstance(request, Img2ImgBatchRequest):
+            return run_img2img_batch(model, job)
         is_img2img = isinstance(request, Img2ImgRequest)
         folder = self.output_folder("outdir_img2img_samples" if is_img2img else "outdir_txt2img_samples")
         output = OutputOptions(folder, save=settings.samples_save, date_subfolder=settings.save_to_dirs)
@@ -92,6 +96,29 @@ class Studio:
         base64) and queue it; returns the job id. Errors as ``submit_txt2img``."""
         payload = apply_payload_styles(payload, self.styles)
         return self.queue.submit(Job(img2img_request_from_api(payload, **self._setting_defaults(payload))))
+
+    def submit_img2img_batch(self, payload: Mapping[str, Any], input_dir: str, output_dir: str = "",
+                             mask_dir: str = "") -> str:
+        """Queue img2img over every image of ``input_dir`` (A1111's Batch "From directory").
+
+        ``payload`` is an img2img payload without ``init_images``; an empty ``output_dir``
+        means the img2img output folder; ``mask_dir`` (optional) holds masks named like the inputs.
+
+        Raises:
+            ProcessingError: the server is reachable by others (``--listen``/``--share``) and
+                was not started with ``--enable-insecure-extension-access``.
+            RequestValidationError: a bad field or folder, named.
+        """
+        if not self.context.server_folders_allowed:
+            raise ProcessingError("Batch from a directory is off on a server others can reach; start it with "
+                                  "--enable-insecure-extension-access to allow it, or upload the images instead.")
+        # The settings are checked now, on a stand-in image; each file replaces it when its turn comes.
+        payload = apply_payload_styles({**payload, "init_images": [batch_stand_in()]}, self.styles)
+        template = img2img_request_from_api(payload, **self._setting_defaults(payload))
+        target = Path(output_dir.strip()).expanduser() if output_dir.strip() else self.output_folder(
+            "outdir_img2img_samples")
+        masks = Path(mask_dir.strip()).expanduser() if mask_dir.strip() else None
+        return self.queue.submit(Job(batch_request(template, Path(input_dir.strip()).expanduser(), target, masks)))
 
     def _setting_defaults(self, payload: Mapping[str, Any]) -> dict[str, Any]:
         """Request fields that settings fill when the payload leaves them out."""

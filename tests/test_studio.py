@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 
 from modules.app import build_app_context
-from modules.processing.errors import RequestValidationError
+from modules.processing.errors import ProcessingError, RequestValidationError
 from modules.settings import SettingsStore
 from modules.studio import Studio
 
@@ -124,3 +124,34 @@ def test_img2img_jobs_share_the_queue_and_save_to_their_own_folder(studio: Studi
     with pytest.raises(RequestValidationError) as error:
         studio.submit_img2img({"init_images": [source], "denoising_strength": 2})
     assert error.value.field == "denoising_strength"
+
+
+def test_batch_from_a_folder_uses_masks_by_name_and_writes_the_output_folder(studio: Studio, tmp_path: Path) -> None:
+    inputs, masks, out = tmp_path / "in", tmp_path / "masks", tmp_path / "out"
+    inputs.mkdir()
+    masks.mkdir()
+    Image.new("RGB", (64, 64), (10, 200, 10)).save(inputs / "a.png")
+    Image.new("RGB", (64, 64), (10, 10, 200)).save(inputs / "b.jpg")
+    (inputs / "notes.txt").write_text("not an image")
+    Image.new("L", (64, 64), 0).save(masks / "a.png")  # empty mask: "a" comes back unchanged
+    job_id = studio.submit_img2img_batch({"prompt": "x", "steps": 2, "width": 64, "height": 64, "seed": 1},
+                                         str(inputs), str(out), str(masks))
+    status = studio.wait(job_id, timeout=120)
+    assert status.state == "done", status.error
+    result = status.result
+    assert len(result.images) == 2 and sorted(p.parent for p in result.paths) == [out, out]
+    assert result.images[0].getpixel((3, 3)) == (10, 200, 10) and result.notices
+    with pytest.raises(RequestValidationError) as error:
+        studio.submit_img2img_batch({}, str(tmp_path / "missing"))
+    assert error.value.field == "input_dir"
+
+
+def test_batch_from_a_folder_is_off_when_the_server_is_exposed(data_dir: Path) -> None:
+    args = argparse.Namespace(data_dir=data_dir, ckpt_dir=[], precision="fp32", no_half=False, device="cpu",
+                              allow_pickle=False, share=True)
+    service = Studio(build_app_context(args), SettingsStore(data_dir / "config.json"))
+    try:
+        with pytest.raises(ProcessingError, match="enable-insecure-extension-access"):
+            service.submit_img2img_batch({}, str(data_dir))
+    finally:
+        service.close()

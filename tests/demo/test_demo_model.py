@@ -17,14 +17,13 @@ import pytest
 
 from modules.app import build_app_context
 from modules.demo.architecture import MODEL_NAME
-from modules.demo.evaluation import EvaluationReport, evaluate, evaluation_subset, load_checkpoint_in
+from modules.demo.evaluation import EvaluationReport, evaluate, evaluation_subset
 from modules.models.loader import LoadedModel
 from modules.models.registry import native_resolution
 from modules.paths import DEMO_MODEL_DIR
 from modules.processing.job import Job
 from modules.processing.requests import Txt2ImgRequest
 from modules.processing.txt2img import run_txt2img
-from tests.conftest import CPU_FP32
 
 TARGET_GATES = {"colour": 0.90, "background": 0.85, "position": 0.75, "shape": 0.60}
 # v2 measured colour 83 % and background 98 % (chance: 1/8 and 1/7); see the model card.
@@ -34,11 +33,6 @@ CFG_COLOUR_DROP = 0.15
 PROMPTS = 50
 SEEDS = (1, 2)
 CHECKPOINT = DEMO_MODEL_DIR / f"{MODEL_NAME}.safetensors"
-
-
-@pytest.fixture(scope="module")
-def demo_model() -> LoadedModel:
-    return load_checkpoint_in(DEMO_MODEL_DIR, CPU_FP32)
 
 
 @pytest.fixture(scope="module")
