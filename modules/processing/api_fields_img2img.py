@@ -3,6 +3,8 @@
 A1111's API defaults differ from its UI's, and existing clients rely on them: masked content
 ``fill`` (``inpainting_fill`` 0), "Only masked" (``inpaint_full_res`` true) with 0 px padding.
 Integers select from A1111's lists (``resize_mode``, ``inpainting_fill``); names are accepted too.
+``script_name`` may name one of the outpainting scripts, with A1111's positional
+``script_args`` (or an object of the same names).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from modules.processing.errors import RequestValidationError
 from modules.processing.image_input import decode_base64_image
 from modules.processing.image_ops import RESIZE_MODES
 from modules.processing.img2img_request import MASKED_CONTENT, Img2ImgRequest
+from modules.processing.outpainting import OUTPAINT_SCRIPTS, apply_outpaint_script
 
 __all__ = ["API_DEFAULTS", "img2img_request_from_api"]
 
@@ -30,7 +33,7 @@ API_DEFAULTS: Mapping[str, Any] = {
 _IGNORED = {"image_cfg_scale", "include_init_images", "mask_round", "initial_noise_multiplier", "latent_mask"}
 _HANDLED = frozenset({"init_images", "mask", "denoising_strength", "resize_mode", "mask_blur", "mask_blur_x",
                       "mask_blur_y", "inpainting_fill", "inpaint_full_res", "inpaint_full_res_padding",
-                      "inpainting_mask_invert", *_IGNORED})
+                      "inpainting_mask_invert", "script_name", "script_args", *_IGNORED})
 
 
 def _image(value: Any, field: str) -> Image.Image:
@@ -90,4 +93,12 @@ def img2img_request_from_api(payload: Mapping[str, Any], **extra: Any) -> Img2Im
     if "inpainting_mask_invert" in given:
         fields["inpaint_not_masked"] = _flag(given["inpainting_mask_invert"], "inpainting_mask_invert")
     fields.update(extra)
-    return Img2ImgRequest(**fields)
+    request = Img2ImgRequest(**fields)
+    script = given.get("script_name") or ""
+    if not script:
+        return request
+    titles = {title.lower(): title for title in OUTPAINT_SCRIPTS}  # A1111 matches titles case-blind
+    if script.lower() not in titles:
+        raise RequestValidationError("script_name", f"no img2img script {script!r}; available: "
+                                                    f"{', '.join(OUTPAINT_SCRIPTS)}")
+    return apply_outpaint_script(request, titles[script.lower()], given.get("script_args") or [])
