@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import secrets
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from fastapi import APIRouter, Body, Depends, HTTPException
@@ -52,13 +52,15 @@ def decode_image(data: Any, field: str = "image") -> Image.Image:
         raise HTTPException(413 if "limit" in error.message else 422, str(error)) from None
 
 
-def _txt2img(studio: Studio, payload: dict[str, Any]) -> dict[str, Any]:
+def _generate(payload: dict[str, Any], submit: Callable[[dict[str, Any]], str], studio: Studio) -> dict[str, Any]:
+    """Queue a txt2img/img2img payload with ``submit``, wait, and answer in A1111's shape."""
     if not isinstance(payload, dict):
         raise HTTPException(422, "body: must be a JSON object")
     try:
-        job_id = studio.submit_txt2img(payload)
+        job_id = submit(payload)
     except RequestValidationError as error:
-        raise HTTPException(422, f"{error.field}: {error.message}") from None
+        status_code = 413 if "limit" in error.message else 422  # an upload over a size limit
+        raise HTTPException(status_code, f"{error.field}: {error.message}") from None
     except ProcessingError as error:
         raise HTTPException(503, str(error)) from None
     status = studio.wait(job_id)
@@ -69,8 +71,10 @@ def _txt2img(studio: Studio, payload: dict[str, Any]) -> dict[str, Any]:
     info = {"prompt": result.request.prompt, "negative_prompt": result.request.negative_prompt,
             "seed": result.seeds[0] if result.seeds else result.request.seed, "all_seeds": result.seeds,
             "all_subseeds": result.subseeds, "infotexts": result.infotexts, "job_id": job_id,
-            "interrupted": result.interrupted}
-    return {"images": images, "parameters": payload, "info": json.dumps(info, ensure_ascii=False)}
+            "interrupted": result.interrupted, "notices": result.notices}
+    # A1111 echoes the request but blanks the images, which would double the response.
+    parameters = {k: None if k in ("init_images", "mask") else v for k, v in payload.items()}
+    return {"images": images, "parameters": parameters, "info": json.dumps(info, ensure_ascii=False)}
 
 
 def _progress(studio: Studio) -> dict[str, Any]:
@@ -92,7 +96,11 @@ def build_router(studio: Studio, credentials: Sequence[tuple[str, str]] = ()) ->
 
     @router.post("/txt2img")
     def txt2img(payload: Any = Body(...)) -> dict[str, Any]:  # noqa: B008 - FastAPI idiom
-        return _txt2img(studio, payload)
+        return _generate(payload, studio.submit_txt2img, studio)
+
+    @router.post("/img2img")
+    def img2img(payload: Any = Body(...)) -> dict[str, Any]:  # noqa: B008 - FastAPI idiom
+        return _generate(payload, studio.submit_img2img, studio)
 
     @router.post("/png-info")
     def png_info(payload: dict[str, Any] = Body(...)) -> dict[str, Any]:  # noqa: B008

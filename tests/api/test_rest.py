@@ -82,3 +82,39 @@ def test_api_shares_the_ui_credentials(data_dir: Path) -> None:
         assert httpx.get(url + "sdapi/v1/samplers").status_code == 401
         assert httpx.get(url + "sdapi/v1/samplers", auth=("alice", "wrong")).status_code == 401
         assert httpx.get(url + "sdapi/v1/samplers", auth=("alice", "secret")).status_code == 200
+
+
+def _b64_png(image: Image.Image) -> str:
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return base64.b64encode(buffer.getvalue()).decode()
+
+
+def test_img2img_inpaint_as_an_a1111_client_sends_it(api: httpx.Client) -> None:
+    source = Image.new("RGB", (64, 64), (250, 200, 20))
+    mask = Image.new("L", (64, 64), 0)
+    mask.paste(255, (40, 40, 64, 64))
+    payload = {"init_images": [_b64_png(source)], "mask": _b64_png(mask), "prompt": "a red circle", "steps": 3,
+               "width": 64, "height": 64, "seed": 2, "sampler_name": "Euler a", "denoising_strength": 1.0,
+               "mask_blur": 0, "inpainting_fill": 1, "inpaint_full_res": False, "inpaint_full_res_padding": 32,
+               "inpainting_mask_invert": 0, "resize_mode": 0, "image_cfg_scale": 1.5, "include_init_images": False,
+               "send_images": True, "save_images": False, "override_settings": {}, "alwayson_scripts": {}}
+    response = api.post("/img2img", json=payload)
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["parameters"]["init_images"] is None and body["parameters"]["denoising_strength"] == 1.0
+    image = Image.open(io.BytesIO(base64.b64decode(body["images"][0])))
+    assert image.getpixel((5, 5)) == (250, 200, 20)  # outside the mask: the input's own pixel
+    assert "Denoising strength: 1" in image.info["parameters"] and "Mask blur: 0" in image.info["parameters"]
+
+
+@pytest.mark.parametrize(("payload", "field", "status"), [
+    ({"init_images": ["bm90IGFuIGltYWdl"]}, "init_images", 422),
+    ({"init_images": [], "prompt": "x"}, "init_images", 422),
+    ({"init_images": ["x"], "denoising_strength": 3}, "init_images", 422),
+    ({"init_images": ["A" * (70 * 1024 * 1024)]}, "init_images", 413),
+])
+def test_bad_img2img_input_is_refused_naming_the_field(api: httpx.Client, payload: dict, field: str,
+                                                        status: int) -> None:
+    response = api.post("/img2img", json=payload)
+    assert response.status_code == status and field in response.json()["detail"]
