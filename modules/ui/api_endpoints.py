@@ -7,6 +7,7 @@ never depend on which components or extensions the page has (A1111's positional
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import gradio as gr
@@ -22,11 +23,28 @@ if TYPE_CHECKING:
 __all__ = ["register_api"]
 
 
-def _decode_image(data: str) -> Image.Image:
+def _decode_image(data: str, field: str = "image") -> Image.Image:
     try:
-        return decode_base64_image(data)
+        return decode_base64_image(data, field)
     except RequestValidationError as error:
         raise gr.Error(str(error)) from None
+
+
+def _generate(studio: Studio, submit: Callable[[dict[str, Any]], str], payload: dict[str, Any]) -> dict[str, Any]:
+    """Queue a payload, wait for it, and return the images as base64 PNGs with their infotexts."""
+    try:
+        job_id = submit(payload)
+    except RequestValidationError as error:
+        raise gr.Error(f"{error.field}: {error.message}") from None
+    except ProcessingError as error:
+        raise gr.Error(str(error)) from None
+    status = studio.wait(job_id)
+    if status.state == "failed":
+        raise gr.Error(status.error or "generation failed")
+    result = status.result
+    images = [png_base64(image, info) for image, info in zip(result.images, result.infotexts, strict=True)]
+    return {"job_id": job_id, "images": images, "infotexts": result.infotexts, "seeds": result.seeds,
+            "interrupted": result.interrupted, "paths": [str(p) for p in result.paths], "notices": result.notices}
 
 
 def _status_dict(studio: Studio, job_id: str) -> dict[str, Any]:
@@ -60,19 +78,39 @@ def register_api(studio: Studio) -> None:
         overrides = {k: v for k, v in (("sd_model_checkpoint", sd_model_checkpoint), ("sd_vae", sd_vae)) if v}
         if overrides:
             payload["override_settings"] = overrides
-        try:
-            job_id = studio.submit_txt2img(payload)
-        except RequestValidationError as error:
-            raise gr.Error(f"{error.field}: {error.message}") from None
-        except ProcessingError as error:
-            raise gr.Error(str(error)) from None
-        status = studio.wait(job_id)
-        if status.state == "failed":
-            raise gr.Error(status.error or "generation failed")
-        result = status.result
-        images = [png_base64(image, info) for image, info in zip(result.images, result.infotexts, strict=True)]
-        return {"job_id": job_id, "images": images, "infotexts": result.infotexts, "seeds": result.seeds,
-                "interrupted": result.interrupted, "paths": [str(p) for p in result.paths]}
+        return _generate(studio, studio.submit_txt2img, payload)
+
+    def img2img(image: str, prompt: str = "", negative_prompt: str = "", denoising_strength: float = 0.75,
+                resize_mode: int = 0, steps: int = 20, sampler_name: str = "DPM++ 2M", scheduler: str = "Automatic",
+                cfg_scale: float = 7.0, seed: int = -1, width: int = 512, height: int = 512, batch_size: int = 1,
+                n_iter: int = 1, styles: list[str] | None = None) -> dict[str, Any]:
+        """Generate from a base64 image and text; returns base64 PNGs (with infotext), seeds and infotexts."""
+        payload: dict[str, Any] = {
+            "init_images": [_decode_image(image, "image")], "prompt": prompt, "negative_prompt": negative_prompt,
+            "denoising_strength": denoising_strength, "resize_mode": resize_mode, "steps": steps,
+            "sampler_name": sampler_name, "scheduler": scheduler, "cfg_scale": cfg_scale, "seed": seed,
+            "width": width, "height": height, "batch_size": batch_size, "n_iter": n_iter, "styles": styles or [],
+        }
+        return _generate(studio, studio.submit_img2img, payload)
+
+    def inpaint(image: str, mask: str, prompt: str = "", negative_prompt: str = "", denoising_strength: float = 0.75,
+                mask_blur: int = 4, inpainting_mask_invert: int = 0, inpainting_fill: int = 1,
+                inpaint_full_res: bool = False, inpaint_full_res_padding: int = 32, resize_mode: int = 0,
+                steps: int = 20, sampler_name: str = "DPM++ 2M", scheduler: str = "Automatic", cfg_scale: float = 7.0,
+                seed: int = -1, width: int = 512, height: int = 512, batch_size: int = 1, n_iter: int = 1,
+                styles: list[str] | None = None) -> dict[str, Any]:
+        """Repaint the white area of a base64 mask over a base64 image (A1111's inpaint fields; the
+        defaults are the UI's: original content, whole picture)."""
+        payload: dict[str, Any] = {
+            "init_images": [_decode_image(image, "image")], "mask": _decode_image(mask, "mask"), "prompt": prompt,
+            "negative_prompt": negative_prompt, "denoising_strength": denoising_strength, "mask_blur": mask_blur,
+            "inpainting_mask_invert": inpainting_mask_invert, "inpainting_fill": inpainting_fill,
+            "inpaint_full_res": inpaint_full_res, "inpaint_full_res_padding": inpaint_full_res_padding,
+            "resize_mode": resize_mode, "steps": steps, "sampler_name": sampler_name, "scheduler": scheduler,
+            "cfg_scale": cfg_scale, "seed": seed, "width": width, "height": height, "batch_size": batch_size,
+            "n_iter": n_iter, "styles": styles or [],
+        }
+        return _generate(studio, studio.submit_img2img, payload)
 
     def png_info(image: str) -> dict[str, Any]:
         """Read the A1111 infotext of a base64 image: {"info": text, "parameters": parsed fields}."""
@@ -106,6 +144,6 @@ def register_api(studio: Studio) -> None:
         except LookupError as error:
             raise gr.Error(str(error)) from None
 
-    for fn in (txt2img, png_info, interrupt, skip, progress, refresh_checkpoints, set_checkpoint):
-        queued = fn is txt2img
+    for fn in (txt2img, img2img, inpaint, png_info, interrupt, skip, progress, refresh_checkpoints, set_checkpoint):
+        queued = fn in (txt2img, img2img, inpaint)
         gr.api(fn, api_name=fn.__name__, queue=queued, concurrency_limit=None if queued else "default")

@@ -91,7 +91,7 @@ def build_app(studio: Studio) -> gr.Blocks:
             with gr.Tab("txt2img", id="txt2img"):
                 txt2img = build_txt2img_tab(studio)
             with gr.Tab("img2img", id="img2img"):
-                img2img = build_img2img_tab()
+                img2img = build_img2img_tab(studio)
             with gr.Tab("Extras", id="extras"):
                 extras = build_extras_tab()
             with gr.Tab("PNG Info", id="pnginfo"):
@@ -102,9 +102,10 @@ def build_app(studio: Studio) -> gr.Blocks:
                 build_settings_tab(studio)
             with gr.Tab("Extensions", id="extensions"):
                 gr.Markdown(LATER["Extensions"])
-        demo.load(txt2img.resume, inputs=[txt2img.job_id], outputs=txt2img.outputs, api_visibility="private",
-                  concurrency_limit=None)
-        wire_send_to(txt2img.panel, tabs, img2img, extras)
-        wire_open_folder(demo, txt2img.panel, lambda: studio.output_folder("outdir_txt2img_samples"))
+        for form, folder in ((txt2img, "outdir_txt2img_samples"), (img2img.form, "outdir_img2img_samples")):
+            demo.load(form.resume, inputs=[form.job_id], outputs=form.outputs, api_visibility="private",
+                      concurrency_limit=None)
+            wire_send_to(form.panel, tabs, img2img, extras)
+            wire_open_folder(demo, form.panel, lambda folder=folder: studio.output_folder(folder))
         register_api(studio)
     return demo

@@ -1,38 +1,50 @@
-"""The img2img tab, first part: A1111's input sub-tabs and the parameters sent to them.
+"""The img2img tab: A1111's input sub-tabs (img2img, Sketch, Inpaint, Inpaint sketch, Inpaint
+upload, Batch), resize mode, inpaint controls, denoising strength and the outpainting
+scripts, on the same generation form as txt2img.
 
-Generation from this tab (resize mode, denoising strength, inpaint controls, Generate) arrives
-with the img2img issue. What exists now is what "Send to img2img" / "Send to inpaint" fill:
-the "img2img" image, the "Inpaint" editor (sketch the mask in white over the image), the
-prompts, and ``received``, a ``gr.State`` with the other infotext values of the sent image
-(A1111 payload names: sampler_name, steps, cfg_scale, seed, width, height, ...) for the
-img2img issue to apply to its controls.
+"Send to img2img/inpaint" fills the image, the prompts and ``received`` (a ``gr.State`` of the
+sent image's parameters by A1111 payload name), which sets the sampler/steps/CFG/seed/size.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import gradio as gr
 
-__all__ = ["IMG2IMG_TAB_IDS", "PENDING_NOTE", "Img2ImgTab", "build_img2img_tab"]
+from modules.processing.image_ops import RESIZE_MODES
+from modules.processing.img2img_request import INPAINT_AREAS, MASK_MODES, MASKED_CONTENT
+from modules.processing.outpainting import DIRECTIONS, OUTPAINT_SCRIPTS
+from modules.ui.generation_form import GenerationTab, build_generation_tab
+from modules.ui.img2img_payload import INPAINT_MODES, build_img2img_payload, settings_payload
 
-#: ``gr.Tab`` ids of the input sub-tabs (A1111 mode 0 and 2), for ``gr.Tabs(selected=...)``.
-IMG2IMG_TAB_IDS = {"img2img": "img2img_img2img_tab", "inpaint": "img2img_inpaint_tab"}
-PENDING_NOTE = ("Generating from img2img and inpaint arrives with the img2img work; for now this tab receives "
-                "images and their parameters from txt2img.")
+if TYPE_CHECKING:
+    from modules.studio import Studio
+
+__all__ = ["IMG2IMG_TAB_IDS", "Img2ImgTab", "build_img2img_tab", "received_updates"]
+
+#: ``gr.Tab`` ids of the input sub-tabs, for ``gr.Tabs(selected=...)``.
+IMG2IMG_TAB_IDS = {"img2img": "img2img_img2img_tab", "sketch": "img2img_sketch_tab",
+                   "inpaint": "img2img_inpaint_tab", "inpaint sketch": "img2img_inpaint_sketch_tab",
+                   "inpaint upload": "img2img_inpaint_upload_tab", "batch": "img2img_batch_tab"}
 MASK_COLOUR = "#ffffff"
-
-
-def _mask_brush() -> gr.Brush:
-    """One fixed white brush: the painted strokes are the inpaint mask (A1111's mask colour)."""
-    return gr.Brush(colors=[MASK_COLOUR], default_color=MASK_COLOUR, color_mode="fixed")
+#: The controls "Send to" sets from the sent image's parameters, by A1111 payload name.
+RECEIVED_FIELDS = ("sampler_name", "scheduler", "steps", "cfg_scale", "seed", "width", "height")
+EXTRA_FIELDS = (
+    "mode", "init_image", "sketch", "inpaint_image", "inpaint_sketch", "inpaint_upload_image", "inpaint_upload_mask",
+    "batch_input_dir", "batch_output_dir", "batch_mask_dir", "resize_mode", "mask_blur", "mask_mode",
+    "inpainting_fill", "inpaint_area", "inpaint_full_res_padding", "denoising_strength", "script_name", "pixels",
+    "script_mask_blur", "script_inpainting_fill", "direction", "noise_q", "color_variation",
+)
 
 
 @dataclass
 class Img2ImgTab:
     """The components other tabs (Send to) and tests reach."""
 
+    form: GenerationTab
     mode_tabs: Any
     init_image: Any
     inpaint_image: Any
@@ -41,18 +53,137 @@ class Img2ImgTab:
     received: Any  # gr.State: dict of A1111 payload values from the sent image's infotext
 
 
-def build_img2img_tab() -> Img2ImgTab:
-    """Build the tab's components; call inside a ``gr.Tab``."""
-    prompt = gr.Textbox(label="Prompt", lines=3, elem_id="img2img_prompt")
-    negative = gr.Textbox(label="Negative prompt", lines=2, elem_id="img2img_neg_prompt")
-    gr.Markdown(PENDING_NOTE, elem_id="img2img_pending_note")
-    with gr.Tabs(elem_id="mode_img2img") as mode_tabs:
-        with gr.Tab("img2img", id=IMG2IMG_TAB_IDS["img2img"], elem_id=IMG2IMG_TAB_IDS["img2img"]):
-            init_image = gr.Image(label="Image for img2img", type="pil", image_mode="RGBA",
-                                  sources=["upload", "clipboard"], elem_id="img2img_image", height=480)
-        with gr.Tab("Inpaint", id=IMG2IMG_TAB_IDS["inpaint"], elem_id=IMG2IMG_TAB_IDS["inpaint"]):
-            inpaint_image = gr.ImageEditor(label="Image for inpainting with mask", type="pil", image_mode="RGBA",
-                                           sources=["upload", "clipboard"], brush=_mask_brush(), layers=False,
-                                           elem_id="img2maskimg", height=480)
+def received_updates(values: Mapping[str, Any] | None) -> tuple[Any, ...]:
+    """Updates for the ``RECEIVED_FIELDS`` controls (the sent value where there is one), then
+    for the mode and the inpaint controls' visibility (``values["mode"]``: the sub-tab opened)."""
+    values = values or {}
+    controls = tuple(gr.update(value=values[name]) if name in values else gr.update() for name in RECEIVED_FIELDS)
+    if "mode" not in values:
+        return (*controls, gr.update(), gr.update())
+    return (*controls, values["mode"], gr.update(visible=values["mode"] in INPAINT_MODES))
+
+
+def _editor(label: str, elem_id: str, colour_brush: bool) -> Any:
+    brush = gr.Brush(default_size=16, colors=None if colour_brush else [MASK_COLOUR],
+                     default_color="#ff0000" if colour_brush else MASK_COLOUR,
+                     color_mode="defaults" if colour_brush else "fixed")
+    return gr.ImageEditor(label=label, type="pil", image_mode="RGBA", sources=["upload", "clipboard"], brush=brush,
+                          eraser=gr.Eraser(default_size=16), layers=False, elem_id=elem_id, height=480)
+
+
+def _input_tabs(c: dict[str, Any]) -> None:
+    c["mode"] = gr.State("img2img")
+    with gr.Tabs(elem_id="mode_img2img") as c["mode_tabs"]:
+        tabs = {}
+        with gr.Tab("img2img", id=IMG2IMG_TAB_IDS["img2img"], elem_id=IMG2IMG_TAB_IDS["img2img"]) as tabs["img2img"]:
+            c["init_image"] = gr.Image(label="Image for img2img", type="pil", image_mode="RGBA",
+                                       sources=["upload", "clipboard"], elem_id="img2img_image", height=480)
+        with gr.Tab("Sketch", id=IMG2IMG_TAB_IDS["sketch"], elem_id=IMG2IMG_TAB_IDS["sketch"]) as tabs["Sketch"]:
+            c["sketch"] = _editor("Image for img2img", "img2img_sketch", colour_brush=True)
+        with gr.Tab("Inpaint", id=IMG2IMG_TAB_IDS["inpaint"], elem_id=IMG2IMG_TAB_IDS["inpaint"]) as tabs["Inpaint"]:
+            c["inpaint_image"] = _editor("Image for inpainting with mask", "img2maskimg", colour_brush=False)
+        with gr.Tab("Inpaint sketch", id=IMG2IMG_TAB_IDS["inpaint sketch"],
+                    elem_id=IMG2IMG_TAB_IDS["inpaint sketch"]) as tabs["Inpaint sketch"]:
+            c["inpaint_sketch"] = _editor("Color sketch inpainting", "inpaint_sketch", colour_brush=True)
+        with gr.Tab("Inpaint upload", id=IMG2IMG_TAB_IDS["inpaint upload"],
+                    elem_id=IMG2IMG_TAB_IDS["inpaint upload"]) as tabs["Inpaint upload"]:
+            c["inpaint_upload_image"] = gr.Image(label="Image for img2img", type="pil", image_mode="RGBA",
+                                                 elem_id="img_inpaint_base")
+            c["inpaint_upload_mask"] = gr.Image(label="Mask", type="pil", image_mode="RGBA",
+                                                elem_id="img_inpaint_mask")
+        with gr.Tab("Batch", id=IMG2IMG_TAB_IDS["batch"], elem_id=IMG2IMG_TAB_IDS["batch"]) as tabs["Batch"]:
+            gr.Markdown("Process every image of a folder on the server's disk (off when the server is reachable "
+                        "by others).")
+            c["batch_input_dir"] = gr.Textbox(label="Input directory", elem_id="img2img_batch_input_dir")
+            c["batch_output_dir"] = gr.Textbox(label="Output directory", elem_id="img2img_batch_output_dir")
+            c["batch_mask_dir"] = gr.Textbox(
+                label="Inpaint batch mask directory (required for inpaint batch processing only)",
+                elem_id="img2img_batch_inpaint_mask_dir")
+    c["input_tabs"] = tabs
+
+
+def _inpaint_controls(c: dict[str, Any]) -> None:
+    c["resize_mode"] = gr.Radio(list(RESIZE_MODES), value=RESIZE_MODES[0], label="Resize mode",
+                                elem_id="resize_mode")
+    with gr.Group(visible=False, elem_id="img2img_inpaint_controls") as c["inpaint_controls"]:
+        c["mask_blur"] = gr.Slider(0, 64, value=4, step=1, label="Mask blur", elem_id="img2img_mask_blur")
+        c["mask_mode"] = gr.Radio(list(MASK_MODES), value=MASK_MODES[0], label="Mask mode",
+                                  elem_id="img2img_mask_mode")
+        c["inpainting_fill"] = gr.Radio(list(MASKED_CONTENT), value="original", label="Masked content",
+                                        elem_id="img2img_inpainting_fill")
+        with gr.Row():
+            c["inpaint_area"] = gr.Radio(list(INPAINT_AREAS), value=INPAINT_AREAS[0], label="Inpaint area",
+                                         elem_id="img2img_inpaint_full_res")
+            c["inpaint_full_res_padding"] = gr.Slider(0, 256, value=32, step=4, label="Only masked padding, pixels",
+                                                      elem_id="img2img_inpaint_full_res_padding")
+
+
+def _above_settings(c: dict[str, Any]) -> None:
+    _input_tabs(c)
+    _inpaint_controls(c)
+
+
+def _script_controls(c: dict[str, Any]) -> None:
+    c["script_name"] = gr.Dropdown(["None", *OUTPAINT_SCRIPTS], value="None", label="Script",
+                                   elem_id="img2img_script")
+    with gr.Group(visible=False, elem_id="img2img_outpaint_controls") as c["script_controls"]:
+        c["pixels"] = gr.Slider(8, 256, value=128, step=8, label="Pixels to expand", elem_id="img2img_outpaint_pixels")
+        c["script_mask_blur"] = gr.Slider(0, 64, value=4, step=1, label="Mask blur",
+                                          elem_id="img2img_outpaint_mask_blur")
+        c["direction"] = gr.CheckboxGroup(list(DIRECTIONS), value=list(DIRECTIONS), label="Outpainting direction",
+                                          elem_id="img2img_outpaint_direction")
+        c["script_inpainting_fill"] = gr.Radio(list(MASKED_CONTENT), value="fill", label="Masked content",
+                                               elem_id="img2img_outpaint_fill")
+        c["noise_q"] = gr.Slider(0.0, 4.0, value=1.0, step=0.01, label="Fall-off exponent (lower=higher detail)",
+                                 elem_id="img2img_outpaint_noise_q", visible=False)
+        c["color_variation"] = gr.Slider(0.0, 1.0, value=0.05, step=0.01, label="Color variation",
+                                         elem_id="img2img_outpaint_color_variation", visible=False)
+
+
+def _below_size(c: dict[str, Any]) -> None:
+    c["denoising_strength"] = gr.Slider(0.0, 1.0, value=0.75, step=0.01, label="Denoising strength",
+                                        elem_id="img2img_denoising_strength")
+    _script_controls(c)
+
+
+def _submit(studio: Studio):
+    def submit(values: dict[str, Any]) -> str:
+        if values["mode"] == "Batch":
+            payload = settings_payload(values)
+            for name in ("mask_blur", "inpainting_fill", "inpaint_full_res_padding"):
+                payload.pop(name, None)  # a batch inpaints only with a mask folder, with A1111's API defaults
+            return studio.submit_img2img_batch(payload, values["batch_input_dir"] or "",
+                                               values["batch_output_dir"] or "", values["batch_mask_dir"] or "")
+        return studio.submit_img2img(build_img2img_payload(values))
+
+    return submit
+
+
+def _wire_mode_switches(c: dict[str, Any]) -> None:
+    """The open sub-tab is the mode; inpaint controls show only for the inpaint modes, and each
+    outpainting script shows its own controls (mk2's mask blur defaults to 8, as in A1111)."""
+    for mode, tab in c["input_tabs"].items():
+        tab.select(lambda mode=mode: (mode, gr.update(visible=mode in INPAINT_MODES)),
+                   outputs=[c["mode"], c["inpaint_controls"]], api_visibility="private", queue=False)
+
+    def script_chosen(name: str) -> tuple[Any, ...]:
+        mk2 = name == OUTPAINT_SCRIPTS[1]
+        return (gr.update(visible=name != "None"), gr.update(value=8 if mk2 else 4),
+                gr.update(visible=not mk2), gr.update(visible=mk2), gr.update(visible=mk2))
+
+    c["script_name"].change(script_chosen, inputs=[c["script_name"]],
+                            outputs=[c["script_controls"], c["script_mask_blur"], c["script_inpainting_fill"],
+                                     c["noise_q"], c["color_variation"]], api_visibility="private", queue=False)
+
+
+def build_img2img_tab(studio: Studio) -> Img2ImgTab:
+    """Build the tab's components and wire them; call inside a ``gr.Tab``."""
+    form = build_generation_tab(studio, "img2img", _submit(studio), EXTRA_FIELDS, _above_settings, _below_size)
+    c = form.controls
+    _wire_mode_switches(c)
     received = gr.State({})
-    return Img2ImgTab(mode_tabs, init_image, inpaint_image, prompt, negative, received)
+    received.change(received_updates, inputs=[received],
+                    outputs=[*(c[name] for name in RECEIVED_FIELDS), c["mode"], c["inpaint_controls"]],
+                    api_visibility="private", queue=False)
+    return Img2ImgTab(form, c["mode_tabs"], c["init_image"], c["inpaint_image"], c["prompt"],
+                      c["negative_prompt"], received)

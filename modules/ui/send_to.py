@@ -74,7 +74,7 @@ def send_to_img2img(gallery: GalleryValue, infotexts: Sequence[str] | None, inde
     if picked is None:
         return _nothing(6)
     image, infotext = picked
-    values = received_values(infotext, image)
+    values = {**received_values(infotext, image), "mode": "Inpaint" if mode == "inpaint" else "img2img"}
     target: Any = image if mode == "img2img" else {"background": image, "layers": [], "composite": image}
     return (target, values.get("prompt", ""), values.get("negative_prompt", ""), values,
             gr.Tabs(selected="img2img"), gr.Tabs(selected=IMG2IMG_TAB_IDS[mode]))

@@ -1,251 +1,31 @@
-"""The txt2img tab: A1111's controls and labels, a live progress bar and preview, results."""
+"""The txt2img tab: A1111's controls and labels, a live progress bar and preview, results.
+
+Everything it shows is the shared generation form (``generation_form``); what is its own is
+where the payload goes.
+"""
 
 from __future__ import annotations
 
-import functools
-import time
-from collections.abc import Iterator
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-import gradio as gr
-
-from modules.processing.errors import ProcessingError, RequestValidationError
-from modules.processing.queue import JobStatus
-from modules.processing.samplers import SAMPLERS, SCHEDULE_TYPES
-from modules.ui.output_panel import OutputPanel, build_output_panel, wire_save
-from modules.ui.progress import preview_image, progress_html
-from modules.ui.style_editor import build_style_editor, wire_style_buttons
+from modules.ui.generation_form import (
+    PAYLOAD_FIELDS,
+    GenerationTab,
+    build_generation_tab,
+    payload_from_values,
+    stream_job,
+    token_count,
+)
 
 if TYPE_CHECKING:
     from modules.studio import Studio
 
-__all__ = ["PAYLOAD_FIELDS", "Txt2ImgTab", "build_txt2img_tab", "payload_from_values", "stream_job"]
+__all__ = ["PAYLOAD_FIELDS", "Txt2ImgTab", "build_txt2img_tab", "payload_from_values", "stream_job",
+           "token_count"]
 
-#: The A1111 API name of each control, in the order the Generate handler receives them.
-PAYLOAD_FIELDS = (
-    "prompt", "negative_prompt", "sampler_name", "scheduler", "steps", "width", "height", "n_iter",
-    "batch_size", "cfg_scale", "seed", "subseed", "subseed_strength", "seed_resize_from_w", "seed_resize_from_h",
-    "styles",
-)
-_INT_FIELDS = {"steps", "width", "height", "n_iter", "batch_size", "seed", "subseed", "seed_resize_from_w",
-               "seed_resize_from_h"}
-POLL_SECONDS = 0.25
+Txt2ImgTab = GenerationTab
 
 
-@dataclass
-class Txt2ImgTab:
-    """The components other tabs and tests need to reach."""
-
-    controls: dict[str, Any]
-    generate: Any
-    interrupt: Any
-    skip: Any
-    panel: OutputPanel
-    progress: Any
-    preview: Any
-    job_id: Any
-    outputs: list[Any]
-    resume: Any
-
-
-def payload_from_values(values: tuple[Any, ...]) -> dict[str, Any]:
-    """Control values (in ``PAYLOAD_FIELDS`` order) to an A1111 txt2img payload.
-
-    Sliders and number boxes deliver floats; whole-number fields become ints when they are
-    whole, and anything else is left for request validation to reject by name.
-    """
-    payload = dict(zip(PAYLOAD_FIELDS, values, strict=True))
-    for name in _INT_FIELDS:
-        value = payload[name]
-        if isinstance(value, float) and value.is_integer():
-            payload[name] = int(value)
-    return payload
-
-
-@functools.cache
-def _tokenizer() -> Any:
-    from modules.models.loader import build_clip_tokenizer
-
-    return build_clip_tokenizer()
-
-
-def token_count(text: str) -> str:
-    """A1111's counter: tokens used / capacity of the 75-token chunks they fill.
-
-    In the server, call ``Studio.ensure_libraries`` first (see ``count_tokens``).
-    """
-    count = len(_tokenizer()(text or "", add_special_tokens=False).input_ids)
-    capacity = max(1, -(-count // 75)) * 75
-    return f"{count}/{capacity}"
-
-
-def stream_job(studio: Studio, job_id: str, preview_every: int,
-               poll_seconds: float = POLL_SECONDS) -> Iterator[tuple[JobStatus, Any]]:
-    """Yield (status, preview) while the job runs, then its final status once.
-
-    A preview is decoded only every ``preview_every`` steps (0 or less: never).
-    """
-    last_preview_step = -1
-    while True:
-        status = studio.status(job_id)
-        if status.position is None:
-            yield status, None
-            return
-        preview = None
-        if status.state == "running" and preview_every > 0 and status.step - last_preview_step >= preview_every:
-            preview, last_preview_step = preview_image(status), status.step
-        yield status, preview
-        time.sleep(poll_seconds)
-
-
-def _final_outputs(status: JobStatus) -> tuple[list[Any], str, Any, list[str]]:
-    """Gallery entries, info text, last seed and the per-image infotexts of a finished job."""
-    result = status.result
-    if result is None:
-        return [], status.error or "", gr.update(), []
-    images = [(image, f"Seed {seed}") for image, seed in zip(result.images, result.seeds, strict=True)]
-    info = "\n\n".join(result.infotexts)
-    if result.hook_errors:
-        info += "\n\nScript errors:\n" + "\n".join(result.hook_errors)
-    return images, info, result.seeds[0] if result.seeds else gr.update(), list(result.infotexts)
-
-
-def stream_outputs(studio: Studio, job_id: str) -> Iterator[tuple[Any, ...]]:
-    """The tab's outputs (job id, progress, preview, gallery, info, last seed, infotexts) over a job's life."""
-    settings = studio.settings
-    every = settings.show_progress_every_n_steps if settings.live_previews_enable else 0
-    bar = progress_html if settings.show_progressbar else (lambda status: "")
-    for status, preview in stream_job(studio, job_id, every, settings.live_preview_refresh_period / 1000):
-        if status.position is not None:
-            preview_update = preview if preview is not None else gr.update()
-            yield job_id, bar(status), preview_update, gr.update(), gr.update(), gr.update(), gr.update()
-        else:
-            images, info, last_seed, infotexts = _final_outputs(status)
-            yield job_id, bar(status), None, images, info, last_seed, infotexts
-
-
-def _generate_handler(studio: Studio):
-    def generate(*values: Any) -> Iterator[tuple[Any, ...]]:
-        try:
-            job_id = studio.submit_txt2img(payload_from_values(values))
-        except RequestValidationError as error:
-            raise gr.Error(f"{error.field}: {error.message}") from None
-        except ProcessingError as error:
-            raise gr.Error(str(error)) from None
-        yield from stream_outputs(studio, job_id)
-
-    return generate
-
-
-def _resume_handler(studio: Studio):
-    def resume(job_id: str) -> Iterator[tuple[Any, ...]]:
-        """After a page reload: pick up the job this browser started last, running or finished."""
-        try:
-            studio.status(job_id)
-        except KeyError:  # none, or too old to be kept
-            return
-        yield from stream_outputs(studio, job_id)
-
-    return resume
-
-
-def _prompt_row(c: dict[str, Any], show_counters: bool, style_names: list[str]) -> None:
-    with gr.Row():
-        with gr.Column(scale=6):
-            c["prompt"] = gr.Textbox(label="Prompt", lines=3, elem_id="txt2img_prompt",
-                                     placeholder="Prompt (press Ctrl+Enter to generate)")
-            c["prompt_tokens"] = gr.Markdown("0/75", elem_id="txt2img_token_counter", visible=show_counters)
-            c["negative_prompt"] = gr.Textbox(label="Negative prompt", lines=2, elem_id="txt2img_neg_prompt")
-            c["negative_tokens"] = gr.Markdown("0/75", elem_id="txt2img_negative_token_counter",
-                                               visible=show_counters)
-        with gr.Column(scale=1, min_width=160):
-            c["generate"] = gr.Button("Generate", variant="primary", elem_id="txt2img_generate")
-            with gr.Row():
-                c["interrupt"] = gr.Button("Interrupt", elem_id="txt2img_interrupt")
-                c["skip"] = gr.Button("Skip", elem_id="txt2img_skip")
-            c["styles"] = gr.Dropdown(style_names, value=[], multiselect=True, label="Styles",
-                                      elem_id="txt2img_styles")
-            with gr.Row():
-                c["apply_styles"] = gr.Button("📋 Apply", elem_id="txt2img_style_apply", min_width=40)
-                c["save_style"] = gr.Button("💾 Save", elem_id="txt2img_style_save", min_width=40)
-                c["edit_styles"] = gr.Button("✏️ Edit", elem_id="txt2img_styles_edit_button", min_width=40)
-            c["style_name"] = gr.Textbox(show_label=False, placeholder="Name to save the prompts as a style",
-                                         elem_id="txt2img_style_name")
-
-
-def _settings_column(c: dict[str, Any], side: int) -> None:
-    with gr.Row():
-        c["sampler_name"] = gr.Dropdown([s.name for s in SAMPLERS], value="DPM++ 2M", label="Sampling method",
-                                        elem_id="txt2img_sampling")
-        c["scheduler"] = gr.Dropdown(list(SCHEDULE_TYPES), value="Automatic", label="Schedule type",
-                                     elem_id="txt2img_scheduler")
-        c["steps"] = gr.Slider(1, 150, value=20, step=1, label="Sampling steps", elem_id="txt2img_steps")
-    with gr.Row():
-        c["width"] = gr.Slider(64, 2048, value=side, step=8, label="Width", elem_id="txt2img_width")
-        c["swap"] = gr.Button("⇅", elem_id="txt2img_res_switch_btn", min_width=40, scale=0)
-        c["height"] = gr.Slider(64, 2048, value=side, step=8, label="Height", elem_id="txt2img_height")
-        c["n_iter"] = gr.Slider(1, 100, value=1, step=1, label="Batch count", elem_id="txt2img_batch_count")
-        c["batch_size"] = gr.Slider(1, 8, value=1, step=1, label="Batch size", elem_id="txt2img_batch_size")
-    c["cfg_scale"] = gr.Slider(1.0, 30.0, value=7.0, step=0.5, label="CFG Scale", elem_id="txt2img_cfg_scale")
-    with gr.Row():
-        c["seed"] = gr.Number(value=-1, label="Seed", precision=0, elem_id="txt2img_seed")
-        c["random_seed"] = gr.Button("🎲", elem_id="txt2img_random_seed", min_width=40, scale=0)
-        c["reuse_seed"] = gr.Button("♻️", elem_id="txt2img_reuse_seed", min_width=40, scale=0)
-    with gr.Accordion("Extra", open=False, elem_id="txt2img_seed_extras"):
-        with gr.Row():
-            c["subseed"] = gr.Number(value=-1, label="Variation seed", precision=0, elem_id="txt2img_subseed")
-            c["subseed_strength"] = gr.Slider(0.0, 1.0, value=0.0, step=0.01, label="Variation strength",
-                                              elem_id="txt2img_subseed_strength")
-        with gr.Row():
-            c["seed_resize_from_w"] = gr.Slider(0, 2048, value=0, step=8, label="Resize seed from width",
-                                                elem_id="txt2img_seed_resize_from_w")
-            c["seed_resize_from_h"] = gr.Slider(0, 2048, value=0, step=8, label="Resize seed from height",
-                                                elem_id="txt2img_seed_resize_from_h")
-
-
-def build_txt2img_tab(studio: Studio) -> Txt2ImgTab:
+def build_txt2img_tab(studio: Studio) -> GenerationTab:
     """Build the tab's components and wire them; call inside a ``gr.Tab``."""
-    c: dict[str, Any] = {}
-    show_counters = not studio.settings.disable_token_counters
-    _prompt_row(c, show_counters, list(studio.styles.load()))
-    style_editor = build_style_editor("txt2img")
-    with gr.Row():  # A1111's layout: settings on the left, results on the right
-        with gr.Column(scale=1):
-            # The checkpoint's own size, not A1111's fixed 512: the demo model draws 128x128.
-            _settings_column(c, studio.native_resolution())
-        with gr.Column(scale=1):
-            progress = gr.HTML("", elem_id="txt2img_progress")
-            preview = gr.Image(label="Live preview", type="pil", interactive=False, elem_id="txt2img_preview",
-                               height=192)
-            panel = build_output_panel("txt2img")
-    # The last job id lives in the browser, so a reloaded page can restore its progress/result.
-    job_id = gr.BrowserState("", storage_key="aigen-txt2img-job")
-    last_seed = gr.State(-1)
-    inputs = [c[name] for name in PAYLOAD_FIELDS]
-    outputs = [job_id, progress, preview, panel.gallery, panel.info, last_seed, panel.infotexts]
-    for trigger in (c["generate"].click, c["prompt"].submit):
-        trigger(_generate_handler(studio), inputs=inputs, outputs=outputs, api_visibility="private",
-                concurrency_limit=None)
-    c["interrupt"].click(lambda jid: studio.interrupt(jid or None) and None, inputs=[job_id], outputs=None,
-                         api_visibility="private", queue=False)
-    c["skip"].click(lambda jid: studio.skip(jid or None) and None, inputs=[job_id], outputs=None,
-                    api_visibility="private", queue=False)
-    c["swap"].click(lambda w, h: (h, w), inputs=[c["width"], c["height"]], outputs=[c["width"], c["height"]],
-                    api_visibility="private", queue=False)
-    c["random_seed"].click(lambda: -1, outputs=[c["seed"]], api_visibility="private", queue=False)
-    c["reuse_seed"].click(lambda s: s, inputs=[last_seed], outputs=[c["seed"]], api_visibility="private",
-                          queue=False)
-    def count_tokens(text: str) -> str:
-        studio.ensure_libraries()
-        return token_count(text)
-
-    counters = (("prompt", "prompt_tokens"), ("negative_prompt", "negative_tokens")) if show_counters else ()
-    for box, counter in counters:
-        c[box].change(count_tokens, inputs=[c[box]], outputs=[c[counter]], api_visibility="private",
-                      queue=False, trigger_mode="always_last")
-    wire_style_buttons(studio.styles, c, style_editor)
-    wire_save(panel, lambda: studio.output_folder("outdir_save"))
-    return Txt2ImgTab(c, c["generate"], c["interrupt"], c["skip"], panel, progress, preview, job_id, outputs,
-                      _resume_handler(studio))
-
+    return build_generation_tab(studio, "txt2img", studio.submit_txt2img)

@@ -60,19 +60,23 @@ def _wait_for_progress(page, text: str) -> None:
     )
 
 
-def test_generate_shows_the_image_and_its_seed(page) -> None:
-    page.locator("#txt2img_prompt textarea").fill("a small yellow star")
-    _set_number(page, "txt2img_steps", 3)
-    _set_number(page, "txt2img_width", 64)
-    _set_number(page, "txt2img_height", 64)
-    page.locator("#txt2img_seed input").fill("1234")
-    page.locator("#txt2img_generate").click()
-    page.wait_for_selector("#txt2img_gallery img", timeout=90_000)
+def _generate_small(page, tab: str, prompt: str, seed: int) -> str:
+    """Fill the prompt, 3 steps at 64x64 and ``seed`` in ``tab``, generate, and return the info text."""
+    page.locator(f"#{tab}_prompt textarea").fill(prompt)
+    for name, value in (("steps", 3), ("width", 64), ("height", 64)):
+        _set_number(page, f"{tab}_{name}", value)
+    page.locator(f"#{tab}_seed input").fill(str(seed))
+    page.locator(f"#{tab}_generate").click()
+    page.wait_for_selector(f"#{tab}_gallery img", timeout=90_000)
     page.wait_for_function(
-        "() => (document.querySelector('#txt2img_info textarea') || {}).value?.includes('Seed: 1234')",
-        timeout=30_000,
+        "([tab, seed]) => (document.querySelector(`#${tab}_info textarea`) || {}).value?.includes(`Seed: ${seed}`)",
+        arg=[tab, seed], timeout=30_000,
     )
-    info = page.locator("#txt2img_info textarea").input_value()
+    return page.locator(f"#{tab}_info textarea").input_value()
+
+
+def test_generate_shows_the_image_and_its_seed(page) -> None:
+    info = _generate_small(page, "txt2img", "a small yellow star", 1234)
     assert "Steps: 3" in info and "Size: 64x64" in info
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "txt2img.png"), full_page=True)
@@ -131,3 +135,29 @@ def test_a_reloaded_page_restores_the_running_job(page) -> None:
     _wait_for_progress(page, "step")
     page.locator("#txt2img_interrupt").click()
     _wait_for_progress(page, "Interrupted")
+
+
+def test_inpaint_a_drawn_mask_stroke(page, tmp_path: Path) -> None:
+    """Upload into the Inpaint editor, paint a stroke with the mouse, generate: the stroke is the mask."""
+    from PIL import Image
+
+    source = tmp_path / "blue.png"
+    Image.new("RGB", (64, 64), (0, 0, 255)).save(source)
+    page.get_by_role("tab", name="img2img", exact=True).click()
+    page.get_by_role("tab", name="Inpaint", exact=True).click()
+    page.locator("#img2maskimg input[type=file]").first.set_input_files(str(source))
+    page.wait_for_selector("#img2img_inpaint_controls", state="visible", timeout=30_000)
+    page.locator("#img2maskimg button[aria-label='Brush']").click()
+    canvas = page.locator("#img2maskimg canvas").last
+    canvas.wait_for(state="visible", timeout=30_000)
+    box = canvas.bounding_box()
+    y = box["y"] + box["height"] * 0.5
+    page.mouse.move(box["x"] + box["width"] * 0.3, y)
+    page.mouse.down()
+    for step in range(1, 11):
+        page.mouse.move(box["x"] + box["width"] * (0.3 + 0.04 * step), y, steps=2)
+    page.mouse.up()
+    info = _generate_small(page, "img2img", "a red circle", 77)
+    assert "Mask mode: Inpaint masked" in info and "Denoising strength: 0.75" in info
+    assert "mask is empty" not in info  # the painted stroke arrived as the mask
+    page.screenshot(path=str(ARTIFACTS / "img2img-inpaint.png"), full_page=True)

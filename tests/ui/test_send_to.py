@@ -44,6 +44,7 @@ def test_send_to_img2img_fills_the_image_prompts_and_switches_tabs() -> None:
     image, prompt, negative, values, top, sub = send_to_img2img(_gallery(), [INFO, ""], 0, mode="img2img")
     assert isinstance(image, Image.Image) and image.getpixel((0, 0)) == (255, 0, 0)
     assert (prompt, negative) == ("a castle, {detailed}", "fog") and values["seed"] == 42
+    assert values["mode"] == "img2img"
     assert top.selected == "img2img" and sub.selected == "img2img_img2img_tab"
 
 
@@ -51,7 +52,7 @@ def test_send_to_inpaint_puts_the_image_under_the_mask_editor() -> None:
     editor, prompt, _, values, top, sub = send_to_img2img(_gallery(), [INFO, ""], 1, mode="inpaint")
     assert editor["layers"] == [] and editor["background"] is editor["composite"]
     assert editor["background"].getpixel((0, 0)) == (0, 128, 0)
-    assert prompt == "" and values == {"width": 64, "height": 64}  # image 1 has no infotext
+    assert prompt == "" and values == {"width": 64, "height": 64, "mode": "Inpaint"}  # image 1: no infotext
     assert top.selected == "img2img" and sub.selected == "img2img_inpaint_tab"
 
 

@@ -14,7 +14,8 @@ from tests.tiny_models import write_tiny_checkpoint
 from tests.ui.live_server import start_server
 
 pytestmark = pytest.mark.slow
-NAMED = ("/txt2img", "/png_info", "/interrupt", "/skip", "/progress", "/refresh_checkpoints", "/set_checkpoint")
+NAMED = ("/txt2img", "/img2img", "/inpaint", "/png_info",
+         "/interrupt", "/skip", "/progress", "/refresh_checkpoints", "/set_checkpoint")
 
 
 @pytest.fixture(scope="module")
@@ -85,3 +86,32 @@ def test_auth_protects_page_and_api(data_dir: Path) -> None:
             Client(url, auth=("alice", "wrong"), verbose=False)
         with pytest.raises(Exception):  # noqa: B017
             Client(url, verbose=False).predict(prompt="x", steps=1, api_name="/txt2img")
+
+
+def _b64_png(image: Image.Image) -> str:
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return base64.b64encode(buffer.getvalue()).decode()
+
+
+def test_img2img_and_inpaint_through_gradio_client(server: str) -> None:
+    from gradio_client import Client
+
+    client = Client(server, verbose=False)
+    source = Image.new("RGB", (64, 64), (30, 160, 90))
+    result = client.predict(image=_b64_png(source), prompt="a red circle", denoising_strength=0.5, steps=2,
+                            width=64, height=64, seed=6, sampler_name="Euler a", api_name="/img2img")
+    image = Image.open(io.BytesIO(base64.b64decode(result["images"][0])))
+    assert result["seeds"] == [6] and "Denoising strength: 0.5" in image.info["parameters"]
+    mask = Image.new("L", (64, 64), 0)
+    mask.paste(255, (0, 0, 32, 64))
+    result = client.predict(image=_b64_png(source), mask=_b64_png(mask), prompt="x", denoising_strength=1.0,
+                            mask_blur=0, steps=2, width=64, height=64, seed=6, api_name="/inpaint")
+    image = Image.open(io.BytesIO(base64.b64decode(result["images"][0])))
+    assert image.getpixel((60, 30)) == (30, 160, 90)  # right half: not masked, the input's own pixels
+    assert "Mask blur: 0" in image.info["parameters"]
+    empty = client.predict(image=_b64_png(source), mask=_b64_png(Image.new("L", (64, 64))), steps=2, width=64,
+                           height=64, api_name="/inpaint")
+    assert empty["notices"] and "empty" in empty["notices"][0]
+    with pytest.raises(Exception, match="mask"):
+        client.predict(image=_b64_png(source), mask="nope", api_name="/inpaint")

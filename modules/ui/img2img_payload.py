@@ -1,0 +1,116 @@
+"""From the img2img tab's controls to an A1111 img2img payload (no gradio needed, so tested
+directly): which sub-tab is open decides where the input image and the mask come from.
+
+* ``img2img``: the uploaded image; no mask.
+* ``Sketch``: the editor's composite (the drawing is part of the input); no mask.
+* ``Inpaint``: the editor's background; the mask is where the brush painted (layer alpha).
+* ``Inpaint sketch``: the composite (the coloured strokes are content) and, as the mask,
+  where the strokes are.
+* ``Inpaint upload``: the image and a separate mask image (white = repaint, thresholded).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from PIL import Image, ImageChops
+
+from modules.processing.errors import RequestValidationError
+
+__all__ = ["INPAINT_MODES", "MODES", "build_img2img_payload", "layers_mask", "settings_payload"]
+
+MODES = ("img2img", "Sketch", "Inpaint", "Inpaint sketch", "Inpaint upload", "Batch")
+INPAINT_MODES = ("Inpaint", "Inpaint sketch", "Inpaint upload")
+# Controls whose values pass through to the payload under the same (A1111) name.
+_PASS_THROUGH = ("resize_mode", "mask_blur", "inpainting_fill", "inpaint_full_res_padding", "denoising_strength")
+_SCRIPT_CONTROLS = {
+    "Poor man's outpainting": {"pixels": "pixels", "script_mask_blur": "mask_blur",
+                               "script_inpainting_fill": "inpainting_fill", "direction": "direction"},
+    "Outpainting mk2": {"pixels": "pixels", "script_mask_blur": "mask_blur", "direction": "direction",
+                        "noise_q": "noise_q", "color_variation": "color_variation"},
+}
+
+
+def layers_mask(editor: Mapping[str, Any] | None) -> Image.Image | None:
+    """Where an ImageEditor's layers were painted: L, 255 where any layer is opaque; None if no layers."""
+    layers = [layer for layer in (editor or {}).get("layers") or [] if isinstance(layer, Image.Image)]
+    if not layers:
+        return None
+    mask = layers[0].convert("RGBA").getchannel("A")
+    for layer in layers[1:]:
+        mask = ImageChops.lighter(mask, layer.convert("RGBA").getchannel("A"))
+    return mask.point(lambda alpha: 255 if alpha > 0 else 0)
+
+
+def _editor_part(editor: Mapping[str, Any] | None, part: str, mode: str) -> Image.Image:
+    image = (editor or {}).get(part)
+    if not isinstance(image, Image.Image):
+        raise RequestValidationError("image", f"upload an image in the {mode} tab first")
+    return image
+
+
+def _images(values: Mapping[str, Any]) -> tuple[Image.Image, Image.Image | None]:
+    mode = values["mode"]
+    if mode == "img2img":
+        if not isinstance(values.get("init_image"), Image.Image):
+            raise RequestValidationError("image", "upload an image in the img2img tab first")
+        return values["init_image"], None
+    if mode == "Sketch":
+        return _editor_part(values.get("sketch"), "composite", mode), None
+    if mode == "Inpaint":
+        editor = values.get("inpaint_image")
+        return _editor_part(editor, "background", mode), layers_mask(editor) or Image.new("L", (8, 8), 0)
+    if mode == "Inpaint sketch":
+        editor = values.get("inpaint_sketch")
+        return _editor_part(editor, "composite", mode), layers_mask(editor) or Image.new("L", (8, 8), 0)
+    image, mask = values.get("inpaint_upload_image"), values.get("inpaint_upload_mask")
+    if not isinstance(image, Image.Image) or not isinstance(mask, Image.Image):
+        raise RequestValidationError("mask", "upload both an image and a mask in the Inpaint upload tab")
+    return image, mask
+
+
+def _script_fields(values: Mapping[str, Any]) -> dict[str, Any]:
+    script = values.get("script_name") or "None"
+    if script == "None":
+        return {}
+    controls = _SCRIPT_CONTROLS[script]
+    return {"script_name": script, "script_args": {arg: values[name] for name, arg in controls.items()}}
+
+
+def settings_payload(values: Mapping[str, Any]) -> dict[str, Any]:
+    """The payload without its images: the shared sampler/size/seed fields, denoising strength,
+    resize mode and the chosen script (what a Batch run applies to every file)."""
+    own = {"mode", "init_image", "sketch", "inpaint_image", "inpaint_sketch", "inpaint_upload_image",
+           "inpaint_upload_mask", "batch_input_dir", "batch_output_dir", "batch_mask_dir", "mask_mode",
+           "inpaint_area", "script_name", *_PASS_THROUGH,
+           *{name for controls in _SCRIPT_CONTROLS.values() for name in controls}}
+    payload = {name: value for name, value in values.items() if name not in own}
+    payload.update({name: values[name] for name in _PASS_THROUGH if name in values})
+    payload.update(_script_fields(values))
+    return payload
+
+
+def build_img2img_payload(values: Mapping[str, Any]) -> dict[str, Any]:
+    """The A1111 payload for the tab's ``values`` (the shared controls plus this tab's, by name).
+
+    The mode-specific inputs (``mode``, the editors, the inpaint radios) become
+    ``init_images``/``mask``/``inpainting_mask_invert``/``inpaint_full_res``. Not for "Batch".
+
+    Raises:
+        RequestValidationError: the open sub-tab lacks its image (named ``image``/``mask``).
+    """
+    mode = values["mode"]
+    if mode not in MODES or mode == "Batch":
+        raise ValueError(f"no single-image payload for mode {mode!r}")
+    payload = settings_payload(values)
+    image, mask = _images(values)
+    payload["init_images"] = [image]
+    if mask is not None:
+        payload["mask"] = mask
+        payload["inpainting_mask_invert"] = int(values.get("mask_mode") == "Inpaint not masked")
+        payload["inpaint_full_res"] = values.get("inpaint_area") == "Only masked"
+    else:
+        for name in ("mask_blur", "inpainting_fill", "inpaint_full_res_padding"):
+            payload.pop(name, None)
+    return payload

@@ -1,0 +1,90 @@
+"""The img2img tab's controls to an A1111 payload: where image and mask come from per sub-tab."""
+
+from __future__ import annotations
+
+import pytest
+from PIL import Image, ImageDraw
+
+from modules.processing.errors import RequestValidationError
+from modules.ui.img2img import received_updates
+from modules.ui.img2img_payload import build_img2img_payload, layers_mask, settings_payload
+
+BASE = {"prompt": "p", "steps": 5, "resize_mode": "Crop and resize", "mask_blur": 6, "mask_mode": "Inpaint masked",
+        "inpainting_fill": "original", "inpaint_area": "Whole picture", "inpaint_full_res_padding": 32,
+        "denoising_strength": 0.6, "script_name": "None", "pixels": 64, "script_mask_blur": 4,
+        "script_inpainting_fill": "fill", "direction": ["left"], "noise_q": 1.0, "color_variation": 0.05}
+
+
+def _stroke_layer(size: tuple[int, int] = (32, 32)) -> Image.Image:
+    layer = Image.new("RGBA", size, (0, 0, 0, 0))
+    ImageDraw.Draw(layer).rectangle((4, 4, 11, 11), fill=(255, 0, 0, 255))
+    return layer
+
+
+def _editor() -> dict:
+    background = Image.new("RGBA", (32, 32), (0, 0, 255, 255))
+    composite = background.copy()
+    composite.alpha_composite(_stroke_layer())
+    return {"background": background, "layers": [_stroke_layer()], "composite": composite}
+
+
+def test_img2img_tab_sends_the_image_and_no_mask() -> None:
+    image = Image.new("RGB", (32, 32))
+    payload = build_img2img_payload({**BASE, "mode": "img2img", "init_image": image})
+    assert payload["init_images"] == [image] and "mask" not in payload and "mask_blur" not in payload
+    assert (payload["denoising_strength"], payload["resize_mode"], payload["steps"]) == (0.6, "Crop and resize", 5)
+    assert not {"mode", "mask_mode", "inpaint_area", "pixels", "script_name"} & set(payload)
+
+
+def test_inpaint_tab_masks_where_the_brush_painted_over_the_background() -> None:
+    payload = build_img2img_payload({**BASE, "mode": "Inpaint", "inpaint_image": _editor(),
+                                     "mask_mode": "Inpaint not masked", "inpaint_area": "Only masked"})
+    assert payload["init_images"][0].getpixel((5, 5)) == (0, 0, 255, 255)  # the background, not the stroke
+    assert payload["mask"].getpixel((5, 5)) == 255 and payload["mask"].getpixel((20, 20)) == 0
+    assert payload["inpainting_mask_invert"] == 1 and payload["inpaint_full_res"] is True
+    assert (payload["mask_blur"], payload["inpainting_fill"]) == (6, "original")
+
+
+def test_sketch_tabs_keep_the_strokes_as_content() -> None:
+    sketch = build_img2img_payload({**BASE, "mode": "Sketch", "sketch": _editor()})
+    assert sketch["init_images"][0].getpixel((5, 5))[:3] == (255, 0, 0) and "mask" not in sketch
+    inpaint_sketch = build_img2img_payload({**BASE, "mode": "Inpaint sketch", "inpaint_sketch": _editor()})
+    assert inpaint_sketch["init_images"][0].getpixel((5, 5))[:3] == (255, 0, 0)
+    assert inpaint_sketch["mask"].getpixel((5, 5)) == 255 and inpaint_sketch["inpaint_full_res"] is False
+
+
+def test_inpaint_upload_uses_the_separate_mask() -> None:
+    mask = Image.new("L", (32, 32), 255)
+    payload = build_img2img_payload({**BASE, "mode": "Inpaint upload", "inpaint_upload_mask": mask,
+                                     "inpaint_upload_image": Image.new("RGB", (32, 32))})
+    assert payload["mask"] is mask
+    with pytest.raises(RequestValidationError, match="mask"):
+        build_img2img_payload({**BASE, "mode": "Inpaint upload", "inpaint_upload_image": Image.new("RGB", (8, 8))})
+
+
+@pytest.mark.parametrize("mode", ["img2img", "Sketch", "Inpaint", "Inpaint sketch"])
+def test_a_missing_image_is_a_readable_error(mode: str) -> None:
+    with pytest.raises(RequestValidationError, match=f"in the {mode} tab"):
+        build_img2img_payload({**BASE, "mode": mode})
+
+
+def test_an_unpainted_inpaint_editor_sends_an_empty_mask() -> None:
+    editor = {**_editor(), "layers": []}
+    payload = build_img2img_payload({**BASE, "mode": "Inpaint", "inpaint_image": editor})
+    assert payload["mask"].getextrema() == (0, 0)  # the engine then returns the input with a notice
+    assert layers_mask(editor) is None
+
+
+def test_scripts_become_a1111_script_fields() -> None:
+    payload = settings_payload({**BASE, "script_name": "Outpainting mk2"})
+    assert payload["script_name"] == "Outpainting mk2"
+    assert payload["script_args"] == {"pixels": 64, "mask_blur": 4, "direction": ["left"], "noise_q": 1.0,
+                                      "color_variation": 0.05}
+    assert "init_images" not in payload
+
+
+def test_sent_parameters_fill_the_controls_and_open_the_mode() -> None:
+    updates = received_updates({"steps": 9, "seed": 42, "mode": "Inpaint"})
+    steps, seed, mode, controls = updates[2], updates[4], updates[-2], updates[-1]
+    assert steps["value"] == 9 and seed["value"] == 42 and "value" not in updates[0]
+    assert mode == "Inpaint" and controls["visible"] is True
