@@ -10,7 +10,7 @@ from modules.processing.infotext import VERSION, parse_infotext
 from modules.processing.requests import Txt2ImgRequest
 from modules.processing.samplers import resolve_sampler
 
-__all__ = ["img2img_parameters", "request_from_infotext", "txt2img_parameters"]
+__all__ = ["img2img_parameters", "request_from_infotext", "txt2img_parameters", "txt2img_values_from_infotext"]
 
 
 def txt2img_parameters(
@@ -114,3 +114,16 @@ def request_from_infotext(text: str, **overrides: Any) -> Txt2ImgRequest:
         fields["vae"] = params["VAE"]
     fields.update(overrides)
     return Txt2ImgRequest(**fields)
+
+
+def txt2img_values_from_infotext(text: str) -> dict[str, Any]:
+    """The txt2img control values an infotext describes, by A1111 payload name."""
+    request = request_from_infotext(text)
+    return {
+        "prompt": request.prompt, "negative_prompt": request.negative_prompt,
+        "sampler_name": request.sampler_name, "scheduler": request.scheduler,
+        "steps": request.num_inference_steps, "width": request.width, "height": request.height,
+        "cfg_scale": request.guidance_scale, "seed": request.seed, "subseed": request.subseed,
+        "subseed_strength": request.subseed_strength, "seed_resize_from_w": request.seed_resize_from_w,
+        "seed_resize_from_h": request.seed_resize_from_h, "batch_size": 1, "n_iter": 1, "styles": [],
+    }

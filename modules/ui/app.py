@@ -95,7 +95,7 @@ def build_app(studio: Studio) -> gr.Blocks:
             with gr.Tab("Extras", id="extras"):
                 extras = build_extras_tab()
             with gr.Tab("PNG Info", id="pnginfo"):
-                build_png_info_tab(txt2img.controls, tabs, PAYLOAD_FIELDS)
+                build_png_info_tab(txt2img.controls, tabs, PAYLOAD_FIELDS, img2img)
             with gr.Tab("Models", id="models"):
                 gr.Markdown(LATER["Models"])
             with gr.Tab("Settings", id="settings"):

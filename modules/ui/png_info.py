@@ -1,4 +1,4 @@
-"""PNG Info tab: read an image's A1111 infotext and send it to txt2img.
+"""PNG Info tab: read an image's A1111 infotext and send it to txt2img, img2img or inpaint.
 
 The infotext is attacker-controlled text: it is shown in a plain text box, never as HTML.
 """
@@ -13,9 +13,11 @@ from PIL import Image, UnidentifiedImageError
 
 from modules.processing.errors import RequestValidationError
 from modules.processing.infotext import parse_infotext
-from modules.processing.request_infotext import request_from_infotext
+from modules.processing.request_infotext import txt2img_values_from_infotext
+from modules.ui.img2img import Img2ImgTab
+from modules.ui.send_to import send_to_img2img
 
-__all__ = ["build_png_info_tab", "read_infotext", "txt2img_values_from_infotext"]
+__all__ = ["build_png_info_tab", "read_infotext", "send_file_to_img2img", "txt2img_values_from_infotext"]
 
 #: PNG text chunks larger than this are ignored (Pillow's own cap is 1 MB per chunk).
 MAX_INFOTEXT_CHARS = 64 * 1024
@@ -36,28 +38,29 @@ def read_infotext(path: str | Path | None) -> tuple[str, dict[str, str]]:
     return text, (parse_infotext(text) if text.strip() else {})
 
 
-def txt2img_values_from_infotext(text: str) -> dict[str, Any]:
-    """The txt2img control values an infotext describes, by A1111 payload name."""
-    request = request_from_infotext(text)
-    return {
-        "prompt": request.prompt, "negative_prompt": request.negative_prompt,
-        "sampler_name": request.sampler_name, "scheduler": request.scheduler,
-        "steps": request.num_inference_steps, "width": request.width, "height": request.height,
-        "cfg_scale": request.guidance_scale, "seed": request.seed, "subseed": request.subseed,
-        "subseed_strength": request.subseed_strength, "seed_resize_from_w": request.seed_resize_from_w,
-        "seed_resize_from_h": request.seed_resize_from_h, "batch_size": 1, "n_iter": 1, "styles": [],
-    }
+def send_file_to_img2img(path: str | None, text: str, mode: str) -> tuple[Any, ...]:
+    """The Send-to-img2img/inpaint updates for the image at ``path`` and its infotext."""
+    if not path:
+        raise gr.Error("Upload an image first.")
+    with Image.open(path) as opened:
+        image = opened.convert("RGBA")
+    return send_to_img2img([(image, "")], [text], 0, mode=mode)
 
 
-def build_png_info_tab(txt2img_controls: dict[str, Any], tabs: Any, field_order: tuple[str, ...]) -> Any:
-    """Build the tab; "Send to txt2img" fills ``txt2img_controls`` and switches ``tabs`` to txt2img."""
+def build_png_info_tab(txt2img_controls: dict[str, Any], tabs: Any, field_order: tuple[str, ...],
+                       img2img: Img2ImgTab | None = None) -> Any:
+    """Build the tab; "Send to txt2img" fills ``txt2img_controls`` and switches ``tabs`` to txt2img;
+    "Send to img2img"/"Send to inpaint" send the image with its parameters to ``img2img``."""
     with gr.Row():
         image = gr.Image(label="Source", type="filepath", sources=["upload", "clipboard"],
                          elem_id="pnginfo_image", image_mode=None)
         with gr.Column():
             raw = gr.Textbox(label="Parameters", lines=8, interactive=False, elem_id="pnginfo_generation_info")
             fields = gr.JSON(label="Parsed fields", elem_id="pnginfo_fields")
-            send = gr.Button("Send to txt2img", elem_id="pnginfo_send_txt2img")
+            with gr.Row():
+                send = gr.Button("Send to txt2img", elem_id="pnginfo_send_txt2img")
+                to_img2img = gr.Button("Send to img2img", elem_id="pnginfo_send_img2img", visible=img2img is not None)
+                to_inpaint = gr.Button("Send to inpaint", elem_id="pnginfo_send_inpaint", visible=img2img is not None)
     image.change(read_infotext, inputs=[image], outputs=[raw, fields], api_visibility="private")
 
     def send_to_txt2img(text: str) -> list[Any]:
@@ -71,4 +74,10 @@ def build_png_info_tab(txt2img_controls: dict[str, Any], tabs: Any, field_order:
 
     send.click(send_to_txt2img, inputs=[raw], outputs=[txt2img_controls[n] for n in field_order] + [tabs],
                api_visibility="private")
+    if img2img is not None:
+        received = [img2img.prompt, img2img.negative_prompt, img2img.received, tabs, img2img.mode_tabs]
+        to_img2img.click(lambda path, text: send_file_to_img2img(path, text, "img2img"), inputs=[image, raw],
+                         outputs=[img2img.init_image, *received], api_visibility="private")
+        to_inpaint.click(lambda path, text: send_file_to_img2img(path, text, "inpaint"), inputs=[image, raw],
+                         outputs=[img2img.inpaint_image, *received], api_visibility="private")
     return image

@@ -17,10 +17,10 @@ from PIL import Image
 
 from modules.processing.errors import RequestValidationError
 from modules.processing.infotext import parse_infotext
+from modules.processing.request_infotext import txt2img_values_from_infotext
 from modules.ui.extras import SINGLE_IMAGE_TAB_ID, ExtrasTab
 from modules.ui.img2img import IMG2IMG_TAB_IDS, Img2ImgTab
 from modules.ui.output_panel import GalleryValue, OutputPanel, gallery_images
-from modules.ui.png_info import txt2img_values_from_infotext
 
 __all__ = ["pick_image", "received_values", "send_to_extras", "send_to_img2img", "wire_send_to"]
 

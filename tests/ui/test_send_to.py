@@ -68,3 +68,14 @@ def test_an_empty_gallery_warns_and_changes_nothing() -> None:
     assert updates == ({"__type__": "update"},) * 6
     with pytest.warns(UserWarning, match="Nothing to send"):
         assert send_to_extras([], [], 0) == ({"__type__": "update"},) * 3
+
+
+def test_png_info_sends_a_file_and_its_parameters_to_inpaint(tmp_path) -> None:
+    from modules.ui.png_info import send_file_to_img2img
+
+    path = tmp_path / "in.png"
+    Image.new("RGB", (80, 48), "blue").save(path)
+    editor, prompt, negative, values, top, sub = send_file_to_img2img(str(path), INFO, "inpaint")
+    assert editor["background"].size == (80, 48) and (prompt, negative) == ("a castle, {detailed}", "fog")
+    assert values["steps"] == 9 and values["mode"] == "Inpaint" and (values["width"], values["height"]) == (80, 48)
+    assert top.selected == "img2img" and sub.selected == "img2img_inpaint_tab"
