@@ -50,7 +50,7 @@ def add_common_flags(parser: argparse.ArgumentParser) -> None:
 
 
 def _add_generate(commands: Any) -> None:
-    gen = commands.add_parser("generate", help="txt2img from flags")
+    gen = commands.add_parser("generate", help="txt2img (or img2img with --init-image) from flags")
     add_common_flags(gen)
     gen.add_argument("--prompt", required=True)
     gen.add_argument("--negative-prompt", default="")
@@ -71,6 +71,18 @@ def _add_generate(commands: Any) -> None:
     gen.add_argument("--vae", default=None,
                      help='"Automatic" (default), "None" (the checkpoint\'s own) or a file in models/VAE')
     gen.add_argument("--out", type=Path, default=None, help="output folder, or a .png file for one image")
+    i2i = gen.add_argument_group("img2img / inpainting (given --init-image)")
+    i2i.add_argument("--init-image", type=Path, default=None, help="start from this image (img2img)")
+    i2i.add_argument("--mask", type=Path, default=None, help="inpaint: white = repaint")
+    i2i.add_argument("--denoising-strength", type=float, default=0.75)
+    i2i.add_argument("--resize-mode", type=int, choices=range(4), default=0,
+                     help="0 just resize, 1 crop and resize, 2 resize and fill, 3 latent upscale")
+    i2i.add_argument("--mask-blur", type=int, default=4)
+    i2i.add_argument("--masked-content", choices=("fill", "original", "latent noise", "latent nothing"),
+                     default="original")
+    i2i.add_argument("--inpaint-not-masked", action="store_true", help="repaint everything but the mask")
+    i2i.add_argument("--only-masked", action="store_true", help="inpaint area: only the masked region")
+    i2i.add_argument("--only-masked-padding", type=int, default=32)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -81,16 +93,43 @@ def build_parser() -> argparse.ArgumentParser:
     add_server_flags(parser)
     commands = parser.add_subparsers(dest="command", required=False, parser_class=OneLineParser)
     _add_generate(commands)
-    from_json = commands.add_parser("generate-from-json", help="txt2img from a JSON file of A1111 API fields")
+    from_json = commands.add_parser("generate-from-json", help="txt2img, or img2img when it has init_images, "
+                                                                "from a JSON file of A1111 API fields")
     add_common_flags(from_json)
     from_json.add_argument("--config", type=Path, required=True, help="JSON file; '-' reads stdin")
     from_json.add_argument("--out", type=Path, default=None)
     return parser
 
 
+def _image_flag(path: Path, flag: str) -> Any:
+    """Open an image named by a flag; only its header is read until it is used."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        return Image.open(path)
+    except (OSError, UnidentifiedImageError) as error:
+        raise CliInputError(f"{flag}: cannot read {path} as an image ({error})") from None
+
+
+def _img2img_flags(args: argparse.Namespace) -> dict[str, Any]:
+    """The img2img/inpaint payload fields of the flags (none without ``--init-image``)."""
+    if args.init_image is None:
+        if args.mask is not None:
+            raise CliInputError("--mask needs --init-image")
+        return {}
+    fields: dict[str, Any] = {"init_images": [_image_flag(args.init_image, "--init-image")],
+                              "denoising_strength": args.denoising_strength, "resize_mode": args.resize_mode}
+    if args.mask is not None:
+        fields.update({"mask": _image_flag(args.mask, "--mask"), "mask_blur": args.mask_blur,
+                       "inpainting_fill": args.masked_content, "inpaint_full_res": args.only_masked,
+                       "inpaint_full_res_padding": args.only_masked_padding,
+                       "inpainting_mask_invert": int(args.inpaint_not_masked)})
+    return fields
+
+
 def _payload_from_flags(args: argparse.Namespace) -> dict[str, Any]:
     size = {name: value for name in ("width", "height") if (value := getattr(args, name)) is not None}
-    return {**size,
+    return {**size, **_img2img_flags(args),
         "prompt": args.prompt, "negative_prompt": args.negative_prompt, "seed": args.seed,
         "subseed": args.subseed, "subseed_strength": args.subseed_strength, "steps": args.steps,
         "cfg_scale": args.cfg_scale, "sampler_name": args.sampler, "scheduler": args.scheduler,
@@ -112,7 +151,7 @@ def _payload_from_json(path: Path) -> dict[str, Any]:
     except ValueError as error:
         raise CliInputError(f"--config: {path} is not valid JSON: {error}") from None
     if not isinstance(payload, dict):
-        raise CliInputError(f"--config: {path} must hold a JSON object of txt2img fields")
+        raise CliInputError(f"--config: {path} must hold a JSON object of txt2img or img2img fields")
     return payload
 
 

@@ -3,7 +3,6 @@ and images written where ``--out`` says."""
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import sys
 from pathlib import Path
@@ -13,7 +12,10 @@ from modules.app import AppContext
 from modules.models.files import ModelFileError
 from modules.models.registry import ModelNotFoundError, native_resolution
 from modules.processing.api_fields import txt2img_request_from_api
+from modules.processing.api_fields_img2img import img2img_request_from_api
 from modules.processing.errors import RequestValidationError
+from modules.processing.img2img import run_img2img
+from modules.processing.img2img_request import Img2ImgRequest
 from modules.processing.job import Job, ProgressUpdate
 from modules.processing.saving import save_png
 from modules.processing.styles import StyleStore, apply_payload_styles
@@ -72,27 +74,41 @@ def run_generate(context: AppContext, payload: dict[str, Any], out: Path | None)
     Raises:
         RequestValidationError, ModelNotFoundError, ModelFileError, FileExistsError.
     """
-    request = txt2img_request_from_api(apply_payload_styles(payload, StyleStore(context.paths.styles)))
+    payload = apply_payload_styles(payload, StyleStore(context.paths.styles))
+    is_img2img = "init_images" in payload
     if "width" not in payload and "height" not in payload:
-        # Unlike A1111's fixed 512, a size left out is the checkpoint's own (128 for the demo model).
-        side = native_resolution(context.models.resolve(request.checkpoint))
-        request = dataclasses.replace(request, width=side, height=side)
+        # Unlike A1111's fixed 512, a size left out is the checkpoint's own (128 for the demo model);
+        # img2img keeps the input's size, rounded down to a multiple of 8.
+        payload = {**payload, **_default_size(context, payload, is_img2img)}
+    request = img2img_request_from_api(payload) if is_img2img else txt2img_request_from_api(payload)
     exact = out is not None and out.suffix.lower() == ".png"
     targets = _exact_targets(out, request.images_per_job) if exact and out is not None else []
     model = context.models.get(request.checkpoint, request.vae)
     if out is None:
-        output: OutputOptions | None = OutputOptions(context.paths.outputs / "txt2img-images")
+        folder = "img2img-images" if is_img2img else "txt2img-images"
+        output: OutputOptions | None = OutputOptions(context.paths.outputs / folder)
     else:
         output = None if exact else OutputOptions(out, date_subfolder=False)
-    progress = _ProgressBar(request.num_inference_steps * request.batch_count)
+    steps = request.steps_to_run() if isinstance(request, Img2ImgRequest) else request.num_inference_steps
+    progress = _ProgressBar(steps * request.batch_count)
+    run = run_img2img if is_img2img else run_txt2img
     try:
-        result = run_txt2img(model, Job(request, on_progress=progress), output)
+        result = run(model, Job(request, on_progress=progress), output)
     finally:
         progress.close()
     if exact:
         result.paths = [save_png(image, target.parent, "", info, exact_path=target)
                         for image, info, target in zip(result.images, result.infotexts, targets, strict=False)]
     return _summary(result)
+
+
+def _default_size(context: AppContext, payload: dict[str, Any], is_img2img: bool) -> dict[str, int]:
+    if is_img2img:
+        image = img2img_request_from_api({**payload, "width": 64, "height": 64}).init_images[0]
+        return {"width": max(64, image.width // 8 * 8), "height": max(64, image.height // 8 * 8)}
+    checkpoint = txt2img_request_from_api(payload).checkpoint
+    side = native_resolution(context.models.resolve(checkpoint))
+    return {"width": side, "height": side}
 
 
 def _summary(result: GenerationResult) -> dict[str, Any]:
@@ -103,4 +119,5 @@ def _summary(result: GenerationResult) -> dict[str, Any]:
         "infotext": result.infotexts[0] if result.infotexts else "",
         "interrupted": result.interrupted,
         "hook_errors": result.hook_errors,
+        "notices": result.notices,
     }

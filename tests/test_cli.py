@@ -295,3 +295,24 @@ def test_bad_json_exits_2_with_one_line_naming_it(
     assert named in run.stderr
     if content is None or "JSON" in named:
         assert "--config" in run.stderr and str(config) in run.stderr
+
+
+def test_generate_inpaints_with_flags_and_keeps_the_input_size(data_dir: Path, tmp_path: Path,
+                                                               capsys: pytest.CaptureFixture[str]) -> None:
+    source, mask = tmp_path / "in.png", tmp_path / "mask.png"
+    Image.new("RGB", (72, 64), (20, 200, 40)).save(source)
+    mask_image = Image.new("L", (72, 64), 0)
+    mask_image.paste(255, (0, 0, 24, 64))
+    mask_image.save(mask)
+    flags = ["--prompt", "x", "--steps", "2", "--seed", "3", "--init-image", str(source), "--mask", str(mask),
+             "--mask-blur", "0", "--denoising-strength", "1", "--data-dir", str(data_dir)]
+    run = run_in_process(["generate", *flags, "--out", str(tmp_path / "out.png")], capsys)
+    assert run.code == 0, run.stderr
+    pixels = _pixels(tmp_path / "out.png")
+    assert pixels.shape[:2] == (64, 72) and pixels[30, 60].tolist() == [20, 200, 40]
+    assert "Denoising strength: 1" in run.summary()["infotext"] and "Mask blur: 0" in run.summary()["infotext"]
+    bad = run_in_process(["generate", "--prompt", "x", "--mask", str(mask), "--data-dir", str(data_dir)], capsys)
+    assert bad.code == 2 and "--mask needs --init-image" in bad.stderr
+    unreadable = run_in_process(["generate", "--prompt", "x", "--init-image", str(tmp_path / "nope.png"),
+                                 "--data-dir", str(data_dir)], capsys)
+    assert unreadable.code == 2 and "--init-image" in unreadable.stderr
