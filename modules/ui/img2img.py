@@ -18,7 +18,7 @@ from modules.processing.image_ops import RESIZE_MODES
 from modules.processing.img2img_request import INPAINT_AREAS, MASK_MODES, MASKED_CONTENT
 from modules.processing.outpainting import DIRECTIONS, OUTPAINT_SCRIPTS
 from modules.ui.generation_form import GenerationTab, build_generation_tab
-from modules.ui.img2img_payload import INPAINT_MODES, build_img2img_payload, settings_payload
+from modules.ui.img2img_payload import INPAINT_MODES, build_img2img_payload, inpaint_flags, settings_payload
 
 if TYPE_CHECKING:
     from modules.studio import Studio
@@ -149,9 +149,8 @@ def _below_size(c: dict[str, Any]) -> None:
 def _submit(studio: Studio):
     def submit(values: dict[str, Any]) -> str:
         if values["mode"] == "Batch":
-            payload = settings_payload(values)
-            for name in ("mask_blur", "inpainting_fill", "inpaint_full_res_padding"):
-                payload.pop(name, None)  # a batch inpaints only with a mask folder, with A1111's API defaults
+            # The inpaint controls apply to the files that have a mask in the mask folder.
+            payload = {**settings_payload(values), **inpaint_flags(values)}
             return studio.submit_img2img_batch(payload, values["batch_input_dir"] or "",
                                                values["batch_output_dir"] or "", values["batch_mask_dir"] or "")
         return studio.submit_img2img(build_img2img_payload(values))
@@ -163,7 +162,8 @@ def _wire_mode_switches(c: dict[str, Any]) -> None:
     """The open sub-tab is the mode; inpaint controls show only for the inpaint modes, and each
     outpainting script shows its own controls (mk2's mask blur defaults to 8, as in A1111)."""
     for mode, tab in c["input_tabs"].items():
-        tab.select(lambda mode=mode: (mode, gr.update(visible=mode in INPAINT_MODES)),
+        shows_inpaint = mode in INPAINT_MODES or mode == "Batch"  # a batch may have a mask folder
+        tab.select(lambda mode=mode, shows=shows_inpaint: (mode, gr.update(visible=shows)),
                    outputs=[c["mode"], c["inpaint_controls"]], api_visibility="private", queue=False)
 
     def script_chosen(name: str) -> tuple[Any, ...]:

@@ -18,7 +18,7 @@ from PIL import Image, ImageChops
 
 from modules.processing.errors import RequestValidationError
 
-__all__ = ["INPAINT_MODES", "MODES", "build_img2img_payload", "layers_mask", "settings_payload"]
+__all__ = ["INPAINT_MODES", "MODES", "build_img2img_payload", "inpaint_flags", "layers_mask", "settings_payload"]
 
 MODES = ("img2img", "Sketch", "Inpaint", "Inpaint sketch", "Inpaint upload", "Batch")
 INPAINT_MODES = ("Inpaint", "Inpaint sketch", "Inpaint upload")
@@ -70,6 +70,12 @@ def _images(values: Mapping[str, Any]) -> tuple[Image.Image, Image.Image | None]
     return image, mask
 
 
+def inpaint_flags(values: Mapping[str, Any]) -> dict[str, Any]:
+    """The Mask mode and Inpaint area radios as A1111's ``inpainting_mask_invert``/``inpaint_full_res``."""
+    return {"inpainting_mask_invert": int(values.get("mask_mode") == "Inpaint not masked"),
+            "inpaint_full_res": values.get("inpaint_area") == "Only masked"}
+
+
 def _script_fields(values: Mapping[str, Any]) -> dict[str, Any]:
     script = values.get("script_name") or "None"
     if script == "None":
@@ -107,9 +113,7 @@ def build_img2img_payload(values: Mapping[str, Any]) -> dict[str, Any]:
     image, mask = _images(values)
     payload["init_images"] = [image]
     if mask is not None:
-        payload["mask"] = mask
-        payload["inpainting_mask_invert"] = int(values.get("mask_mode") == "Inpaint not masked")
-        payload["inpaint_full_res"] = values.get("inpaint_area") == "Only masked"
+        payload.update({"mask": mask, **inpaint_flags(values)})
     else:
         for name in ("mask_blur", "inpainting_fill", "inpaint_full_res_padding"):
             payload.pop(name, None)
