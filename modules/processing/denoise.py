@@ -40,6 +40,8 @@ class DenoiseInputs:
         job_id: passed on to hooks.
         start_index: first scheduler call to run; img2img skips the noisiest ones (the
             scheduler's ``set_begin_index`` must already say so).
+        conds_at: ``conds_at(step)`` gives (cond, uncond) of a 0-based sampling step, for
+            prompts whose conditioning changes during sampling; None keeps ``cond``/``uncond``.
         blend: after each completed step, ``blend(latents, next_timestep)`` returns the
             latents to continue from (inpainting puts the kept area back at the next step's
             noise level; ``next_timestep`` is None after the last step).
@@ -58,6 +60,7 @@ class DenoiseInputs:
     seeds: tuple[int, ...] = ()
     job_id: str = ""
     start_index: int = 0
+    conds_at: Callable[[int], tuple[Conditioning, Conditioning | None]] | None = None
     blend: Callable[[torch.Tensor, torch.Tensor | None], torch.Tensor] | None = None
 
 
@@ -138,9 +141,10 @@ def denoise(
     for call, t in enumerate(timesteps):
         step_index, call_index = positions[call]
         model_latents = scheduler.scale_model_input(latents, t)
+        cond, uncond = inputs.conds_at(step_index) if inputs.conds_at else (inputs.cond, inputs.uncond)
         step = StepParams(
             inputs.job_id, step_index, inputs.num_steps, call_index, t, _sigma_at(scheduler),
-            latents, inputs.cond, inputs.uncond, inputs.guidance_scale, inputs.seeds,
+            latents, cond, uncond, inputs.guidance_scale, inputs.seeds,
         )
         if hooks:
             step = hooks.before_step(step)

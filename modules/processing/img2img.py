@@ -18,7 +18,6 @@ import torch
 from PIL import Image
 
 from modules.models.loader import LoadedModel
-from modules.processing.conditioning import Conditioning
 from modules.processing.denoise import DenoiseInputs, denoise
 from modules.processing.hooks import HookDispatcher
 from modules.processing.image_ops import flatten
@@ -32,6 +31,7 @@ from modules.processing.img2img_inputs import (
 from modules.processing.img2img_request import Img2ImgRequest
 from modules.processing.infotext import build_infotext
 from modules.processing.job import Job, ProgressUpdate
+from modules.processing.prompt_conditioning import ScheduledConditioning
 from modules.processing.request_infotext import img2img_parameters
 from modules.processing.samplers import build_scheduler, resolve_sampler
 from modules.processing.seeds import ImageSeeds, create_initial_noise, image_generators, resolve_seed
@@ -125,7 +125,7 @@ def _kept_area_blend(scheduler: object, batch: _BatchInputs, noise: torch.Tensor
 
 
 def _run_batch(model: LoadedModel, job: Job, batch_index: int, seeds: ImageSeeds, batch: _BatchInputs,
-               conds: tuple[Conditioning, Conditioning | None], hooks: HookDispatcher) -> torch.Tensor:
+               conds: ScheduledConditioning, hooks: HookDispatcher) -> torch.Tensor:
     """Denoise one batch from its inputs; returns decoded pixels (B, 3, H, W) in [0, 1]."""
     request: Img2ImgRequest = job.request
     batch_seeds, batch_subseeds = seeds.batch(batch_index, request.batch_size)
@@ -144,7 +144,8 @@ def _run_batch(model: LoadedModel, job: Job, batch_index: int, seeds: ImageSeeds
         blend = _kept_area_blend(scheduler, batch, noise)
     inputs = DenoiseInputs(
         unet=model.pipeline.unet, scheduler=scheduler, latents=_start_latents(request, scheduler, batch, noise, start),
-        cond=conds[0], uncond=conds[1], guidance_scale=request.guidance_scale, num_steps=steps_to_run,
+        cond=conds.at(0)[0], uncond=conds.at(0)[1], conds_at=conds.at, guidance_scale=request.guidance_scale,
+        num_steps=steps_to_run,
         time_ids=sdxl_time_ids(model, request), extra_channels=_inpaint_model_channels(model, batch),
         step_kwargs=sampler_step_kwargs(spec, scheduler, request, generators), seeds=tuple(batch_seeds),
         job_id=job.id, start_index=start, blend=blend,
@@ -207,7 +208,8 @@ def run_img2img(model: LoadedModel, job: Job, output: OutputOptions | None = Non
         return result
     hooks = HookDispatcher(job.hooks)
     with torch.inference_mode():
-        conds = batch_conditioning(model, request)
+        # The schedule spans the steps that run, so [a:b:0.5] switches half-way through them.
+        conds = batch_conditioning(model, request, request.steps_to_run())
 
         def one_batch(batch_index: int) -> None:
             first = batch_index * request.batch_size

@@ -22,12 +22,12 @@ import torch
 from PIL import Image
 
 from modules.models.loader import LoadedModel
-from modules.processing.conditioning import Conditioning, encode_prompts
 from modules.processing.denoise import DenoiseInputs, denoise
 from modules.processing.errors import BatchSkipped, JobInterrupted
 from modules.processing.hooks import HookDispatcher
 from modules.processing.infotext import build_infotext
 from modules.processing.job import Job, ProgressUpdate
+from modules.processing.prompt_conditioning import ScheduledConditioning
 from modules.processing.request_infotext import txt2img_parameters
 from modules.processing.requests import Txt2ImgRequest
 from modules.processing.samplers import SamplerSpec, build_scheduler, resolve_sampler
@@ -88,12 +88,10 @@ class GenerationResult:
             self.paths.append(save_png(image, output.target(), str(seed), embedded))
 
 
-def batch_conditioning(model: LoadedModel, request: Txt2ImgRequest) -> tuple[Conditioning, Conditioning | None]:
-    batch = request.batch_size
-    cond = encode_prompts(model.pipeline, [request.prompt] * batch, request.clip_skip)
-    if request.guidance_scale == 1.0:
-        return cond, None
-    return cond, encode_prompts(model.pipeline, [request.negative_prompt] * batch, request.clip_skip)
+def batch_conditioning(model: LoadedModel, request: Txt2ImgRequest, steps: int) -> ScheduledConditioning:
+    """The job's per-step text conditioning over a pass of ``steps`` steps (no negative at CFG 1)."""
+    return ScheduledConditioning(model.pipeline, request.prompt, request.negative_prompt, steps, request.batch_size,
+                                 request.clip_skip, use_cfg=request.guidance_scale != 1.0)
 
 
 def sdxl_time_ids(model: LoadedModel, request: Txt2ImgRequest) -> torch.Tensor | None:
@@ -129,7 +127,7 @@ def sampler_step_kwargs(spec: SamplerSpec, scheduler: object, request: Txt2ImgRe
 
 
 def _run_batch(model: LoadedModel, job: Job, batch_index: int, seeds: ImageSeeds,
-               conds: tuple[Conditioning, Conditioning | None], hooks: HookDispatcher,
+               conds: ScheduledConditioning, hooks: HookDispatcher,
                extra_channels: torch.Tensor | None) -> torch.Tensor:
     """Denoise one batch; returns decoded pixels (B, 3, H, W) in [0, 1]."""
     request: Txt2ImgRequest = job.request
@@ -147,7 +145,7 @@ def _run_batch(model: LoadedModel, job: Job, batch_index: int, seeds: ImageSeeds
     inputs = DenoiseInputs(
         unet=model.pipeline.unet, scheduler=scheduler,
         latents=noise.to(model.device, model.dtype) * scheduler.init_noise_sigma,
-        cond=conds[0], uncond=conds[1], guidance_scale=request.guidance_scale,
+        cond=conds.at(0)[0], uncond=conds.at(0)[1], conds_at=conds.at, guidance_scale=request.guidance_scale,
         num_steps=request.num_inference_steps, time_ids=sdxl_time_ids(model, request),
         extra_channels=extra_channels,
         step_kwargs=sampler_step_kwargs(spec, scheduler, request, generators), seeds=tuple(batch_seeds), job_id=job.id,
@@ -206,7 +204,7 @@ def run_txt2img(model: LoadedModel, job: Job, output: OutputOptions | None = Non
     result = GenerationResult(request=request)
     tiling = circular_padding(model.pipeline.unet, model.pipeline.vae) if request.tiling else contextlib.nullcontext()
     with tiling, torch.inference_mode():
-        conds = batch_conditioning(model, request)
+        conds = batch_conditioning(model, request, request.num_inference_steps)
         extra_channels = _inpaint_channels(model, request)
 
         def one_batch(batch_index: int) -> None:
