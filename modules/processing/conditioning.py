@@ -1,7 +1,9 @@
 """Text conditioning: prompts to the embeddings the UNet cross-attends to.
 
-This encodes plain prompts (77 tokens, truncated). The A1111 prompt language (weights, long
-prompts, scheduling) is built on top of it with compel by the prompt-language issue.
+``encode_prompts`` encodes plain prompts (77 tokens, truncated), exactly as diffusers does.
+``encode_weighted_prompt`` encodes one step's A1111 text: emphasis weights, BREAK and prompts
+of any length in 75-token chunks (``prompt_encoding``); a plain prompt of up to 75 tokens
+gives the same tensors as ``encode_prompts``.
 """
 
 from __future__ import annotations
@@ -13,8 +15,10 @@ from typing import Any
 import torch
 
 from modules.models.memory import execution_device
+from modules.processing.prompt_encoding import apply_emphasis, chunk_tokens
+from modules.processing.prompt_syntax import Fragment, parse_emphasis
 
-__all__ = ["Conditioning", "encode_prompts"]
+__all__ = ["Conditioning", "encode_prompts", "encode_weighted_prompt"]
 
 
 @dataclass(frozen=True)
@@ -87,3 +91,43 @@ def encode_prompts(pipeline: Any, prompts: Sequence[str], clip_skip: int = 1) ->
     hidden_2, output_2 = _clip_hidden(text_encoder_2, ids_2, clip_skip + 1, final_norm=False)
     parts.append(hidden_2)
     return Conditioning(embeds=torch.cat(parts, dim=-1), pooled=output_2.text_embeds)
+
+
+def _weighted_hidden(tokenizer: Any, encoder: Any, fragments: list[Fragment], layer_from_end: int, final_norm: bool,
+                     emphasis: str, device: torch.device) -> tuple[torch.Tensor, Any]:
+    """(1, 77k, D) weighted hidden states of the fragments' k chunks, and the encoder output."""
+    chunks = chunk_tokens(tokenizer, fragments)
+    ids = torch.tensor(chunks.ids, device=device)
+    hidden, output = _clip_hidden(encoder, ids, layer_from_end, final_norm)
+    hidden = hidden.reshape(1, -1, hidden.shape[-1])
+    weights = torch.tensor(chunks.weights, device=hidden.device).reshape(1, -1)
+    if bool((weights != 1.0).any()):
+        hidden = apply_emphasis(hidden, weights, emphasis)
+    return hidden, output
+
+
+@torch.inference_mode()
+def encode_weighted_prompt(pipeline: Any, text: str, batch_size: int = 1, clip_skip: int = 1,
+                           emphasis: str = "Original") -> Conditioning:
+    """Encode one A1111 prompt text (emphasis, BREAK, any length; no scheduling or AND).
+
+    Returns:
+        Conditioning with embeds (batch_size, 77 * chunks, D) and, for SDXL, the pooled output
+        of the first chunk (batch_size, 1280), on the text encoder's execution device.
+    """
+    fragments = parse_emphasis(text)
+    device = execution_device(pipeline.text_encoder if pipeline.text_encoder is not None else pipeline.text_encoder_2)
+    text_encoder_2 = getattr(pipeline, "text_encoder_2", None)
+    if text_encoder_2 is None:
+        hidden, _ = _weighted_hidden(pipeline.tokenizer, pipeline.text_encoder, fragments, clip_skip, True, emphasis,
+                                     device)
+        return Conditioning(embeds=hidden.repeat(batch_size, 1, 1))
+    parts = []
+    if pipeline.text_encoder is not None:
+        parts.append(_weighted_hidden(pipeline.tokenizer, pipeline.text_encoder, fragments, clip_skip + 1, False,
+                                      emphasis, device)[0])
+    hidden_2, output_2 = _weighted_hidden(pipeline.tokenizer_2, text_encoder_2, fragments, clip_skip + 1, False,
+                                          emphasis, device)
+    parts.append(hidden_2)
+    pooled = output_2.text_embeds[:1]  # A1111 pools the first chunk
+    return Conditioning(embeds=torch.cat(parts, dim=-1).repeat(batch_size, 1, 1), pooled=pooled.repeat(batch_size, 1))

@@ -2,15 +2,20 @@
 conditioning at the steps the prompt names, and each distinct text is encoded once per job.
 
 ``[red:blue:0.5]`` over 20 steps conditions steps 1-10 on "red" and 11-20 on "blue" with two
-encodings, however many images the job makes. Weights, AND and long prompts are encoded by
-the prompt-language work that builds on this; here a step's text goes to the plain encoder.
+encodings, however many images the job makes. Each text is encoded with its emphasis weights,
+BREAKs and any length (``encode_weighted_prompt``); conditionings of different lengths are
+padded with the empty prompt's chunk, as A1111 does, so one UNet batch can hold them all.
+AND (composable diffusion) is not handled yet: its text is encoded as written.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
-from modules.processing.conditioning import Conditioning, encode_prompts
+import torch
+
+from modules.processing.conditioning import Conditioning, encode_weighted_prompt
 from modules.processing.prompt_syntax import prompt_schedule, strip_comments
 
 __all__ = ["ScheduledConditioning", "texts_per_step"]
@@ -37,20 +42,37 @@ class ScheduledConditioning:
     """
 
     def __init__(self, pipeline: Any, prompt: str, negative_prompt: str, steps: int, batch_size: int,
-                 clip_skip: int, use_cfg: bool) -> None:
+                 clip_skip: int, use_cfg: bool, emphasis: str = "Original") -> None:
         self._pipeline = pipeline
         self._batch_size = batch_size
         self._clip_skip = clip_skip
+        self._emphasis = emphasis
         self._cache: dict[str, Conditioning] = {}
         positives = texts_per_step(prompt, steps)
         negatives = texts_per_step(negative_prompt, steps) if use_cfg else [None] * steps
-        self._per_step = [(self._encode(p), None if n is None else self._encode(n))
+        for text in {*positives, *(n for n in negatives if n is not None)}:
+            self._encode(text)
+        self._pad_to_longest()
+        self._per_step = [(self._cache[p], None if n is None else self._cache[n])
                           for p, n in zip(positives, negatives, strict=True)]
 
     def _encode(self, text: str) -> Conditioning:
         if text not in self._cache:
-            self._cache[text] = encode_prompts(self._pipeline, [text] * self._batch_size, self._clip_skip)
+            self._cache[text] = encode_weighted_prompt(self._pipeline, text, self._batch_size, self._clip_skip,
+                                                       self._emphasis)
         return self._cache[text]
+
+    def _pad_to_longest(self) -> None:
+        """Append the empty prompt's chunk to shorter conditionings (A1111 ``pad_cond``)."""
+        longest = max(c.embeds.shape[1] for c in self._cache.values())
+        if all(c.embeds.shape[1] == longest for c in self._cache.values()):
+            return
+        empty = encode_weighted_prompt(self._pipeline, "", self._batch_size, self._clip_skip, self._emphasis).embeds
+        for text, cond in self._cache.items():
+            missing = (longest - cond.embeds.shape[1]) // empty.shape[1]
+            if missing:
+                embeds = torch.cat([cond.embeds, *([empty] * missing)], dim=1)
+                self._cache[text] = dataclasses.replace(cond, embeds=embeds)
 
     @property
     def encodings(self) -> int:

@@ -1,0 +1,82 @@
+"""Weighted prompts to embeddings with A1111's chunking and emphasis arithmetic."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from modules.models.loader import LoadedModel, build_clip_tokenizer
+from modules.processing.conditioning import encode_prompts, encode_weighted_prompt
+from modules.processing.job import Job
+from modules.processing.prompt_encoding import CHUNK_TOKENS, apply_emphasis, chunk_tokens
+from modules.processing.prompt_syntax import parse_emphasis
+from modules.processing.requests import Txt2ImgRequest
+from modules.processing.txt2img import run_txt2img
+
+TOKENIZER = build_clip_tokenizer()
+BOS, EOS, COMMA = 49406, 49407, 267
+
+
+def _chunks(text: str):
+    return chunk_tokens(TOKENIZER, parse_emphasis(text))
+
+
+def test_short_prompt_is_one_chunk_laid_out_like_the_tokenizer() -> None:
+    chunks = _chunks("a (red:1.5) circle")
+    assert len(chunks.ids) == 1 and len(chunks.ids[0]) == 77
+    assert chunks.ids[0] == TOKENIZER("a red circle", padding="max_length", max_length=77).input_ids
+    assert chunks.weights[0][:5] == [1.0, 1.0, 1.5, 1.0, 1.0]
+
+
+def test_break_and_length_start_new_chunks() -> None:
+    assert len(_chunks("a cat BREAK a hat").ids) == 2
+    assert _chunks("a cat BREAK a hat").ids[1][:3] == [BOS, 320, 3801]
+    words = " ".join(["cat"] * 80)  # 80 tokens, no comma: 75 + 5
+    chunks = _chunks(words)
+    assert len(chunks.ids) == 2 and chunks.ids[1][6] == EOS
+    assert _chunks("").ids == [[BOS, EOS] + [EOS] * 75]
+
+
+def test_comma_backtracking_moves_the_last_phrase_to_the_next_chunk() -> None:
+    text = " ".join(["cat"] * 70) + ", " + " ".join(["dog"] * 10)  # the chunk fills 4 tokens after the comma
+    chunks = _chunks(text)
+    first = chunks.ids[0]
+    assert first[71] == COMMA and first[72] == EOS  # cut right after the comma
+    assert chunks.ids[1][1:11] == [1929] * 10  # all ten "dog" tokens moved together
+    far = " ".join(["cat"] * 40) + ", " + " ".join(["dog"] * 40)  # comma 34 tokens back: no backtrack
+    assert _chunks(far).ids[0][CHUNK_TOKENS] == 1929
+
+
+def test_emphasis_modes() -> None:
+    hidden = torch.rand(1, 4, 8) + 0.5
+    weights = torch.tensor([[1.0, 1.5, 1.0, 0.5]])
+    original = apply_emphasis(hidden, weights, "Original")
+    assert torch.allclose(original.mean(), hidden.mean())
+    assert torch.equal(apply_emphasis(hidden, weights, "No norm"), hidden * weights.unsqueeze(-1))
+    with pytest.raises(ValueError, match="Original"):
+        apply_emphasis(hidden, weights, "Loud")
+
+
+@pytest.mark.parametrize("model_name", ["sd15_model", "sdxl_model"])
+def test_plain_prompts_encode_as_before_and_weights_change_them(request: pytest.FixtureRequest,
+                                                                 model_name: str) -> None:
+    pipeline = request.getfixturevalue(model_name).pipeline
+    plain = encode_weighted_prompt(pipeline, "a red circle")
+    assert torch.equal(plain.embeds, encode_prompts(pipeline, ["a red circle"]).embeds)
+    weighted = encode_weighted_prompt(pipeline, "a (red:1.5) circle")
+    assert weighted.embeds.shape == plain.embeds.shape and not torch.equal(weighted.embeds, plain.embeds)
+    long = encode_weighted_prompt(pipeline, ", ".join(["a red circle"] * 40), batch_size=2)
+    assert long.embeds.shape[:2] == (2, 77 * 3)
+    if plain.pooled is not None:
+        assert long.pooled.shape[0] == 2
+
+
+def test_long_prompt_and_short_negative_generate_together(sd15_model: LoadedModel) -> None:
+    request = Txt2ImgRequest(prompt=", ".join(["a red circle"] * 40) + " BREAK blue", negative_prompt="ugly",
+                             num_inference_steps=2, width=64, height=64, seed=1, sampler_name="Euler a")
+    short = run_txt2img(sd15_model, Job(Txt2ImgRequest(prompt="a red circle", negative_prompt="ugly",
+                                                       num_inference_steps=2, width=64, height=64, seed=1,
+                                                       sampler_name="Euler a")))
+    result = run_txt2img(sd15_model, Job(request))
+    assert result.images[0].size == (64, 64)
+    assert result.images[0].tobytes() != short.images[0].tobytes()
