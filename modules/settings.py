@@ -105,6 +105,8 @@ class Settings:
     sd_checkpoints_limit: int = _slider(1, "Maximum number of checkpoints loaded at the same time", _SD, (1, 10, 1))
     CLIP_stop_at_last_layers: int = _slider(1, "Clip skip", _SD, (1, 12, 1),
                                             "ignore last layers of CLIP network; 1 ignores none, 2 ignores one layer")
+    emphasis: str = _opt("Original", "Emphasis mode", _SD, "dropdown", choices=("Original", "No norm"),
+                         info="Original (A1111's default): weights keep the prompt's mean; No norm: plain product")
     eta_ddim: float = _slider(0.0, "Eta for DDIM", _SAMPLER, (0.0, 1.0, 0.01),
                               "noise multiplier; higher = more unpredictable results")
     show_progressbar: bool = _opt(True, "Show progressbar", _PREVIEWS, "checkbox")

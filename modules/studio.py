@@ -124,8 +124,11 @@ class Studio:
         """Request fields that settings fill when the payload leaves them out."""
         settings = self.settings
         defaults: dict[str, Any] = {}
-        if "CLIP_stop_at_last_layers" not in (payload.get("override_settings") or {}):
+        overrides = payload.get("override_settings") or {}
+        if "CLIP_stop_at_last_layers" not in overrides:
             defaults["clip_skip"] = settings.CLIP_stop_at_last_layers
+        if "emphasis" not in overrides:
+            defaults["emphasis"] = settings.emphasis
         if payload.get("eta") is None and settings.eta_ddim:
             defaults["eta"] = settings.eta_ddim  # A1111 "Eta for DDIM"; only DDIM uses it
         return defaults

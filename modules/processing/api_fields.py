@@ -44,6 +44,8 @@ def _override_settings(value: Any, fields: dict[str, Any]) -> None:
             fields["vae"] = setting
         elif key == "CLIP_stop_at_last_layers":
             fields["clip_skip"] = setting
+        elif key == "emphasis":
+            fields["emphasis"] = setting
         else:
             raise RequestValidationError(f"override_settings.{key}", "is not a setting that can be overridden here")
 

@@ -45,6 +45,7 @@ def txt2img_parameters(
         "Clip skip": request.clip_skip if request.clip_skip > 1 else None,
         "Tiling": "True" if request.tiling else None,
         "Eta": request.eta if request.eta is not None and spec.uses_eta else None,
+        "Emphasis": request.emphasis if request.emphasis != "Original" else None,
         "Version": VERSION,
     }
 
@@ -107,6 +108,8 @@ def request_from_infotext(text: str, **overrides: Any) -> Txt2ImgRequest:
     fields["tiling"] = params.get("Tiling", "False") == "True"
     if "Eta" in params:
         fields["eta"] = _number(params, "Eta", float, None)
+    if "Emphasis" in params:
+        fields["emphasis"] = params["Emphasis"]
     model = params.get("Model hash") or params.get("Model")
     if model:
         fields["checkpoint"] = model

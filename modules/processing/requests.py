@@ -14,6 +14,7 @@ from types import MappingProxyType
 from typing import Any
 
 from modules.processing.errors import RequestValidationError
+from modules.processing.prompt_encoding import EMPHASIS_MODES
 from modules.processing.samplers import UnknownSamplerError, resolve_sampler
 
 __all__ = ["API_FIELD_NAMES", "Limits", "MAX_SEED", "Txt2ImgRequest", "check_float", "check_int"]
@@ -97,6 +98,7 @@ class Txt2ImgRequest:
     batch_size: int = 1
     batch_count: int = 1
     clip_skip: int = 1
+    emphasis: str = "Original"
     eta: float | None = None
     tiling: bool = False
     checkpoint: str | None = None
@@ -108,6 +110,9 @@ class Txt2ImgRequest:
         self._validate_text()
         self._validate_numbers()
         self._normalise_sampler()
+        if self.emphasis not in EMPHASIS_MODES:
+            raise RequestValidationError("emphasis",
+                                         f"must be one of {', '.join(EMPHASIS_MODES)}; got {self.emphasis!r}")
         if not isinstance(self.tiling, bool):
             raise RequestValidationError("tiling", f"must be true or false, got {self.tiling!r}")
         for name in ("checkpoint", "vae"):

@@ -91,7 +91,7 @@ class GenerationResult:
 def batch_conditioning(model: LoadedModel, request: Txt2ImgRequest, steps: int) -> ScheduledConditioning:
     """The job's per-step text conditioning over a pass of ``steps`` steps (no negative at CFG 1)."""
     return ScheduledConditioning(model.pipeline, request.prompt, request.negative_prompt, steps, request.batch_size,
-                                 request.clip_skip, use_cfg=request.guidance_scale != 1.0)
+                                 request.clip_skip, use_cfg=request.guidance_scale != 1.0, emphasis=request.emphasis)
 
 
 def sdxl_time_ids(model: LoadedModel, request: Txt2ImgRequest) -> torch.Tensor | None:

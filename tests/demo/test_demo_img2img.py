@@ -57,3 +57,22 @@ def test_inpainting_paints_the_mask_in_the_prompt_colour_and_nothing_else(demo_m
         purple.append(_colour_share(control, box, "green"))
     # Measured: green covers 0.74/0.60/0.65/0.00 of the box; asking for purple gives no green.
     assert np.mean(green) > 0.3 and np.mean(purple) < 0.05
+
+
+def test_prompt_weights_shift_the_colour(demo_model: LoadedModel) -> None:
+    """``(red:1.6) circle`` comes out redder than ``(blue:1.6) circle`` on the same seeds."""
+    from modules.processing.requests import Txt2ImgRequest
+    from modules.processing.txt2img import run_txt2img
+
+    def red_minus_blue(word: str) -> float:
+        total = 0.0
+        for seed in (1, 2, 3, 4):
+            request = Txt2ImgRequest(prompt=f"a large ({word}:1.6) circle on a white background", seed=seed,
+                                     sampler_name="Euler a", num_inference_steps=20, width=128, height=128)
+            pixels = np.asarray(run_txt2img(demo_model, Job(request)).images[0], dtype=np.float64)
+            total += float((pixels[..., 0] - pixels[..., 2]).mean())
+        return total / 4
+
+    red, blue = red_minus_blue("red"), red_minus_blue("blue")
+    # Measured: red +40, blue -15 (mean R - B over the image, 0-255 scale; unweighted: +37, -18).
+    assert red - blue > 30, (red, blue)

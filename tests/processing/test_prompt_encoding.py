@@ -80,3 +80,20 @@ def test_long_prompt_and_short_negative_generate_together(sd15_model: LoadedMode
     result = run_txt2img(sd15_model, Job(request))
     assert result.images[0].size == (64, 64)
     assert result.images[0].tobytes() != short.images[0].tobytes()
+
+
+def test_emphasis_mode_changes_weighted_prompts_and_is_recorded(sd15_model: LoadedModel) -> None:
+    from modules.processing.api_fields import txt2img_request_from_api
+    from modules.processing.errors import RequestValidationError
+    from modules.processing.request_infotext import request_from_infotext
+
+    base = {"prompt": "a (red:1.8) circle", "steps": 2, "width": 64, "height": 64, "seed": 4}
+    original = run_txt2img(sd15_model, Job(txt2img_request_from_api(base)))
+    no_norm = run_txt2img(sd15_model, Job(txt2img_request_from_api(
+        {**base, "override_settings": {"emphasis": "No norm"}})))
+    assert original.images[0].tobytes() != no_norm.images[0].tobytes()
+    assert "Emphasis" not in original.infotexts[0] and "Emphasis: No norm" in no_norm.infotexts[0]
+    assert request_from_infotext(no_norm.infotexts[0]).emphasis == "No norm"
+    with pytest.raises(RequestValidationError) as error:
+        txt2img_request_from_api({**base, "override_settings": {"emphasis": "Loud"}})
+    assert error.value.field == "emphasis"
