@@ -26,12 +26,17 @@ class Conditioning:
     """What the UNet is conditioned on for one batch.
 
     Attributes:
-        embeds: (B, 77, D) text-encoder hidden states (D = 768 SD1, 1024 SD2, 2048 SDXL).
+        embeds: (B, 77k, D) text-encoder hidden states (D = 768 SD1, 1024 SD2, 2048 SDXL;
+            k chunks of 77 tokens for long prompts).
         pooled: (B, 1280) pooled, projected output of SDXL's second text encoder; None otherwise.
+        weights: one weight per sub-prompt of an ``AND`` prompt (Composable Diffusion, Liu et
+            al. 2022). With n sub-prompts, ``embeds``/``pooled`` hold n batches one after the
+            other, (n*B, ...), and the loop combines their predictions with these weights.
     """
 
     embeds: torch.Tensor
     pooled: torch.Tensor | None = None
+    weights: tuple[float, ...] = (1.0,)
 
 
 def _token_ids(tokenizer: Any, prompts: Sequence[str], device: torch.device) -> torch.Tensor:

@@ -78,7 +78,11 @@ def step_positions(num_calls: int, num_steps: int, second_order: bool) -> list[t
 
 
 def predict_noise(inputs: DenoiseInputs, step: StepParams, model_input: torch.Tensor) -> torch.Tensor:
-    """One batched UNet call for the conditional and unconditional halves, combined by CFG.
+    """One batched UNet call for the unconditional half and every positive sub-prompt, combined.
+
+    CFG (Ho & Salimans 2022, Eq. 6) generalised to AND prompts as in Composable Diffusion
+    (Liu et al. 2022, Eq. 11): ``uncond + scale * sum_i w_i * (cond_i - uncond)``. Without
+    CFG, the sub-prompts' predictions are averaged with their weights.
 
     Args:
         inputs: the pass (UNet, SDXL time ids, inpainting channels).
@@ -90,21 +94,25 @@ def predict_noise(inputs: DenoiseInputs, step: StepParams, model_input: torch.Te
         (B, 4, h, w) guided noise (or v / x0) prediction, in the UNet's dtype.
     """
     use_cfg = step.uncond is not None and step.guidance_scale != 1.0
+    weights = step.cond.weights
     conds = [step.uncond, step.cond] if use_cfg else [step.cond]
-    batch = torch.cat([model_input] * len(conds))
+    copies = len(weights) + (1 if use_cfg else 0)
+    batch = torch.cat([model_input] * copies)
     embeds = torch.cat([c.embeds for c in conds])
     added = None
     if step.cond.pooled is not None:
-        added = {
-            "text_embeds": torch.cat([c.pooled for c in conds]),
-            "time_ids": torch.cat([inputs.time_ids] * len(conds)),
-        }
+        added = {"text_embeds": torch.cat([c.pooled for c in conds]),
+                 "time_ids": torch.cat([inputs.time_ids] * copies)}
     out = inputs.unet(batch, step.timestep, encoder_hidden_states=embeds, added_cond_kwargs=added,
                       return_dict=False)[0]
+    parts = out.chunk(copies)
     if not use_cfg:
-        return out
-    uncond_pred, cond_pred = out.chunk(2)
-    return uncond_pred + step.guidance_scale * (cond_pred - uncond_pred)
+        if len(weights) == 1:
+            return out
+        return sum(w * part for w, part in zip(weights, parts, strict=True)) / sum(weights)
+    uncond_pred = parts[0]
+    guided = sum(w * (part - uncond_pred) for w, part in zip(weights, parts[1:], strict=True))
+    return uncond_pred + step.guidance_scale * guided
 
 
 def _sigma_at(scheduler: Any) -> float | None:

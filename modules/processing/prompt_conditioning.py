@@ -5,7 +5,8 @@ conditioning at the steps the prompt names, and each distinct text is encoded on
 encodings, however many images the job makes. Each text is encoded with its emphasis weights,
 BREAKs and any length (``encode_weighted_prompt``); conditionings of different lengths are
 padded with the empty prompt's chunk, as A1111 does, so one UNet batch can hold them all.
-AND (composable diffusion) is not handled yet: its text is encoded as written.
+``a :1.2 AND b`` gives each sub-prompt its own schedule and encoding; the loop runs them in
+one UNet batch and combines them with their weights (``Conditioning.weights``).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from typing import Any
 import torch
 
 from modules.processing.conditioning import Conditioning, encode_weighted_prompt
-from modules.processing.prompt_syntax import prompt_schedule, strip_comments
+from modules.processing.prompt_syntax import prompt_schedule, split_and, strip_comments
 
 __all__ = ["ScheduledConditioning", "texts_per_step"]
 
@@ -48,13 +49,23 @@ class ScheduledConditioning:
         self._clip_skip = clip_skip
         self._emphasis = emphasis
         self._cache: dict[str, Conditioning] = {}
-        positives = texts_per_step(prompt, steps)
+        sub_prompts = split_and(strip_comments(prompt))
+        weights = tuple(weight for _, weight in sub_prompts)
+        # Per step, the text of each sub-prompt in force then.
+        positives = list(zip(*(texts_per_step(text, steps) for text, _ in sub_prompts), strict=True))
         negatives = texts_per_step(negative_prompt, steps) if use_cfg else [None] * steps
-        for text in {*positives, *(n for n in negatives if n is not None)}:
+        for text in {*(t for texts in positives for t in texts), *(n for n in negatives if n is not None)}:
             self._encode(text)
         self._pad_to_longest()
-        self._per_step = [(self._cache[p], None if n is None else self._cache[n])
+        combined = {texts: self._combine(texts, weights) for texts in set(positives)}
+        self._per_step = [(combined[p], None if n is None else self._cache[n])
                           for p, n in zip(positives, negatives, strict=True)]
+
+    def _combine(self, texts: tuple[str, ...], weights: tuple[float, ...]) -> Conditioning:
+        """One Conditioning for the sub-prompts' texts: their batches one after the other."""
+        parts = [self._cache[text] for text in texts]
+        pooled = None if parts[0].pooled is None else torch.cat([c.pooled for c in parts])
+        return Conditioning(torch.cat([c.embeds for c in parts]), pooled, weights)
 
     def _encode(self, text: str) -> Conditioning:
         if text not in self._cache:

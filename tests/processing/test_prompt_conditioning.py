@@ -70,3 +70,43 @@ def test_img2img_schedule_spans_the_steps_that_run(sd15_model: LoadedModel) -> N
                              num_inference_steps=20, width=64, height=64, seed=1, sampler_name="Euler a")
     run_img2img(sd15_model, Job(request, hooks=[hook]))
     assert len(hook.seen) == 10 and _switch_steps(hook.seen) == [5]
+
+
+def test_and_runs_every_sub_prompt_in_one_unet_batch(sd15_model: LoadedModel) -> None:
+    batch_sizes: list[int] = []
+    handle = sd15_model.pipeline.unet.register_forward_pre_hook(
+        lambda module, args: batch_sizes.append(args[0].shape[0]))
+    try:
+        request = Txt2ImgRequest(prompt="a red circle :1.2 AND a blue square AND [snow|rain]:0.5",
+                                 num_inference_steps=3, width=64, height=64, seed=1, sampler_name="Euler a",
+                                 batch_size=2)
+        hook = _RecordConditioning()
+        run_txt2img(sd15_model, Job(request, hooks=[hook]))
+    finally:
+        handle.remove()
+    assert batch_sizes == [8, 8, 8]  # (1 uncond + 3 sub-prompts) x 2 images, one call per step
+    conds = ScheduledConditioning(sd15_model.pipeline, "a :1.2 AND b AND [c|d]:0.5", "", steps=3, batch_size=2,
+                                  clip_skip=1, use_cfg=True)
+    assert conds.at(0)[0].weights == (1.2, 1.0, 0.5) and conds.at(0)[0].embeds.shape[0] == 6
+    assert conds.at(1)[0] is not conds.at(0)[0]  # the alternation inside the third sub-prompt switches
+
+
+def test_a_zero_weight_sub_prompt_drops_out(sd15_model: LoadedModel) -> None:
+    import numpy as np
+
+    def image(prompt: str) -> np.ndarray:
+        request = Txt2ImgRequest(prompt=prompt, num_inference_steps=3, width=64, height=64, seed=2,
+                                 sampler_name="Euler")
+        return np.asarray(run_txt2img(sd15_model, Job(request)).images[0], dtype=np.int16)
+
+    alone, combined, mixed = image("a blue square"), image("a red circle :0 AND a blue square"), \
+        image("a red circle AND a blue square")
+    assert np.abs(alone - combined).max() <= 2  # equal up to float rounding of a bigger batch
+    assert np.abs(alone - mixed).max() > 2
+
+
+def test_sdxl_and_prompt_generates(sdxl_model: LoadedModel) -> None:
+    request = Txt2ImgRequest(prompt="a red circle AND a blue square:0.7", num_inference_steps=2, width=64, height=64,
+                             seed=1, sampler_name="Euler a", batch_size=2)
+    result = run_txt2img(sdxl_model, Job(request))
+    assert len(result.images) == 2 and result.images[0].size == (64, 64)
