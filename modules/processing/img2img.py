@@ -210,6 +210,7 @@ def run_img2img(model: LoadedModel, job: Job, output: OutputOptions | None = Non
     with torch.inference_mode():
         # The schedule spans the steps that run, so [a:b:0.5] switches half-way through them.
         conds = batch_conditioning(model, request, request.steps_to_run())
+        result.notices.extend(conds.notices)
 
         def one_batch(batch_index: int) -> None:
             first = batch_index * request.batch_size

@@ -17,6 +17,7 @@ from typing import Any
 import torch
 
 from modules.processing.conditioning import Conditioning, encode_weighted_prompt
+from modules.processing.prompt_preview import EXTRA_NETWORK
 from modules.processing.prompt_syntax import prompt_schedule, split_and, strip_comments
 
 __all__ = ["ScheduledConditioning", "texts_per_step"]
@@ -49,6 +50,9 @@ class ScheduledConditioning:
         self._clip_skip = clip_skip
         self._emphasis = emphasis
         self._cache: dict[str, Conditioning] = {}
+        # <lora:...> and other extra networks are instructions, not text (A1111 removes them too).
+        self.extra_networks = [match.group(0) for match in EXTRA_NETWORK.finditer(prompt)]
+        prompt, negative_prompt = EXTRA_NETWORK.sub("", prompt), EXTRA_NETWORK.sub("", negative_prompt)
         sub_prompts = split_and(strip_comments(prompt))
         weights = tuple(weight for _, weight in sub_prompts)
         # Per step, the text of each sub-prompt in force then.
@@ -84,6 +88,13 @@ class ScheduledConditioning:
             if missing:
                 embeds = torch.cat([cond.embeds, *([empty] * missing)], dim=1)
                 self._cache[text] = dataclasses.replace(cond, embeds=embeds)
+
+    @property
+    def notices(self) -> list[str]:
+        """What the user should know: extra networks in the prompt that were not applied."""
+        if not self.extra_networks:
+            return []
+        return [f"Not applied (extra networks such as LoRA are not supported yet): {', '.join(self.extra_networks)}"]
 
     @property
     def encodings(self) -> int:

@@ -205,6 +205,7 @@ def run_txt2img(model: LoadedModel, job: Job, output: OutputOptions | None = Non
     tiling = circular_padding(model.pipeline.unet, model.pipeline.vae) if request.tiling else contextlib.nullcontext()
     with tiling, torch.inference_mode():
         conds = batch_conditioning(model, request, request.num_inference_steps)
+        result.notices.extend(conds.notices)
         extra_channels = _inpaint_channels(model, request)
 
         def one_batch(batch_index: int) -> None:

@@ -16,6 +16,7 @@ from PIL import Image
 from modules.processing.errors import ProcessingError, RequestValidationError
 from modules.processing.image_input import decode_base64_image, png_base64
 from modules.processing.infotext import parse_infotext
+from modules.ui.generation_form import prompt_plan
 
 if TYPE_CHECKING:
     from modules.studio import Studio
@@ -118,6 +119,13 @@ def register_api(studio: Studio) -> None:
         text = str(decoded.info.get("parameters", ""))
         return {"info": text, "parameters": parse_infotext(text) if text.strip() else {}}
 
+    def prompt_preview(prompt: str, steps: int = 20) -> dict[str, Any]:
+        """What a prompt does over ``steps`` steps: schedule, AND sub-prompts, weights, 75-token chunks."""
+        if not 1 <= steps <= 150:
+            raise gr.Error(f"steps: must be between 1 and 150, got {steps}")
+        studio.ensure_libraries()
+        return prompt_plan(prompt, steps)
+
     def interrupt(job_id: str = "") -> bool:
         """Stop a job (the running one when no id is given); False if there was none."""
         return studio.interrupt(job_id or None)
@@ -144,6 +152,8 @@ def register_api(studio: Studio) -> None:
         except LookupError as error:
             raise gr.Error(str(error)) from None
 
-    for fn in (txt2img, img2img, inpaint, png_info, interrupt, skip, progress, refresh_checkpoints, set_checkpoint):
+    endpoints = (txt2img, img2img, inpaint, png_info, prompt_preview, interrupt, skip, progress, refresh_checkpoints,
+                 set_checkpoint)
+    for fn in endpoints:
         queued = fn in (txt2img, img2img, inpaint)
         gr.api(fn, api_name=fn.__name__, queue=queued, concurrency_limit=None if queued else "default")

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 import gradio as gr
 
 from modules.processing.errors import ProcessingError, RequestValidationError
+from modules.processing.prompt_preview import preview_prompt, token_counter
 from modules.processing.queue import JobStatus
 from modules.processing.samplers import SAMPLERS, SCHEDULE_TYPES
 from modules.ui.output_panel import OutputPanel, build_output_panel, wire_save
@@ -25,8 +26,8 @@ from modules.ui.style_editor import build_style_editor, wire_style_buttons
 if TYPE_CHECKING:
     from modules.studio import Studio
 
-__all__ = ["PAYLOAD_FIELDS", "GenerationTab", "build_generation_tab", "payload_from_values", "stream_job",
-           "stream_outputs", "token_count"]
+__all__ = ["PAYLOAD_FIELDS", "GenerationTab", "build_generation_tab", "payload_from_values", "prompt_plan",
+           "stream_job", "stream_outputs", "token_count"]
 
 #: The A1111 API name of each shared control, in the order the Generate handler receives them.
 PAYLOAD_FIELDS = (
@@ -78,13 +79,17 @@ def _tokenizer() -> Any:
 
 
 def token_count(text: str) -> str:
-    """A1111's counter: tokens used / capacity of the 75-token chunks they fill.
+    """A1111's counter: tokens used / capacity of the 75-token chunks they fill (BREAK and
+    prompt editing counted as the prompt language says; the longest step counts).
 
     In the server, call ``Studio.ensure_libraries`` first (see ``count_tokens``).
     """
-    count = len(_tokenizer()(text or "", add_special_tokens=False).input_ids)
-    capacity = max(1, -(-count // 75)) * 75
-    return f"{count}/{capacity}"
+    return token_counter(_tokenizer(), text or "")
+
+
+def prompt_plan(text: str, steps: float) -> dict[str, Any]:
+    """The prompt's schedule, sub-prompts, weights and chunks (``preview_prompt``) for the JSON view."""
+    return preview_prompt(_tokenizer(), text or "", max(1, int(steps or 1)))
 
 
 def stream_job(studio: Studio, job_id: str, preview_every: int,
@@ -162,7 +167,11 @@ def _prompt_row(c: dict[str, Any], tab: str, show_counters: bool, style_names: l
         with gr.Column(scale=6):
             c["prompt"] = gr.Textbox(label="Prompt", lines=3, elem_id=f"{tab}_prompt",
                                      placeholder="Prompt (press Ctrl+Enter to generate)")
-            c["prompt_tokens"] = gr.Markdown("0/75", elem_id=f"{tab}_token_counter", visible=show_counters)
+            with gr.Row():
+                c["prompt_tokens"] = gr.Markdown("0/75", elem_id=f"{tab}_token_counter", visible=show_counters)
+                c["preview_prompt"] = gr.Button("🔍 Show what the prompt does", elem_id=f"{tab}_prompt_preview",
+                                                size="sm", scale=0, min_width=40)
+            c["prompt_plan"] = gr.JSON(label="Prompt plan", visible=False, elem_id=f"{tab}_prompt_plan")
             c["negative_prompt"] = gr.Textbox(label="Negative prompt", lines=2, elem_id=f"{tab}_neg_prompt")
             c["negative_tokens"] = gr.Markdown("0/75", elem_id=f"{tab}_negative_token_counter",
                                                visible=show_counters)
@@ -270,6 +279,12 @@ def _wire_buttons(studio: Studio, c: dict[str, Any], job_id: Any, last_seed: Any
         studio.ensure_libraries()
         return token_count(text)
 
+    def show_plan(text: str, steps: float) -> Any:
+        studio.ensure_libraries()
+        return gr.update(value=prompt_plan(text, steps), visible=True)
+
+    c["preview_prompt"].click(show_plan, inputs=[c["prompt"], c["steps"]], outputs=[c["prompt_plan"]],
+                              api_visibility="private")
     counters = (("prompt", "prompt_tokens"), ("negative_prompt", "negative_tokens")) if show_counters else ()
     for box, counter in counters:
         c[box].change(count_tokens, inputs=[c[box]], outputs=[c[counter]], trigger_mode="always_last", **instant)

@@ -14,7 +14,7 @@ from tests.tiny_models import write_tiny_checkpoint
 from tests.ui.live_server import start_server
 
 pytestmark = pytest.mark.slow
-NAMED = ("/txt2img", "/img2img", "/inpaint", "/png_info",
+NAMED = ("/txt2img", "/img2img", "/inpaint", "/png_info", "/prompt_preview",
          "/interrupt", "/skip", "/progress", "/refresh_checkpoints", "/set_checkpoint")
 
 
@@ -55,6 +55,8 @@ def test_txt2img_through_gradio_client(server: str) -> None:
     info = client.predict(image=result["images"][0], api_name="/png_info")
     assert info["parameters"]["Seed"] == "3" and info["parameters"]["Steps"] == "2"
     assert client.predict(api_name="/progress")["state"] == "idle"
+    plan = client.predict(prompt="a [red:blue:0.5] cat", steps=10, api_name="/prompt_preview")
+    assert [s["until_step"] for s in plan["sub_prompts"][0]["schedule"]] == [5, 10]
     assert client.predict(api_name="/interrupt") is False
     titles = client.predict(api_name="/refresh_checkpoints")
     assert titles and titles[0].startswith("tiny-sd15.safetensors")
