@@ -13,6 +13,7 @@ from modules.models.files import ModelFileError
 from modules.models.registry import ModelNotFoundError, native_resolution
 from modules.processing.api_fields import txt2img_request_from_api
 from modules.processing.api_fields_img2img import img2img_request_from_api
+from modules.processing.dynamic_prompts import has_dynamic_syntax, run_with_dynamic_prompts
 from modules.processing.errors import RequestValidationError
 from modules.processing.img2img import run_img2img
 from modules.processing.img2img_request import Img2ImgRequest
@@ -90,10 +91,13 @@ def run_generate(context: AppContext, payload: dict[str, Any], out: Path | None)
     else:
         output = None if exact else OutputOptions(out, date_subfolder=False)
     steps = request.steps_to_run() if isinstance(request, Img2ImgRequest) else request.num_inference_steps
-    progress = _ProgressBar(steps * request.batch_count)
+    # Wildcard jobs run image by image, each reported as one batch.
+    dynamic = has_dynamic_syntax(request.prompt) or has_dynamic_syntax(request.negative_prompt)
+    progress = _ProgressBar(steps * (request.images_per_job if dynamic else request.batch_count))
     run = run_img2img if is_img2img else run_txt2img
     try:
-        result = run(model, Job(request, on_progress=progress), output)
+        result = run_with_dynamic_prompts(run, model, Job(request, on_progress=progress), output,
+                                          context.paths.wildcards)
     finally:
         progress.close()
     if exact:

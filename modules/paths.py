@@ -31,6 +31,11 @@ class DataPaths:
         return self.root / "styles.csv"
 
     @property
+    def wildcards(self) -> Path:
+        """``__name__`` in a prompt picks a line of ``wildcards/name.txt`` (subfolders: ``__dir/name__``)."""
+        return self.root / "wildcards"
+
+    @property
     def outputs(self) -> Path:
         return self.root / "outputs"
 

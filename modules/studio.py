@@ -19,6 +19,7 @@ from modules.models.registry import CheckpointInfo, native_resolution
 from modules.models.vae import AUTOMATIC, BUILTIN, find_vae_files
 from modules.processing.api_fields import txt2img_request_from_api
 from modules.processing.api_fields_img2img import img2img_request_from_api
+from modules.processing.dynamic_prompts import run_with_dynamic_prompts
 from modules.processing.errors import ProcessingError
 from modules.processing.img2img import run_img2img
 from modules.processing.img2img_batch import Img2ImgBatchRequest, batch_request, batch_stand_in, run_img2img_batch
@@ -73,7 +74,8 @@ class Studio:
         is_img2img = isinstance(request, Img2ImgRequest)
         folder = self.output_folder("outdir_img2img_samples" if is_img2img else "outdir_txt2img_samples")
         output = OutputOptions(folder, save=settings.samples_save, date_subfolder=settings.save_to_dirs)
-        return run_img2img(model, job, output) if is_img2img else run_txt2img(model, job, output)
+        run = run_img2img if is_img2img else run_txt2img
+        return run_with_dynamic_prompts(run, model, job, output, self.context.paths.wildcards)
 
     def output_folder(self, key: str) -> Path:
         """The folder an output setting (``outdir_txt2img_samples``, ``outdir_save``) names, in the data dir."""

@@ -96,9 +96,7 @@ def run_img2img_batch(model: LoadedModel, job: Job) -> GenerationResult:
             result.notices.append(f"{path.name}: skipped ({error})")
             continue
         part = run_img2img(model, Job(request, job.hooks, job.on_progress, job.id, job.cancel), output)
-        for field in ("images", "seeds", "subseeds", "infotexts", "paths", "notices", "hook_errors"):
-            getattr(result, field).extend(getattr(part, field))
+        result.extend(part)
         if part.interrupted:
-            result.interrupted = True
             break
     return result

@@ -46,6 +46,8 @@ def txt2img_parameters(
         "Tiling": "True" if request.tiling else None,
         "Eta": request.eta if request.eta is not None and spec.uses_eta else None,
         "Emphasis": request.emphasis if request.emphasis != "Original" else None,
+        "Template": request.template or None,  # sd-dynamic-prompts' keys
+        "Negative Template": request.negative_template or None,
         "Version": VERSION,
     }
 

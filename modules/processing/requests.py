@@ -104,6 +104,9 @@ class Txt2ImgRequest:
     checkpoint: str | None = None
     vae: str | None = None
     script_args: Mapping[str, Mapping[str, Any]] = field(default_factory=lambda: MappingProxyType({}))
+    # The prompts as written, when wildcards/variants made ``prompt``/``negative_prompt`` from them.
+    template: str = ""
+    negative_template: str = ""
     limits: Limits = field(default=Limits(), compare=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -124,8 +127,8 @@ class Txt2ImgRequest:
         object.__setattr__(self, "script_args", MappingProxyType(dict(self.script_args)))
 
     def _validate_text(self) -> None:
-        _check_text("prompt", self.prompt, self.limits.max_prompt_chars)
-        _check_text("negative_prompt", self.negative_prompt, self.limits.max_prompt_chars)
+        for name in ("prompt", "negative_prompt", "template", "negative_template"):
+            _check_text(name, getattr(self, name), self.limits.max_prompt_chars)
 
     def _validate_numbers(self) -> None:
         lim = self.limits

@@ -87,6 +87,12 @@ class GenerationResult:
             embedded = infotext if output.embed_infotext else None
             self.paths.append(save_png(image, output.target(), str(seed), embedded))
 
+    def extend(self, part: GenerationResult) -> None:
+        """Append the images (and messages) of a part of this job run on its own."""
+        for name in ("images", "seeds", "subseeds", "infotexts", "paths", "skipped_batches", "hook_errors", "notices"):
+            getattr(self, name).extend(getattr(part, name))
+        self.interrupted = self.interrupted or part.interrupted
+
 
 def batch_conditioning(model: LoadedModel, request: Txt2ImgRequest, steps: int) -> ScheduledConditioning:
     """The job's per-step text conditioning over a pass of ``steps`` steps (no negative at CFG 1)."""
