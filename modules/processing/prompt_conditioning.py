@@ -41,6 +41,7 @@ class ScheduledConditioning:
         batch_size: images per UNet batch.
         clip_skip: A1111 "Clip skip".
         use_cfg: False when CFG is off (guidance 1): no negative is encoded.
+        emphasis: "Original" or "No norm" (``prompt_encoding.apply_emphasis``).
     """
 
     def __init__(self, pipeline: Any, prompt: str, negative_prompt: str, steps: int, batch_size: int,
@@ -51,7 +52,7 @@ class ScheduledConditioning:
         self._emphasis = emphasis
         self._cache: dict[str, Conditioning] = {}
         # <lora:...> and other extra networks are instructions, not text (A1111 removes them too).
-        self.extra_networks = [match.group(0) for match in EXTRA_NETWORK.finditer(prompt)]
+        self.extra_networks = [match.group(0) for match in EXTRA_NETWORK.finditer(prompt + negative_prompt)]
         prompt, negative_prompt = EXTRA_NETWORK.sub("", prompt), EXTRA_NETWORK.sub("", negative_prompt)
         sub_prompts = split_and(strip_comments(prompt))
         weights = tuple(weight for _, weight in sub_prompts)
