@@ -1,14 +1,12 @@
 """Text conditioning: prompts to the embeddings the UNet cross-attends to.
 
-``encode_prompts`` encodes plain prompts (77 tokens, truncated), exactly as diffusers does.
 ``encode_weighted_prompt`` encodes one step's A1111 text: emphasis weights, BREAK and prompts
-of any length in 75-token chunks (``prompt_encoding``); a plain prompt of up to 75 tokens
-gives the same tensors as ``encode_prompts``.
+of any length in 75-token chunks (``prompt_encoding``). A plain prompt of up to 75 tokens gives
+exactly the tensors diffusers' own ``encode_prompt`` gives, as the models were trained.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,7 +16,7 @@ from modules.models.memory import execution_device
 from modules.processing.prompt_encoding import apply_emphasis, chunk_tokens
 from modules.processing.prompt_syntax import Fragment, parse_emphasis
 
-__all__ = ["Conditioning", "encode_prompts", "encode_weighted_prompt"]
+__all__ = ["Conditioning", "encode_weighted_prompt"]
 
 
 @dataclass(frozen=True)
@@ -39,14 +37,6 @@ class Conditioning:
     weights: tuple[float, ...] = (1.0,)
 
 
-def _token_ids(tokenizer: Any, prompts: Sequence[str], device: torch.device) -> torch.Tensor:
-    tokens = tokenizer(
-        list(prompts), padding="max_length", max_length=tokenizer.model_max_length, truncation=True,
-        return_tensors="pt",
-    )
-    return tokens.input_ids.to(device)
-
-
 def _final_layer_norm(encoder: Any) -> Any:
     # transformers 5 keeps it on the model itself; older releases under ``text_model``.
     norm = getattr(encoder, "final_layer_norm", None)
@@ -65,37 +55,6 @@ def _clip_hidden(encoder: Any, ids: torch.Tensor, layer_from_end: int, final_nor
     if final_norm:
         hidden = _final_layer_norm(encoder)(hidden)
     return hidden, output
-
-
-@torch.inference_mode()
-def encode_prompts(pipeline: Any, prompts: Sequence[str], clip_skip: int = 1) -> Conditioning:
-    """Encode a batch of prompts with the pipeline's text encoder(s).
-
-    Args:
-        pipeline: a diffusers SD/SDXL pipeline (its tokenizers and text encoders are used).
-        prompts: one prompt per image.
-        clip_skip: A1111 "Clip skip": 1 uses the last layer, 2 the one before it, ...
-            SDXL always starts from the penultimate layer, as it was trained.
-
-    Returns:
-        Conditioning on the text encoder's execution device, in its dtype.
-    """
-    # The execution device, not the weights' one: with --medvram/--lowvram the weights wait on the CPU.
-    device = execution_device(pipeline.text_encoder if pipeline.text_encoder is not None else pipeline.text_encoder_2)
-    text_encoder_2 = getattr(pipeline, "text_encoder_2", None)
-    if text_encoder_2 is None:
-        ids = _token_ids(pipeline.tokenizer, prompts, device)
-        hidden, _ = _clip_hidden(pipeline.text_encoder, ids, clip_skip, final_norm=True)
-        return Conditioning(embeds=hidden)
-    # SDXL: both encoders' penultimate layers side by side, plus the second one's pooled output.
-    parts = []
-    if pipeline.text_encoder is not None:
-        ids = _token_ids(pipeline.tokenizer, prompts, device)
-        parts.append(_clip_hidden(pipeline.text_encoder, ids, clip_skip + 1, final_norm=False)[0])
-    ids_2 = _token_ids(pipeline.tokenizer_2, prompts, device)
-    hidden_2, output_2 = _clip_hidden(text_encoder_2, ids_2, clip_skip + 1, final_norm=False)
-    parts.append(hidden_2)
-    return Conditioning(embeds=torch.cat(parts, dim=-1), pooled=output_2.text_embeds)
 
 
 def _weighted_hidden(tokenizer: Any, encoder: Any, fragments: list[Fragment], layer_from_end: int, final_norm: bool,

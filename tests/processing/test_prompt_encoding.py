@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from modules.models.loader import LoadedModel, build_clip_tokenizer
-from modules.processing.conditioning import encode_prompts, encode_weighted_prompt
+from modules.processing.conditioning import encode_weighted_prompt
 from modules.processing.job import Job
 from modules.processing.prompt_encoding import CHUNK_TOKENS, apply_emphasis, chunk_tokens
 from modules.processing.prompt_syntax import parse_emphasis
@@ -62,7 +62,9 @@ def test_plain_prompts_encode_as_before_and_weights_change_them(request: pytest.
                                                                  model_name: str) -> None:
     pipeline = request.getfixturevalue(model_name).pipeline
     plain = encode_weighted_prompt(pipeline, "a red circle")
-    assert torch.equal(plain.embeds, encode_prompts(pipeline, ["a red circle"]).embeds)
+    reference = pipeline.encode_prompt(["a red circle"], device="cpu", num_images_per_prompt=1,
+                                       do_classifier_free_guidance=False)[0]
+    assert torch.equal(plain.embeds, reference)
     weighted = encode_weighted_prompt(pipeline, "a (red:1.5) circle")
     assert weighted.embeds.shape == plain.embeds.shape and not torch.equal(weighted.embeds, plain.embeds)
     long = encode_weighted_prompt(pipeline, ", ".join(["a red circle"] * 40), batch_size=2)
