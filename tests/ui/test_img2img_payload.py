@@ -88,3 +88,22 @@ def test_sent_parameters_fill_the_controls_and_open_the_mode() -> None:
     steps, seed, mode, controls = updates[2], updates[4], updates[-2], updates[-1]
     assert steps["value"] == 9 and seed["value"] == 42 and "value" not in updates[0]
     assert mode == "Inpaint" and controls["visible"] is True
+
+
+def test_slider_floats_become_the_integers_requests_need() -> None:
+    from modules.processing.api_fields_img2img import img2img_request_from_api
+    from modules.ui.generation_form import PAYLOAD_FIELDS, payload_from_values
+    from modules.ui.img2img import EXTRA_FIELDS
+
+    values = {**BASE, "mode": "img2img", "init_image": Image.new("RGB", (64, 64)), "script_name": "Outpainting mk2",
+              "pixels": 64.0, "script_mask_blur": 8.0, "mask_blur": 4.0, "inpaint_full_res_padding": 32.0,
+              "prompt": "p", "negative_prompt": "", "sampler_name": "Euler a", "scheduler": "Automatic",
+              "steps": 5.0, "width": 64.0, "height": 64.0, "n_iter": 1.0, "batch_size": 1.0, "cfg_scale": 7.0,
+              "seed": -1.0, "subseed": -1.0, "subseed_strength": 0.0, "seed_resize_from_w": 0.0,
+              "seed_resize_from_h": 0.0, "styles": [], "sketch": None, "inpaint_image": None, "inpaint_sketch": None,
+              "inpaint_upload_image": None, "inpaint_upload_mask": None, "batch_input_dir": "",
+              "batch_output_dir": "", "batch_mask_dir": ""}
+    fields = PAYLOAD_FIELDS + EXTRA_FIELDS
+    payload = build_img2img_payload(payload_from_values(tuple(values[name] for name in fields), fields))
+    request = img2img_request_from_api(payload)  # would name script_args.mask_blur if it stayed 8.0
+    assert (request.width, request.height) == (128, 64) and request.mask_blur_x == 8  # grown to the left
