@@ -109,7 +109,8 @@ def predict_noise(inputs: DenoiseInputs, step: StepParams, model_input: torch.Te
     if not use_cfg:
         if len(weights) == 1:
             return out
-        return sum(w * part for w, part in zip(weights, parts, strict=True)) / sum(weights)
+        total = sum(weights) or 1.0  # all-zero weights: no division by zero, the sum itself (zeros)
+        return sum(w * part for w, part in zip(weights, parts, strict=True)) / total
     uncond_pred = parts[0]
     guided = sum(w * (part - uncond_pred) for w, part in zip(weights, parts[1:], strict=True))
     return uncond_pred + step.guidance_scale * guided
