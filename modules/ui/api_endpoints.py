@@ -23,12 +23,20 @@ if TYPE_CHECKING:
 
 __all__ = ["register_api"]
 
+Endpoint = Callable[..., Any]
+
 
 def _decode_image(data: str, field: str = "image") -> Image.Image:
     try:
         return decode_base64_image(data, field)
     except RequestValidationError as error:
         raise gr.Error(str(error)) from None
+
+
+def _with_overrides(payload: dict[str, Any], sd_model_checkpoint: str, sd_vae: str) -> dict[str, Any]:
+    """The payload with A1111's ``override_settings`` for the checkpoint/VAE named (empty: the current one)."""
+    overrides = {k: v for k, v in (("sd_model_checkpoint", sd_model_checkpoint), ("sd_vae", sd_vae)) if v}
+    return {**payload, "override_settings": overrides} if overrides else payload
 
 
 def _generate(studio: Studio, submit: Callable[[dict[str, Any]], str], payload: dict[str, Any]) -> dict[str, Any]:
@@ -60,8 +68,8 @@ def _status_dict(studio: Studio, job_id: str) -> dict[str, Any]:
     }
 
 
-def register_api(studio: Studio) -> None:
-    """Declare the endpoints; call inside the app's ``gr.Blocks`` context."""
+def _generation_endpoints(studio: Studio) -> tuple[Endpoint, ...]:
+    """/txt2img, /img2img and /inpaint: each waits for its job (so they are queued)."""
 
     def txt2img(prompt: str = "", negative_prompt: str = "", steps: int = 20, sampler_name: str = "DPM++ 2M",
                 scheduler: str = "Automatic", cfg_scale: float = 7.0, seed: int = -1, subseed: int = -1,
@@ -76,42 +84,60 @@ def register_api(studio: Studio) -> None:
             "n_iter": n_iter, "seed_resize_from_w": seed_resize_from_w, "seed_resize_from_h": seed_resize_from_h,
             "tiling": tiling, "styles": styles or [],
         }
-        overrides = {k: v for k, v in (("sd_model_checkpoint", sd_model_checkpoint), ("sd_vae", sd_vae)) if v}
-        if overrides:
-            payload["override_settings"] = overrides
-        return _generate(studio, studio.submit_txt2img, payload)
+        return _generate(studio, studio.submit_txt2img, _with_overrides(payload, sd_model_checkpoint, sd_vae))
 
     def img2img(image: str, prompt: str = "", negative_prompt: str = "", denoising_strength: float = 0.75,
                 resize_mode: int = 0, steps: int = 20, sampler_name: str = "DPM++ 2M", scheduler: str = "Automatic",
-                cfg_scale: float = 7.0, seed: int = -1, width: int = 512, height: int = 512, batch_size: int = 1,
-                n_iter: int = 1, styles: list[str] | None = None) -> dict[str, Any]:
-        """Generate from a base64 image and text; returns base64 PNGs (with infotext), seeds and infotexts."""
+                cfg_scale: float = 7.0, seed: int = -1, subseed: int = -1, subseed_strength: float = 0.0,
+                width: int = 512, height: int = 512, batch_size: int = 1, n_iter: int = 1,
+                seed_resize_from_w: int = 0, seed_resize_from_h: int = 0, tiling: bool = False,
+                sd_model_checkpoint: str = "", sd_vae: str = "", styles: list[str] | None = None) -> dict[str, Any]:
+        """Generate from a base64 image and text; returns base64 PNGs (with infotext), seeds and infotexts.
+
+        ``resize_mode``: 0 Just resize, 1 Crop and resize, 2 Resize and fill, 3 Just resize (latent upscale).
+        """
         payload: dict[str, Any] = {
             "init_images": [_decode_image(image, "image")], "prompt": prompt, "negative_prompt": negative_prompt,
             "denoising_strength": denoising_strength, "resize_mode": resize_mode, "steps": steps,
             "sampler_name": sampler_name, "scheduler": scheduler, "cfg_scale": cfg_scale, "seed": seed,
-            "width": width, "height": height, "batch_size": batch_size, "n_iter": n_iter, "styles": styles or [],
+            "subseed": subseed, "subseed_strength": subseed_strength, "width": width, "height": height,
+            "batch_size": batch_size, "n_iter": n_iter, "seed_resize_from_w": seed_resize_from_w,
+            "seed_resize_from_h": seed_resize_from_h, "tiling": tiling, "styles": styles or [],
         }
-        return _generate(studio, studio.submit_img2img, payload)
+        return _generate(studio, studio.submit_img2img, _with_overrides(payload, sd_model_checkpoint, sd_vae))
 
     def inpaint(image: str, mask: str, prompt: str = "", negative_prompt: str = "", denoising_strength: float = 0.75,
                 mask_blur: int = 4, inpainting_mask_invert: int = 0, inpainting_fill: int = 1,
                 inpaint_full_res: bool = False, inpaint_full_res_padding: int = 32, resize_mode: int = 0,
                 steps: int = 20, sampler_name: str = "DPM++ 2M", scheduler: str = "Automatic", cfg_scale: float = 7.0,
-                seed: int = -1, width: int = 512, height: int = 512, batch_size: int = 1, n_iter: int = 1,
+                seed: int = -1, subseed: int = -1, subseed_strength: float = 0.0, width: int = 512,
+                height: int = 512, batch_size: int = 1, n_iter: int = 1, seed_resize_from_w: int = 0,
+                seed_resize_from_h: int = 0, tiling: bool = False, sd_model_checkpoint: str = "", sd_vae: str = "",
                 styles: list[str] | None = None) -> dict[str, Any]:
         """Repaint the white area of a base64 mask over a base64 image (A1111's inpaint fields; the
-        defaults are the UI's: original content, whole picture)."""
+        defaults are the UI's: original content, whole picture).
+
+        ``inpainting_fill``: 0 fill, 1 original, 2 latent noise, 3 latent nothing;
+        ``inpainting_mask_invert``: 1 repaints the black area instead; ``inpaint_full_res``: "Only masked".
+        """
         payload: dict[str, Any] = {
             "init_images": [_decode_image(image, "image")], "mask": _decode_image(mask, "mask"), "prompt": prompt,
             "negative_prompt": negative_prompt, "denoising_strength": denoising_strength, "mask_blur": mask_blur,
             "inpainting_mask_invert": inpainting_mask_invert, "inpainting_fill": inpainting_fill,
             "inpaint_full_res": inpaint_full_res, "inpaint_full_res_padding": inpaint_full_res_padding,
             "resize_mode": resize_mode, "steps": steps, "sampler_name": sampler_name, "scheduler": scheduler,
-            "cfg_scale": cfg_scale, "seed": seed, "width": width, "height": height, "batch_size": batch_size,
-            "n_iter": n_iter, "styles": styles or [],
+            "cfg_scale": cfg_scale, "seed": seed, "subseed": subseed, "subseed_strength": subseed_strength,
+            "width": width, "height": height, "batch_size": batch_size, "n_iter": n_iter,
+            "seed_resize_from_w": seed_resize_from_w, "seed_resize_from_h": seed_resize_from_h, "tiling": tiling,
+            "styles": styles or [],
         }
-        return _generate(studio, studio.submit_img2img, payload)
+        return _generate(studio, studio.submit_img2img, _with_overrides(payload, sd_model_checkpoint, sd_vae))
+
+    return txt2img, img2img, inpaint
+
+
+def _instant_endpoints(studio: Studio) -> tuple[Endpoint, ...]:
+    """The endpoints that answer at once: PNG info, prompt preview, job control, checkpoints."""
 
     def png_info(image: str) -> dict[str, Any]:
         """Read the A1111 infotext of a base64 image: {"info": text, "parameters": parsed fields}."""
@@ -152,8 +178,12 @@ def register_api(studio: Studio) -> None:
         except LookupError as error:
             raise gr.Error(str(error)) from None
 
-    endpoints = (txt2img, img2img, inpaint, png_info, prompt_preview, interrupt, skip, progress, refresh_checkpoints,
-                 set_checkpoint)
-    for fn in endpoints:
-        queued = fn in (txt2img, img2img, inpaint)
-        gr.api(fn, api_name=fn.__name__, queue=queued, concurrency_limit=None if queued else "default")
+    return png_info, prompt_preview, interrupt, skip, progress, refresh_checkpoints, set_checkpoint
+
+
+def register_api(studio: Studio) -> None:
+    """Declare the endpoints; call inside the app's ``gr.Blocks`` context."""
+    for fn in _generation_endpoints(studio):
+        gr.api(fn, api_name=fn.__name__, queue=True, concurrency_limit=None)
+    for fn in _instant_endpoints(studio):
+        gr.api(fn, api_name=fn.__name__, queue=False, concurrency_limit="default")

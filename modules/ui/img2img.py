@@ -8,7 +8,7 @@ sent image's parameters by A1111 payload name), which sets the sampler/steps/CFG
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -23,7 +23,7 @@ from modules.ui.img2img_payload import INPAINT_MODES, build_img2img_payload, inp
 if TYPE_CHECKING:
     from modules.studio import Studio
 
-__all__ = ["IMG2IMG_TAB_IDS", "Img2ImgTab", "build_img2img_tab", "received_updates"]
+__all__ = ["IMG2IMG_TAB_IDS", "Img2ImgTab", "build_img2img_tab", "img2img_submit", "received_updates"]
 
 #: ``gr.Tab`` ids of the input sub-tabs, for ``gr.Tabs(selected=...)``.
 IMG2IMG_TAB_IDS = {"img2img": "img2img_img2img_tab", "sketch": "img2img_sketch_tab",
@@ -146,7 +146,10 @@ def _below_size(c: dict[str, Any]) -> None:
     _script_controls(c)
 
 
-def _submit(studio: Studio):
+def img2img_submit(studio: Studio) -> Callable[[dict[str, Any]], str]:
+    """The tab's ``submit``: its control values (by name) to a queued job id, through
+    ``submit_img2img_batch`` when the Batch sub-tab is open, else ``submit_img2img``."""
+
     def submit(values: dict[str, Any]) -> str:
         if values["mode"] == "Batch":
             # The inpaint controls apply to the files that have a mask in the mask folder.
@@ -178,7 +181,7 @@ def _wire_mode_switches(c: dict[str, Any]) -> None:
 
 def build_img2img_tab(studio: Studio) -> Img2ImgTab:
     """Build the tab's components and wire them; call inside a ``gr.Tab``."""
-    form = build_generation_tab(studio, "img2img", _submit(studio), EXTRA_FIELDS, _above_settings, _below_size)
+    form = build_generation_tab(studio, "img2img", img2img_submit(studio), EXTRA_FIELDS, _above_settings, _below_size)
     c = form.controls
     _wire_mode_switches(c)
     received = gr.State({})

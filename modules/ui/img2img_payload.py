@@ -43,6 +43,15 @@ def layers_mask(editor: Mapping[str, Any] | None) -> Image.Image | None:
     return mask.point(lambda alpha: 255 if alpha > 0 else 0)
 
 
+def _painted_mask(editor: Mapping[str, Any] | None, size: tuple[int, int]) -> Image.Image:
+    """The editor's painted area at the image's size; all black when nothing was painted, so the
+    engine answers with its "mask is empty" notice (or, for "Inpaint not masked", repaints all)."""
+    mask = layers_mask(editor)
+    if mask is None:
+        return Image.new("L", size, 0)
+    return mask if mask.size == size else mask.resize(size, Image.Resampling.NEAREST)
+
+
 def _editor_part(editor: Mapping[str, Any] | None, part: str, mode: str) -> Image.Image:
     image = (editor or {}).get(part)
     if not isinstance(image, Image.Image):
@@ -58,12 +67,12 @@ def _images(values: Mapping[str, Any]) -> tuple[Image.Image, Image.Image | None]
         return values["init_image"], None
     if mode == "Sketch":
         return _editor_part(values.get("sketch"), "composite", mode), None
-    if mode == "Inpaint":
-        editor = values.get("inpaint_image")
-        return _editor_part(editor, "background", mode), layers_mask(editor) or Image.new("L", (8, 8), 0)
-    if mode == "Inpaint sketch":
-        editor = values.get("inpaint_sketch")
-        return _editor_part(editor, "composite", mode), layers_mask(editor) or Image.new("L", (8, 8), 0)
+    if mode in ("Inpaint", "Inpaint sketch"):
+        # Inpaint repaints under the brush over the untouched background; Inpaint sketch keeps the
+        # coloured strokes as content too, so its input is the composite.
+        editor = values.get("inpaint_image" if mode == "Inpaint" else "inpaint_sketch")
+        image = _editor_part(editor, "background" if mode == "Inpaint" else "composite", mode)
+        return image, _painted_mask(editor, image.size)
     image, mask = values.get("inpaint_upload_image"), values.get("inpaint_upload_mask")
     if not isinstance(image, Image.Image) or not isinstance(mask, Image.Image):
         raise RequestValidationError("mask", "upload both an image and a mask in the Inpaint upload tab")

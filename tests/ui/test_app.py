@@ -67,3 +67,31 @@ def test_open_folder_starts_hidden_and_the_style_editor_closed(config: dict[str,
     ids = _ids(config)
     assert ids["txt2img_open_folder"]["props"]["visible"] is False  # shown on load, only on loopback
     assert ids["txt2img_styles_dialog"]["props"]["visible"] is False
+
+
+def test_img2img_controls_have_a1111_labels_ranges_and_defaults(config: dict[str, Any]) -> None:
+    ids = _ids(config)
+
+    def props(elem_id: str, *keys: str) -> tuple[Any, ...]:
+        return tuple(ids[elem_id]["props"].get(key) for key in keys)
+
+    def choices(elem_id: str) -> list[str]:
+        return [label for label, _ in ids[elem_id]["props"]["choices"]]
+
+    assert choices("resize_mode") == ["Just resize", "Crop and resize", "Resize and fill",
+                                      "Just resize (latent upscale)"]
+    assert props("img2img_mask_blur", "label", "minimum", "maximum", "value") == ("Mask blur", 0, 64, 4)
+    assert choices("img2img_mask_mode") == ["Inpaint masked", "Inpaint not masked"]
+    assert props("img2img_inpainting_fill", "label", "value") == ("Masked content", "original")
+    assert choices("img2img_inpainting_fill") == ["fill", "original", "latent noise", "latent nothing"]
+    assert props("img2img_inpaint_full_res", "label", "value") == ("Inpaint area", "Whole picture")
+    assert props("img2img_inpaint_full_res_padding", "label", "minimum", "maximum", "step", "value") == (
+        "Only masked padding, pixels", 0, 256, 4, 32)
+    assert props("img2img_denoising_strength", "label", "minimum", "maximum", "step", "value") == (
+        "Denoising strength", 0, 1, 0.01, 0.75)
+    assert ids["img2img_inpaint_controls"]["props"]["visible"] is False  # shown by the inpaint sub-tabs
+    tabs = [c["props"]["label"] for c in config["components"] if c["type"] == "tabitem"
+            and str(c["props"].get("elem_id", "")).startswith("img2img_") and c["props"]["elem_id"].endswith("_tab")]
+    assert tabs == ["img2img", "Sketch", "Inpaint", "Inpaint sketch", "Inpaint upload", "Batch"]
+    assert props("img2img_batch_input_dir", "label") == ("Input directory",)
+    assert ids["img2img_sampling"]["props"]["label"] == "Sampling method"  # the shared form, img2img_ prefix

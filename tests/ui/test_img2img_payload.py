@@ -72,6 +72,7 @@ def test_an_unpainted_inpaint_editor_sends_an_empty_mask() -> None:
     editor = {**_editor(), "layers": []}
     payload = build_img2img_payload({**BASE, "mode": "Inpaint", "inpaint_image": editor})
     assert payload["mask"].getextrema() == (0, 0)  # the engine then returns the input with a notice
+    assert payload["mask"].size == (32, 32)  # the image's size, so "Inpaint not masked" repaints it all
     assert layers_mask(editor) is None
 
 

@@ -41,6 +41,9 @@ def test_named_endpoints_are_listed_and_plumbing_is_hidden(server: str) -> None:
     params = [p["parameter_name"] for p in api["named_endpoints"]["/txt2img"]["parameters"]]
     assert {"prompt", "negative_prompt", "steps", "sampler_name", "scheduler", "cfg_scale", "seed", "width",
             "height", "batch_size", "n_iter"} <= set(params)
+    for name in ("/img2img", "/inpaint"):  # the same named A1111 arguments, plus the image ones
+        own = {p["parameter_name"] for p in api["named_endpoints"][name]["parameters"]}
+        assert set(params) <= own and {"image", "denoising_strength", "resize_mode"} <= own
 
 
 def test_txt2img_through_gradio_client(server: str) -> None:
@@ -102,9 +105,11 @@ def test_img2img_and_inpaint_through_gradio_client(server: str) -> None:
     client = Client(server, verbose=False)
     source = Image.new("RGB", (64, 64), (30, 160, 90))
     result = client.predict(image=_b64_png(source), prompt="a red circle", denoising_strength=0.5, steps=2,
-                            width=64, height=64, seed=6, sampler_name="Euler a", api_name="/img2img")
+                            width=64, height=64, seed=6, subseed=9, subseed_strength=0.5, sampler_name="Euler a",
+                            api_name="/img2img")
     image = Image.open(io.BytesIO(base64.b64decode(result["images"][0])))
     assert result["seeds"] == [6] and "Denoising strength: 0.5" in image.info["parameters"]
+    assert "Variation seed: 9, Variation seed strength: 0.5" in image.info["parameters"]
     mask = Image.new("L", (64, 64), 0)
     mask.paste(255, (0, 0, 32, 64))
     result = client.predict(image=_b64_png(source), mask=_b64_png(mask), prompt="x", denoising_strength=1.0,
