@@ -80,19 +80,15 @@ def _inpaint_model_channels(model: LoadedModel, batch: _BatchInputs) -> torch.Te
     area blanked to grey (diffusers' ``prepare_mask_latents``); otherwise None."""
     if not model.family.is_inpaint:
         return None
+    if batch.repaint is None:  # img2img on an inpainting model: nothing masked, the input's own latents
+        return torch.cat([torch.zeros_like(batch.latents[:, :1]), batch.latents], dim=1)
     masked = []
     for item in batch.prepared:
-        pixels = pixels_to_tensor(item.init)
-        if item.mask is not None:
-            keep = pixels_to_tensor(item.mask.convert("RGB"))[:, :1] < 0.0  # mask below half-way
-            pixels = pixels * keep
-        masked.append(encode_pixels(model.pipeline.vae, pixels))
+        keep = pixels_to_tensor(item.mask.convert("RGB"))[:, :1] < 0.0  # mask below half-way
+        masked.append(encode_pixels(model.pipeline.vae, pixels_to_tensor(item.init) * keep))
     masked_latents = torch.cat(masked).to(model.device, model.dtype)
     masked_latents = torch.nn.functional.interpolate(masked_latents, size=batch.latents.shape[-2:])
-    repaint = batch.repaint
-    if repaint is None:  # img2img on an inpainting model: nothing is masked
-        repaint = torch.zeros_like(masked_latents[:, :1])
-    return torch.cat([repaint, masked_latents], dim=1)
+    return torch.cat([batch.repaint, masked_latents], dim=1)
 
 
 def _start_latents(request: Img2ImgRequest, scheduler: object, batch: _BatchInputs, noise: torch.Tensor,

@@ -158,3 +158,5 @@ def test_nine_channel_inpainting_model_keeps_the_outside(tmp_path) -> None:
     out, source = _pixels(result.images[0]), _pixels(_picture())
     assert np.array_equal(out[:20], source[:20])
     assert np.abs(out[26:39, 26:39] - source[26:39, 26:39]).mean() > 5
+    plain = run_img2img(model, Job(_request(strength=0.5)))  # img2img (no mask) on the same model
+    assert plain.images[0].size == (64, 64) and "Mask blur" not in plain.infotexts[0]
