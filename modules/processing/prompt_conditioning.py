@@ -69,6 +69,8 @@ class ScheduledConditioning:
     def _combine(self, texts: tuple[str, ...], weights: tuple[float, ...]) -> Conditioning:
         """One Conditioning for the sub-prompts' texts: their batches one after the other."""
         parts = [self._cache[text] for text in texts]
+        if len(parts) == 1:  # no AND: the cached tensors themselves, not a copy
+            return dataclasses.replace(parts[0], weights=weights)
         pooled = None if parts[0].pooled is None else torch.cat([c.pooled for c in parts])
         return Conditioning(torch.cat([c.embeds for c in parts]), pooled, weights)
 
