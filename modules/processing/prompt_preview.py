@@ -20,10 +20,10 @@ EXTRA_NETWORK = re.compile(r"<(\w+):([^>]+)>")
 
 def _tokens_and_chunks(tokenizer: Any, text: str) -> tuple[int, int]:
     """Real tokens (no BOS/EOS/padding) and 75-token chunks of one step's text."""
-    fragments = parse_emphasis(text)
-    texts = [f.text for f in fragments if not f.is_break]
-    count = sum(len(ids) for ids in tokenizer(texts, add_special_tokens=False).input_ids) if texts else 0
-    return count, len(chunk_tokens(tokenizer, fragments).ids)
+    chunks = chunk_tokens(tokenizer, parse_emphasis(text)).ids
+    # Each chunk is BOS, its tokens, EOS, padding: the first EOS after BOS ends its tokens.
+    count = sum(ids.index(tokenizer.eos_token_id, 1) - 1 for ids in chunks)
+    return count, len(chunks)
 
 
 def token_counter(tokenizer: Any, prompt: str, steps: int = 20) -> str:
