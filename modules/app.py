@@ -36,6 +36,11 @@ class AppContext:
     server_folders_allowed: bool = True
 
 
+def _extra_dirs(args: argparse.Namespace, flag: str) -> list[Path]:
+    """The folders a repeatable ``--lora-dir``-style flag adds (none when the command lacks it)."""
+    return [Path(d).expanduser().resolve() for d in getattr(args, flag, None) or []]
+
+
 def build_app_context(args: argparse.Namespace) -> AppContext:
     """Build the context from parsed flags (``--data-dir``, ``--ckpt-dir``, precision and memory
     flags, exposure flags). Commands without server flags get their defaults."""
@@ -48,7 +53,8 @@ def build_app_context(args: argparse.Namespace) -> AppContext:
     placement = choose_placement(getattr(args, "precision", "auto"), getattr(args, "no_half", False),
                                  getattr(args, "device", None), memory)
     models = ModelManager(registry, placement, allow_pickle=getattr(args, "allow_pickle", False),
-                          vae_roots=[paths.vae])
+                          vae_roots=[paths.vae], lora_roots=[paths.lora, *_extra_dirs(args, "lora_dir")],
+                          embedding_roots=[paths.embeddings, *_extra_dirs(args, "embeddings_dir")])
     install_allowed = extension_install_allowed(
         getattr(args, "listen", False), getattr(args, "share", False), getattr(args, "server_name", None),
         getattr(args, "enable_insecure_extension_access", False))

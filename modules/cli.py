@@ -37,6 +37,11 @@ def add_common_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--ckpt-dir", type=Path, action="append", default=[],
                         help="extra folder to scan for checkpoints (repeatable)")
     parser.add_argument("--data-dir", type=Path, default=None, help="root holding models/, outputs/, cache/")
+    parser.add_argument("--lora-dir", type=Path, action="append", default=[],
+                        help="extra folder to scan for LoRAs (repeatable; models/Lora is always scanned)")
+    parser.add_argument("--embeddings-dir", type=Path, action="append", default=[],
+                        help="extra folder of textual-inversion embeddings (repeatable; models/embeddings "
+                             "is always scanned)")
     parser.add_argument("--precision", choices=("auto", "fp32", "fp16", "bf16"), default="auto")
     parser.add_argument("--no-half", action="store_true", help="keep weights in fp32 on the GPU")
     parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1 (default: best available)")

@@ -27,6 +27,16 @@ class DataPaths:
         return self.root / "models" / "VAE"
 
     @property
+    def lora(self) -> Path:
+        """``<lora:name:w>`` finds ``name`` here (subfolders too)."""
+        return self.root / "models" / "Lora"
+
+    @property
+    def embeddings(self) -> Path:
+        """Textual-inversion embeddings, used by writing their file name in a prompt."""
+        return self.root / "models" / "embeddings"
+
+    @property
     def styles(self) -> Path:
         return self.root / "styles.csv"
 

@@ -23,6 +23,7 @@ __all__ = [
     "SAFETENSORS_SUFFIXES",
     "ModelFileError",
     "SafetensorsHeader",
+    "load_pickle",
     "load_state_dict",
     "read_safetensors_header",
 ]
@@ -166,15 +167,25 @@ def load_state_dict(path: Path | str, allow_pickle: bool = False, device: str = 
         return load_file(str(path), device=device)
     if suffix not in PICKLE_SUFFIXES:
         raise ModelFileError(path, "unsupported", f"has an unsupported extension {suffix!r}")
+    loaded = load_pickle(path, allow_pickle, device)
+    state = loaded.get("state_dict", loaded) if isinstance(loaded, dict) else None
+    if not isinstance(state, dict):
+        raise ModelFileError(path, "unsupported", "does not contain a state dict")
+    return {k: v for k, v in state.items() if isinstance(v, torch.Tensor)}
+
+
+def load_pickle(path: Path, allow_pickle: bool, device: str = "cpu") -> Any:
+    """The object in a pickle model file, loaded with ``torch.load(weights_only=True)`` only.
+
+    Raises:
+        ModelFileError: ``allow_pickle`` is off ("pickle_refused"), or the file holds more
+            than tensors and plain containers ("pickle_unsafe").
+    """
     if not allow_pickle:
         raise ModelFileError(path, "pickle_refused", "is a pickle file, which can run code when loaded; "
                              "convert it to .safetensors, or start with --allow-pickle to load it "
                              "with torch.load(weights_only=True)")
     try:
-        loaded = torch.load(str(path), map_location=device, weights_only=True)
+        return torch.load(str(path), map_location=device, weights_only=True)
     except Exception as error:  # weights_only raises UnpicklingError and others on unsafe content
         raise ModelFileError(path, "pickle_unsafe", f"could not be loaded safely: {error}") from None
-    state = loaded.get("state_dict", loaded) if isinstance(loaded, dict) else None
-    if not isinstance(state, dict):
-        raise ModelFileError(path, "unsupported", "does not contain a state dict")
-    return {k: v for k, v in state.items() if isinstance(v, torch.Tensor)}

@@ -1,6 +1,9 @@
 """File hashes as A1111 shows them, cached on disk.
 
 A1111's "Model hash" is the first 10 hex digits of the file's SHA-256 (its "shorthash").
+LoRA files are named by a different digest, the "addnet" hash (kohya's sd-scripts and
+A1111's Lora extension): the SHA-256 of a safetensors file's tensor data without its header,
+so editing the metadata does not change it.
 Hashing a 7 GB checkpoint takes seconds, so results are cached in a JSON file keyed by path
 and validated by size and modification time; the cache is rewritten atomically.
 """
@@ -14,7 +17,7 @@ import tempfile
 import threading
 from pathlib import Path
 
-__all__ = ["HashCache", "sha256_of_file"]
+__all__ = ["HashCache", "sha256_of_file", "sha256_of_safetensors_data"]
 
 SHORT_HASH_LENGTH = 10
 _CHUNK = 8 * 1024 * 1024
@@ -24,6 +27,17 @@ def sha256_of_file(path: Path) -> str:
     """Full SHA-256 hex digest of a file, read in 8 MB chunks."""
     digest = hashlib.sha256()
     with path.open("rb") as handle:
+        for chunk in iter(lambda: handle.read(_CHUNK), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def sha256_of_safetensors_data(path: Path) -> str:
+    """SHA-256 of a safetensors file after its 8-byte length and JSON header (the addnet hash)."""
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        header_length = int.from_bytes(handle.read(8), "little")
+        handle.seek(8 + header_length)
         for chunk in iter(lambda: handle.read(_CHUNK), b""):
             digest.update(chunk)
     return digest.hexdigest()
@@ -53,16 +67,19 @@ class HashCache:
             os.fsync(handle.fileno())
         os.replace(tmp, self._file)
 
-    def sha256(self, path: Path) -> str:
-        """Full SHA-256 of ``path``, from the cache when size and mtime still match."""
+    def sha256(self, path: Path, data_only: bool = False) -> str:
+        """Full SHA-256 of ``path``, from the cache when size and mtime still match.
+
+        ``data_only`` hashes a safetensors file's tensor data alone (the addnet hash of LoRAs).
+        """
         path = path.resolve()
         stat = path.stat()
-        key = str(path)
+        key = f"addnet:{path}" if data_only else str(path)
         with self._lock:
             entry = self._entries.get(key)
             if entry and entry.get("size") == stat.st_size and entry.get("mtime") == stat.st_mtime:
                 return str(entry["sha256"])
-        digest = sha256_of_file(path)
+        digest = sha256_of_safetensors_data(path) if data_only else sha256_of_file(path)
         with self._lock:
             self._entries[key] = {"size": stat.st_size, "mtime": stat.st_mtime, "sha256": digest}
             self._write()

@@ -16,8 +16,10 @@ from typing import Any
 
 import torch
 
+from modules.models.embeddings import EmbeddingLibrary
 from modules.models.families import ModelFamily, detect_family
 from modules.models.files import ModelFileError, load_state_dict, read_safetensors_header
+from modules.models.lora import LoraLibrary
 from modules.models.memory import MemoryPolicy
 from modules.models.registry import CheckpointInfo
 from modules.paths import CONFIGS_DIR
@@ -45,6 +47,8 @@ class LoadedModel:
         builtin_vae: the checkpoint's own VAE, kept while an external one is in use.
         vae_file / vae_hash: the external VAE in ``pipeline.vae`` and its short hash, or None.
         offload: the ``ComponentOffload`` of ``--medvram``/``--lowvram``, or None.
+        loras / embeddings: the ``LoraLibrary`` and ``EmbeddingLibrary`` prompts can use with
+            it (set by the model manager; None when loaded on its own).
     """
 
     info: CheckpointInfo
@@ -58,6 +62,8 @@ class LoadedModel:
     vae_file: Any = None
     vae_hash: str | None = None
     offload: Any = None
+    loras: LoraLibrary | None = None
+    embeddings: EmbeddingLibrary | None = None
 
     def __post_init__(self) -> None:
         if self.builtin_vae is None:

@@ -17,8 +17,10 @@ from pathlib import Path
 
 import torch
 
+from modules.models.embeddings import EmbeddingLibrary
 from modules.models.files import PICKLE_SUFFIXES, ModelFileError
 from modules.models.loader import LoadedModel, load_checkpoint
+from modules.models.lora import LoraLibrary
 from modules.models.memory import MemoryPolicy
 from modules.models.registry import CheckpointInfo, CheckpointRegistry
 from modules.models.vae import load_vae, resolve_vae_choice
@@ -81,9 +83,13 @@ class ModelManager:
         keep_loaded: int = 1,
         allow_pickle: bool = False,
         vae_roots: Sequence[Path] = (),
+        lora_roots: Sequence[Path] = (),
+        embedding_roots: Sequence[Path] = (),
     ) -> None:
         self.registry = registry
         self.vae_roots = [Path(r) for r in vae_roots]
+        self.loras = LoraLibrary(lora_roots, registry.hashes, allow_pickle)
+        self.embeddings = EmbeddingLibrary(embedding_roots, registry.hashes, allow_pickle)
         self.placement = placement
         self.keep_loaded = max(1, keep_loaded)
         self.allow_pickle = allow_pickle
@@ -120,6 +126,7 @@ class ModelManager:
                 self._loaded[key] = load_checkpoint(info, placement.device, placement.dtype, short_hash,
                                                     self.allow_pickle, placement.memory)
             model = self._loaded[key]
+            model.loras, model.embeddings = self.loras, self.embeddings
             self._use_vae(model, vae)
             return model
 
