@@ -17,6 +17,7 @@ from fastapi import APIRouter, Body, Depends, HTTPException
 from fastapi.security import HTTPBasic, HTTPBasicCredentials
 from PIL import Image
 
+from modules.api.networks import add_network_routes
 from modules.processing.errors import ProcessingError, RequestValidationError
 from modules.processing.image_input import decode_base64_image, png_base64
 from modules.processing.infotext import parse_infotext
@@ -122,6 +123,7 @@ def build_router(studio: Studio, credentials: Sequence[tuple[str, str]] = ()) ->
         return {"skipped": studio.skip()}
 
     _model_routes(router, studio)
+    add_network_routes(router, studio)
     return router
 
 

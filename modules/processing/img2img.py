@@ -39,6 +39,7 @@ from modules.processing.txt2img import (
     GenerationResult,
     OutputOptions,
     batch_conditioning,
+    job_networks,
     run_batches,
     sampler_step_kwargs,
     sdxl_time_ids,
@@ -160,7 +161,8 @@ def _record(model: LoadedModel, result: GenerationResult, image: Image.Image, se
     """Add one finished image to the result with its infotext, and save it if asked."""
     request: Img2ImgRequest = result.request  # type: ignore[assignment]
     vae_name = model.vae_file.name if model.vae_file else None
-    params = img2img_parameters(request, seed, subseed, model.name, model.short_hash, vae_name, model.vae_hash)
+    params = img2img_parameters(request, seed, subseed, model.name, model.short_hash, vae_name, model.vae_hash,
+                                result.extra_parameters)
     result.add_image(image, seed, subseed, build_infotext(request.prompt, request.negative_prompt, params), output)
 
 
@@ -203,10 +205,9 @@ def run_img2img(model: LoadedModel, job: Job, output: OutputOptions | None = Non
         result.duration_s = time.monotonic() - started
         return result
     hooks = HookDispatcher(job.hooks)
-    with torch.inference_mode():
+    with job_networks(model, result) as networks, torch.inference_mode():
         # The schedule spans the steps that run, so [a:b:0.5] switches half-way through them.
-        conds = batch_conditioning(model, request, request.steps_to_run())
-        result.notices.extend(conds.notices)
+        conds = batch_conditioning(model, request, request.steps_to_run(), networks)
 
         def one_batch(batch_index: int) -> None:
             first = batch_index * request.batch_size

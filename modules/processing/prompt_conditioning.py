@@ -12,12 +12,14 @@ one UNet batch and combines them with their weights (``Conditioning.weights``).
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 from typing import Any
 
 import torch
 
+from modules.models.embeddings import Embedding
 from modules.processing.conditioning import Conditioning, encode_weighted_prompt
-from modules.processing.prompt_preview import EXTRA_NETWORK
+from modules.processing.network_tags import EXTRA_NETWORK
 from modules.processing.prompt_syntax import prompt_schedule, split_and, strip_comments
 
 __all__ = ["ScheduledConditioning", "texts_per_step"]
@@ -42,17 +44,19 @@ class ScheduledConditioning:
         clip_skip: A1111 "Clip skip".
         use_cfg: False when CFG is off (guidance 1): no negative is encoded.
         emphasis: "Original" or "No norm" (``prompt_encoding.apply_emphasis``).
+        embeddings: textual inversions the texts may name (``extra_networks``).
     """
 
     def __init__(self, pipeline: Any, prompt: str, negative_prompt: str, steps: int, batch_size: int,
-                 clip_skip: int, use_cfg: bool, emphasis: str = "Original") -> None:
+                 clip_skip: int, use_cfg: bool, emphasis: str = "Original",
+                 embeddings: Mapping[str, Embedding] | None = None) -> None:
         self._pipeline = pipeline
         self._batch_size = batch_size
         self._clip_skip = clip_skip
         self._emphasis = emphasis
+        self._embeddings = embeddings or {}
         self._cache: dict[str, Conditioning] = {}
-        # <lora:...> and other extra networks are instructions, not text (A1111 removes them too).
-        self.extra_networks = [match.group(0) for match in EXTRA_NETWORK.finditer(prompt + negative_prompt)]
+        # <lora:...> tags are instructions, applied before encoding; not text (A1111 removes them too).
         prompt, negative_prompt = EXTRA_NETWORK.sub("", prompt), EXTRA_NETWORK.sub("", negative_prompt)
         sub_prompts = split_and(strip_comments(prompt))
         weights = tuple(weight for _, weight in sub_prompts)
@@ -77,7 +81,7 @@ class ScheduledConditioning:
     def _encode(self, text: str) -> Conditioning:
         if text not in self._cache:
             self._cache[text] = encode_weighted_prompt(self._pipeline, text, self._batch_size, self._clip_skip,
-                                                       self._emphasis)
+                                                       self._emphasis, self._embeddings)
         return self._cache[text]
 
     def _pad_to_longest(self) -> None:
@@ -91,13 +95,6 @@ class ScheduledConditioning:
             if missing:
                 embeds = torch.cat([cond.embeds, *([empty] * missing)], dim=1)
                 self._cache[text] = dataclasses.replace(cond, embeds=embeds)
-
-    @property
-    def notices(self) -> list[str]:
-        """What the user should know: extra networks in the prompt that were not applied."""
-        if not self.extra_networks:
-            return []
-        return [f"Not applied (extra networks such as LoRA are not supported yet): {', '.join(self.extra_networks)}"]
 
     @property
     def encodings(self) -> int:

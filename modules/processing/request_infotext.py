@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from modules.processing.errors import RequestValidationError
@@ -15,9 +16,12 @@ __all__ = ["img2img_parameters", "request_from_infotext", "txt2img_parameters", 
 
 def txt2img_parameters(
     request: Txt2ImgRequest, seed: int, subseed: int, model_name: str | None, model_hash: str | None,
-    vae_name: str | None = None, vae_hash: str | None = None,
+    vae_name: str | None = None, vae_hash: str | None = None, extra: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The infotext parameters of one image, in A1111's keys.
+
+    ``extra`` holds the job's own keys (A1111 ``extra_generation_params``: "Lora hashes",
+    "TI hashes"); they come after the built-in keys, before "Emphasis".
 
     ``seed``/``subseed`` are that image's own seeds. "Schedule type" records the schedule
     actually used, so "Automatic" on a k-diffusion sampler is written as its default.
@@ -45,6 +49,7 @@ def txt2img_parameters(
         "Clip skip": request.clip_skip if request.clip_skip > 1 else None,
         "Tiling": "True" if request.tiling else None,
         "Eta": request.eta if request.eta is not None and spec.uses_eta else None,
+        **(extra or {}),
         "Emphasis": request.emphasis if request.emphasis != "Original" else None,
         "Template": request.template or None,  # sd-dynamic-prompts' keys
         "Negative Template": request.negative_template or None,
@@ -54,11 +59,11 @@ def txt2img_parameters(
 
 def img2img_parameters(
     request: Img2ImgRequest, seed: int, subseed: int, model_name: str | None, model_hash: str | None,
-    vae_name: str | None = None, vae_hash: str | None = None,
+    vae_name: str | None = None, vae_hash: str | None = None, extra: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """txt2img's parameters plus "Denoising strength" and, for inpainting, A1111's mask keys
     (``extra_generation_params``: they follow the built-in keys, before "Version")."""
-    params = txt2img_parameters(request, seed, subseed, model_name, model_hash, vae_name, vae_hash)
+    params = txt2img_parameters(request, seed, subseed, model_name, model_hash, vae_name, vae_hash, extra)
     version = params.pop("Version")
     params["Denoising strength"] = request.strength
     if request.is_inpaint:

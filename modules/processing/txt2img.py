@@ -14,7 +14,7 @@ import dataclasses
 import inspect
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -24,6 +24,7 @@ from PIL import Image
 from modules.models.loader import LoadedModel
 from modules.processing.denoise import DenoiseInputs, denoise
 from modules.processing.errors import BatchSkipped, JobInterrupted
+from modules.processing.extra_networks import JobNetworks, extra_networks_applied
 from modules.processing.hooks import HookDispatcher
 from modules.processing.infotext import build_infotext
 from modules.processing.job import Job, ProgressUpdate
@@ -35,7 +36,7 @@ from modules.processing.saving import date_folder, save_png
 from modules.processing.seeds import ImageSeeds, create_initial_noise, image_generators, resolve_seed
 from modules.processing.vae import circular_padding, decode_latents, encode_pixels, to_pil_images
 
-__all__ = ["GenerationResult", "OutputOptions", "batch_conditioning", "run_batches", "run_txt2img",
+__all__ = ["GenerationResult", "OutputOptions", "batch_conditioning", "job_networks", "run_batches", "run_txt2img",
            "sampler_step_kwargs", "sdxl_time_ids"]
 
 logger = logging.getLogger(__name__)
@@ -62,7 +63,8 @@ class OutputOptions:
 @dataclass
 class GenerationResult:
     """What a job produced. ``request`` has the resolved (non-random) seeds; ``notices`` are
-    messages for the user about inputs that changed what ran (an empty inpainting mask)."""
+    messages for the user about inputs that changed what ran (an empty inpainting mask, a
+    LoRA not found); ``extra_parameters`` go into every image's infotext ("Lora hashes")."""
 
     request: Txt2ImgRequest
     images: list[Image.Image] = field(default_factory=list)
@@ -74,6 +76,7 @@ class GenerationResult:
     skipped_batches: list[int] = field(default_factory=list)
     hook_errors: list[str] = field(default_factory=list)
     notices: list[str] = field(default_factory=list)
+    extra_parameters: dict[str, str] = field(default_factory=dict)
     duration_s: float = 0.0
 
     def add_image(self, image: Image.Image, seed: int, subseed: int, infotext: str,
@@ -94,10 +97,23 @@ class GenerationResult:
         self.interrupted = self.interrupted or part.interrupted
 
 
-def batch_conditioning(model: LoadedModel, request: Txt2ImgRequest, steps: int) -> ScheduledConditioning:
-    """The job's per-step text conditioning over a pass of ``steps`` steps (no negative at CFG 1)."""
+def batch_conditioning(model: LoadedModel, request: Txt2ImgRequest, steps: int,
+                       networks: JobNetworks) -> ScheduledConditioning:
+    """The job's per-step text conditioning over a pass of ``steps`` steps (no negative at CFG 1),
+    with the embeddings of ``networks`` (and its LoRAs already applied to the text encoders)."""
     return ScheduledConditioning(model.pipeline, request.prompt, request.negative_prompt, steps, request.batch_size,
-                                 request.clip_skip, use_cfg=request.guidance_scale != 1.0, emphasis=request.emphasis)
+                                 request.clip_skip, use_cfg=request.guidance_scale != 1.0, emphasis=request.emphasis,
+                                 embeddings=networks.embeddings)
+
+
+@contextlib.contextmanager
+def job_networks(model: LoadedModel, result: GenerationResult) -> Iterator[JobNetworks]:
+    """The request's LoRAs applied to ``model`` for the block; notices and infotext go to ``result``."""
+    request = result.request
+    with extra_networks_applied(model, [request.prompt, request.negative_prompt]) as networks:
+        result.notices.extend(networks.notices)
+        result.extra_parameters.update(networks.infotext)
+        yield networks
 
 
 def sdxl_time_ids(model: LoadedModel, request: Txt2ImgRequest) -> torch.Tensor | None:
@@ -172,7 +188,8 @@ def _finish_images(model: LoadedModel, result: GenerationResult, pixels: torch.T
     batch_seeds, batch_subseeds = seeds.batch(batch_index, request.batch_size)
     vae_name = model.vae_file.name if model.vae_file else None
     for image, seed, subseed in zip(to_pil_images(pixels), batch_seeds, batch_subseeds, strict=True):
-        params = txt2img_parameters(request, seed, subseed, model.name, model.short_hash, vae_name, model.vae_hash)
+        params = txt2img_parameters(request, seed, subseed, model.name, model.short_hash, vae_name, model.vae_hash,
+                                    result.extra_parameters)
         result.add_image(image, seed, subseed, build_infotext(request.prompt, request.negative_prompt, params), output)
 
 
@@ -209,9 +226,9 @@ def run_txt2img(model: LoadedModel, job: Job, output: OutputOptions | None = Non
     hooks = HookDispatcher(job.hooks)
     result = GenerationResult(request=request)
     tiling = circular_padding(model.pipeline.unet, model.pipeline.vae) if request.tiling else contextlib.nullcontext()
-    with tiling, torch.inference_mode():
-        conds = batch_conditioning(model, request, request.num_inference_steps)
-        result.notices.extend(conds.notices)
+    # LoRAs are injected outside inference mode: their parameters must stay ordinary tensors.
+    with job_networks(model, result) as networks, tiling, torch.inference_mode():
+        conds = batch_conditioning(model, request, request.num_inference_steps, networks)
         extra_channels = _inpaint_channels(model, request)
 
         def one_batch(batch_index: int) -> None:

@@ -150,7 +150,7 @@ def _instant_endpoints(studio: Studio) -> tuple[Endpoint, ...]:
         if not 1 <= steps <= 150:
             raise gr.Error(f"steps: must be between 1 and 150, got {steps}")
         studio.ensure_libraries()
-        return prompt_plan(prompt, steps)
+        return prompt_plan(studio, prompt, steps)
 
     def interrupt(job_id: str = "") -> bool:
         """Stop a job (the running one when no id is given); False if there was none."""

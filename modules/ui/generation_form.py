@@ -87,9 +87,11 @@ def token_count(text: str) -> str:
     return token_counter(_tokenizer(), text or "")
 
 
-def prompt_plan(text: str, steps: float) -> dict[str, Any]:
-    """The prompt's schedule, sub-prompts, weights and chunks (``preview_prompt``) for the JSON view."""
-    return preview_prompt(_tokenizer(), text or "", max(1, int(steps or 1)))
+def prompt_plan(studio: Studio, text: str, steps: float) -> dict[str, Any]:
+    """The prompt's schedule, sub-prompts, weights, chunks, LoRAs and embeddings (``preview_prompt``)
+    for the JSON view; LoRA and embedding names are looked up in the studio's folders."""
+    models = studio.context.models
+    return preview_prompt(_tokenizer(), text or "", max(1, int(steps or 1)), models.loras, models.embeddings)
 
 
 def stream_job(studio: Studio, job_id: str, preview_every: int,
@@ -281,7 +283,7 @@ def _wire_buttons(studio: Studio, c: dict[str, Any], job_id: Any, last_seed: Any
 
     def show_plan(text: str, steps: float) -> Any:
         studio.ensure_libraries()
-        return gr.update(value=prompt_plan(text, steps), visible=True)
+        return gr.update(value=prompt_plan(studio, text, steps), visible=True)
 
     c["preview_prompt"].click(show_plan, inputs=[c["prompt"], c["steps"]], outputs=[c["prompt_plan"]],
                               api_visibility="private")

@@ -12,7 +12,8 @@ import httpx
 import pytest
 from PIL import Image
 
-from tests.tiny_models import write_tiny_checkpoint
+from tests.network_files import kohya_lora, write_embedding, write_lora
+from tests.tiny_models import build_tiny_pipeline, write_tiny_checkpoint
 from tests.ui.live_server import start_server
 
 pytestmark = pytest.mark.slow
@@ -118,3 +119,26 @@ def test_bad_img2img_input_is_refused_naming_the_field(api: httpx.Client, payloa
                                                         status: int) -> None:
     response = api.post("/img2img", json=payload)
     assert response.status_code == status and field in response.json()["detail"]
+
+
+def test_loras_and_embeddings_are_listed_refreshed_and_used(api: httpx.Client, data_dir: Path) -> None:
+    pipeline = build_tiny_pipeline("sd15")
+    write_lora(data_dir / "models" / "Lora" / "ink.safetensors", kohya_lora(pipeline, scale=0.5),
+               {"ss_output_name": "ink-v1"})
+    write_embedding(data_dir / "models" / "embeddings" / "glow.safetensors", (32,), vectors=3)
+    write_embedding(data_dir / "models" / "embeddings" / "xl-only.safetensors", (32, 48))
+    assert api.get("/loras").json() == []  # not scanned yet: A1111 clients press refresh
+    assert api.post("/refresh-loras").status_code == 200
+    assert api.post("/refresh-embeddings").status_code == 200
+
+    [lora] = api.get("/loras").json()
+    assert lora["name"] == "ink" and lora["alias"] == "ink-v1" and lora["metadata"]["ss_output_name"] == "ink-v1"
+    payload = {"prompt": "a cat", "steps": 2, "width": 64, "height": 64, "seed": 4}
+    plain = api.post("/txt2img", json=payload).json()
+    styled = api.post("/txt2img", json={**payload, "prompt": "a cat <lora:ink:0.8> glow"}).json()
+    info = json.loads(styled["info"])["infotexts"][0]
+    assert 'Lora hashes: "ink: ' in info and 'TI hashes: "glow: ' in info
+    assert styled["images"][0] != plain["images"][0]
+    embeddings = api.get("/embeddings").json()
+    assert embeddings["loaded"]["glow"]["vectors"] == 3 and embeddings["loaded"]["glow"]["shape"] == 32
+    assert "xl-only" in embeddings["skipped"]  # the loaded SD1 model cannot use it

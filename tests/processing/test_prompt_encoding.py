@@ -99,3 +99,45 @@ def test_emphasis_mode_changes_weighted_prompts_and_is_recorded(sd15_model: Load
     with pytest.raises(RequestValidationError) as error:
         txt2img_request_from_api({**base, "override_settings": {"emphasis": "Loud"}})
     assert error.value.field == "emphasis"
+
+
+def test_embedding_takes_one_token_per_vector_and_is_never_split_between_chunks() -> None:
+    vectors = torch.randn(4, 768)
+    chunks = chunk_tokens(TOKENIZER, parse_emphasis("a (kitty:1.2) b"), {"kitty": vectors})
+    assert chunks.ids[0][:8] == [BOS, 320, 0, 0, 0, 0, 321, EOS]  # "a", 4 placeholders, "b"
+    assert chunks.weights[0][2:6] == [1.2] * 4
+    assert len(chunks.vectors[0]) == 1 and chunks.vectors[0][0][0] == 2
+    assert torch.equal(chunks.vectors[0][0][1], vectors)
+
+    # 73 tokens leave 2 places: a 4-vector embedding starts the next chunk instead of straddling.
+    chunks = chunk_tokens(TOKENIZER, parse_emphasis("cat " * 73 + "kitty"), {"kitty": vectors})
+    assert len(chunks.ids) == 2 and chunks.vectors[0] == [] and chunks.vectors[1][0][0] == 1
+    # A comma backtrack carries the embedding (and its position) into the next chunk.
+    chunks = chunk_tokens(TOKENIZER, parse_emphasis("cat " * 60 + ", " + "kitty " + "dog " * 14), {"kitty": vectors})
+    assert chunks.ids[1][1:5] == [0, 0, 0, 0] and chunks.vectors[1][0][0] == 1 and chunks.vectors[0] == []
+
+
+@pytest.mark.parametrize("family", ["sd15", "sdxl"])
+def test_an_embedding_of_a_words_own_vectors_encodes_exactly_like_the_word(
+        family: str, request: pytest.FixtureRequest) -> None:
+    """The vectors go in where the tokens' input vectors would: an embedding holding the
+    token vectors of "red circle" must give the same conditioning as writing "red circle"."""
+    from modules.models.embeddings import Embedding
+
+    model: LoadedModel = request.getfixturevalue(f"{family}_model")
+    pipeline = model.pipeline
+    ids = torch.tensor(TOKENIZER("red circle", add_special_tokens=False).input_ids)
+    encoders = [e for e in (pipeline.text_encoder, getattr(pipeline, "text_encoder_2", None)) if e is not None]
+    with torch.inference_mode():
+        vectors = tuple(e.get_input_embeddings()(ids).clone() for e in encoders)
+    embedding = Embedding("my-thing", vectors)
+
+    written = encode_weighted_prompt(pipeline, "a (red circle:1.3), sky")
+    embedded = encode_weighted_prompt(pipeline, "a (my-thing:1.3), sky", embeddings={"my-thing": embedding})
+    torch.testing.assert_close(embedded.embeds, written.embeds, rtol=0, atol=1e-6)
+    if written.pooled is not None:
+        torch.testing.assert_close(embedded.pooled, written.pooled, rtol=0, atol=1e-6)
+    # And the encoder is left as it was: the name alone is ordinary text again.
+    plain = encode_weighted_prompt(pipeline, "a (my-thing:1.3), sky")
+    assert not torch.allclose(plain.embeds, embedded.embeds)
+    assert torch.equal(encode_weighted_prompt(pipeline, "a (my-thing:1.3), sky").embeds, plain.embeds)
