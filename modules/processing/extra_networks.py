@@ -16,6 +16,7 @@ from modules.models.embeddings import Embedding
 from modules.models.files import ModelFileError
 from modules.models.loader import LoadedModel
 from modules.models.lora import LoraUse, loras_applied
+from modules.models.memory import MemoryPolicy
 from modules.processing.network_tags import LoraTag, embedding_names_in, lora_tags
 
 __all__ = ["JobNetworks", "extra_networks_applied"]
@@ -64,6 +65,12 @@ def _usable_embeddings(model: LoadedModel, prompts: Sequence[str], networks: Job
 
 
 def _lora_uses(model: LoadedModel, tags: Sequence[LoraTag], networks: JobNetworks) -> list[LoraUse]:
+    if tags and model.offload is not None and model.offload.policy is MemoryPolicy.SEQUENTIAL_OFFLOAD:
+        # diffusers would strip the per-layer offload hooks to inject the LoRA and put back its
+        # own, not ours; until that is handled, say so instead of breaking the model.
+        names = ", ".join(f"<lora:{tag.name}>" for tag in tags)
+        networks.notices.append(f"LoRA not applied with --lowvram (use --medvram for LoRAs): {names}")
+        return []
     uses = []
     for tag in tags:
         file = model.loras.find(tag.name) if model.loras is not None else None

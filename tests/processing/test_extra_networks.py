@@ -6,6 +6,7 @@ import dataclasses
 from pathlib import Path
 
 import pytest
+import torch
 
 from modules.models.embeddings import EmbeddingLibrary
 from modules.models.hashing import HashCache
@@ -138,3 +139,17 @@ def test_negative_prompt_embedding_and_lora_and_img2img(sd15_model: LoadedModel,
     assert styled.images[0].tobytes() != before.images[0].tobytes()
     assert after.images[0].tobytes() == before.images[0].tobytes()
     assert parse_infotext(styled.infotexts[0])["Lora hashes"].startswith("ink: ")
+
+
+def test_lowvram_refuses_loras_with_a_notice_instead_of_breaking_its_offload(sd15_model: LoadedModel,
+                                                                            tmp_path: Path) -> None:
+    from modules.models.memory import MemoryPolicy
+    from modules.models.offload import ComponentOffload
+
+    write_lora(tmp_path / "Lora" / "ink.safetensors", kohya_lora(sd15_model.pipeline))
+    # The policy is what matters: no hooks are attached, so the model still runs on the CPU.
+    model = dataclasses.replace(_with_libraries(sd15_model, tmp_path),
+                                offload=ComponentOffload(MemoryPolicy.SEQUENTIAL_OFFLOAD, torch.device("cpu")))
+    plain, tagged = _txt2img(model, "a cat "), _txt2img(model, "a cat <lora:ink:1>")
+    assert tagged.notices == ["LoRA not applied with --lowvram (use --medvram for LoRAs): <lora:ink>"]
+    assert tagged.images[0].tobytes() == plain.images[0].tobytes()
