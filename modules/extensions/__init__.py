@@ -1,0 +1,1 @@
+"""Scripts and extensions: the public API (``api``), discovery (``loader``) and per-job running (``runner``)."""

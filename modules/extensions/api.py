@@ -1,0 +1,201 @@
+"""The extension API: the only module user scripts and extensions import.
+
+A script is a ``Script`` subclass in ``scripts/*.py`` or ``extensions/<name>/scripts/*.py``.
+It keeps A1111's method names, with two differences (DESIGN.md "Scripts and extensions"):
+
+* ``ui(is_img2img)`` returns a dict of NAMED argument descriptions (``Slider``, ``Checkbox``,
+  ``Dropdown``, ``Number``, ``Textbox``), not Gradio components. That one description feeds
+  the web UI, the REST API (``alwayson_scripts: {"Title": {"args": {...}}}``) and
+  gradio_client, and every hook receives the values by name: ``process(p, strength=0.5)``.
+* A script that raises is logged with its name, disabled for the rest of the job and named
+  in the result's info; the job and the server go on.
+
+``p`` is the job's request (a frozen ``Txt2ImgRequest`` or ``Img2ImgRequest``); a hook that
+wants to change it returns ``dataclasses.replace(p, ...)``. Per-step hooks get a frozen
+``StepParams`` and return a replacement or None. Nothing in a script patches a library or
+the model: the request, the step parameters and the tensors handed to a hook are the only
+ways in.
+
+Example::
+
+    class Brighten(Script):
+        def title(self): return "Brighten"
+        def show(self, is_img2img): return AlwaysVisible
+        def ui(self, is_img2img): return {"amount": Slider("Amount", 0.0, 0.5, 0.1, step=0.05)}
+        def after_step(self, p, step, latents, amount):
+            return latents + amount if step.step == step.total_steps - 1 else None
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from modules.processing.hooks import StepParams
+from modules.processing.img2img_request import Img2ImgRequest
+from modules.processing.requests import Txt2ImgRequest
+from modules.processing.txt2img import GenerationResult
+
+__all__ = [
+    "AlwaysVisible", "ArgSpec", "Checkbox", "Dropdown", "Img2ImgRequest", "Number", "Processed", "Script",
+    "ScriptArgError", "Slider", "StepParams", "Textbox", "Txt2ImgRequest",
+]
+
+#: What a job produced (A1111 ``Processed``): images, seeds, infotexts, notices.
+Processed = GenerationResult
+Request = Txt2ImgRequest  # Img2ImgRequest is a subclass
+
+
+class _AlwaysVisibleType:
+    """The type of ``AlwaysVisible``: one immutable sentinel, as A1111's ``scripts.AlwaysVisible``."""
+
+    def __repr__(self) -> str:
+        return "AlwaysVisible"
+
+
+#: What ``show()`` returns for an always-on script (its own accordion, runs on every job).
+AlwaysVisible = _AlwaysVisibleType()
+
+
+class ScriptArgError(ValueError):
+    """A script argument is missing, unknown or out of range; the message names the script and argument."""
+
+
+@dataclass(frozen=True)
+class ArgSpec:
+    """One named script argument: how it is shown and what it accepts.
+
+    ``kind`` is "slider", "number", "checkbox", "dropdown" or "text"; ``minimum``/``maximum``
+    bound numbers, ``choices`` lists a dropdown's values, ``integer`` makes numbers whole.
+    """
+
+    kind: str
+    label: str
+    default: Any
+    minimum: float | None = None
+    maximum: float | None = None
+    step: float | None = None
+    choices: tuple[str, ...] = ()
+    integer: bool = False
+
+    def coerce(self, value: Any, where: str) -> Any:
+        """The value as this argument holds it; ``where`` ("Brighten: amount") starts any error.
+
+        Raises:
+            ScriptArgError: wrong type, out of range, or not one of the choices.
+        """
+        if self.kind == "checkbox":
+            if not isinstance(value, bool):
+                raise ScriptArgError(f"{where}: expected true or false, got {value!r}")
+            return value
+        if self.kind in ("dropdown", "text"):
+            if not isinstance(value, str):
+                raise ScriptArgError(f"{where}: expected text, got {value!r}")
+            if self.choices and value not in self.choices:
+                raise ScriptArgError(f"{where}: {value!r} is not one of {', '.join(self.choices)}")
+            return value
+        return self._number(value, where)
+
+    def _number(self, value: Any, where: str) -> float | int:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ScriptArgError(f"{where}: expected a number, got {value!r}")
+        if self.integer:
+            if float(value) != int(value):
+                raise ScriptArgError(f"{where}: expected a whole number, got {value!r}")
+            value = int(value)
+        if (self.minimum is not None and value < self.minimum) or (self.maximum is not None and value > self.maximum):
+            raise ScriptArgError(f"{where}: {value!r} is outside {self.minimum}..{self.maximum}")
+        return value
+
+    def describe(self) -> dict[str, Any]:
+        """The JSON form served by ``/sdapi/v1/script-info`` and the gradio_client docs."""
+        info: dict[str, Any] = {"kind": self.kind, "label": self.label, "default": self.default}
+        for key in ("minimum", "maximum", "step"):
+            if getattr(self, key) is not None:
+                info[key] = getattr(self, key)
+        if self.choices:
+            info["choices"] = list(self.choices)
+        return info
+
+
+def Slider(label: str, minimum: float, maximum: float, default: float, step: float = 1.0) -> ArgSpec:  # noqa: N802
+    """A number between ``minimum`` and ``maximum``; whole numbers when all four are whole."""
+    whole = all(float(v).is_integer() for v in (minimum, maximum, default, step))
+    return ArgSpec("slider", label, default, minimum, maximum, step, integer=whole)
+
+
+def Number(label: str, default: float, minimum: float | None = None, maximum: float | None = None,  # noqa: N802
+           integer: bool = False) -> ArgSpec:
+    return ArgSpec("number", label, default, minimum, maximum, integer=integer)
+
+
+def Checkbox(label: str, default: bool = False) -> ArgSpec:  # noqa: N802
+    return ArgSpec("checkbox", label, default)
+
+
+def Dropdown(label: str, choices: tuple[str, ...] | list[str], default: str | None = None) -> ArgSpec:  # noqa: N802
+    choices = tuple(choices)
+    return ArgSpec("dropdown", label, default if default is not None else choices[0], choices=choices)
+
+
+def Textbox(label: str, default: str = "") -> ArgSpec:  # noqa: N802
+    return ArgSpec("text", label, default)
+
+
+class Script:
+    """Base class of user scripts; every hook is a no-op until overridden.
+
+    Selectable scripts (``show`` returns True) appear in the "Script" dropdown and replace
+    the job with ``run``; always-on scripts (``show`` returns ``AlwaysVisible``) run their
+    hooks on every job where they are enabled.
+    """
+
+    def title(self) -> str:
+        """The name in the UI; the API finds scripts by it, case-insensitively."""
+        return type(self).__name__
+
+    def show(self, is_img2img: bool) -> bool | _AlwaysVisibleType:
+        """False: hidden on this tab; True: in the Script dropdown; ``AlwaysVisible``: always on."""
+        return True
+
+    def ui(self, is_img2img: bool) -> Mapping[str, ArgSpec]:
+        """The script's named arguments (see ``Slider``, ``Checkbox``, ...)."""
+        return {}
+
+    def run(self, p: Request, **args: Any) -> Processed | None:
+        """Selectable scripts: do the whole job, calling ``self.process_images(request)`` for
+        each generation it needs, and return what to show."""
+        return None
+
+    def process_images(self, p: Request) -> Processed:
+        """Run one request to the end with this job's model, progress and cancel token.
+
+        Only inside ``run``: the studio binds a job to the script instance it makes for the job.
+        """
+        runner = getattr(self, "_job_runner", None)
+        if runner is None:
+            raise RuntimeError(f"{self.title()}: process_images() is only available while the script runs a job")
+        return runner(p)
+
+    def process(self, p: Request, **args: Any) -> Request | None:
+        """Before the job runs: may return a changed request (seeds are already fixed)."""
+        return None
+
+    def before_step(self, p: Request, step: StepParams, **args: Any) -> StepParams | None:
+        """Before each UNet call (A1111 ``on_cfg_denoiser``): may replace latents, conds, guidance."""
+        return None
+
+    def after_unet(self, p: Request, step: StepParams, noise_pred: torch.Tensor, **args: Any) -> torch.Tensor | None:
+        """After the UNet and CFG (A1111 ``on_cfg_after_cfg``): may replace the (B, 4, h, w) prediction."""
+        return None
+
+    def after_step(self, p: Request, step: StepParams, latents: torch.Tensor, **args: Any) -> torch.Tensor | None:
+        """After the sampler step: may replace the (B, 4, h, w) latents."""
+        return None
+
+    def postprocess(self, p: Request, processed: Processed, **args: Any) -> None:
+        """After the job, with everything it produced (may add ``processed.extra_parameters``)."""
+        return None

@@ -1,0 +1,162 @@
+"""Finding and importing scripts: ``scripts/*.py`` and ``extensions/<name>/scripts/*.py``.
+
+An extension is a folder with an ``extension.json``::
+
+    {"name": "cfg-rescale", "version": "1.0", "description": "...", "requires": [],
+     "after": ["other-extension"], "before": []}
+
+A script file that fails to import (a syntax error, a missing package, an exception at
+import time) is reported with its file and skipped; the others load. An import slower than
+``SLOW_IMPORT_S`` is reported too. ``--disable-extensions extra`` skips ``extensions/``,
+``all`` also skips ``scripts/``: the way back when an extension breaks start-up.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import importlib.util
+import json
+import logging
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from modules.extensions.api import Script
+
+__all__ = ["DISABLE_CHOICES", "ExtensionInfo", "ScriptCatalog", "ScriptSource", "discover_scripts"]
+
+logger = logging.getLogger(__name__)
+
+DISABLE_CHOICES = ("none", "extra", "all")
+SLOW_IMPORT_S = 2.0
+
+
+@dataclass(frozen=True)
+class ExtensionInfo:
+    """An ``extensions/<folder>``: its manifest, whether it loaded, and why not."""
+
+    name: str
+    path: Path
+    version: str = ""
+    description: str = ""
+    requires: tuple[str, ...] = ()
+    before: tuple[str, ...] = ()
+    after: tuple[str, ...] = ()
+    enabled: bool = True
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class ScriptSource:
+    """A ``Script`` class and where it came from (``extension`` None for ``scripts/``)."""
+
+    script_class: type[Script]
+    path: Path
+    extension: str | None = None
+
+
+@dataclass
+class ScriptCatalog:
+    """Everything discovery found, in hook order: built-in scripts first, then extensions."""
+
+    scripts: list[ScriptSource] = field(default_factory=list)
+    extensions: list[ExtensionInfo] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+
+
+def _read_manifest(folder: Path) -> ExtensionInfo:
+    """The folder's ``extension.json``; a missing or broken one is reported, not fatal."""
+    manifest = folder / "extension.json"
+    try:
+        data: Any = json.loads(manifest.read_text(encoding="utf-8"))
+        if not isinstance(data, dict):
+            raise ValueError("not a JSON object")
+    except (OSError, ValueError) as error:
+        return ExtensionInfo(folder.name, folder, enabled=False, error=f"{manifest.name}: {error}")
+
+    def names(key: str) -> tuple[str, ...]:
+        value = data.get(key, [])
+        return tuple(str(v) for v in value) if isinstance(value, list) else ()
+
+    return ExtensionInfo(str(data.get("name") or folder.name), folder, str(data.get("version", "")),
+                         str(data.get("description", "")), names("requires"), names("before"), names("after"))
+
+
+def _ordered(extensions: list[ExtensionInfo]) -> list[ExtensionInfo]:
+    """Extensions in an order that honours their ``before``/``after`` lists (name order otherwise).
+
+    A cycle cannot be honoured: the extensions in it keep name order and a warning is logged.
+    """
+    pending = sorted(extensions, key=lambda e: e.name)
+    known = {e.name for e in pending}
+    must_follow = {e.name: {n for n in e.after if n in known} for e in pending}
+    for extension in pending:
+        for later in extension.before:
+            if later in must_follow:
+                must_follow[later].add(extension.name)
+    ordered: list[ExtensionInfo] = []
+    while pending:
+        placed = {e.name for e in ordered}
+        ready = next((e for e in pending if must_follow[e.name] <= placed), None)
+        if ready is None:
+            logger.warning("extension order has a cycle among %s; using name order", [e.name for e in pending])
+            ready = pending[0]
+        ordered.append(ready)
+        pending.remove(ready)
+    return ordered
+
+
+def _import_scripts(path: Path, extension: str | None, catalog: ScriptCatalog) -> None:
+    """Import one script file and add its ``Script`` subclasses; failures go to ``catalog.errors``."""
+    # A unique module name per file, so two extensions' "scripts/main.py" do not collide.
+    module_name = "aigen_script_" + hashlib.sha1(str(path.resolve()).encode()).hexdigest()[:12]
+    started = time.monotonic()
+    try:
+        spec = importlib.util.spec_from_file_location(module_name, path)
+        if spec is None or spec.loader is None:
+            raise ImportError("not a Python file")
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[module_name] = module  # dataclasses and pickling look classes up here
+        spec.loader.exec_module(module)
+    except (Exception, SystemExit) as error:  # anything a user file raises must not stop start-up
+        sys.modules.pop(module_name, None)
+        catalog.errors.append(f"{path}: {type(error).__name__}: {error}")
+        logger.warning("script %s not loaded: %s", path, error)
+        return
+    elapsed = time.monotonic() - started
+    if elapsed > SLOW_IMPORT_S:
+        catalog.errors.append(f"{path}: importing took {elapsed:.1f} s (slows every start)")
+    for value in vars(module).values():
+        if isinstance(value, type) and issubclass(value, Script) and value is not Script \
+                and value.__module__ == module_name:
+            catalog.scripts.append(ScriptSource(value, path, extension))
+
+
+def discover_scripts(scripts_dir: Path, extensions_dir: Path, disable: str = "none",
+                     disabled_extensions: frozenset[str] = frozenset()) -> ScriptCatalog:
+    """Import every script; ``disable`` is "none", "extra" (skip extensions) or "all".
+
+    ``disabled_extensions`` (names the user switched off in the Extensions tab) are listed
+    but not imported.
+    """
+    if disable not in DISABLE_CHOICES:
+        raise ValueError(f"--disable-extensions must be one of {', '.join(DISABLE_CHOICES)}, got {disable!r}")
+    catalog = ScriptCatalog()
+    if disable != "all" and scripts_dir.is_dir():
+        for path in sorted(scripts_dir.glob("*.py")):
+            _import_scripts(path, None, catalog)
+    folders = sorted(p for p in extensions_dir.iterdir() if p.is_dir() and not p.name.startswith(".")) \
+        if extensions_dir.is_dir() else []
+    for info in _ordered([_read_manifest(folder) for folder in folders]):
+        if info.error is None and (disable != "none" or info.name in disabled_extensions):
+            info = dataclasses.replace(info, enabled=False)
+        catalog.extensions.append(info)
+        if info.error is not None:
+            catalog.errors.append(f"{info.path}: {info.error}")
+        elif info.enabled:
+            for path in sorted((info.path / "scripts").glob("*.py")):
+                _import_scripts(path, info.name, catalog)
+    return catalog

@@ -1,0 +1,133 @@
+"""Running scripts for one job: their arguments checked against their schema, their per-step
+hooks adapted to the engine's ``StepHook`` and their job hooks isolated from failures.
+
+Each job gets fresh script instances (DESIGN.md: per-job hook instances), so a script may
+keep state on ``self`` during a job without leaking it into the next one.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from modules.extensions.api import Processed, Request, Script, ScriptArgError
+from modules.processing.hooks import StepHook, StepParams
+
+__all__ = ["ScriptCall", "ScriptHook", "resolve_script_args", "run_job_hooks"]
+
+logger = logging.getLogger(__name__)
+
+_STEP_METHODS = ("before_step", "after_unet", "after_step")
+
+
+def resolve_script_args(script: Script, is_img2img: bool, given: Mapping[str, Any] | Sequence[Any] | None,
+                        ) -> dict[str, Any]:
+    """The script's full named arguments: defaults, overridden by ``given``.
+
+    ``given`` is a dict by name, or A1111's positional list (in ``ui()`` order).
+
+    Raises:
+        ScriptArgError: an unknown name, too many positional values, or a bad value; the
+            message names the script and the argument.
+    """
+    schema = dict(script.ui(is_img2img))
+    title = script.title()
+    if given is None:
+        given = {}
+    elif not isinstance(given, Mapping):
+        if isinstance(given, str) or len(given) > len(schema):
+            raise ScriptArgError(f"{title}: expected at most {len(schema)} arguments ({', '.join(schema)}), "
+                                 f"got {given!r}")
+        given = dict(zip(schema, given, strict=False))
+    unknown = sorted(set(given) - set(schema))
+    if unknown:
+        raise ScriptArgError(f"{title}: unknown argument {unknown[0]!r}; it takes {', '.join(schema) or 'none'}")
+    return {name: spec.coerce(given[name], f"{title}: {name}") if name in given else spec.default
+            for name, spec in schema.items()}
+
+
+@dataclass
+class ScriptCall:
+    """One script instance with its arguments for one job; ``failed`` once any hook raised."""
+
+    script: Script
+    args: dict[str, Any]
+    failed: bool = False
+
+    @property
+    def name(self) -> str:
+        return self.script.title()
+
+
+class ScriptHook(StepHook):
+    """A script's per-step hooks as an engine ``StepHook``, with the job's request bound.
+
+    The engine's dispatcher reports a failure and stops calling the hook; marking the call
+    failed as well keeps the script's later job hooks (``postprocess``) from running.
+    """
+
+    def __init__(self, call: ScriptCall, request: Request) -> None:
+        self.call = call
+        self.request = request
+        self.name = call.name
+
+    def _call(self, method: str, *args: Any) -> Any:
+        try:
+            return getattr(self.call.script, method)(self.request, *args, **self.call.args)
+        except Exception:
+            self.call.failed = True
+            raise
+
+    def before_step(self, step: StepParams) -> StepParams | None:
+        return self._call("before_step", step)
+
+    def after_unet(self, step: StepParams, noise_pred: torch.Tensor) -> torch.Tensor | None:
+        return self._call("after_unet", step, noise_pred)
+
+    def after_step(self, step: StepParams, latents: torch.Tensor) -> torch.Tensor | None:
+        return self._call("after_step", step, latents)
+
+
+def _overrides_step_hooks(script: Script) -> bool:
+    # Scripts without per-step hooks add no calls to the loop at all.
+    return any(getattr(type(script), method) is not getattr(Script, method) for method in _STEP_METHODS)
+
+
+def _guarded(call: ScriptCall, method: str, errors: list[str], action: Callable[[], Any]) -> Any:
+    """Run one script method; a failure is logged, recorded and disables the script for the job."""
+    if call.failed:
+        return None
+    try:
+        return action()
+    except Exception as error:  # a script must never break the job
+        logger.exception("script %r failed in %s; disabled for the rest of the job", call.name, method)
+        errors.append(f"{call.name}: {method} failed: {error}")
+        call.failed = True
+        return None
+
+
+def run_job_hooks(calls: Sequence[ScriptCall], request: Request,
+                  run: Callable[[Request, list[StepHook]], Processed]) -> Processed:
+    """Run ``process`` of each script, then the job (``run`` with the scripts' step hooks),
+    then ``postprocess``. A script that fails anywhere gets no further hooks this job; its
+    failure is listed in the result's ``hook_errors`` with its name.
+    """
+    before: list[str] = []
+    for call in calls:
+        changed = _guarded(call, "process", before, lambda c=call, r=request: c.script.process(r, **c.args))
+        if changed is not None and not isinstance(changed, type(request)):
+            before.append(f"{call.name}: process returned {type(changed).__name__}, expected the request")
+            call.failed = True
+        elif changed is not None:
+            request = changed
+    hooks: list[StepHook] = [ScriptHook(c, request) for c in calls if not c.failed and _overrides_step_hooks(c.script)]
+    result = run(request, hooks)
+    after: list[str] = []
+    for call in calls:
+        _guarded(call, "postprocess", after, lambda c=call: c.script.postprocess(request, result, **c.args))
+    result.hook_errors = [*before, *result.hook_errors, *after]
+    return result
