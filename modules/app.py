@@ -5,15 +5,16 @@ from __future__ import annotations
 
 import argparse
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from modules.exposure import extension_install_allowed
+from modules.extensions.loader import ScriptCatalog, discover_scripts
 from modules.models.hashing import HashCache
 from modules.models.manager import ModelManager, choose_placement
 from modules.models.memory import MemoryPolicy
 from modules.models.registry import CheckpointRegistry
-from modules.paths import DEMO_MODEL_DIR, DataPaths
+from modules.paths import BUILTIN_EXTENSIONS_DIR, BUILTIN_SCRIPTS_DIR, DEMO_MODEL_DIR, DataPaths
 
 __all__ = ["AppContext", "build_app_context"]
 
@@ -34,6 +35,7 @@ class AppContext:
     models: ModelManager
     extension_install_allowed: bool = True
     server_folders_allowed: bool = True
+    scripts: ScriptCatalog = field(default_factory=ScriptCatalog)
 
 
 def _extra_dirs(args: argparse.Namespace, flag: str) -> list[Path]:
@@ -58,5 +60,9 @@ def build_app_context(args: argparse.Namespace) -> AppContext:
     install_allowed = extension_install_allowed(
         getattr(args, "listen", False), getattr(args, "share", False), getattr(args, "server_name", None),
         getattr(args, "enable_insecure_extension_access", False))
+    scripts = discover_scripts(paths.scripts, [BUILTIN_EXTENSIONS_DIR, paths.extensions],
+                               getattr(args, "disable_extensions", "none"), builtin_dir=BUILTIN_SCRIPTS_DIR)
+    for problem in scripts.errors:
+        logging.getLogger(__name__).warning("script skipped: %s", problem)
     return AppContext(paths=paths, registry=registry, models=models, extension_install_allowed=install_allowed,
-                      server_folders_allowed=install_allowed)
+                      server_folders_allowed=install_allowed, scripts=scripts)

@@ -50,6 +50,9 @@ def add_common_flags(parser: argparse.ArgumentParser) -> None:
                              "to the GPU one at a time while each runs")
     parser.add_argument("--lowvram", action="store_true",
                         help="save more VRAM, much slower: move each layer's weights to the GPU only while it runs")
+    parser.add_argument("--disable-extensions", choices=("none", "extra", "all"), default="none",
+                        help="skip extensions/ (extra), or also your own scripts/ (all): the way back from an "
+                             "extension that breaks start-up")
     parser.add_argument("--allow-pickle", action="store_true",
                         help="load .ckpt/.pt/.bin with torch.load(weights_only=True)")
 

@@ -10,6 +10,10 @@ CONFIGS_DIR = Path(__file__).resolve().parent / "models" / "configs"
 # The demo checkpoint trained by tools/train_demo_model.py ships here; it is the default only
 # when no other checkpoint is present.
 DEMO_MODEL_DIR = REPO_ROOT / "models" / "Stable-diffusion" / "demo"
+# The scripts that ship with the studio (X/Y/Z plot, ...); they load whatever --data-dir says.
+BUILTIN_SCRIPTS_DIR = REPO_ROOT / "scripts"
+# Extensions that ship with the checkout (the documented example); the data dir may add more.
+BUILTIN_EXTENSIONS_DIR = REPO_ROOT / "extensions"
 
 
 @dataclass(frozen=True)
@@ -35,6 +39,16 @@ class DataPaths:
     def embeddings(self) -> Path:
         """Textual-inversion embeddings, used by writing their file name in a prompt."""
         return self.root / "models" / "embeddings"
+
+    @property
+    def scripts(self) -> Path:
+        """User scripts (``*.py`` with ``Script`` subclasses); the shipped ones live in the checkout."""
+        return self.root / "scripts"
+
+    @property
+    def extensions(self) -> Path:
+        """One folder per extension: ``extension.json`` and ``scripts/``."""
+        return self.root / "extensions"
 
     @property
     def styles(self) -> Path:

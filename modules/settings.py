@@ -96,6 +96,10 @@ class Settings:
     outdir_samples: str = _folder("Output directory for images; if empty, defaults to the folders below")
     outdir_txt2img_samples: str = _folder("Output directory for txt2img images")
     outdir_img2img_samples: str = _folder("Output directory for img2img images")
+    grid_save: bool = _opt(True, "Always save all generated image grids", _SAVING, "checkbox")
+    outdir_grids: str = _folder("Output directory for grids; if empty, defaults to the folders below")
+    outdir_txt2img_grids: str = _folder("Output directory for txt2img grids")
+    outdir_img2img_grids: str = _folder("Output directory for img2img grids")
     outdir_save: str = _opt("log/images", "Directory for saving images using the Save button", _PATHS, "text",
                             is_relative_path=True, info="relative to the data folder; also holds log.csv")
     sd_model_checkpoint: str = _opt("", "Stable Diffusion checkpoint", _SD, "dropdown", choices_from="checkpoints",
@@ -222,8 +226,9 @@ def validate_settings(values: Mapping[str, Any], base: Settings | None = None) -
 def output_dir(settings: Settings, key: str, data_dir: Path) -> Path:
     """The folder of an output-folder setting, under ``data_dir``.
 
-    Per-tab ``outdir_<tab>_samples`` keys follow A1111's rules: a non-empty ``outdir_samples``
-    replaces the per-tab folders; empty means ``outputs/<tab>-images``; the caller adds the
+    Per-tab ``outdir_<tab>_samples`` / ``outdir_<tab>_grids`` keys follow A1111's rules: a
+    non-empty ``outdir_samples`` (``outdir_grids``) replaces the per-tab folders; empty means
+    ``outputs/<tab>-images`` (``outputs/<tab>-grids``); the caller adds the
     date folder (``save_to_dirs``). ``outdir_save`` is the Save button's folder (A1111
     ``log/images``, also when emptied).
 
@@ -235,9 +240,10 @@ def output_dir(settings: Settings, key: str, data_dir: Path) -> Path:
         relative = settings.outdir_save or _DEFAULTS.outdir_save
     else:
         _, tab, kind = key.split("_", 2) if key.count("_") == 2 else ("", "", "")
-        if kind != "samples" or key not in SETTINGS_BY_KEY:
+        if kind not in ("samples", "grids") or key not in SETTINGS_BY_KEY:
             raise KeyError(key)
-        relative = getattr(settings, f"outdir_{kind}") or getattr(settings, key) or f"outputs/{tab}-images"
+        default = f"outputs/{tab}-images" if kind == "samples" else f"outputs/{tab}-grids"
+        relative = getattr(settings, f"outdir_{kind}") or getattr(settings, key) or default
     if not _is_inside_data_dir(relative):
         raise ValueError(f"{key}={relative!r} points outside {data_dir}")
     return data_dir / relative

@@ -14,18 +14,24 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from PIL import Image
+
 from modules.app import AppContext
+from modules.extensions.job_scripts import JobScripts, build_job_scripts, run_with_scripts
 from modules.models.registry import CheckpointInfo, native_resolution
 from modules.models.vae import AUTOMATIC, BUILTIN, find_vae_files
 from modules.processing.api_fields import txt2img_request_from_api
 from modules.processing.api_fields_img2img import img2img_request_from_api
 from modules.processing.dynamic_prompts import run_with_dynamic_prompts
-from modules.processing.errors import ProcessingError
+from modules.processing.errors import ProcessingError, RequestValidationError
+from modules.processing.hooks import StepHook
 from modules.processing.img2img import run_img2img
 from modules.processing.img2img_batch import Img2ImgBatchRequest, batch_request, batch_stand_in, run_img2img_batch
 from modules.processing.img2img_request import Img2ImgRequest
 from modules.processing.job import Job
+from modules.processing.outpainting import OUTPAINT_SCRIPTS
 from modules.processing.queue import JobQueue, JobStatus
+from modules.processing.saving import save_png
 from modules.processing.styles import StyleStore, apply_payload_styles
 from modules.processing.txt2img import GenerationResult, OutputOptions, run_txt2img
 from modules.settings import SettingsStore, output_dir
@@ -75,7 +81,19 @@ class Studio:
         folder = self.output_folder("outdir_img2img_samples" if is_img2img else "outdir_txt2img_samples")
         output = OutputOptions(folder, save=settings.samples_save, date_subfolder=settings.save_to_dirs)
         run = run_img2img if is_img2img else run_txt2img
-        return run_with_dynamic_prompts(run, model, job, output, self.context.paths.wildcards)
+
+        def generate(request: Any, hooks: list[StepHook]) -> GenerationResult:
+            part = Job(request, [*job.hooks, *hooks], job.on_progress, job.id, job.cancel)
+            return run_with_dynamic_prompts(run, model, part, output, self.context.paths.wildcards)
+
+        def save_grid(grid: Image.Image, request: Any, infotext: str) -> Path | None:
+            if not settings.grid_save:
+                return None
+            grids = self.output_folder("outdir_img2img_grids" if is_img2img else "outdir_txt2img_grids")
+            target = OutputOptions(grids, date_subfolder=settings.save_to_dirs).target()
+            return save_png(grid, target, "grid", infotext or None)
+
+        return run_with_scripts(job.scripts, job.request, generate, save_grid)
 
     def output_folder(self, key: str) -> Path:
         """The folder an output setting (``outdir_txt2img_samples``, ``outdir_save``) names, in the data dir."""
@@ -90,14 +108,39 @@ class Studio:
         Raises:
             RequestValidationError: naming the bad field. QueueFullError: too many waiting.
         """
+        payload, scripts = self._job_scripts(payload, is_img2img=False)
         payload = apply_payload_styles(payload, self.styles)
-        return self.queue.submit(Job(txt2img_request_from_api(payload, **self._setting_defaults(payload))))
+        request = txt2img_request_from_api(payload, **self._setting_defaults(payload))
+        return self.queue.submit(Job(request, scripts=scripts))
 
     def submit_img2img(self, payload: Mapping[str, Any]) -> str:
         """Validate an A1111 img2img payload (``init_images``, optional ``mask``, as PIL images or
         base64) and queue it; returns the job id. Errors as ``submit_txt2img``."""
+        payload, scripts = self._job_scripts(payload, is_img2img=True)
         payload = apply_payload_styles(payload, self.styles)
-        return self.queue.submit(Job(img2img_request_from_api(payload, **self._setting_defaults(payload))))
+        request = img2img_request_from_api(payload, **self._setting_defaults(payload))
+        return self.queue.submit(Job(request, scripts=scripts))
+
+    def _job_scripts(self, payload: Mapping[str, Any], is_img2img: bool) -> tuple[dict[str, Any], JobScripts]:
+        """Take the script fields out of a payload: ``alwayson_scripts``, and ``script_name`` /
+        ``script_args`` unless they name a built-in outpainting mode (the img2img request
+        handles those). Raises RequestValidationError naming a bad script field."""
+        if not isinstance(payload, Mapping):
+            raise RequestValidationError("payload", "must be a JSON object")
+        rest = dict(payload)
+        alwayson = rest.pop("alwayson_scripts", None) or {}
+        if not isinstance(alwayson, Mapping):
+            raise RequestValidationError("alwayson_scripts", "must be an object keyed by script title")
+        name = rest.get("script_name") or None
+        if name is not None and not isinstance(name, str):
+            raise RequestValidationError("script_name", f"must be a script title, got {name!r}")
+        outpainting = is_img2img and name is not None and name.lower() in {t.lower() for t in OUTPAINT_SCRIPTS}
+        args = None
+        if name is not None and not outpainting:
+            rest.pop("script_name")
+            args = rest.pop("script_args", None)
+        scripts = build_job_scripts(self.context.scripts, is_img2img, None if outpainting else name, args, alwayson)
+        return rest, scripts
 
     def submit_img2img_batch(self, payload: Mapping[str, Any], input_dir: str, output_dir: str = "",
                              mask_dir: str = "") -> str:

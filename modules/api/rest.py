@@ -18,6 +18,7 @@ from fastapi.security import HTTPBasic, HTTPBasicCredentials
 from PIL import Image
 
 from modules.api.networks import add_network_routes
+from modules.extensions.job_scripts import describe_scripts
 from modules.processing.errors import ProcessingError, RequestValidationError
 from modules.processing.image_input import decode_base64_image, png_base64
 from modules.processing.infotext import parse_infotext
@@ -143,6 +144,16 @@ def _model_routes(router: APIRouter, studio: Studio) -> None:
         return [{"title": registry.title(info), "model_name": info.path.stem, "filename": str(info.path),
                  "hash": registry.hashes.cached_short_hash(info.path), "sha256": None, "config": None}
                 for info in studio.checkpoints()]
+
+    @router.get("/scripts")
+    def scripts() -> dict[str, list[str]]:
+        info = describe_scripts(studio.context.scripts)
+        return {tab: [e["name"] for e in info if not e["is_alwayson"] and e["is_img2img"] == (tab == "img2img")]
+                for tab in ("txt2img", "img2img")}
+
+    @router.get("/script-info")
+    def script_info() -> list[dict[str, Any]]:
+        return describe_scripts(studio.context.scripts)
 
     @router.post("/refresh-checkpoints")
     def refresh_checkpoints() -> None:

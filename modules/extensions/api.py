@@ -28,25 +28,62 @@ Example::
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import dataclasses
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
+from PIL import Image
 
+from modules.extensions.grid import image_grid
 from modules.processing.hooks import StepParams
 from modules.processing.img2img_request import Img2ImgRequest
 from modules.processing.requests import Txt2ImgRequest
+from modules.processing.seeds import resolve_seed
 from modules.processing.txt2img import GenerationResult
 
 __all__ = [
-    "AlwaysVisible", "ArgSpec", "Checkbox", "Dropdown", "Img2ImgRequest", "Number", "Processed", "Script",
-    "ScriptArgError", "Slider", "StepParams", "Textbox", "Txt2ImgRequest",
+    "AlwaysVisible", "ArgSpec", "Checkbox", "Dropdown", "Img2ImgRequest", "JobHandle", "Number", "Processed",
+    "Script", "ScriptArgError", "Slider", "StepParams", "Textbox", "Txt2ImgRequest", "image_grid", "merge_results",
+    "prepend_grid", "with_fixed_seeds",
 ]
 
 #: What a job produced (A1111 ``Processed``): images, seeds, infotexts, notices.
 Processed = GenerationResult
 Request = Txt2ImgRequest  # Img2ImgRequest is a subclass
+
+
+def with_fixed_seeds(p: Request) -> Request:
+    """``p`` with its random (-1) seed and variation seed drawn now, so that the many
+    generations of a script share them (A1111 fixes seeds before a script runs)."""
+    return dataclasses.replace(p, seed=resolve_seed(p.seed), subseed=resolve_seed(p.subseed))
+
+
+def merge_results(parts: list[Processed]) -> Processed:
+    """One result holding the images, seeds, infotexts and messages of several generations, in order.
+
+    Raises:
+        ValueError: no parts.
+    """
+    if not parts:
+        raise ValueError("nothing to merge: the script made no generations")
+    merged = Processed(request=parts[0].request, extra_parameters=dict(parts[0].extra_parameters))
+    for part in parts:
+        merged.extend(part)
+        merged.duration_s += part.duration_s
+    return merged
+
+
+def prepend_grid(result: Processed, grid: Image.Image, infotext: str = "") -> Processed:
+    """Put ``grid`` first, as A1111 shows a script's grid before its images (with the first
+    image's seeds, and its infotext unless another is given)."""
+    result.images.insert(0, grid)
+    result.seeds.insert(0, result.seeds[0] if result.seeds else -1)
+    result.subseeds.insert(0, result.subseeds[0] if result.subseeds else -1)
+    result.infotexts.insert(0, infotext or (result.infotexts[0] if result.infotexts else ""))
+    return result
 
 
 class _AlwaysVisibleType:
@@ -145,6 +182,14 @@ def Textbox(label: str, default: str = "") -> ArgSpec:  # noqa: N802
     return ArgSpec("text", label, default)
 
 
+@dataclass(frozen=True)
+class JobHandle:
+    """What a selectable script's ``run`` may do with its job (bound by the studio per job)."""
+
+    process_images: Callable[[Request], Processed]
+    save_grid: Callable[[Image.Image, Request, str], Path | None]
+
+
 class Script:
     """Base class of user scripts; every hook is a no-op until overridden.
 
@@ -171,14 +216,20 @@ class Script:
         return None
 
     def process_images(self, p: Request) -> Processed:
-        """Run one request to the end with this job's model, progress and cancel token.
+        """Run one request to the end with this job's model, progress, cancel token and always-on
+        scripts. Only inside ``run``: the studio gives each job its own script instance."""
+        return self._handle().process_images(p)
 
-        Only inside ``run``: the studio binds a job to the script instance it makes for the job.
-        """
-        runner = getattr(self, "_job_runner", None)
-        if runner is None:
-            raise RuntimeError(f"{self.title()}: process_images() is only available while the script runs a job")
-        return runner(p)
+    def save_grid(self, grid: Image.Image, p: Request, infotext: str = "") -> Path | None:
+        """Save a grid to the tab's grid folder (``outputs/txt2img-grids/DATE``) if the "Always
+        save all generated image grids" setting is on; returns the file, or None. Only inside ``run``."""
+        return self._handle().save_grid(grid, p, infotext)
+
+    def _handle(self) -> JobHandle:
+        handle = getattr(self, "_job", None)
+        if handle is None:
+            raise RuntimeError(f"{self.title()}: only available while the script runs a job")
+        return handle
 
     def process(self, p: Request, **args: Any) -> Request | None:
         """Before the job runs: may return a changed request (seeds are already fixed)."""

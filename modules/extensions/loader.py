@@ -20,6 +20,7 @@ import json
 import logging
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -135,21 +136,30 @@ def _import_scripts(path: Path, extension: str | None, catalog: ScriptCatalog) -
             catalog.scripts.append(ScriptSource(value, path, extension))
 
 
-def discover_scripts(scripts_dir: Path, extensions_dir: Path, disable: str = "none",
-                     disabled_extensions: frozenset[str] = frozenset()) -> ScriptCatalog:
-    """Import every script; ``disable`` is "none", "extra" (skip extensions) or "all".
+def discover_scripts(scripts_dir: Path, extensions_dir: Path | Sequence[Path], disable: str = "none",
+                     disabled_extensions: frozenset[str] = frozenset(), builtin_dir: Path | None = None,
+                     ) -> ScriptCatalog:
+    """Import every script; ``disable`` is "none", "extra" (skip extensions) or "all" (skip the
+    user's ``scripts_dir`` too). ``builtin_dir`` holds the scripts that ship with the studio;
+    they always load, first.
 
-    ``disabled_extensions`` (names the user switched off in the Extensions tab) are listed
-    but not imported.
+    ``extensions_dir`` may be several folders (the shipped one and the data dir's); each
+    extension folder is read once. ``disabled_extensions`` (names the user switched off in
+    the Extensions tab) are listed but not imported.
     """
     if disable not in DISABLE_CHOICES:
         raise ValueError(f"--disable-extensions must be one of {', '.join(DISABLE_CHOICES)}, got {disable!r}")
     catalog = ScriptCatalog()
-    if disable != "all" and scripts_dir.is_dir():
-        for path in sorted(scripts_dir.glob("*.py")):
+    folders_of_scripts = [builtin_dir] if builtin_dir is not None else []
+    if disable != "all" and (builtin_dir is None or scripts_dir.resolve() != builtin_dir.resolve()):
+        folders_of_scripts.append(scripts_dir)
+    for folder in folders_of_scripts:
+        for path in sorted(folder.glob("*.py")) if folder.is_dir() else []:
             _import_scripts(path, None, catalog)
-    folders = sorted(p for p in extensions_dir.iterdir() if p.is_dir() and not p.name.startswith(".")) \
-        if extensions_dir.is_dir() else []
+    roots = [extensions_dir] if isinstance(extensions_dir, Path) else list(extensions_dir)
+    unique_roots = list({root.resolve(): root for root in roots if root.is_dir()}.values())
+    folders = sorted((p for root in unique_roots for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")),
+                     key=lambda p: p.name)
     for info in _ordered([_read_manifest(folder) for folder in folders]):
         if info.error is None and (disable != "none" or info.name in disabled_extensions):
             info = dataclasses.replace(info, enabled=False)

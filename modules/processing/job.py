@@ -89,6 +89,9 @@ class Job:
     id: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
     cancel: CancelToken = field(default_factory=CancelToken)
     started_at: float = field(default_factory=time.monotonic)
+    # The user scripts chosen for this job (``modules.extensions.runner.JobScripts``); the
+    # studio runs them around the engine, which never looks at them.
+    scripts: Any = None
 
     def elapsed_s(self) -> float:
         return time.monotonic() - self.started_at

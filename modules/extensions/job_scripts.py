@@ -1,0 +1,156 @@
+"""Which scripts a job runs, and running them around the generation.
+
+Every job gets fresh instances of the scripts shown on its tab: the always-on ones (each
+with its defaults unless the request gives arguments) and, if the request names one, a
+selectable script that replaces the plain generation with its ``run``. Requests name
+scripts as A1111 clients do: ``script_name`` + ``script_args`` (positional list or object)
+and ``alwayson_scripts: {"Title": {"args": [...] or {...}}}``; titles match case-blind.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from PIL import Image
+
+from modules.extensions.api import AlwaysVisible, JobHandle, Processed, Request, Script, ScriptArgError
+from modules.extensions.loader import ScriptCatalog
+from modules.extensions.runner import ScriptCall, resolve_script_args, run_job_hooks
+from modules.processing.errors import JobInterrupted, RequestValidationError
+from modules.processing.hooks import StepHook
+
+__all__ = ["JobScripts", "build_job_scripts", "describe_scripts", "run_with_scripts", "tab_scripts"]
+
+logger = logging.getLogger(__name__)
+
+Generate = Callable[[Request, list[StepHook]], Processed]
+GridSaver = Callable[[Image.Image, Request, str], Path | None]
+
+
+@dataclass
+class JobScripts:
+    """A job's scripts: the selected one (or None) and every always-on one, in hook order."""
+
+    selected: ScriptCall | None = None
+    always_on: list[ScriptCall] = field(default_factory=list)
+
+
+def tab_scripts(catalog: ScriptCatalog, is_img2img: bool) -> tuple[list[Script], list[Script]]:
+    """New instances of the (selectable, always-on) scripts the txt2img or img2img tab shows.
+
+    A script whose constructor or ``show`` raises is logged and left out.
+    """
+    selectable: list[Script] = []
+    always_on: list[Script] = []
+    for source in catalog.scripts:
+        try:
+            script = source.script_class()
+            shown = script.show(is_img2img)
+        except Exception:  # a user script must not stop the job
+            logger.exception("script %s from %s left out", source.script_class.__name__, source.path)
+            continue
+        if shown is AlwaysVisible:
+            always_on.append(script)
+        elif shown:
+            selectable.append(script)
+    return selectable, always_on
+
+
+def _args_of(entry: Any, field_name: str) -> Mapping[str, Any] | Sequence[Any]:
+    """An ``alwayson_scripts`` entry: ``{"args": ...}`` as A1111 sends it, or the args themselves."""
+    args = entry.get("args", []) if isinstance(entry, Mapping) and set(entry) <= {"args"} else entry
+    if not isinstance(args, Mapping | list | tuple):
+        raise RequestValidationError(field_name, f"must be a list or an object of arguments, got {args!r}")
+    return args
+
+
+def _call(script: Script, is_img2img: bool, given: Any, field_name: str) -> ScriptCall:
+    try:
+        return ScriptCall(script, resolve_script_args(script, is_img2img, given))
+    except ScriptArgError as error:
+        raise RequestValidationError(field_name, str(error)) from None
+
+
+def build_job_scripts(catalog: ScriptCatalog, is_img2img: bool, script_name: str | None = None,
+                      script_args: Any = None, alwayson_scripts: Mapping[str, Any] | None = None) -> JobScripts:
+    """Resolve a request's script fields against the scripts of its tab.
+
+    Raises:
+        RequestValidationError: an unknown title or a bad argument, naming the field
+            (``script_name``, ``script_args``, ``alwayson_scripts.<Title>``).
+    """
+    selectable, always_on = tab_scripts(catalog, is_img2img)
+    given = {str(title).lower(): (str(title), entry) for title, entry in (alwayson_scripts or {}).items()}
+    titles = {script.title().lower() for script in always_on}
+    unknown = sorted(title for key, (title, _) in given.items() if key not in titles)
+    if unknown:
+        raise RequestValidationError(f"alwayson_scripts.{unknown[0]}", "is not an always-on script here; "
+                                     f"available: {', '.join(s.title() for s in always_on) or 'none'}")
+    calls = []
+    for script in always_on:
+        title, entry = given.get(script.title().lower(), (script.title(), {}))
+        calls.append(_call(script, is_img2img, _args_of(entry, f"alwayson_scripts.{title}"),
+                           f"alwayson_scripts.{title}"))
+    selected = None
+    if script_name:
+        chosen = next((s for s in selectable if s.title().lower() == script_name.lower()), None)
+        if chosen is None:
+            raise RequestValidationError("script_name", f"no script {script_name!r} here; available: "
+                                         f"{', '.join(s.title() for s in selectable) or 'none'}")
+        selected = _call(chosen, is_img2img, script_args or {}, "script_args")
+    return JobScripts(selected, calls)
+
+
+def run_with_scripts(scripts: JobScripts | None, request: Request, generate: Generate,
+                     save_grid: GridSaver | None = None) -> Processed:
+    """The job with its scripts: the selected script's ``run`` (its ``process_images`` runs the
+    always-on scripts around each generation), else one generation with the always-on scripts.
+
+    A selected script that fails, or returns nothing, is reported and the plain generation runs.
+    ``save_grid`` saves a script's grid where the tab's grids go (None: grids are not saved).
+    """
+    if scripts is None:
+        return generate(request, [])
+
+    def process_images(p: Request) -> Processed:
+        return run_job_hooks(scripts.always_on, p, generate)
+
+    selected = scripts.selected
+    if selected is None:
+        return process_images(request)
+    selected.script._job = JobHandle(process_images, save_grid or (lambda grid, p, infotext: None))
+    try:
+        result = selected.script.run(request, **selected.args)
+        problem = None if isinstance(result, Processed) else f"run returned {type(result).__name__}, not a result"
+    except JobInterrupted:
+        raise
+    except Exception as error:  # a script must never break the job
+        logger.exception("script %r failed in run", selected.name)
+        result, problem = None, f"run failed: {error}"
+    if problem is None:
+        return result  # type: ignore[return-value]
+    fallback = process_images(request)
+    fallback.hook_errors.insert(0, f"{selected.name}: {problem}; the image was made without the script")
+    return fallback
+
+
+def describe_scripts(catalog: ScriptCatalog) -> list[dict[str, Any]]:
+    """A1111's ``/sdapi/v1/script-info``: one entry per script and tab, with its arguments in
+    order (each with its ``name``, which our API also accepts in place of the position)."""
+    entries = []
+    for is_img2img in (False, True):
+        selectable, always_on = tab_scripts(catalog, is_img2img)
+        for script, alwayson in [*((s, False) for s in selectable), *((s, True) for s in always_on)]:
+            args = []
+            for name, spec in script.ui(is_img2img).items():
+                info = spec.describe()
+                args.append({"name": name, "label": info["label"], "value": info["default"],
+                             "minimum": info.get("minimum"), "maximum": info.get("maximum"),
+                             "step": info.get("step"), "choices": info.get("choices"), "kind": info["kind"]})
+            entries.append({"name": script.title().lower(), "title": script.title(), "is_alwayson": alwayson,
+                            "is_img2img": is_img2img, "args": args})
+    return entries

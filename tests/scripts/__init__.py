@@ -1,0 +1,1 @@
+"""Tests of the built-in scripts in scripts/, run through the studio as users run them."""
