@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -14,15 +13,9 @@ from modules.app import build_app_context
 from modules.processing.errors import ProcessingError, RequestValidationError
 from modules.settings import SettingsStore
 from modules.studio import Studio
+from tests.studio_fixtures import data_dir
 
-
-@pytest.fixture
-def data_dir(tmp_path: Path, tiny_checkpoint_dir: Path) -> Path:
-    target = tmp_path / "models" / "Stable-diffusion"
-    target.mkdir(parents=True)
-    for item in tiny_checkpoint_dir.glob("tiny-sd15*"):
-        (shutil.copytree if item.is_dir() else shutil.copy)(item, target / item.name)
-    return tmp_path
+__all__ = ["data_dir"]  # the fixture, used by name
 
 
 def _studio(data_dir: Path) -> Studio:
