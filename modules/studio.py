@@ -82,18 +82,20 @@ class Studio:
         output = OutputOptions(folder, save=settings.samples_save, date_subfolder=settings.save_to_dirs)
         run = run_img2img if is_img2img else run_txt2img
 
-        def generate(request: Any, hooks: list[StepHook]) -> GenerationResult:
+        def generate(request: Any, hooks: list[StepHook], save: bool) -> GenerationResult:
             part = Job(request, [*job.hooks, *hooks], job.on_progress, job.id, job.cancel)
-            return run_with_dynamic_prompts(run, model, part, output, self.context.paths.wildcards)
+            options = dataclasses.replace(output, save=output.save and save)
+            return run_with_dynamic_prompts(run, model, part, options, self.context.paths.wildcards)
 
-        def save_grid(grid: Image.Image, request: Any, infotext: str) -> Path | None:
-            if not settings.grid_save:
+        def save_image(image: Image.Image, request: Any, infotext: str, is_grid: bool) -> Path | None:
+            if not (settings.grid_save if is_grid else settings.samples_save):
                 return None
-            grids = self.output_folder("outdir_img2img_grids" if is_img2img else "outdir_txt2img_grids")
-            target = OutputOptions(grids, date_subfolder=settings.save_to_dirs).target()
-            return save_png(grid, target, "grid", infotext or None)
+            tab = "img2img" if is_img2img else "txt2img"
+            folder = self.output_folder(f"outdir_{tab}_{'grids' if is_grid else 'samples'}")
+            target = OutputOptions(folder, date_subfolder=settings.save_to_dirs).target()
+            return save_png(image, target, "grid" if is_grid else str(request.seed), infotext or None)
 
-        return run_with_scripts(job.scripts, job.request, generate, save_grid)
+        return run_with_scripts(job.scripts, job.request, generate, save_image)
 
     def output_folder(self, key: str) -> Path:
         """The folder an output setting (``outdir_txt2img_samples``, ``outdir_save``) names, in the data dir."""

@@ -184,10 +184,14 @@ def Textbox(label: str, default: str = "") -> ArgSpec:  # noqa: N802
 
 @dataclass(frozen=True)
 class JobHandle:
-    """What a selectable script's ``run`` may do with its job (bound by the studio per job)."""
+    """What a selectable script's ``run`` may do with its job (bound by the studio per job).
 
-    process_images: Callable[[Request], Processed]
-    save_grid: Callable[[Image.Image, Request, str], Path | None]
+    ``process_images(request, save)`` generates; ``save_image(image, request, infotext,
+    is_grid)`` saves into the tab's image or grid folder when the settings say so.
+    """
+
+    process_images: Callable[[Request, bool], Processed]
+    save_image: Callable[[Image.Image, Request, str, bool], Path | None]
 
 
 class Script:
@@ -215,15 +219,20 @@ class Script:
         each generation it needs, and return what to show."""
         return None
 
-    def process_images(self, p: Request) -> Processed:
+    def process_images(self, p: Request, save: bool = True) -> Processed:
         """Run one request to the end with this job's model, progress, cancel token and always-on
-        scripts. Only inside ``run``: the studio gives each job its own script instance."""
-        return self._handle().process_images(p)
+        scripts; ``save=False`` keeps its images out of the output folder (tiles, drafts).
+        Only inside ``run``: the studio gives each job its own script instance."""
+        return self._handle().process_images(p, save)
+
+    def save_image(self, image: Image.Image, p: Request, infotext: str = "") -> Path | None:
+        """Save an image the script made to the tab's folder ("Always save all generated images")."""
+        return self._handle().save_image(image, p, infotext, False)
 
     def save_grid(self, grid: Image.Image, p: Request, infotext: str = "") -> Path | None:
         """Save a grid to the tab's grid folder (``outputs/txt2img-grids/DATE``) if the "Always
         save all generated image grids" setting is on; returns the file, or None. Only inside ``run``."""
-        return self._handle().save_grid(grid, p, infotext)
+        return self._handle().save_image(grid, p, infotext, True)
 
     def _handle(self) -> JobHandle:
         handle = getattr(self, "_job", None)

@@ -27,8 +27,10 @@ __all__ = ["JobScripts", "build_job_scripts", "describe_scripts", "run_with_scri
 
 logger = logging.getLogger(__name__)
 
-Generate = Callable[[Request, list[StepHook]], Processed]
-GridSaver = Callable[[Image.Image, Request, str], Path | None]
+#: (request, the always-on scripts' step hooks, save to the output folder) -> result
+Generate = Callable[[Request, list[StepHook], bool], Processed]
+#: (image, request, infotext, is a grid) -> where it was saved, or None
+ImageSaver = Callable[[Image.Image, Request, str, bool], Path | None]
 
 
 @dataclass
@@ -106,23 +108,23 @@ def build_job_scripts(catalog: ScriptCatalog, is_img2img: bool, script_name: str
 
 
 def run_with_scripts(scripts: JobScripts | None, request: Request, generate: Generate,
-                     save_grid: GridSaver | None = None) -> Processed:
+                     save_image: ImageSaver | None = None) -> Processed:
     """The job with its scripts: the selected script's ``run`` (its ``process_images`` runs the
     always-on scripts around each generation), else one generation with the always-on scripts.
 
     A selected script that fails, or returns nothing, is reported and the plain generation runs.
-    ``save_grid`` saves a script's grid where the tab's grids go (None: grids are not saved).
+    ``save_image`` saves what a script makes itself (grids, assembled images); None: nothing is saved.
     """
     if scripts is None:
-        return generate(request, [])
+        return generate(request, [], True)
 
-    def process_images(p: Request) -> Processed:
-        return run_job_hooks(scripts.always_on, p, generate)
+    def process_images(p: Request, save: bool = True) -> Processed:
+        return run_job_hooks(scripts.always_on, p, lambda r, hooks: generate(r, hooks, save))
 
     selected = scripts.selected
     if selected is None:
         return process_images(request)
-    selected.script._job = JobHandle(process_images, save_grid or (lambda grid, p, infotext: None))
+    selected.script._job = JobHandle(process_images, save_image or (lambda image, p, infotext, is_grid: None))
     try:
         result = selected.script.run(request, **selected.args)
         problem = None if isinstance(result, Processed) else f"run returned {type(result).__name__}, not a result"

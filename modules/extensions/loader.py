@@ -136,6 +136,11 @@ def _import_scripts(path: Path, extension: str | None, catalog: ScriptCatalog) -
             catalog.scripts.append(ScriptSource(value, path, extension))
 
 
+def _script_files(folder: Path) -> list[Path]:
+    """The ``*.py`` files of a folder, without ``_private.py`` ones (``__init__.py``, helpers)."""
+    return sorted(p for p in folder.glob("*.py") if not p.name.startswith("_")) if folder.is_dir() else []
+
+
 def discover_scripts(scripts_dir: Path, extensions_dir: Path | Sequence[Path], disable: str = "none",
                      disabled_extensions: frozenset[str] = frozenset(), builtin_dir: Path | None = None,
                      ) -> ScriptCatalog:
@@ -154,7 +159,7 @@ def discover_scripts(scripts_dir: Path, extensions_dir: Path | Sequence[Path], d
     if disable != "all" and (builtin_dir is None or scripts_dir.resolve() != builtin_dir.resolve()):
         folders_of_scripts.append(scripts_dir)
     for folder in folders_of_scripts:
-        for path in sorted(folder.glob("*.py")) if folder.is_dir() else []:
+        for path in _script_files(folder):
             _import_scripts(path, None, catalog)
     roots = [extensions_dir] if isinstance(extensions_dir, Path) else list(extensions_dir)
     unique_roots = list({root.resolve(): root for root in roots if root.is_dir()}.values())
@@ -167,6 +172,6 @@ def discover_scripts(scripts_dir: Path, extensions_dir: Path | Sequence[Path], d
         if info.error is not None:
             catalog.errors.append(f"{info.path}: {info.error}")
         elif info.enabled:
-            for path in sorted((info.path / "scripts").glob("*.py")):
+            for path in _script_files(info.path / "scripts"):
                 _import_scripts(path, info.name, catalog)
     return catalog

@@ -1,0 +1,1 @@
+"""The scripts that ship with the studio; each file holds A1111-style ``Script`` classes."""
