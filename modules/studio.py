@@ -72,12 +72,24 @@ class Studio:
     def _run(self, job: Job) -> GenerationResult:
         self.ensure_libraries()
         request = job.request
-        model = self.context.models.get(request.checkpoint or self.settings.sd_model_checkpoint or None,
-                                        request.vae if request.vae is not None else self.settings.sd_vae)
-        settings = self.settings
         if isinstance(request, Img2ImgBatchRequest):
-            return run_img2img_batch(model, job)
+            model = self._model_for(request)
+            # Every file goes through the always-on scripts' hooks (a selected script is refused at submit).
+            return run_with_scripts(job.scripts, request, lambda r, hooks, save: run_img2img_batch(
+                model, Job(r, [*job.hooks, *hooks], job.on_progress, job.id, job.cancel)))
         is_img2img = isinstance(request, Img2ImgRequest)
+        return run_with_scripts(job.scripts, request, self._generator(job, is_img2img), self._image_saver(is_img2img),
+                                self._style_applier())
+
+    def _model_for(self, request: Any) -> Any:
+        """The loaded model a request names (checkpoint and VAE), or the settings' choice."""
+        return self.context.models.get(request.checkpoint or self.settings.sd_model_checkpoint or None,
+                                       request.vae if request.vae is not None else self.settings.sd_vae)
+
+    def _generator(self, job: Job, is_img2img: bool) -> Any:
+        """One generation of the job: ``(request, extra hooks, save) -> result``. The model is
+        looked up per request, so a script may vary the checkpoint or VAE (X/Y/Z plot)."""
+        settings = self.settings
         folder = self.output_folder("outdir_img2img_samples" if is_img2img else "outdir_txt2img_samples")
         output = OutputOptions(folder, save=settings.samples_save, date_subfolder=settings.save_to_dirs)
         run = run_img2img if is_img2img else run_txt2img
@@ -85,7 +97,13 @@ class Studio:
         def generate(request: Any, hooks: list[StepHook], save: bool) -> GenerationResult:
             part = Job(request, [*job.hooks, *hooks], job.on_progress, job.id, job.cancel)
             options = dataclasses.replace(output, save=output.save and save)
-            return run_with_dynamic_prompts(run, model, part, options, self.context.paths.wildcards)
+            return run_with_dynamic_prompts(run, self._model_for(request), part, options, self.context.paths.wildcards)
+
+        return generate
+
+    def _image_saver(self, is_img2img: bool) -> Any:
+        """Where scripts' own images and grids go: ``(image, request, infotext, is_grid) -> path``."""
+        settings = self.settings
 
         def save_image(image: Image.Image, request: Any, infotext: str, is_grid: bool) -> Path | None:
             if not (settings.grid_save if is_grid else settings.samples_save):
@@ -95,7 +113,14 @@ class Studio:
             target = OutputOptions(folder, date_subfolder=settings.save_to_dirs).target()
             return save_png(image, target, "grid" if is_grid else str(request.seed), infotext or None)
 
-        return run_with_scripts(job.scripts, job.request, generate, save_image)
+        return save_image
+
+    def _style_applier(self) -> Any:
+        def apply_styles(request: Any, names: Any) -> Any:
+            prompt, negative = self.styles.apply(list(names), request.prompt, request.negative_prompt)
+            return dataclasses.replace(request, prompt=prompt, negative_prompt=negative)
+
+        return apply_styles
 
     def output_folder(self, key: str) -> Path:
         """The folder an output setting (``outdir_txt2img_samples``, ``outdir_save``) names, in the data dir."""
@@ -160,12 +185,17 @@ class Studio:
             raise ProcessingError("Batch from a directory is off on a server others can reach; start it with "
                                   "--enable-insecure-extension-access to allow it, or upload the images instead.")
         # The settings are checked now, on a stand-in image; each file replaces it when its turn comes.
+        payload, scripts = self._job_scripts(payload, is_img2img=True)
+        if scripts.selected is not None:
+            raise RequestValidationError("script_name", f"{scripts.selected.name} does not run on a Batch from a "
+                                         "directory; choose None, or use the img2img tab")
         payload = apply_payload_styles({**payload, "init_images": [batch_stand_in()]}, self.styles)
         template = img2img_request_from_api(payload, **self._setting_defaults(payload))
         target = Path(output_dir.strip()).expanduser() if output_dir.strip() else self.output_folder(
             "outdir_img2img_samples")
         masks = Path(mask_dir.strip()).expanduser() if mask_dir.strip() else None
-        return self.queue.submit(Job(batch_request(template, Path(input_dir.strip()).expanduser(), target, masks)))
+        request = batch_request(template, Path(input_dir.strip()).expanduser(), target, masks)
+        return self.queue.submit(Job(request, scripts=scripts))
 
     def _setting_defaults(self, payload: Mapping[str, Any]) -> dict[str, Any]:
         """Request fields that settings fill when the payload leaves them out."""

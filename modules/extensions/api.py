@@ -29,7 +29,7 @@ Example::
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -187,11 +187,13 @@ class JobHandle:
     """What a selectable script's ``run`` may do with its job (bound by the studio per job).
 
     ``process_images(request, save)`` generates; ``save_image(image, request, infotext,
-    is_grid)`` saves into the tab's image or grid folder when the settings say so.
+    is_grid)`` saves into the tab's image or grid folder when the settings say so;
+    ``apply_styles(request, names)`` adds saved styles to its prompts.
     """
 
     process_images: Callable[[Request, bool], Processed]
     save_image: Callable[[Image.Image, Request, str, bool], Path | None]
+    apply_styles: Callable[[Request, Sequence[str]], Request] = lambda p, names: p
 
 
 class Script:
@@ -233,6 +235,14 @@ class Script:
         """Save a grid to the tab's grid folder (``outputs/txt2img-grids/DATE``) if the "Always
         save all generated image grids" setting is on; returns the file, or None. Only inside ``run``."""
         return self._handle().save_image(grid, p, infotext, True)
+
+    def apply_styles(self, p: Request, names: Sequence[str]) -> Request:
+        """``p`` with the saved styles ``names`` applied to its prompts, in order (styles.csv).
+
+        Raises:
+            ValueError: a style that does not exist (the message names it).
+        """
+        return self._handle().apply_styles(p, names)
 
     def _handle(self) -> JobHandle:
         handle = getattr(self, "_job", None)

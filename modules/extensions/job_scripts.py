@@ -108,7 +108,8 @@ def build_job_scripts(catalog: ScriptCatalog, is_img2img: bool, script_name: str
 
 
 def run_with_scripts(scripts: JobScripts | None, request: Request, generate: Generate,
-                     save_image: ImageSaver | None = None) -> Processed:
+                     save_image: ImageSaver | None = None,
+                     apply_styles: Callable[[Request, Sequence[str]], Request] | None = None) -> Processed:
     """The job with its scripts: the selected script's ``run`` (its ``process_images`` runs the
     always-on scripts around each generation), else one generation with the always-on scripts.
 
@@ -124,7 +125,8 @@ def run_with_scripts(scripts: JobScripts | None, request: Request, generate: Gen
     selected = scripts.selected
     if selected is None:
         return process_images(request)
-    selected.script._job = JobHandle(process_images, save_image or (lambda image, p, infotext, is_grid: None))
+    selected.script._job = JobHandle(process_images, save_image or (lambda image, p, infotext, is_grid: None),
+                                     apply_styles or (lambda p, names: p))
     try:
         result = selected.script.run(request, **selected.args)
         problem = None if isinstance(result, Processed) else f"run returned {type(result).__name__}, not a result"

@@ -21,6 +21,7 @@ from modules.processing.queue import JobStatus
 from modules.processing.samplers import SAMPLERS, SCHEDULE_TYPES
 from modules.ui.output_panel import OutputPanel, build_output_panel, wire_save
 from modules.ui.progress import preview_image, progress_html
+from modules.ui.script_controls import build_script_controls, wire_script_choice, with_scripts
 from modules.ui.style_editor import build_style_editor, wire_style_buttons
 
 if TYPE_CHECKING:
@@ -229,12 +230,16 @@ Extra = Callable[[dict[str, Any]], None]
 
 
 def build_generation_tab(studio: Studio, tab: str, submit: Submit, extra_fields: tuple[str, ...] = (),
-                         above_settings: Extra | None = None, below_size: Extra | None = None) -> GenerationTab:
+                         above_settings: Extra | None = None, below_size: Extra | None = None,
+                         builtin_scripts: tuple[str, ...] = (), after_scripts: Extra | None = None,
+                         ) -> GenerationTab:
     """Build a generation tab (call inside a ``gr.Tab``) and wire it.
 
     ``above_settings(c)`` / ``below_size(c)`` add the tab's own controls to ``c`` in the left
     column (img2img: the input images above, denoising strength below the size); the values
     of ``extra_fields`` (keys of ``c``) reach ``submit`` by those names after the shared ones.
+    The Script dropdown (``c["script_name"]``) offers ``builtin_scripts`` (the tab's own, whose
+    controls ``after_scripts(c)`` adds) and the user scripts; always-on scripts get accordions.
     """
     c: dict[str, Any] = {}
     show_counters = not studio.settings.disable_token_counters
@@ -249,6 +254,9 @@ def build_generation_tab(studio: Studio, tab: str, submit: Submit, extra_fields:
             if below_size:
                 below_size(c)
             _guidance_and_seed(c, tab)
+            scripts = build_script_controls(studio, c, tab, builtin_scripts)
+            if after_scripts:
+                after_scripts(c)
         with gr.Column(scale=1):
             progress = gr.HTML("", elem_id=f"{tab}_progress")
             preview = gr.Image(label="Live preview", type="pil", interactive=False, elem_id=f"{tab}_preview",
@@ -256,7 +264,9 @@ def build_generation_tab(studio: Studio, tab: str, submit: Submit, extra_fields:
             panel = build_output_panel(tab)
     # The last job id lives in the browser, so a reloaded page can restore its progress/result.
     job_id = gr.BrowserState("", storage_key=f"aigen-{tab}-job")
-    fields = PAYLOAD_FIELDS + extra_fields
+    fields = PAYLOAD_FIELDS + extra_fields + ("script_name",) * ("script_name" not in extra_fields) + scripts.fields
+    submit = with_scripts(submit, scripts)
+    wire_script_choice(c, scripts)
     outputs = [job_id, progress, preview, panel.gallery, panel.info, gr.State(-1), panel.infotexts]
     for trigger in (c["generate"].click, c["prompt"].submit):
         trigger(_generate_handler(studio, submit, fields), inputs=[c[name] for name in fields], outputs=outputs,

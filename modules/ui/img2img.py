@@ -123,9 +123,8 @@ def _above_settings(c: dict[str, Any]) -> None:
     _inpaint_controls(c)
 
 
-def _script_controls(c: dict[str, Any]) -> None:
-    c["script_name"] = gr.Dropdown(["None", *OUTPAINT_SCRIPTS], value="None", label="Script",
-                                   elem_id="img2img_script")
+def _outpaint_controls(c: dict[str, Any]) -> None:
+    """The outpainting scripts' controls, below the Script dropdown (which lists them first)."""
     with gr.Group(visible=False, elem_id="img2img_outpaint_controls") as c["script_controls"]:
         c["pixels"] = gr.Slider(8, 256, value=128, step=8, label="Pixels to expand", elem_id="img2img_outpaint_pixels")
         c["script_mask_blur"] = gr.Slider(0, 64, value=4, step=1, label="Mask blur",
@@ -143,7 +142,6 @@ def _script_controls(c: dict[str, Any]) -> None:
 def _below_size(c: dict[str, Any]) -> None:
     c["denoising_strength"] = gr.Slider(0.0, 1.0, value=0.75, step=0.01, label="Denoising strength",
                                         elem_id="img2img_denoising_strength")
-    _script_controls(c)
 
 
 def img2img_submit(studio: Studio) -> Callable[[dict[str, Any]], str]:
@@ -181,7 +179,8 @@ def _wire_mode_switches(c: dict[str, Any]) -> None:
 
 def build_img2img_tab(studio: Studio) -> Img2ImgTab:
     """Build the tab's components and wire them; call inside a ``gr.Tab``."""
-    form = build_generation_tab(studio, "img2img", img2img_submit(studio), EXTRA_FIELDS, _above_settings, _below_size)
+    form = build_generation_tab(studio, "img2img", img2img_submit(studio), EXTRA_FIELDS, _above_settings, _below_size,
+                                builtin_scripts=OUTPAINT_SCRIPTS, after_scripts=_outpaint_controls)
     c = form.controls
     _wire_mode_switches(c)
     received = gr.State({})

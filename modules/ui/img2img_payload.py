@@ -89,6 +89,8 @@ def _script_fields(values: Mapping[str, Any]) -> dict[str, Any]:
     script = values.get("script_name") or "None"
     if script == "None":
         return {}
+    if script not in _SCRIPT_CONTROLS:  # a user script: its script_args are already in the values
+        return {"script_name": script}
     controls = _SCRIPT_CONTROLS[script]
     return {"script_name": script, "script_args": {arg: values[name] for name, arg in controls.items()}}
 

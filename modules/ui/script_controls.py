@@ -1,0 +1,122 @@
+"""User scripts in a generation tab: the "Script" dropdown's choices with their controls, and
+one accordion per always-on script, all built from the scripts' own argument descriptions.
+
+Controls are keyed ``script::<title>::<argument>`` among the tab's values; ``script_payload``
+turns them into the request fields A1111 clients send (``script_name``, ``script_args``,
+``alwayson_scripts``), so the browser and the API go through the same validation.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import gradio as gr
+
+from modules.extensions.api import ArgSpec
+from modules.extensions.job_scripts import tab_scripts
+
+if TYPE_CHECKING:
+    from modules.studio import Studio
+
+__all__ = ["ScriptControls", "build_script_controls", "script_payload", "wire_script_choice", "with_scripts"]
+
+_PREFIX = "script::"
+
+
+def _key(title: str, name: str) -> str:
+    return f"{_PREFIX}{title}::{name}"
+
+
+def _component(spec: ArgSpec, elem_id: str) -> Any:
+    """The Gradio control for one argument description."""
+    common = {"label": spec.label, "value": spec.default, "elem_id": elem_id}
+    if spec.kind == "checkbox":
+        return gr.Checkbox(**common)
+    if spec.kind == "dropdown":
+        return gr.Dropdown(list(spec.choices), **common)
+    if spec.kind == "text":
+        return gr.Textbox(**common)
+    if spec.kind == "slider":
+        return gr.Slider(spec.minimum, spec.maximum, step=spec.step, **common)
+    return gr.Number(minimum=spec.minimum, maximum=spec.maximum, precision=0 if spec.integer else None, **common)
+
+
+@dataclass
+class ScriptControls:
+    """What ``build_script_controls`` added: the value keys, selectable titles and their groups."""
+
+    fields: tuple[str, ...] = ()
+    selectable: list[str] = field(default_factory=list)
+    always_on: list[str] = field(default_factory=list)
+    groups: dict[str, Any] = field(default_factory=dict)
+
+
+def _controls_for(c: dict[str, Any], tab: str, title: str, schema: Mapping[str, ArgSpec]) -> list[str]:
+    keys = []
+    slug = title.lower().replace(" ", "_")
+    for name, spec in schema.items():
+        keys.append(_key(title, name))
+        c[keys[-1]] = _component(spec, f"script_{tab}_{slug}_{name}")
+    return keys
+
+
+def build_script_controls(studio: Studio, c: dict[str, Any], tab: str, builtin_choices: Sequence[str] = (),
+                          ) -> ScriptControls:
+    """Add the Script dropdown (``c["script_name"]``: "None", ``builtin_choices``, then the user
+    scripts), each selectable script's controls (shown when chosen) and the always-on
+    accordions. Call inside the tab's settings column."""
+    is_img2img = tab == "img2img"
+    selectable, always_on = tab_scripts(studio.context.scripts, is_img2img)
+    controls = ScriptControls(selectable=[s.title() for s in selectable], always_on=[s.title() for s in always_on])
+    keys: list[str] = []
+    for script in always_on:
+        with gr.Accordion(script.title(), open=False, elem_id=f"script_{tab}_{script.title().lower()}"):
+            keys += _controls_for(c, tab, script.title(), script.ui(is_img2img))
+    c["script_name"] = gr.Dropdown(["None", *builtin_choices, *controls.selectable], value="None", label="Script",
+                                   elem_id=f"{tab}_script")
+    for script in selectable:
+        with gr.Group(visible=False, elem_id=f"script_{tab}_{script.title().lower()}_controls") as group:
+            keys += _controls_for(c, tab, script.title(), script.ui(is_img2img))
+        controls.groups[script.title()] = group
+    controls.fields = tuple(keys)
+    return controls
+
+
+def wire_script_choice(c: dict[str, Any], controls: ScriptControls) -> None:
+    """Show the chosen script's controls, hide the others."""
+    if not controls.groups:
+        return
+    titles = list(controls.groups)
+
+    def chosen(name: str) -> list[Any]:
+        return [gr.update(visible=name == title) for title in titles]
+
+    c["script_name"].change(chosen, inputs=[c["script_name"]], outputs=[controls.groups[t] for t in titles],
+                            api_visibility="private", queue=False)
+
+
+def script_payload(values: Mapping[str, Any], controls: ScriptControls) -> dict[str, Any]:
+    """``values`` without the script controls, plus the A1111 script fields they mean."""
+    payload = {k: v for k, v in values.items() if not k.startswith(_PREFIX)}
+    if payload.get("script_name") in (None, "None"):
+        payload.pop("script_name", None)
+
+    def args_of(title: str) -> dict[str, Any]:
+        head = _key(title, "")
+        return {k[len(head):]: v for k, v in values.items() if k.startswith(head)}
+
+    if controls.always_on:
+        payload["alwayson_scripts"] = {title: {"args": args_of(title)} for title in controls.always_on}
+    if values.get("script_name") in controls.selectable:
+        payload["script_args"] = args_of(values["script_name"])
+    return payload
+
+
+Submit = Callable[[dict[str, Any]], str]
+
+
+def with_scripts(submit: Submit, controls: ScriptControls) -> Submit:
+    """``submit`` taking the tab's values with script controls in them."""
+    return lambda values: submit(script_payload(values, controls))
