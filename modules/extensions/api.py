@@ -254,6 +254,14 @@ class Script:
         """Before the job runs: may return a changed request (seeds are already fixed)."""
         return None
 
+    def infotext(self, p: Request, **args: Any) -> Mapping[str, Any] | None:
+        """Keys to add to each image's infotext (after ``process``), e.g. ``{"My script": 0.5}``."""
+        return None
+
+    def paste_fields(self) -> Mapping[str, str]:
+        """Infotext key -> argument name: what pasting an image's infotext sets back."""
+        return {}
+
     def before_step(self, p: Request, step: StepParams, **args: Any) -> StepParams | None:
         """Before each UNet call (A1111 ``on_cfg_denoiser``): may replace latents, conds, guidance."""
         return None

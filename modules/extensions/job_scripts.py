@@ -17,13 +17,14 @@ from typing import Any
 
 from PIL import Image
 
-from modules.extensions.api import AlwaysVisible, JobHandle, Processed, Request, Script, ScriptArgError
+from modules.extensions.api import AlwaysVisible, ArgSpec, JobHandle, Processed, Request, Script, ScriptArgError
 from modules.extensions.loader import ScriptCatalog
 from modules.extensions.runner import ScriptCall, resolve_script_args, run_job_hooks
 from modules.processing.errors import JobInterrupted, RequestValidationError
 from modules.processing.hooks import StepHook
 
-__all__ = ["JobScripts", "build_job_scripts", "describe_scripts", "run_with_scripts", "tab_scripts"]
+__all__ = ["JobScripts", "build_job_scripts", "describe_scripts", "run_with_scripts", "script_args_from_infotext",
+           "tab_scripts"]
 
 logger = logging.getLogger(__name__)
 
@@ -158,3 +159,34 @@ def describe_scripts(catalog: ScriptCatalog) -> list[dict[str, Any]]:
             entries.append({"name": script.title().lower(), "title": script.title(), "is_alwayson": alwayson,
                             "is_img2img": is_img2img, "args": args})
     return entries
+
+
+def _from_text(spec: ArgSpec, text: str) -> Any:
+    """An infotext value (always text) as the argument's type; ValueError if it is not one."""
+    if spec.kind == "checkbox":
+        if text.lower() not in ("true", "false", "1", "0"):
+            raise ValueError(text)
+        return text.lower() in ("true", "1")
+    if spec.kind in ("slider", "number"):
+        number = float(text)
+        return int(number) if spec.integer and number.is_integer() else number
+    return text
+
+
+def script_args_from_infotext(catalog: ScriptCatalog, is_img2img: bool, params: Mapping[str, str],
+                              ) -> dict[str, dict[str, Any]]:
+    """What pasting an infotext sets back: ``{script title: {argument: value}}`` from the keys
+    each script declares in ``paste_fields``. Values that do not fit their argument are left out."""
+    found: dict[str, dict[str, Any]] = {}
+    selectable, always_on = tab_scripts(catalog, is_img2img)
+    for script in [*selectable, *always_on]:
+        schema = script.ui(is_img2img)
+        for key, name in script.paste_fields().items():
+            if key not in params or name not in schema:
+                continue
+            try:
+                value = schema[name].coerce(_from_text(schema[name], params[key]), f"{script.title()}: {name}")
+            except ValueError:
+                continue
+            found.setdefault(script.title(), {})[name] = value
+    return found

@@ -70,10 +70,11 @@ class ScriptHook(StepHook):
     failed as well keeps the script's later job hooks (``postprocess``) from running.
     """
 
-    def __init__(self, call: ScriptCall, request: Request) -> None:
+    def __init__(self, call: ScriptCall, request: Request, infotext: Mapping[str, Any] | None = None) -> None:
         self.call = call
         self.request = request
         self.name = call.name
+        self.infotext = dict(infotext or {})
 
     def _call(self, method: str, *args: Any) -> Any:
         try:
@@ -124,7 +125,11 @@ def run_job_hooks(calls: Sequence[ScriptCall], request: Request,
             call.failed = True
         elif changed is not None:
             request = changed
-    hooks: list[StepHook] = [ScriptHook(c, request) for c in calls if not c.failed and _overrides_step_hooks(c.script)]
+    hooks: list[StepHook] = []
+    for call in calls:
+        infotext = _guarded(call, "infotext", before, lambda c=call, r=request: c.script.infotext(r, **c.args))
+        if not call.failed and (infotext or _overrides_step_hooks(call.script)):
+            hooks.append(ScriptHook(call, request, infotext))
     result = run(request, hooks)
     after: list[str] = []
     for call in calls:

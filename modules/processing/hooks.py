@@ -9,8 +9,9 @@ the job, and reported in the job's result. The job goes on.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Any
 
 import torch
@@ -57,6 +58,8 @@ class StepHook:
     """Base class of per-step hooks; every method is a documented no-op by default."""
 
     name: str = "hook"
+    #: Keys this hook adds to every image's infotext (A1111 ``extra_generation_params``).
+    infotext: Mapping[str, Any] = MappingProxyType({})
 
     def before_step(self, step: StepParams) -> StepParams | None:
         """Before the UNet call: may return new latents / cond / uncond / guidance_scale."""

@@ -195,6 +195,8 @@ def run_img2img(model: LoadedModel, job: Job, output: OutputOptions | None = Non
     job.request = request
     seeds = ImageSeeds(request.seed, request.subseed, request.images_per_job)
     result = GenerationResult(request=request)
+    for hook in job.hooks:  # scripts' own infotext keys, before the job's networks add theirs
+        result.extra_parameters.update(hook.infotext)
     prepared = [prepare_input(request, image) for image in request.init_images]
     if any(item is None for item in prepared) or request.steps_to_run() == 0:
         if any(item is None for item in prepared):

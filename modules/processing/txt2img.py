@@ -225,6 +225,8 @@ def run_txt2img(model: LoadedModel, job: Job, output: OutputOptions | None = Non
     seeds = ImageSeeds(request.seed, request.subseed, request.images_per_job)
     hooks = HookDispatcher(job.hooks)
     result = GenerationResult(request=request)
+    for hook in job.hooks:  # scripts' own infotext keys, before the job's networks add theirs
+        result.extra_parameters.update(hook.infotext)
     tiling = circular_padding(model.pipeline.unet, model.pipeline.vae) if request.tiling else contextlib.nullcontext()
     # LoRAs are injected outside inference mode: their parameters must stay ordinary tensors.
     with job_networks(model, result) as networks, tiling, torch.inference_mode():

@@ -39,6 +39,16 @@ def _with_overrides(payload: dict[str, Any], sd_model_checkpoint: str, sd_vae: s
     return {**payload, "override_settings": overrides} if overrides else payload
 
 
+def _with_scripts(payload: dict[str, Any], script_name: str, script_args: Any, alwayson_scripts: Any,
+                  ) -> dict[str, Any]:
+    """The payload with A1111's script fields: ``script_name`` with ``script_args`` (an object by
+    argument name, or A1111's positional list), and ``alwayson_scripts`` keyed by script title."""
+    fields = {"alwayson_scripts": alwayson_scripts} if alwayson_scripts else {}
+    if script_name:
+        fields.update(script_name=script_name, script_args=script_args or {})
+    return {**payload, **fields}
+
+
 def _generate(studio: Studio, submit: Callable[[dict[str, Any]], str], payload: dict[str, Any]) -> dict[str, Any]:
     """Queue a payload, wait for it, and return the images as base64 PNGs with their infotexts."""
     try:
@@ -75,7 +85,9 @@ def _generation_endpoints(studio: Studio) -> tuple[Endpoint, ...]:
                 scheduler: str = "Automatic", cfg_scale: float = 7.0, seed: int = -1, subseed: int = -1,
                 subseed_strength: float = 0.0, width: int = 512, height: int = 512, batch_size: int = 1,
                 n_iter: int = 1, seed_resize_from_w: int = 0, seed_resize_from_h: int = 0, tiling: bool = False,
-                sd_model_checkpoint: str = "", sd_vae: str = "", styles: list[str] | None = None) -> dict[str, Any]:
+                sd_model_checkpoint: str = "", sd_vae: str = "", styles: list[str] | None = None,
+                script_name: str = "", script_args: dict[str, Any] | list[Any] | None = None,
+                alwayson_scripts: dict[str, Any] | None = None) -> dict[str, Any]:
         """Generate images from text; returns base64 PNGs (with infotext), seeds and infotexts."""
         payload: dict[str, Any] = {
             "prompt": prompt, "negative_prompt": negative_prompt, "steps": steps, "sampler_name": sampler_name,
@@ -84,14 +96,17 @@ def _generation_endpoints(studio: Studio) -> tuple[Endpoint, ...]:
             "n_iter": n_iter, "seed_resize_from_w": seed_resize_from_w, "seed_resize_from_h": seed_resize_from_h,
             "tiling": tiling, "styles": styles or [],
         }
-        return _generate(studio, studio.submit_txt2img, _with_overrides(payload, sd_model_checkpoint, sd_vae))
+        return _generate(studio, studio.submit_txt2img, _with_overrides(
+            _with_scripts(payload, script_name, script_args, alwayson_scripts), sd_model_checkpoint, sd_vae))
 
     def img2img(image: str, prompt: str = "", negative_prompt: str = "", denoising_strength: float = 0.75,
                 resize_mode: int = 0, steps: int = 20, sampler_name: str = "DPM++ 2M", scheduler: str = "Automatic",
                 cfg_scale: float = 7.0, seed: int = -1, subseed: int = -1, subseed_strength: float = 0.0,
                 width: int = 512, height: int = 512, batch_size: int = 1, n_iter: int = 1,
                 seed_resize_from_w: int = 0, seed_resize_from_h: int = 0, tiling: bool = False,
-                sd_model_checkpoint: str = "", sd_vae: str = "", styles: list[str] | None = None) -> dict[str, Any]:
+                sd_model_checkpoint: str = "", sd_vae: str = "", styles: list[str] | None = None,
+                script_name: str = "", script_args: dict[str, Any] | list[Any] | None = None,
+                alwayson_scripts: dict[str, Any] | None = None) -> dict[str, Any]:
         """Generate from a base64 image and text; returns base64 PNGs (with infotext), seeds and infotexts.
 
         ``resize_mode``: 0 Just resize, 1 Crop and resize, 2 Resize and fill, 3 Just resize (latent upscale).
@@ -104,7 +119,8 @@ def _generation_endpoints(studio: Studio) -> tuple[Endpoint, ...]:
             "batch_size": batch_size, "n_iter": n_iter, "seed_resize_from_w": seed_resize_from_w,
             "seed_resize_from_h": seed_resize_from_h, "tiling": tiling, "styles": styles or [],
         }
-        return _generate(studio, studio.submit_img2img, _with_overrides(payload, sd_model_checkpoint, sd_vae))
+        return _generate(studio, studio.submit_img2img, _with_overrides(
+            _with_scripts(payload, script_name, script_args, alwayson_scripts), sd_model_checkpoint, sd_vae))
 
     def inpaint(image: str, mask: str, prompt: str = "", negative_prompt: str = "", denoising_strength: float = 0.75,
                 mask_blur: int = 4, inpainting_mask_invert: int = 0, inpainting_fill: int = 1,
@@ -113,7 +129,9 @@ def _generation_endpoints(studio: Studio) -> tuple[Endpoint, ...]:
                 seed: int = -1, subseed: int = -1, subseed_strength: float = 0.0, width: int = 512,
                 height: int = 512, batch_size: int = 1, n_iter: int = 1, seed_resize_from_w: int = 0,
                 seed_resize_from_h: int = 0, tiling: bool = False, sd_model_checkpoint: str = "", sd_vae: str = "",
-                styles: list[str] | None = None) -> dict[str, Any]:
+                styles: list[str] | None = None, script_name: str = "",
+                script_args: dict[str, Any] | list[Any] | None = None,
+                alwayson_scripts: dict[str, Any] | None = None) -> dict[str, Any]:
         """Repaint the white area of a base64 mask over a base64 image (A1111's inpaint fields; the
         defaults are the UI's: original content, whole picture).
 
@@ -131,7 +149,8 @@ def _generation_endpoints(studio: Studio) -> tuple[Endpoint, ...]:
             "seed_resize_from_w": seed_resize_from_w, "seed_resize_from_h": seed_resize_from_h, "tiling": tiling,
             "styles": styles or [],
         }
-        return _generate(studio, studio.submit_img2img, _with_overrides(payload, sd_model_checkpoint, sd_vae))
+        return _generate(studio, studio.submit_img2img, _with_overrides(
+            _with_scripts(payload, script_name, script_args, alwayson_scripts), sd_model_checkpoint, sd_vae))
 
     return txt2img, img2img, inpaint
 

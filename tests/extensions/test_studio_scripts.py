@@ -71,3 +71,18 @@ def test_script_info_describes_every_script_and_argument(studio: Studio) -> None
     assert threshold["args"][2] == {"name": "limit", "label": "Keep x0 within ±", "value": 3.0, "minimum": 1.0,
                                     "maximum": 10.0, "step": 0.1, "choices": None, "kind": "slider"}
     assert not info[("prompt matrix", True)]["is_alwayson"]
+
+
+def test_a_script_writes_its_infotext_and_reads_it_back(generate: Callable, studio: Studio) -> None:
+    from modules.extensions.job_scripts import script_args_from_infotext
+    from modules.processing.infotext import parse_infotext
+
+    on = generate(**HIGH_CFG, alwayson_scripts={THRESHOLD: {"args": [True, 99.0, 1.5]}})
+    off = generate(**HIGH_CFG)
+    params = parse_infotext(on.infotexts[0])
+    assert (params["Dynamic thresholding percentile"], params["Dynamic thresholding limit"]) == ("99", "1.5")
+    assert "Dynamic thresholding" not in off.infotexts[0]
+    pasted = script_args_from_infotext(studio.context.scripts, False, params)
+    assert pasted == {THRESHOLD: {"enabled": True, "percentile": 99.0, "limit": 1.5}}
+    again = generate(**HIGH_CFG, alwayson_scripts={THRESHOLD: {"args": pasted[THRESHOLD]}})
+    assert again.images[0].tobytes() == on.images[0].tobytes()

@@ -122,3 +122,33 @@ def test_img2img_and_inpaint_through_gradio_client(server: str) -> None:
     assert empty["notices"] and "empty" in empty["notices"][0]
     with pytest.raises(Exception, match="mask"):
         client.predict(image=_b64_png(source), mask="nope", api_name="/inpaint")
+
+
+def test_scripts_take_the_same_call_from_rest_gradio_client_and_the_ui_form(server: str, data_dir: Path) -> None:
+    """One always-on script call, by argument name, through the three ways in: the same image."""
+    import httpx
+    from gradio_client import Client
+
+    from modules.ui.script_controls import ScriptControls, script_payload
+
+    common = {"prompt": "a red circle", "steps": 3, "width": 64, "height": 64, "seed": 8, "cfg_scale": 30,
+              "sampler_name": "Euler"}
+    args = {"enabled": True, "percentile": 99.0, "limit": 1.0}
+    rest = httpx.post(server + "sdapi/v1/txt2img", timeout=120,
+                      json={**common, "alwayson_scripts": {"Dynamic thresholding": {"args": args}}}).json()
+    client = Client(server, verbose=False)
+    gradio = client.predict(**common, alwayson_scripts={"Dynamic thresholding": {"args": args}}, api_name="/txt2img")
+    # The web form's values: each control keyed script::<title>::<argument>.
+    form_values = {**common, **{f"script::Dynamic thresholding::{k}": v for k, v in args.items()}}
+    form = script_payload(form_values, ScriptControls(always_on=["Dynamic thresholding"]))
+    plain = client.predict(**common, api_name="/txt2img")
+    by_form = client.predict(**common, alwayson_scripts=form["alwayson_scripts"], api_name="/txt2img")
+
+    def pixels(data: str) -> bytes:
+        return Image.open(io.BytesIO(base64.b64decode(data))).tobytes()
+
+    assert pixels(rest["images"][0]) == pixels(gradio["images"][0]) == pixels(by_form["images"][0])
+    assert pixels(gradio["images"][0]) != pixels(plain["images"][0])
+    info = httpx.get(server + "sdapi/v1/script-info", timeout=30).json()
+    assert {"dynamic thresholding", "x/y/z plot", "prompt matrix"} <= {e["name"] for e in info}
+    assert "x/y/z plot" in httpx.get(server + "sdapi/v1/scripts", timeout=30).json()["txt2img"]

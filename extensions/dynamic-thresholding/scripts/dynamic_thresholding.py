@@ -30,6 +30,17 @@ class DynamicThresholding(Script):
             "limit": Slider("Keep x0 within ±", 1.0, 10.0, 3.0, step=0.1),
         }
 
+    def infotext(self, p: Txt2ImgRequest, enabled: bool, percentile: float, limit: float) -> dict | None:
+        # Recorded only when on, so images made without it have no trace of it.
+        if not enabled:
+            return None
+        return {"Dynamic thresholding": True, "Dynamic thresholding percentile": percentile,
+                "Dynamic thresholding limit": limit}
+
+    def paste_fields(self) -> dict:
+        return {"Dynamic thresholding": "enabled", "Dynamic thresholding percentile": "percentile",
+                "Dynamic thresholding limit": "limit"}
+
     def after_unet(self, p: Txt2ImgRequest, step: StepParams, noise_pred: torch.Tensor, enabled: bool,
                    percentile: float, limit: float) -> torch.Tensor | None:
         if not enabled or step.sigma is None or step.sigma == 0:
