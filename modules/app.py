@@ -10,13 +10,14 @@ from pathlib import Path
 
 from modules.exposure import extension_install_allowed
 from modules.extensions.loader import ScriptCatalog, discover_scripts
+from modules.extensions.manager import read_disabled
 from modules.models.hashing import HashCache
 from modules.models.manager import ModelManager, choose_placement
 from modules.models.memory import MemoryPolicy
 from modules.models.registry import CheckpointRegistry
 from modules.paths import BUILTIN_EXTENSIONS_DIR, BUILTIN_SCRIPTS_DIR, DEMO_MODEL_DIR, DataPaths
 
-__all__ = ["AppContext", "build_app_context"]
+__all__ = ["AppContext", "build_app_context", "load_scripts"]
 
 
 @dataclass
@@ -36,6 +37,7 @@ class AppContext:
     extension_install_allowed: bool = True
     server_folders_allowed: bool = True
     scripts: ScriptCatalog = field(default_factory=ScriptCatalog)
+    disable_extensions: str = "none"
 
 
 def _extra_dirs(args: argparse.Namespace, flag: str) -> list[Path]:
@@ -60,9 +62,17 @@ def build_app_context(args: argparse.Namespace) -> AppContext:
     install_allowed = extension_install_allowed(
         getattr(args, "listen", False), getattr(args, "share", False), getattr(args, "server_name", None),
         getattr(args, "enable_insecure_extension_access", False))
-    scripts = discover_scripts(paths.scripts, [BUILTIN_EXTENSIONS_DIR, paths.extensions],
-                               getattr(args, "disable_extensions", "none"), builtin_dir=BUILTIN_SCRIPTS_DIR)
+    disable = getattr(args, "disable_extensions", "none")
+    return AppContext(paths=paths, registry=registry, models=models, extension_install_allowed=install_allowed,
+                      server_folders_allowed=install_allowed, scripts=load_scripts(paths, disable),
+                      disable_extensions=disable)
+
+
+def load_scripts(paths: DataPaths, disable: str = "none") -> ScriptCatalog:
+    """Import the shipped scripts and extensions and the data folder's, minus those switched off
+    in the Extensions tab; every file that fails is logged (and listed in the catalog)."""
+    scripts = discover_scripts(paths.scripts, [BUILTIN_EXTENSIONS_DIR, paths.extensions], disable,
+                               read_disabled(paths.root), builtin_dir=BUILTIN_SCRIPTS_DIR)
     for problem in scripts.errors:
         logging.getLogger(__name__).warning("script skipped: %s", problem)
-    return AppContext(paths=paths, registry=registry, models=models, extension_install_allowed=install_allowed,
-                      server_folders_allowed=install_allowed, scripts=scripts)
+    return scripts

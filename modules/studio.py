@@ -16,8 +16,10 @@ from typing import Any
 
 from PIL import Image
 
-from modules.app import AppContext
+from modules.app import AppContext, load_scripts
 from modules.extensions.job_scripts import JobScripts, build_job_scripts, run_with_scripts
+from modules.extensions.loader import ExtensionInfo
+from modules.extensions.manager import install_from_folder, install_from_git, read_disabled, write_disabled
 from modules.models.registry import CheckpointInfo, native_resolution
 from modules.models.vae import AUTOMATIC, BUILTIN, find_vae_files
 from modules.processing.api_fields import txt2img_request_from_api
@@ -287,6 +289,45 @@ class Studio:
         thread = threading.Thread(target=load, name="aigen-model-load", daemon=True)
         thread.start()
         return thread
+
+    # -- extensions -------------------------------------------------------------------------
+
+    def extensions(self) -> list[ExtensionInfo]:
+        """The extensions found at the last (re)load, in hook order, with their state and errors."""
+        return list(self.context.scripts.extensions)
+
+    def reload_scripts(self) -> list[str]:
+        """Import the scripts again (new jobs use the new set at once); returns the load errors."""
+        with self._settings_lock:
+            self.context.scripts = load_scripts(self.context.paths, self.context.disable_extensions)
+        return list(self.context.scripts.errors)
+
+    def set_extensions_enabled(self, enabled: Mapping[str, bool]) -> list[str]:
+        """Switch extensions on or off by name (remembered across restarts), then reload."""
+        root = self.context.paths.root
+        disabled = set(read_disabled(root))
+        for name, on in enabled.items():
+            (disabled.discard if on else disabled.add)(name)
+        write_disabled(root, frozenset(disabled))
+        return self.reload_scripts()
+
+    def install_extension(self, source: str, name: str = "") -> Path:
+        """Install from a git URL or a local folder into the data folder's ``extensions/``, then reload.
+
+        Raises:
+            ProcessingError: installing is off on a server others can reach.
+            ExtensionInstallError: a bad source, a failed clone, or a name already taken.
+        """
+        if not self.context.extension_install_allowed:
+            raise ProcessingError("Installing extensions is off on a server others can reach; start it with "
+                                  "--enable-insecure-extension-access to allow it.")
+        source = source.strip()
+        extensions_dir = self.context.paths.extensions
+        is_url = "://" in source or source.startswith("git@")
+        installed = install_from_git(source, extensions_dir, name) if is_url else \
+            install_from_folder(Path(source), extensions_dir, name)
+        self.reload_scripts()
+        return installed
 
     # -- settings ---------------------------------------------------------------------------
 

@@ -11,6 +11,7 @@ import gradio as gr
 from modules.settings import SETTINGS_BY_KEY
 from modules.studio import Studio
 from modules.ui.api_endpoints import register_api
+from modules.ui.extensions_tab import build_extensions_tab
 from modules.ui.extras import build_extras_tab
 from modules.ui.img2img import build_img2img_tab
 from modules.ui.output_panel import wire_open_folder
@@ -31,7 +32,6 @@ CSS = """
 
 LATER = {
     "Models": "Model management and the checkpoint merger arrive with their own issue.",
-    "Extensions": "The Extensions tab arrives with the scripts and extensions issue.",
 }
 
 
@@ -101,7 +101,7 @@ def build_app(studio: Studio) -> gr.Blocks:
             with gr.Tab("Settings", id="settings"):
                 build_settings_tab(studio)
             with gr.Tab("Extensions", id="extensions"):
-                gr.Markdown(LATER["Extensions"])
+                build_extensions_tab(studio)
         for form, folder in ((txt2img, "outdir_txt2img_samples"), (img2img.form, "outdir_img2img_samples")):
             demo.load(form.resume, inputs=[form.job_id], outputs=form.outputs, api_visibility="private",
                       concurrency_limit=None)

@@ -265,7 +265,7 @@ def build_generation_tab(studio: Studio, tab: str, submit: Submit, extra_fields:
     # The last job id lives in the browser, so a reloaded page can restore its progress/result.
     job_id = gr.BrowserState("", storage_key=f"aigen-{tab}-job")
     fields = PAYLOAD_FIELDS + extra_fields + ("script_name",) * ("script_name" not in extra_fields) + scripts.fields
-    submit = with_scripts(submit, scripts)
+    submit = with_scripts(submit, scripts, studio, tab == "img2img")
     wire_script_choice(c, scripts)
     outputs = [job_id, progress, preview, panel.gallery, panel.info, gr.State(-1), panel.infotexts]
     for trigger in (c["generate"].click, c["prompt"].submit):

@@ -8,6 +8,8 @@ turns them into the request fields A1111 clients send (``script_name``, ``script
 
 from __future__ import annotations
 
+import dataclasses
+import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -23,6 +25,11 @@ if TYPE_CHECKING:
 __all__ = ["ScriptControls", "build_script_controls", "script_payload", "wire_script_choice", "with_scripts"]
 
 _PREFIX = "script::"
+
+
+def _slug(title: str) -> str:
+    """A title as an HTML id part: "X/Y/Z plot" -> "x_y_z_plot"."""
+    return re.sub(r"[^a-z0-9]+", "_", title.lower()).strip("_")
 
 
 def _key(title: str, name: str) -> str:
@@ -55,7 +62,7 @@ class ScriptControls:
 
 def _controls_for(c: dict[str, Any], tab: str, title: str, schema: Mapping[str, ArgSpec]) -> list[str]:
     keys = []
-    slug = title.lower().replace(" ", "_")
+    slug = _slug(title)
     for name, spec in schema.items():
         keys.append(_key(title, name))
         c[keys[-1]] = _component(spec, f"script_{tab}_{slug}_{name}")
@@ -72,12 +79,12 @@ def build_script_controls(studio: Studio, c: dict[str, Any], tab: str, builtin_c
     controls = ScriptControls(selectable=[s.title() for s in selectable], always_on=[s.title() for s in always_on])
     keys: list[str] = []
     for script in always_on:
-        with gr.Accordion(script.title(), open=False, elem_id=f"script_{tab}_{script.title().lower()}"):
+        with gr.Accordion(script.title(), open=False, elem_id=f"script_{tab}_{_slug(script.title())}"):
             keys += _controls_for(c, tab, script.title(), script.ui(is_img2img))
     c["script_name"] = gr.Dropdown(["None", *builtin_choices, *controls.selectable], value="None", label="Script",
                                    elem_id=f"{tab}_script")
     for script in selectable:
-        with gr.Group(visible=False, elem_id=f"script_{tab}_{script.title().lower()}_controls") as group:
+        with gr.Group(visible=False, elem_id=f"script_{tab}_{_slug(script.title())}_controls") as group:
             keys += _controls_for(c, tab, script.title(), script.ui(is_img2img))
         controls.groups[script.title()] = group
     controls.fields = tuple(keys)
@@ -117,6 +124,14 @@ def script_payload(values: Mapping[str, Any], controls: ScriptControls) -> dict[
 Submit = Callable[[dict[str, Any]], str]
 
 
-def with_scripts(submit: Submit, controls: ScriptControls) -> Submit:
-    """``submit`` taking the tab's values with script controls in them."""
-    return lambda values: submit(script_payload(values, controls))
+def with_scripts(submit: Submit, controls: ScriptControls, studio: Studio, is_img2img: bool) -> Submit:
+    """``submit`` taking the tab's values with script controls in them. Always-on scripts that
+    were switched off since the page was built are left out (their accordions stay until a restart)."""
+
+    def submit_values(values: dict[str, Any]) -> str:
+        _, always_on = tab_scripts(studio.context.scripts, is_img2img)
+        present = {script.title() for script in always_on}
+        current = dataclasses.replace(controls, always_on=[t for t in controls.always_on if t in present])
+        return submit(script_payload(values, current))
+
+    return submit_values

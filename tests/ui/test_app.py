@@ -95,3 +95,26 @@ def test_img2img_controls_have_a1111_labels_ranges_and_defaults(config: dict[str
     assert tabs == ["img2img", "Sketch", "Inpaint", "Inpaint sketch", "Inpaint upload", "Batch"]
     assert props("img2img_batch_input_dir", "label") == ("Input directory",)
     assert ids["img2img_sampling"]["props"]["label"] == "Sampling method"  # the shared form, img2img_ prefix
+
+
+def test_scripts_get_a_dropdown_controls_and_accordions_from_their_schema(config: dict[str, Any]) -> None:
+    ids = _ids(config)
+    txt2img_choices = [choice[0] for choice in ids["txt2img_script"]["props"]["choices"]]
+    assert txt2img_choices[0] == "None"
+    assert {"X/Y/Z plot", "Prompt matrix", "Prompts from file or textbox"} <= set(txt2img_choices)
+    assert "Loopback" not in txt2img_choices  # an img2img-only script
+    img2img_choices = [choice[0] for choice in ids["img2img_script"]["props"]["choices"]]
+    assert img2img_choices[:3] == ["None", "Poor man's outpainting", "Outpainting mk2"]
+    assert {"Loopback", "SD upscale", "X/Y/Z plot"} <= set(img2img_choices)
+    # Controls named after their script and argument, with the schema's label, range and default.
+    limit = ids["script_txt2img_dynamic_thresholding_limit"]
+    assert (limit["type"], limit["props"]["label"], limit["props"]["value"]) == ("slider", "Keep x0 within ±", 3.0)
+    assert (limit["props"]["minimum"], limit["props"]["maximum"]) == (1.0, 10.0)
+    assert ids["script_txt2img_x_y_z_plot_controls"]["props"]["visible"] is False  # shown when chosen
+
+
+def test_extensions_tab_lists_the_shipped_extension(config: dict[str, Any]) -> None:
+    ids = _ids(config)
+    rows = ids["extensions_table"]["props"]["value"]["data"]
+    assert ["dynamic-thresholding", "1.0.0", "yes", "ok"] == rows[0][:4]
+    assert ids["extensions_install"]["props"]["interactive"] is not False  # a local server may install
