@@ -274,6 +274,14 @@ class Script:
         """After the sampler step: may replace the (B, 4, h, w) latents."""
         return None
 
+    def process_batch(self, p: Request, batch_index: int, seeds: tuple[int, ...], **args: Any) -> None:
+        """Before each batch is denoised (0-based ``batch_index``, the seeds of its images)."""
+        return None
+
+    def postprocess_image(self, p: Request, image: Image.Image, **args: Any) -> Image.Image | None:
+        """Each finished image, before its infotext is written and it is saved: may return a replacement."""
+        return None
+
     def postprocess(self, p: Request, processed: Processed, **args: Any) -> None:
         """After the job, with everything it produced (may add ``processed.extra_parameters``)."""
         return None

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
+from PIL import Image
 
 from modules.extensions.api import Processed, Request, Script, ScriptArgError
 from modules.processing.hooks import StepHook, StepParams
@@ -21,7 +22,8 @@ __all__ = ["ScriptCall", "ScriptHook", "resolve_script_args", "run_job_hooks"]
 
 logger = logging.getLogger(__name__)
 
-_STEP_METHODS = ("before_step", "after_unet", "after_step")
+# The Script methods the engine calls through a StepHook (per step, per batch, per image).
+_STEP_METHODS = ("before_step", "after_unet", "after_step", "process_batch", "postprocess_image")
 
 
 def resolve_script_args(script: Script, is_img2img: bool, given: Mapping[str, Any] | Sequence[Any] | None,
@@ -91,6 +93,12 @@ class ScriptHook(StepHook):
 
     def after_step(self, step: StepParams, latents: torch.Tensor) -> torch.Tensor | None:
         return self._call("after_step", step, latents)
+
+    def process_batch(self, batch_index: int, seeds: tuple[int, ...]) -> None:
+        self._call("process_batch", batch_index, seeds)
+
+    def postprocess_image(self, image: Image.Image, seed: int) -> Image.Image | None:
+        return self._call("postprocess_image", image)
 
 
 def _overrides_step_hooks(script: Script) -> bool:

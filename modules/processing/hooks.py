@@ -15,6 +15,7 @@ from types import MappingProxyType
 from typing import Any
 
 import torch
+from PIL import Image
 
 from modules.processing.conditioning import Conditioning
 
@@ -73,6 +74,14 @@ class StepHook:
         """After the scheduler step: may return replacement latents (B, 4, H/8, W/8)."""
         return None
 
+    def process_batch(self, batch_index: int, seeds: tuple[int, ...]) -> None:
+        """Before each batch is denoised (0-based ``batch_index``, the seeds of its images)."""
+        return None
+
+    def postprocess_image(self, image: Image.Image, seed: int) -> Image.Image | None:
+        """Each finished image, before its infotext is written and it is saved: may replace it."""
+        return None
+
 
 class HookDispatcher:
     """Runs a job's hooks in order, applying their replacements and isolating their errors."""
@@ -112,3 +121,13 @@ class HookDispatcher:
             replaced = self._call(hook, "after_step", step, latents, expect=torch.Tensor)
             latents = latents if replaced is None else replaced
         return latents
+
+    def process_batch(self, batch_index: int, seeds: tuple[int, ...]) -> None:
+        for hook in list(self._active):
+            self._call(hook, "process_batch", batch_index, seeds, expect=type(None))
+
+    def postprocess_image(self, image: Image.Image, seed: int) -> Image.Image:
+        for hook in list(self._active):
+            replaced = self._call(hook, "postprocess_image", image, seed, expect=Image.Image)
+            image = image if replaced is None else replaced
+        return image

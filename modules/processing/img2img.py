@@ -212,6 +212,8 @@ def run_img2img(model: LoadedModel, job: Job, output: OutputOptions | None = Non
         conds = batch_conditioning(model, request, request.steps_to_run(), networks)
 
         def one_batch(batch_index: int) -> None:
+            if hooks:
+                hooks.process_batch(batch_index, tuple(seeds.batch(batch_index, request.batch_size)[0]))
             first = batch_index * request.batch_size
             items = [prepared[(first + k) % len(prepared)] for k in range(request.batch_size)]
             batch = _encode_batch(model, request, items)  # type: ignore[arg-type]
@@ -219,7 +221,9 @@ def run_img2img(model: LoadedModel, job: Job, output: OutputOptions | None = Non
             batch_seeds, batch_subseeds = seeds.batch(batch_index, request.batch_size)
             for item, image, seed, subseed in zip(items, to_pil_images(pixels), batch_seeds, batch_subseeds,
                                                   strict=True):
-                _record(model, result, finish_output(item, image), seed, subseed, output)  # type: ignore[arg-type]
+                image = finish_output(item, image)  # type: ignore[arg-type]
+                _record(model, result, hooks.postprocess_image(image, seed) if hooks else image, seed, subseed,
+                        output)
 
         run_batches(result, request.batch_count, one_batch)
     result.hook_errors = list(hooks.errors)

@@ -183,11 +183,12 @@ def _run_batch(model: LoadedModel, job: Job, batch_index: int, seeds: ImageSeeds
 
 
 def _finish_images(model: LoadedModel, result: GenerationResult, pixels: torch.Tensor, batch_index: int,
-                   seeds: ImageSeeds, output: OutputOptions | None) -> None:
+                   seeds: ImageSeeds, output: OutputOptions | None, hooks: HookDispatcher) -> None:
     request = result.request
     batch_seeds, batch_subseeds = seeds.batch(batch_index, request.batch_size)
     vae_name = model.vae_file.name if model.vae_file else None
     for image, seed, subseed in zip(to_pil_images(pixels), batch_seeds, batch_subseeds, strict=True):
+        image = hooks.postprocess_image(image, seed) if hooks else image
         params = txt2img_parameters(request, seed, subseed, model.name, model.short_hash, vae_name, model.vae_hash,
                                     result.extra_parameters)
         result.add_image(image, seed, subseed, build_infotext(request.prompt, request.negative_prompt, params), output)
@@ -234,8 +235,10 @@ def run_txt2img(model: LoadedModel, job: Job, output: OutputOptions | None = Non
         extra_channels = _inpaint_channels(model, request)
 
         def one_batch(batch_index: int) -> None:
+            if hooks:
+                hooks.process_batch(batch_index, tuple(seeds.batch(batch_index, request.batch_size)[0]))
             pixels = _run_batch(model, job, batch_index, seeds, conds, hooks, extra_channels)
-            _finish_images(model, result, pixels, batch_index, seeds, output)
+            _finish_images(model, result, pixels, batch_index, seeds, output, hooks)
 
         run_batches(result, request.batch_count, one_batch)
     result.hook_errors = list(hooks.errors)

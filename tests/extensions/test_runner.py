@@ -148,3 +148,68 @@ def test_scripts_without_step_hooks_add_nothing_to_the_loop(sd15_model: LoadedMo
     run_job_hooks([ScriptCall(Reseed(), {}), ScriptCall(Darken(), {"factor": 1.0, "enabled": False, "mode": "last",
                                                                     "steps_seen": 0})], _request(), run)
     assert [hook.name for hook in captured[0]] == ["Darken"]
+
+
+class Recorder(Script):
+    """Records every hook call; turns each finished image grey."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple] = []
+
+    def title(self) -> str:
+        return "Recorder"
+
+    def process_batch(self, p, batch_index, seeds, **args):
+        self.calls.append(("batch", batch_index, seeds))
+
+    def before_step(self, p, step, **args):
+        self.calls.append(("before", step.step, step.call_index))
+
+    def after_unet(self, p, step, noise_pred, **args):
+        self.calls.append(("unet", step.step, step.call_index))
+
+    def after_step(self, p, step, latents, **args):
+        self.calls.append(("after", step.step, step.call_index))
+
+    def postprocess_image(self, p, image, **args):
+        self.calls.append(("image",))
+        return image.convert("L").convert("RGB")
+
+
+@pytest.mark.parametrize(("sampler", "second_order"), [
+    ("Euler", False), ("Euler a", False), ("DPM++ 2M", False), ("DDIM", False), ("PLMS", False),
+    ("Heun", True), ("DPM2", True), ("DPM++ SDE", True),
+])
+def test_hooks_run_in_order_every_step_for_each_sampler_class(sd15_model: LoadedModel, sampler: str,
+                                                              second_order: bool) -> None:
+    recorder = Recorder()
+    result = _run(sd15_model, [ScriptCall(recorder, {})], _request(sampler_name=sampler, num_inference_steps=4))
+    calls = [c for c in recorder.calls if c[0] in ("before", "unet", "after")]
+    # Each UNet call: before, unet, after, in that order, with the same step and call index.
+    triples = [calls[k:k + 3] for k in range(0, len(calls), 3)]
+    assert all([t[0] for t in triple] == ["before", "unet", "after"] and len({t[1:] for t in triple}) == 1
+               for triple in triples)
+    steps = [triple[0][1] for triple in triples]
+    assert sorted(set(steps)) == [0, 1, 2, 3] and steps == sorted(steps)
+    assert any(triple[0][2] == 1 for triple in triples) == (second_order or sampler == "PLMS")
+    assert recorder.calls[0] == ("batch", 0, (7,)) and recorder.calls[-1] == ("image",)
+    assert result.images[0].getpixel((10, 10))[0] == result.images[0].getpixel((10, 10))[1]  # grey
+
+
+def test_per_batch_and_per_image_hooks_see_every_batch_and_change_what_is_saved(sd15_model: LoadedModel,
+                                                                                tmp_path) -> None:
+    from PIL import Image
+
+    from modules.processing.txt2img import OutputOptions
+
+    recorder = Recorder()
+    request = _request(batch_size=2, batch_count=2)
+    outcome = run_job_hooks([ScriptCall(recorder, {})], request,
+                            lambda r, hooks: run_txt2img(sd15_model, Job(r, hooks), OutputOptions(tmp_path / "out")))
+    assert [c for c in recorder.calls if c[0] == "batch"] == [("batch", 0, (7, 8)), ("batch", 1, (9, 10))]
+    assert len([c for c in recorder.calls if c[0] == "image"]) == 4
+    for image, path in zip(outcome.images, outcome.paths, strict=True):
+        saved = Image.open(path).convert("RGB")
+        assert saved.tobytes() == image.tobytes()
+        r, g, b = saved.getpixel((5, 5))
+        assert r == g == b
