@@ -18,7 +18,7 @@ from PIL import Image
 
 from modules.app import AppContext, load_scripts
 from modules.extensions.job_scripts import JobScripts, build_job_scripts, run_with_scripts
-from modules.extensions.loader import ExtensionInfo
+from modules.extensions.loader import ExtensionInfo, ScriptCatalog
 from modules.extensions.manager import install_from_folder, install_from_git, read_disabled, write_disabled
 from modules.models.registry import CheckpointInfo, native_resolution
 from modules.models.vae import AUTOMATIC, BUILTIN, find_vae_files
@@ -43,6 +43,18 @@ __all__ = ["Studio"]
 logger = logging.getLogger(__name__)
 
 
+class _ImageSavedCallbacks(StepHook):
+    """Passes each saved image of a job to the extensions' ``on_image_saved`` callbacks."""
+
+    name = "on_image_saved callbacks"
+
+    def __init__(self, catalog: ScriptCatalog) -> None:
+        self.catalog = catalog
+
+    def image_saved(self, path: Path, image: Image.Image, infotext: str) -> None:
+        self.catalog.run_callbacks("on_image_saved", path, image, infotext)
+
+
 class Studio:
     """Jobs, models and settings behind one small, thread-safe interface."""
 
@@ -57,6 +69,7 @@ class Studio:
         self.queue.start()
         self.model_error: str | None = None
         self._import_lock = threading.Lock()
+        self._announced_models: set[int] = set()  # pipelines already given to on_model_loaded
 
     # -- jobs -------------------------------------------------------------------------------
 
@@ -84,9 +97,14 @@ class Studio:
                                 self._style_applier())
 
     def _model_for(self, request: Any) -> Any:
-        """The loaded model a request names (checkpoint and VAE), or the settings' choice."""
-        return self.context.models.get(request.checkpoint or self.settings.sd_model_checkpoint or None,
-                                       request.vae if request.vae is not None else self.settings.sd_vae)
+        """The loaded model a request names (checkpoint and VAE), or the settings' choice; the
+        first time a pipeline is seen, extensions' ``on_model_loaded`` callbacks get it."""
+        model = self.context.models.get(request.checkpoint or self.settings.sd_model_checkpoint or None,
+                                        request.vae if request.vae is not None else self.settings.sd_vae)
+        if id(model.pipeline) not in self._announced_models:
+            self._announced_models.add(id(model.pipeline))
+            self.context.scripts.run_callbacks("on_model_loaded", model.pipeline)
+        return model
 
     def _generator(self, job: Job, is_img2img: bool) -> Any:
         """One generation of the job: ``(request, extra hooks, save) -> result``. The model is
@@ -97,7 +115,8 @@ class Studio:
         run = run_img2img if is_img2img else run_txt2img
 
         def generate(request: Any, hooks: list[StepHook], save: bool) -> GenerationResult:
-            part = Job(request, [*job.hooks, *hooks], job.on_progress, job.id, job.cancel)
+            saved_hook = [_ImageSavedCallbacks(self.context.scripts)] if self.context.scripts.callbacks else []
+            part = Job(request, [*job.hooks, *hooks, *saved_hook], job.on_progress, job.id, job.cancel)
             options = dataclasses.replace(output, save=output.save and save)
             return run_with_dynamic_prompts(run, self._model_for(request), part, options, self.context.paths.wildcards)
 

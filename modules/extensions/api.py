@@ -28,6 +28,7 @@ Example::
 
 from __future__ import annotations
 
+import contextvars
 import dataclasses
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -45,14 +46,44 @@ from modules.processing.seeds import resolve_seed
 from modules.processing.txt2img import GenerationResult
 
 __all__ = [
-    "AlwaysVisible", "ArgSpec", "Checkbox", "Dropdown", "Img2ImgRequest", "JobHandle", "Number", "Processed",
-    "Script", "ScriptArgError", "Slider", "StepParams", "Textbox", "Txt2ImgRequest", "image_grid", "merge_results",
-    "prepend_grid", "with_fixed_seeds",
+    "CALLBACK_NAMES", "AlwaysVisible", "ArgSpec", "Checkbox", "Dropdown", "Img2ImgRequest", "JobHandle", "Number",
+    "Processed", "Script", "ScriptArgError", "Slider", "StepParams", "Textbox", "Txt2ImgRequest", "image_grid",
+    "merge_results", "prepend_grid", "register_callback", "with_fixed_seeds",
 ]
 
 #: What a job produced (A1111 ``Processed``): images, seeds, infotexts, notices.
 Processed = GenerationResult
 Request = Txt2ImgRequest  # Img2ImgRequest is a subclass
+
+
+#: App-level events a script file may register for at import time (A1111 ``script_callbacks``):
+#: ``on_app_started(demo, app)`` (``app`` is a FastAPI ``APIRouter`` served with the REST API;
+#: ``demo`` the Gradio Blocks, None with --nowebui), ``on_ui_tabs()`` returning
+#: ``[(blocks, title, elem_id), ...]``, ``on_model_loaded(pipeline)`` and
+#: ``on_image_saved(path, image, infotext)``.
+CALLBACK_NAMES = ("on_app_started", "on_ui_tabs", "on_model_loaded", "on_image_saved")
+
+# Which script file is being imported: the loader sets it around each import, so a file's
+# register_callback calls go to that loader's catalog. A context variable, not shared state:
+# two loaders in two threads never see each other's registrations.
+_REGISTRATION: contextvars.ContextVar[Callable[[str, Callable[..., Any]], None] | None] = contextvars.ContextVar(
+    "aigen_callback_registration", default=None)
+
+
+def register_callback(name: str, callback: Callable[..., Any]) -> None:
+    """Call ``callback`` on an app-level event (see ``CALLBACK_NAMES``); only while the studio
+    imports your script file, i.e. at module level.
+
+    Raises:
+        ValueError: an unknown event name (the message lists them).
+        RuntimeError: called outside a script import.
+    """
+    if name not in CALLBACK_NAMES:
+        raise ValueError(f"unknown callback {name!r}; available: {', '.join(CALLBACK_NAMES)}")
+    register = _REGISTRATION.get()
+    if register is None:
+        raise RuntimeError("register_callback() works only at the top level of a script file, while it is loaded")
+    register(name, callback)
 
 
 def with_fixed_seeds(p: Request) -> Request:

@@ -20,14 +20,14 @@ import json
 import logging
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from modules.extensions.api import Script
+from modules.extensions.api import _REGISTRATION, Script
 
-__all__ = ["DISABLE_CHOICES", "ExtensionInfo", "ScriptCatalog", "ScriptSource", "discover_scripts"]
+__all__ = ["DISABLE_CHOICES", "Callback", "ExtensionInfo", "ScriptCatalog", "ScriptSource", "discover_scripts"]
 
 logger = logging.getLogger(__name__)
 
@@ -59,6 +59,15 @@ class ScriptSource:
     extension: str | None = None
 
 
+@dataclass(frozen=True)
+class Callback:
+    """A function a script file registered for an app-level event, and the file it came from."""
+
+    name: str
+    function: Callable[..., Any]
+    path: Path
+
+
 @dataclass
 class ScriptCatalog:
     """Everything discovery found, in hook order: built-in scripts first, then extensions."""
@@ -66,6 +75,20 @@ class ScriptCatalog:
     scripts: list[ScriptSource] = field(default_factory=list)
     extensions: list[ExtensionInfo] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
+    callbacks: list[Callback] = field(default_factory=list)
+
+    def run_callbacks(self, name: str, *args: Any) -> list[Any]:
+        """Call every callback registered for ``name``, in load order; returns their results.
+
+        A callback that raises is logged with its file and left out; the others still run.
+        """
+        results = []
+        for callback in (c for c in self.callbacks if c.name == name):
+            try:
+                results.append(callback.function(*args))
+            except Exception:  # an extension must never take the app down
+                logger.exception("callback %s from %s failed", name, callback.path)
+        return results
 
 
 def _read_manifest(folder: Path) -> ExtensionInfo:
@@ -121,7 +144,13 @@ def _import_scripts(path: Path, extension: str | None, catalog: ScriptCatalog) -
             raise ImportError("not a Python file")
         module = importlib.util.module_from_spec(spec)
         sys.modules[module_name] = module  # dataclasses and pickling look classes up here
-        spec.loader.exec_module(module)
+        registered: list[Callback] = []
+        token = _REGISTRATION.set(lambda name, function: registered.append(Callback(name, function, path)))
+        try:
+            spec.loader.exec_module(module)
+        finally:
+            _REGISTRATION.reset(token)
+        catalog.callbacks.extend(registered)  # only from files that loaded completely
     except (Exception, SystemExit) as error:  # anything a user file raises must not stop start-up
         sys.modules.pop(module_name, None)
         catalog.errors.append(f"{path}: {type(error).__name__}: {error}")

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
@@ -82,6 +83,10 @@ class StepHook:
         """Each finished image, before its infotext is written and it is saved: may replace it."""
         return None
 
+    def image_saved(self, path: Path, image: Image.Image, infotext: str) -> None:
+        """After an image of the job was written to ``path``."""
+        return None
+
 
 class HookDispatcher:
     """Runs a job's hooks in order, applying their replacements and isolating their errors."""
@@ -131,3 +136,7 @@ class HookDispatcher:
             replaced = self._call(hook, "postprocess_image", image, seed, expect=Image.Image)
             image = image if replaced is None else replaced
         return image
+
+    def image_saved(self, path: Path, image: Image.Image, infotext: str) -> None:
+        for hook in list(self._active):
+            self._call(hook, "image_saved", path, image, infotext, expect=type(None))

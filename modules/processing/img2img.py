@@ -157,13 +157,16 @@ def _run_batch(model: LoadedModel, job: Job, batch_index: int, seeds: ImageSeeds
 
 
 def _record(model: LoadedModel, result: GenerationResult, image: Image.Image, seed: int, subseed: int,
-            output: OutputOptions | None) -> None:
+            output: OutputOptions | None, hooks: HookDispatcher | None = None) -> None:
     """Add one finished image to the result with its infotext, and save it if asked."""
     request: Img2ImgRequest = result.request  # type: ignore[assignment]
     vae_name = model.vae_file.name if model.vae_file else None
     params = img2img_parameters(request, seed, subseed, model.name, model.short_hash, vae_name, model.vae_hash,
                                 result.extra_parameters)
-    result.add_image(image, seed, subseed, build_infotext(request.prompt, request.negative_prompt, params), output)
+    infotext = build_infotext(request.prompt, request.negative_prompt, params)
+    saved = result.add_image(image, seed, subseed, infotext, output)
+    if saved is not None and hooks:
+        hooks.image_saved(saved, image, infotext)
 
 
 def _unchanged_inputs(request: Img2ImgRequest, prepared: list[PreparedInput | None]) -> list[Image.Image]:
@@ -223,7 +226,7 @@ def run_img2img(model: LoadedModel, job: Job, output: OutputOptions | None = Non
                                                   strict=True):
                 image = finish_output(item, image)  # type: ignore[arg-type]
                 _record(model, result, hooks.postprocess_image(image, seed) if hooks else image, seed, subseed,
-                        output)
+                        output, hooks)
 
         run_batches(result, request.batch_count, one_batch)
     result.hook_errors = list(hooks.errors)

@@ -80,15 +80,18 @@ class GenerationResult:
     duration_s: float = 0.0
 
     def add_image(self, image: Image.Image, seed: int, subseed: int, infotext: str,
-                  output: OutputOptions | None) -> None:
-        """Record one finished image, and save it (atomically, named by seed) if ``output`` says so."""
+                  output: OutputOptions | None) -> Path | None:
+        """Record one finished image, and save it (atomically, named by seed) if ``output`` says so;
+        returns the saved file, or None."""
         self.images.append(image)
         self.seeds.append(seed)
         self.subseeds.append(subseed)
         self.infotexts.append(infotext)
-        if output is not None and output.save:
-            embedded = infotext if output.embed_infotext else None
-            self.paths.append(save_png(image, output.target(), str(seed), embedded))
+        if output is None or not output.save:
+            return None
+        embedded = infotext if output.embed_infotext else None
+        self.paths.append(save_png(image, output.target(), str(seed), embedded))
+        return self.paths[-1]
 
     def extend(self, part: GenerationResult) -> None:
         """Append the images (and messages) of a part of this job run on its own."""
@@ -191,7 +194,10 @@ def _finish_images(model: LoadedModel, result: GenerationResult, pixels: torch.T
         image = hooks.postprocess_image(image, seed) if hooks else image
         params = txt2img_parameters(request, seed, subseed, model.name, model.short_hash, vae_name, model.vae_hash,
                                     result.extra_parameters)
-        result.add_image(image, seed, subseed, build_infotext(request.prompt, request.negative_prompt, params), output)
+        infotext = build_infotext(request.prompt, request.negative_prompt, params)
+        saved = result.add_image(image, seed, subseed, infotext, output)
+        if saved is not None and hooks:
+            hooks.image_saved(saved, image, infotext)
 
 
 def run_batches(result: GenerationResult, batch_count: int, run_batch: Callable[[int], None]) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import html
+import logging
 from typing import Any
 
 import gradio as gr
@@ -21,6 +22,8 @@ from modules.ui.settings_tab import build_settings_tab, component_for, value_fro
 from modules.ui.txt2img import PAYLOAD_FIELDS, build_txt2img_tab
 
 __all__ = ["CSS", "build_app"]
+
+logger = logging.getLogger(__name__)
 
 CSS = """
 .aigen-progress { position: relative; height: 1.6em; background: var(--block-background-fill);
@@ -82,6 +85,18 @@ def _quicksettings(studio: Studio) -> None:
             component.change(apply, inputs=[component], api_visibility="private")
 
 
+def _extension_tabs(studio: Studio) -> None:
+    """The tabs extensions add through ``on_ui_tabs``: each returns ``[(blocks, title, elem_id)]``."""
+    for tabs in studio.context.scripts.run_callbacks("on_ui_tabs"):
+        for entry in tabs or []:
+            try:
+                blocks, title, elem_id = entry
+                with gr.Tab(str(title), id=str(elem_id)):
+                    blocks.render()
+            except Exception:  # a broken tab must not break the page
+                logger.exception("an extension tab could not be added: %r", entry)
+
+
 def build_app(studio: Studio) -> gr.Blocks:
     """The whole page. Named API endpoints are declared here too (see ``api_endpoints``)."""
     with gr.Blocks(title="AIGen Studio", analytics_enabled=False) as demo:
@@ -102,6 +117,7 @@ def build_app(studio: Studio) -> gr.Blocks:
                 build_settings_tab(studio)
             with gr.Tab("Extensions", id="extensions"):
                 build_extensions_tab(studio)
+            _extension_tabs(studio)
         for form, folder in ((txt2img, "outdir_txt2img_samples"), (img2img.form, "outdir_img2img_samples")):
             demo.load(form.resume, inputs=[form.job_id], outputs=form.outputs, api_visibility="private",
                       concurrency_limit=None)

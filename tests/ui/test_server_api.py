@@ -18,10 +18,37 @@ NAMED = ("/txt2img", "/img2img", "/inpaint", "/png_info", "/prompt_preview",
          "/interrupt", "/skip", "/progress", "/refresh_checkpoints", "/set_checkpoint")
 
 
+HELLO_EXTENSION = """
+import gradio as gr
+
+from modules.extensions.api import register_callback
+
+
+def started(demo, app):
+    @app.get("/hello-extension")
+    def hello():
+        return {"hello": "extension", "has_page": demo is not None}
+
+
+def tabs():
+    with gr.Blocks() as block:
+        gr.Markdown("Hello from an extension", elem_id="hello_extension_text")
+    return [(block, "Hello", "hello_tab")]
+
+
+register_callback("on_app_started", started)
+register_callback("on_ui_tabs", tabs)
+"""
+
+
 @pytest.fixture(scope="module")
 def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("server-data")
     write_tiny_checkpoint(root / "models" / "Stable-diffusion", "sd15")
+    scripts = root / "extensions" / "hello" / "scripts"
+    scripts.mkdir(parents=True)
+    (scripts.parent / "extension.json").write_text('{"name": "hello", "version": "0.1"}')
+    (scripts / "hello.py").write_text(HELLO_EXTENSION)
     return root
 
 
@@ -152,3 +179,13 @@ def test_scripts_take_the_same_call_from_rest_gradio_client_and_the_ui_form(serv
     info = httpx.get(server + "sdapi/v1/script-info", timeout=30).json()
     assert {"dynamic thresholding", "x/y/z plot", "prompt matrix"} <= {e["name"] for e in info}
     assert "x/y/z plot" in httpx.get(server + "sdapi/v1/scripts", timeout=30).json()["txt2img"]
+
+
+def test_extensions_add_routes_and_tabs_when_the_app_starts(server: str) -> None:
+    import httpx
+
+    assert httpx.get(server + "hello-extension", timeout=30).json() == {"hello": "extension", "has_page": True}
+    config = httpx.get(server + "config", timeout=30).json()
+    labels = {c.get("props", {}).get("label") for c in config["components"]}
+    ids = {c.get("props", {}).get("elem_id") for c in config["components"]}
+    assert "Hello" in labels and "hello_extension_text" in ids
