@@ -281,6 +281,14 @@ class Script:
             raise RuntimeError(f"{self.title()}: only available while the script runs a job")
         return handle
 
+    def setup(self, p: Request, **args: Any) -> Request | None:
+        """First of the job hooks (A1111 order: setup, before_process, process): may return a changed request."""
+        return None
+
+    def before_process(self, p: Request, **args: Any) -> Request | None:
+        """After ``setup`` of every script: may return a changed request."""
+        return None
+
     def process(self, p: Request, **args: Any) -> Request | None:
         """Before the job runs: may return a changed request (seeds are already fixed)."""
         return None
@@ -305,12 +313,20 @@ class Script:
         """After the sampler step: may replace the (B, 4, h, w) latents."""
         return None
 
+    def before_process_batch(self, p: Request, batch_index: int, seeds: tuple[int, ...], **args: Any) -> None:
+        """Before each batch, ahead of ``process_batch``."""
+        return None
+
     def process_batch(self, p: Request, batch_index: int, seeds: tuple[int, ...], **args: Any) -> None:
         """Before each batch is denoised (0-based ``batch_index``, the seeds of its images)."""
         return None
 
     def postprocess_image(self, p: Request, image: Image.Image, **args: Any) -> Image.Image | None:
         """Each finished image, before its infotext is written and it is saved: may return a replacement."""
+        return None
+
+    def postprocess_batch(self, p: Request, batch_index: int, images: list[Image.Image], **args: Any) -> None:
+        """After every image of a batch is finished and saved (read-only)."""
         return None
 
     def postprocess(self, p: Request, processed: Processed, **args: Any) -> None:

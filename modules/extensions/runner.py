@@ -23,7 +23,10 @@ __all__ = ["ScriptCall", "ScriptHook", "resolve_script_args", "run_job_hooks"]
 logger = logging.getLogger(__name__)
 
 # The Script methods the engine calls through a StepHook (per step, per batch, per image).
-_STEP_METHODS = ("before_step", "after_unet", "after_step", "process_batch", "postprocess_image")
+_STEP_METHODS = ("before_step", "after_unet", "after_step", "before_process_batch", "process_batch",
+                 "postprocess_image", "postprocess_batch")
+# The Script methods called once before the job, in this order (A1111's), each may return a new request.
+_BEFORE_JOB = ("setup", "before_process", "process")
 
 
 def resolve_script_args(script: Script, is_img2img: bool, given: Mapping[str, Any] | Sequence[Any] | None,
@@ -95,7 +98,11 @@ class ScriptHook(StepHook):
         return self._call("after_step", step, latents)
 
     def process_batch(self, batch_index: int, seeds: tuple[int, ...]) -> None:
+        self._call("before_process_batch", batch_index, seeds)
         self._call("process_batch", batch_index, seeds)
+
+    def postprocess_batch(self, batch_index: int, images: list[Image.Image]) -> None:
+        self._call("postprocess_batch", batch_index, images)
 
     def postprocess_image(self, image: Image.Image, seed: int) -> Image.Image | None:
         return self._call("postprocess_image", image)
@@ -126,13 +133,15 @@ def run_job_hooks(calls: Sequence[ScriptCall], request: Request,
     failure is listed in the result's ``hook_errors`` with its name.
     """
     before: list[str] = []
-    for call in calls:
-        changed = _guarded(call, "process", before, lambda c=call, r=request: c.script.process(r, **c.args))
-        if changed is not None and not isinstance(changed, type(request)):
-            before.append(f"{call.name}: process returned {type(changed).__name__}, expected the request")
-            call.failed = True
-        elif changed is not None:
-            request = changed
+    for method in _BEFORE_JOB:
+        for call in calls:
+            changed = _guarded(call, method, before,
+                               lambda c=call, r=request, m=method: getattr(c.script, m)(r, **c.args))
+            if changed is not None and not isinstance(changed, type(request)):
+                before.append(f"{call.name}: {method} returned {type(changed).__name__}, expected the request")
+                call.failed = True
+            elif changed is not None:
+                request = changed
     hooks: list[StepHook] = []
     for call in calls:
         infotext = _guarded(call, "infotext", before, lambda c=call, r=request: c.script.infotext(r, **c.args))

@@ -83,6 +83,10 @@ class StepHook:
         """Each finished image, before its infotext is written and it is saved: may replace it."""
         return None
 
+    def postprocess_batch(self, batch_index: int, images: list[Image.Image]) -> None:
+        """After every image of a batch is finished (and saved)."""
+        return None
+
     def image_saved(self, path: Path, image: Image.Image, infotext: str) -> None:
         """After an image of the job was written to ``path``."""
         return None
@@ -136,6 +140,10 @@ class HookDispatcher:
             replaced = self._call(hook, "postprocess_image", image, seed, expect=Image.Image)
             image = image if replaced is None else replaced
         return image
+
+    def postprocess_batch(self, batch_index: int, images: list[Image.Image]) -> None:
+        for hook in list(self._active):
+            self._call(hook, "postprocess_batch", batch_index, images, expect=type(None))
 
     def image_saved(self, path: Path, image: Image.Image, infotext: str) -> None:
         for hook in list(self._active):

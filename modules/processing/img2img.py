@@ -227,6 +227,8 @@ def run_img2img(model: LoadedModel, job: Job, output: OutputOptions | None = Non
                 image = finish_output(item, image)  # type: ignore[arg-type]
                 _record(model, result, hooks.postprocess_image(image, seed) if hooks else image, seed, subseed,
                         output, hooks)
+            if hooks:
+                hooks.postprocess_batch(batch_index, result.images[-request.batch_size:])
 
         run_batches(result, request.batch_count, one_batch)
     result.hook_errors = list(hooks.errors)

@@ -245,6 +245,8 @@ def run_txt2img(model: LoadedModel, job: Job, output: OutputOptions | None = Non
                 hooks.process_batch(batch_index, tuple(seeds.batch(batch_index, request.batch_size)[0]))
             pixels = _run_batch(model, job, batch_index, seeds, conds, hooks, extra_channels)
             _finish_images(model, result, pixels, batch_index, seeds, output, hooks)
+            if hooks:
+                hooks.postprocess_batch(batch_index, result.images[-request.batch_size:])
 
         run_batches(result, request.batch_count, one_batch)
     result.hook_errors = list(hooks.errors)

@@ -159,8 +159,23 @@ class Recorder(Script):
     def title(self) -> str:
         return "Recorder"
 
+    def setup(self, p, **args):
+        self.calls.append(("setup",))
+
+    def before_process(self, p, **args):
+        self.calls.append(("before_process",))
+
+    def process(self, p, **args):
+        self.calls.append(("process",))
+
+    def before_process_batch(self, p, batch_index, seeds, **args):
+        self.calls.append(("before_batch", batch_index))
+
     def process_batch(self, p, batch_index, seeds, **args):
         self.calls.append(("batch", batch_index, seeds))
+
+    def postprocess_batch(self, p, batch_index, images, **args):
+        self.calls.append(("after_batch", batch_index, len(images)))
 
     def before_step(self, p, step, **args):
         self.calls.append(("before", step.step, step.call_index))
@@ -192,7 +207,9 @@ def test_hooks_run_in_order_every_step_for_each_sampler_class(sd15_model: Loaded
     steps = [triple[0][1] for triple in triples]
     assert sorted(set(steps)) == [0, 1, 2, 3] and steps == sorted(steps)
     assert any(triple[0][2] == 1 for triple in triples) == (second_order or sampler == "PLMS")
-    assert recorder.calls[0] == ("batch", 0, (7,)) and recorder.calls[-1] == ("image",)
+    assert recorder.calls[:5] == [("setup",), ("before_process",), ("process",), ("before_batch", 0),
+                                  ("batch", 0, (7,))]
+    assert recorder.calls[-2:] == [("image",), ("after_batch", 0, 1)]
     assert result.images[0].getpixel((10, 10))[0] == result.images[0].getpixel((10, 10))[1]  # grey
 
 
@@ -208,6 +225,7 @@ def test_per_batch_and_per_image_hooks_see_every_batch_and_change_what_is_saved(
                             lambda r, hooks: run_txt2img(sd15_model, Job(r, hooks), OutputOptions(tmp_path / "out")))
     assert [c for c in recorder.calls if c[0] == "batch"] == [("batch", 0, (7, 8)), ("batch", 1, (9, 10))]
     assert len([c for c in recorder.calls if c[0] == "image"]) == 4
+    assert [c for c in recorder.calls if c[0] == "after_batch"] == [("after_batch", 0, 2), ("after_batch", 1, 2)]
     for image, path in zip(outcome.images, outcome.paths, strict=True):
         saved = Image.open(path).convert("RGB")
         assert saved.tobytes() == image.tobytes()
