@@ -10,7 +10,7 @@ from __future__ import annotations
 import functools
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import gradio as gr
@@ -21,7 +21,7 @@ from modules.processing.queue import JobStatus
 from modules.processing.samplers import SAMPLERS, SCHEDULE_TYPES
 from modules.ui.output_panel import OutputPanel, build_output_panel, wire_save
 from modules.ui.progress import preview_image, progress_html
-from modules.ui.script_controls import build_script_controls, wire_script_choice, with_scripts
+from modules.ui.script_controls import ScriptControls, build_script_controls, wire_script_choice, with_scripts
 from modules.ui.style_editor import build_style_editor, wire_style_buttons
 
 if TYPE_CHECKING:
@@ -56,6 +56,7 @@ class GenerationTab:
     job_id: Any
     outputs: list[Any]
     resume: Any
+    scripts: ScriptControls = field(default_factory=ScriptControls)
 
 
 def payload_from_values(values: tuple[Any, ...], fields: tuple[str, ...] = PAYLOAD_FIELDS) -> dict[str, Any]:
@@ -275,7 +276,7 @@ def build_generation_tab(studio: Studio, tab: str, submit: Submit, extra_fields:
     wire_style_buttons(studio.styles, c, style_editor)
     wire_save(panel, lambda: studio.output_folder("outdir_save"))
     return GenerationTab(c, c["generate"], c["interrupt"], c["skip"], panel, progress, preview, job_id, outputs,
-                         _resume_handler(studio))
+                         _resume_handler(studio), scripts)
 
 
 def _wire_buttons(studio: Studio, c: dict[str, Any], job_id: Any, last_seed: Any, show_counters: bool) -> None:

@@ -5,6 +5,7 @@ The infotext is attacker-controlled text: it is shown in a plain text box, never
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -48,9 +49,14 @@ def send_file_to_img2img(path: str | None, text: str, mode: str) -> tuple[Any, .
 
 
 def build_png_info_tab(txt2img_controls: dict[str, Any], tabs: Any, field_order: tuple[str, ...],
-                       img2img: Img2ImgTab | None = None) -> Any:
+                       img2img: Img2ImgTab | None = None,
+                       script_values: Callable[[dict[str, str]], list[Any]] | None = None,
+                       script_fields: tuple[str, ...] = ()) -> Any:
     """Build the tab; "Send to txt2img" fills ``txt2img_controls`` and switches ``tabs`` to txt2img;
-    "Send to img2img"/"Send to inpaint" send the image with its parameters to ``img2img``."""
+    "Send to img2img"/"Send to inpaint" send the image with its parameters to ``img2img``.
+
+    ``script_values(parsed infotext)`` gives the updates of the txt2img script controls named in
+    ``script_fields`` (scripts read their own infotext keys back)."""
     with gr.Row():
         image = gr.Image(label="Source", type="filepath", sources=["upload", "clipboard"],
                          elem_id="pnginfo_image", image_mode=None)
@@ -70,10 +76,11 @@ def build_png_info_tab(txt2img_controls: dict[str, Any], tabs: Any, field_order:
             values = txt2img_values_from_infotext(text)
         except RequestValidationError as error:
             raise gr.Error(f"Cannot use these parameters: {error}") from None
-        return [values[name] for name in field_order] + [gr.Tabs(selected="txt2img")]
+        scripts = script_values(parse_infotext(text)) if script_values else []
+        return [values[name] for name in field_order] + scripts + [gr.Tabs(selected="txt2img")]
 
-    send.click(send_to_txt2img, inputs=[raw], outputs=[txt2img_controls[n] for n in field_order] + [tabs],
-               api_visibility="private")
+    outputs = [txt2img_controls[n] for n in (*field_order, *(script_fields if script_values else ()))]
+    send.click(send_to_txt2img, inputs=[raw], outputs=[*outputs, tabs], api_visibility="private")
     if img2img is not None:
         received = [img2img.prompt, img2img.negative_prompt, img2img.received, tabs, img2img.mode_tabs]
         to_img2img.click(lambda path, text: send_file_to_img2img(path, text, "img2img"), inputs=[image, raw],

@@ -17,12 +17,13 @@ from typing import TYPE_CHECKING, Any
 import gradio as gr
 
 from modules.extensions.api import ArgSpec
-from modules.extensions.job_scripts import tab_scripts
+from modules.extensions.job_scripts import script_args_from_infotext, tab_scripts
 
 if TYPE_CHECKING:
     from modules.studio import Studio
 
-__all__ = ["ScriptControls", "build_script_controls", "script_payload", "wire_script_choice", "with_scripts"]
+__all__ = ["ScriptControls", "build_script_controls", "pasted_script_values", "script_payload", "wire_script_choice",
+           "with_scripts"]
 
 _PREFIX = "script::"
 
@@ -135,3 +136,12 @@ def with_scripts(submit: Submit, controls: ScriptControls, studio: Studio, is_im
         return submit(script_payload(values, current))
 
     return submit_values
+
+
+def pasted_script_values(studio: Studio, controls: ScriptControls, is_img2img: bool,
+                         params: Mapping[str, str]) -> list[Any]:
+    """Updates for ``controls.fields`` from a pasted infotext's fields: the value a script's
+    ``paste_fields`` reads back where there is one, no change elsewhere."""
+    pasted = script_args_from_infotext(studio.context.scripts, is_img2img, params)
+    values = {_key(title, name): value for title, args in pasted.items() for name, value in args.items()}
+    return [gr.update(value=values[key]) if key in values else gr.update() for key in controls.fields]

@@ -118,3 +118,9 @@ def test_extensions_tab_lists_the_shipped_extension(config: dict[str, Any]) -> N
     rows = ids["extensions_table"]["props"]["value"]["data"]
     assert ["dynamic-thresholding", "1.0.0", "yes", "ok"] == rows[0][:4]
     assert ids["extensions_install"]["props"]["interactive"] is not False  # a local server may install
+
+
+def test_png_info_send_to_txt2img_also_fills_the_scripts_controls(config: dict[str, Any]) -> None:
+    ids = _ids(config)
+    dependency = _handler_of(config, "pnginfo_send_txt2img")
+    assert ids["script_txt2img_dynamic_thresholding_limit"]["id"] in dependency["outputs"]

@@ -1,0 +1,30 @@
+"""The web form's script controls: values to A1111 script fields, and pasted infotext back."""
+
+from __future__ import annotations
+
+from modules.studio import Studio
+from modules.ui.script_controls import ScriptControls, pasted_script_values, script_payload
+from tests.studio_fixtures import data_dir, studio
+
+__all__ = ["data_dir", "studio"]  # fixtures, used by name
+
+THRESHOLD = "Dynamic thresholding"
+
+
+def test_form_values_become_named_script_arguments() -> None:
+    controls = ScriptControls(selectable=["Prompt matrix"], always_on=[THRESHOLD])
+    values = {"prompt": "a|b", "script_name": "Prompt matrix", "script::Prompt matrix::margin_size": 4,
+              f"script::{THRESHOLD}::enabled": True, f"script::{THRESHOLD}::limit": 2.0}
+    assert script_payload(values, controls) == {
+        "prompt": "a|b", "script_name": "Prompt matrix", "script_args": {"margin_size": 4},
+        "alwayson_scripts": {THRESHOLD: {"args": {"enabled": True, "limit": 2.0}}}}
+    assert "script_name" not in script_payload({"prompt": "x", "script_name": "None"}, ScriptControls())
+
+
+def test_a_pasted_infotext_sets_the_script_controls_it_names(studio: Studio) -> None:
+    fields = (f"script::{THRESHOLD}::enabled", f"script::{THRESHOLD}::percentile", f"script::{THRESHOLD}::limit",
+              "script::X/Y/Z plot::x_type")
+    updates = pasted_script_values(studio, ScriptControls(fields=fields), False,
+                                   {"Dynamic thresholding": "True", "Dynamic thresholding percentile": "98.5",
+                                    "Dynamic thresholding limit": "not a number"})
+    assert [u.get("value", "unchanged") for u in updates] == [True, 98.5, "unchanged", "unchanged"]
