@@ -17,6 +17,7 @@ from typing import Any
 from PIL import Image
 
 from modules.app import AppContext, load_scripts
+from modules.extensions.api import ImageSaveParams
 from modules.extensions.job_scripts import JobScripts, build_job_scripts, run_with_scripts
 from modules.extensions.loader import ExtensionInfo, ScriptCatalog
 from modules.extensions.manager import install_from_folder, install_from_git, read_disabled, write_disabled
@@ -44,12 +45,17 @@ logger = logging.getLogger(__name__)
 
 
 class _ImageSavedCallbacks(StepHook):
-    """Passes each saved image of a job to the extensions' ``on_image_saved`` callbacks."""
+    """Passes each image of a job to the extensions' ``on_before_image_saved`` and ``on_image_saved``."""
 
-    name = "on_image_saved callbacks"
+    name = "image-saving callbacks"
 
     def __init__(self, catalog: ScriptCatalog) -> None:
         self.catalog = catalog
+
+    def before_image_saved(self, image: Image.Image, infotext: str) -> tuple[Image.Image, str] | None:
+        params = ImageSaveParams(image, infotext)
+        self.catalog.run_callbacks("on_before_image_saved", params)
+        return params.image, params.infotext
 
     def image_saved(self, path: Path, image: Image.Image, infotext: str) -> None:
         self.catalog.run_callbacks("on_image_saved", path, image, infotext)

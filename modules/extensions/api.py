@@ -46,9 +46,9 @@ from modules.processing.seeds import resolve_seed
 from modules.processing.txt2img import GenerationResult
 
 __all__ = [
-    "CALLBACK_NAMES", "AlwaysVisible", "ArgSpec", "Checkbox", "Dropdown", "Img2ImgRequest", "JobHandle", "Number",
-    "Processed", "Script", "ScriptArgError", "Slider", "StepParams", "Textbox", "Txt2ImgRequest", "image_grid",
-    "merge_results", "prepend_grid", "register_callback", "with_fixed_seeds",
+    "CALLBACK_NAMES", "AlwaysVisible", "ArgSpec", "Checkbox", "Dropdown", "ImageSaveParams", "Img2ImgRequest",
+    "JobHandle", "Number", "Processed", "Script", "ScriptArgError", "Slider", "StepParams", "Textbox",
+    "Txt2ImgRequest", "image_grid", "merge_results", "prepend_grid", "register_callback", "with_fixed_seeds",
 ]
 
 #: What a job produced (A1111 ``Processed``): images, seeds, infotexts, notices.
@@ -60,8 +60,19 @@ Request = Txt2ImgRequest  # Img2ImgRequest is a subclass
 #: ``on_app_started(demo, app)`` (``app`` is a FastAPI ``APIRouter`` served with the REST API;
 #: ``demo`` the Gradio Blocks, None with --nowebui), ``on_ui_tabs()`` returning
 #: ``[(blocks, title, elem_id), ...]``, ``on_model_loaded(pipeline)`` and
-#: ``on_image_saved(path, image, infotext)``.
-CALLBACK_NAMES = ("on_app_started", "on_ui_tabs", "on_model_loaded", "on_image_saved")
+#: ``on_before_image_saved(ImageSaveParams)`` (change ``params.image``/``params.infotext``),
+#: ``on_image_saved(path, image, infotext)`` and ``on_infotext_pasted(infotext, fields)`` (may
+#: edit the parsed ``fields`` dict before PNG Info sends them to txt2img).
+CALLBACK_NAMES = ("on_app_started", "on_ui_tabs", "on_model_loaded", "on_before_image_saved", "on_image_saved",
+                  "on_infotext_pasted")
+
+
+@dataclass
+class ImageSaveParams:
+    """What ``on_before_image_saved`` callbacks may change: the image and the infotext saved with it."""
+
+    image: Image.Image
+    infotext: str
 
 # Which script file is being imported: the loader sets it around each import, so a file's
 # register_callback calls go to that loader's catalog. A context variable, not shared state:

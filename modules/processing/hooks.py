@@ -87,6 +87,10 @@ class StepHook:
         """After every image of a batch is finished (and saved)."""
         return None
 
+    def before_image_saved(self, image: Image.Image, infotext: str) -> tuple[Image.Image, str] | None:
+        """Just before an image is saved: may return a replacement (image, infotext) to save."""
+        return None
+
     def image_saved(self, path: Path, image: Image.Image, infotext: str) -> None:
         """After an image of the job was written to ``path``."""
         return None
@@ -144,6 +148,13 @@ class HookDispatcher:
     def postprocess_batch(self, batch_index: int, images: list[Image.Image]) -> None:
         for hook in list(self._active):
             self._call(hook, "postprocess_batch", batch_index, images, expect=type(None))
+
+    def before_image_saved(self, image: Image.Image, infotext: str) -> tuple[Image.Image, str]:
+        for hook in list(self._active):
+            replaced = self._call(hook, "before_image_saved", image, infotext, expect=tuple)
+            if replaced is not None:
+                image, infotext = replaced
+        return image, infotext
 
     def image_saved(self, path: Path, image: Image.Image, infotext: str) -> None:
         for hook in list(self._active):

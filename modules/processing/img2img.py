@@ -164,6 +164,8 @@ def _record(model: LoadedModel, result: GenerationResult, image: Image.Image, se
     params = img2img_parameters(request, seed, subseed, model.name, model.short_hash, vae_name, model.vae_hash,
                                 result.extra_parameters)
     infotext = build_infotext(request.prompt, request.negative_prompt, params)
+    if hooks and output is not None and output.save:
+        image, infotext = hooks.before_image_saved(image, infotext)
     saved = result.add_image(image, seed, subseed, infotext, output)
     if saved is not None and hooks:
         hooks.image_saved(saved, image, infotext)

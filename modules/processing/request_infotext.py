@@ -11,7 +11,8 @@ from modules.processing.infotext import VERSION, parse_infotext
 from modules.processing.requests import Txt2ImgRequest
 from modules.processing.samplers import resolve_sampler
 
-__all__ = ["img2img_parameters", "request_from_infotext", "txt2img_parameters", "txt2img_values_from_infotext"]
+__all__ = ["img2img_parameters", "request_from_infotext", "request_from_params", "txt2img_parameters",
+           "txt2img_values_from_infotext"]
 
 
 def txt2img_parameters(
@@ -98,7 +99,12 @@ def request_from_infotext(text: str, **overrides: Any) -> Txt2ImgRequest:
     Raises:
         RequestValidationError: a value is malformed or out of range.
     """
-    params = parse_infotext(text)
+    return request_from_params(parse_infotext(text), **overrides)
+
+
+def request_from_params(params: Mapping[str, str], **overrides: Any) -> Txt2ImgRequest:
+    """``request_from_infotext`` on an infotext already parsed (``parse_infotext``), e.g. one that
+    extensions rewrote on paste."""
     fields: dict[str, Any] = {"prompt": params["Prompt"], "negative_prompt": params["Negative prompt"]}
     fields["num_inference_steps"] = _number(params, "Steps", int, 20)
     fields["sampler_name"] = params.get("Sampler", "DPM++ 2M")
@@ -126,9 +132,9 @@ def request_from_infotext(text: str, **overrides: Any) -> Txt2ImgRequest:
     return Txt2ImgRequest(**fields)
 
 
-def txt2img_values_from_infotext(text: str) -> dict[str, Any]:
-    """The txt2img control values an infotext describes, by A1111 payload name."""
-    request = request_from_infotext(text)
+def txt2img_values_from_infotext(text: str | Mapping[str, str]) -> dict[str, Any]:
+    """The txt2img control values an infotext (text, or its parsed fields) describes, by A1111 payload name."""
+    request = request_from_infotext(text) if isinstance(text, str) else request_from_params(text)
     return {
         "prompt": request.prompt, "negative_prompt": request.negative_prompt,
         "sampler_name": request.sampler_name, "scheduler": request.scheduler,

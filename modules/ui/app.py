@@ -113,7 +113,9 @@ def build_app(studio: Studio) -> gr.Blocks:
             with gr.Tab("PNG Info", id="pnginfo"):
                 build_png_info_tab(txt2img.controls, tabs, PAYLOAD_FIELDS, img2img,
                                    lambda params: pasted_script_values(studio, txt2img.scripts, False, params),
-                                   txt2img.scripts.fields)
+                                   txt2img.scripts.fields,
+                                   lambda text, params: studio.context.scripts.run_callbacks(
+                                       "on_infotext_pasted", text, params))
             with gr.Tab("Models", id="models"):
                 gr.Markdown(LATER["Models"])
             with gr.Tab("Settings", id="settings"):

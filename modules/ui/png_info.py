@@ -51,12 +51,14 @@ def send_file_to_img2img(path: str | None, text: str, mode: str) -> tuple[Any, .
 def build_png_info_tab(txt2img_controls: dict[str, Any], tabs: Any, field_order: tuple[str, ...],
                        img2img: Img2ImgTab | None = None,
                        script_values: Callable[[dict[str, str]], list[Any]] | None = None,
-                       script_fields: tuple[str, ...] = ()) -> Any:
+                       script_fields: tuple[str, ...] = (),
+                       pasted: Callable[[str, dict[str, str]], None] | None = None) -> Any:
     """Build the tab; "Send to txt2img" fills ``txt2img_controls`` and switches ``tabs`` to txt2img;
     "Send to img2img"/"Send to inpaint" send the image with its parameters to ``img2img``.
 
     ``script_values(parsed infotext)`` gives the updates of the txt2img script controls named in
-    ``script_fields`` (scripts read their own infotext keys back)."""
+    ``script_fields`` (scripts read their own infotext keys back); ``pasted(text, fields)`` may
+    rewrite the parsed fields first."""
     with gr.Row():
         image = gr.Image(label="Source", type="filepath", sources=["upload", "clipboard"],
                          elem_id="pnginfo_image", image_mode=None)
@@ -72,11 +74,14 @@ def build_png_info_tab(txt2img_controls: dict[str, Any], tabs: Any, field_order:
     def send_to_txt2img(text: str) -> list[Any]:
         if not text.strip():
             raise gr.Error("This image has no generation parameters.")
+        params = dict(parse_infotext(text))
+        if pasted is not None:
+            pasted(text, params)  # extensions may rewrite the fields (A1111 on_infotext_pasted)
         try:
-            values = txt2img_values_from_infotext(text)
+            values = txt2img_values_from_infotext(params)
         except RequestValidationError as error:
             raise gr.Error(f"Cannot use these parameters: {error}") from None
-        scripts = script_values(parse_infotext(text)) if script_values else []
+        scripts = script_values(params) if script_values else []
         return [values[name] for name in field_order] + scripts + [gr.Tabs(selected="txt2img")]
 
     outputs = [txt2img_controls[n] for n in (*field_order, *(script_fields if script_values else ()))]

@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 import pytest
+from PIL import Image
 
 from modules.app import build_app_context
 from modules.extensions.api import register_callback
@@ -28,6 +29,15 @@ def saved(path, image, infotext):
 def broken(*args):
     raise RuntimeError("callback bug")
 
+def mark(params):
+    params.infotext += ", Watermarked: yes"
+    params.image = params.image.transpose(0)  # mirrored
+
+def pasted(infotext, fields):
+    fields["Steps"] = "3"
+
+register_callback("on_before_image_saved", mark)
+register_callback("on_infotext_pasted", pasted)
 register_callback("on_model_loaded", loaded)
 register_callback("on_image_saved", broken)
 register_callback("on_image_saved", saved)
@@ -72,6 +82,12 @@ def test_model_loaded_once_and_every_saved_image_reach_extensions(data_dir: Path
         assert seen.count(("model", "StableDiffusionPipeline")) == 1
         saved = [entry for entry in seen if entry[0] == "saved"]
         assert len(saved) == 4 and all(entry[2] == (64, 64) and entry[3] == "a cat" for entry in saved)
-        assert {entry[1] for entry in saved} == {p.name for p in (data_dir / "outputs").rglob("*.png")}
+        files = sorted((data_dir / "outputs").rglob("*.png"))
+        assert {entry[1] for entry in saved} == {p.name for p in files}
+        assert all(Image.open(p).info["parameters"].endswith("Watermarked: yes") for p in files)
+        assert status.result.infotexts[0].endswith("Watermarked: yes")
+        fields = {"Prompt": "x", "Steps": "20"}
+        studio.context.scripts.run_callbacks("on_infotext_pasted", "x\nSteps: 20", fields)
+        assert fields["Steps"] == "3"
     finally:
         studio.close()
