@@ -188,6 +188,9 @@ class Studio:
         name = rest.get("script_name") or None
         if name is not None and not isinstance(name, str):
             raise RequestValidationError("script_name", f"must be a script title, got {name!r}")
+        if name is not None and name.strip().lower() == "none":  # what the UI's dropdown shows for no script
+            rest.pop("script_name")
+            name = None
         outpainting = is_img2img and name is not None and name.lower() in {t.lower() for t in OUTPAINT_SCRIPTS}
         args = None
         if name is not None and not outpainting:

@@ -86,3 +86,7 @@ def test_a_script_writes_its_infotext_and_reads_it_back(generate: Callable, stud
     assert pasted == {THRESHOLD: {"enabled": True, "percentile": 99.0, "limit": 1.5}}
     again = generate(**HIGH_CFG, alwayson_scripts={THRESHOLD: {"args": pasted[THRESHOLD]}})
     assert again.images[0].tobytes() == on.images[0].tobytes()
+
+
+def test_script_name_none_means_no_script(generate: Callable) -> None:
+    assert len(generate(script_name="None").images) == 1
