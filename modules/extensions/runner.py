@@ -109,7 +109,7 @@ class ScriptHook(StepHook):
 
 
 def _overrides_step_hooks(script: Script) -> bool:
-    # Scripts without per-step hooks add no calls to the loop at all.
+    # Scripts without per-step, per-batch or per-image hooks add no calls to the engine at all.
     return any(getattr(type(script), method) is not getattr(Script, method) for method in _STEP_METHODS)
 
 
@@ -128,9 +128,10 @@ def _guarded(call: ScriptCall, method: str, errors: list[str], action: Callable[
 
 def run_job_hooks(calls: Sequence[ScriptCall], request: Request,
                   run: Callable[[Request, list[StepHook]], Processed]) -> Processed:
-    """Run ``process`` of each script, then the job (``run`` with the scripts' step hooks),
-    then ``postprocess``. A script that fails anywhere gets no further hooks this job; its
-    failure is listed in the result's ``hook_errors`` with its name.
+    """Run ``setup``, ``before_process`` and ``process`` of each script (each may return a
+    changed request), then the job (``run`` with the scripts' engine hooks and infotext), then
+    ``postprocess``. A script that fails anywhere gets no further hooks this job; its failure
+    is listed in the result's ``hook_errors`` with its name.
     """
     before: list[str] = []
     for method in _BEFORE_JOB:
