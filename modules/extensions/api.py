@@ -74,6 +74,7 @@ class ImageSaveParams:
     image: Image.Image
     infotext: str
 
+
 # Which script file is being imported: the loader sets it around each import, so a file's
 # register_callback calls go to that loader's catalog. A context variable, not shared state:
 # two loaders in two threads never see each other's registrations.
