@@ -29,7 +29,6 @@ from modules.processing.img2img_inputs import (
     prepare_input,
 )
 from modules.processing.img2img_request import Img2ImgRequest
-from modules.processing.infotext import build_infotext
 from modules.processing.job import Job, ProgressUpdate
 from modules.processing.prompt_conditioning import ScheduledConditioning
 from modules.processing.request_infotext import img2img_parameters
@@ -40,6 +39,7 @@ from modules.processing.txt2img import (
     OutputOptions,
     batch_conditioning,
     job_networks,
+    record_image,
     run_batches,
     sampler_step_kwargs,
     sdxl_time_ids,
@@ -163,12 +163,7 @@ def _record(model: LoadedModel, result: GenerationResult, image: Image.Image, se
     vae_name = model.vae_file.name if model.vae_file else None
     params = img2img_parameters(request, seed, subseed, model.name, model.short_hash, vae_name, model.vae_hash,
                                 result.extra_parameters)
-    infotext = build_infotext(request.prompt, request.negative_prompt, params)
-    if hooks and output is not None and output.save:
-        image, infotext = hooks.before_image_saved(image, infotext)
-    saved = result.add_image(image, seed, subseed, infotext, output)
-    if saved is not None and hooks:
-        hooks.image_saved(saved, image, infotext)
+    record_image(result, image, seed, subseed, params, output, hooks)
 
 
 def _unchanged_inputs(request: Img2ImgRequest, prepared: list[PreparedInput | None]) -> list[Image.Image]:

@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import torch
 from PIL import Image
@@ -36,8 +37,8 @@ from modules.processing.saving import date_folder, save_png
 from modules.processing.seeds import ImageSeeds, create_initial_noise, image_generators, resolve_seed
 from modules.processing.vae import circular_padding, decode_latents, encode_pixels, to_pil_images
 
-__all__ = ["GenerationResult", "OutputOptions", "batch_conditioning", "job_networks", "run_batches", "run_txt2img",
-           "sampler_step_kwargs", "sdxl_time_ids"]
+__all__ = ["GenerationResult", "OutputOptions", "batch_conditioning", "job_networks", "record_image", "run_batches",
+           "run_txt2img", "sampler_step_kwargs", "sdxl_time_ids"]
 
 logger = logging.getLogger(__name__)
 
@@ -194,12 +195,20 @@ def _finish_images(model: LoadedModel, result: GenerationResult, pixels: torch.T
         image = hooks.postprocess_image(image, seed) if hooks else image
         params = txt2img_parameters(request, seed, subseed, model.name, model.short_hash, vae_name, model.vae_hash,
                                     result.extra_parameters)
-        infotext = build_infotext(request.prompt, request.negative_prompt, params)
-        if hooks and output is not None and output.save:
-            image, infotext = hooks.before_image_saved(image, infotext)
-        saved = result.add_image(image, seed, subseed, infotext, output)
-        if saved is not None and hooks:
-            hooks.image_saved(saved, image, infotext)
+        record_image(result, image, seed, subseed, params, output, hooks)
+
+
+def record_image(result: GenerationResult, image: Image.Image, seed: int, subseed: int, params: dict[str, Any],
+                 output: OutputOptions | None, hooks: HookDispatcher | None) -> None:
+    """Add one finished image with the infotext of ``params``, and save it if ``output`` says so,
+    letting the hooks change what is saved (``before_image_saved``) and see where (``image_saved``)."""
+    request = result.request
+    infotext = build_infotext(request.prompt, request.negative_prompt, params)
+    if hooks and output is not None and output.save:
+        image, infotext = hooks.before_image_saved(image, infotext)
+    saved = result.add_image(image, seed, subseed, infotext, output)
+    if saved is not None and hooks:
+        hooks.image_saved(saved, image, infotext)
 
 
 def run_batches(result: GenerationResult, batch_count: int, run_batch: Callable[[int], None]) -> None:
