@@ -356,6 +356,28 @@ class SettingsStore:
             _atomic_write(self.path, (json.dumps(payload, indent=4, ensure_ascii=False) + "\n").encode("utf-8"))
             self._settings = settings
 
+    def extra(self) -> dict[str, Any]:
+        """The file's keys this version does not know: extensions' settings (and newer options)."""
+        with self._lock:
+            if self._settings is None:
+                self.load()
+            return dict(self._unknown)
+
+    def set_extra(self, values: Mapping[str, Any]) -> None:
+        """Store extension settings (already validated by their owner) beside ours, and save.
+
+        Raises:
+            ValueError: a key that is one of our own settings.
+            OSError: the file cannot be written.
+        """
+        clash = sorted(set(values) & set(SETTINGS_BY_KEY))
+        if clash:
+            raise ValueError(f"{clash[0]!r} is a built-in setting, not an extension's")
+        with self._lock:
+            settings = self.current
+            self._unknown.update(values)
+            self.save(settings)
+
     def apply(self, changes: Mapping[str, Any]) -> tuple[Settings, list[str]]:
         """Validate ``changes`` over the current settings, save, and return the result.
 

@@ -17,8 +17,8 @@ from typing import Any
 from PIL import Image
 
 from modules.app import AppContext, load_scripts
-from modules.extensions.api import ImageSaveParams
-from modules.extensions.job_scripts import JobScripts, build_job_scripts, run_with_scripts
+from modules.extensions.api import ArgSpec, ImageSaveParams
+from modules.extensions.job_scripts import JobScripts, build_job_scripts, extension_settings, run_with_scripts
 from modules.extensions.loader import ExtensionInfo, ScriptCatalog
 from modules.extensions.manager import install_from_folder, install_from_git, read_disabled, write_disabled
 from modules.models.registry import CheckpointInfo, native_resolution
@@ -67,7 +67,10 @@ class Studio:
     def __init__(self, context: AppContext, store: SettingsStore) -> None:
         self.context = context
         self.store = store
-        self.settings, self.settings_warnings = store.load()
+        self.settings, warnings = store.load()
+        # Extensions' settings are the file's keys this version does not know: not worth a warning.
+        declared = extension_settings(context.scripts)
+        self.settings_warnings = [w for w in warnings if not any(f"setting {key!r}" in w for key in declared)]
         context.models.keep_loaded = self.settings.sd_checkpoints_limit
         self._settings_lock = threading.Lock()
         self.styles = StyleStore(context.paths.styles)
@@ -196,7 +199,8 @@ class Studio:
         if name is not None and not outpainting:
             rest.pop("script_name")
             args = rest.pop("script_args", None)
-        scripts = build_job_scripts(self.context.scripts, is_img2img, None if outpainting else name, args, alwayson)
+        scripts = build_job_scripts(self.context.scripts, is_img2img, None if outpainting else name, args, alwayson,
+                                    self.extension_setting_values())
         return rest, scripts
 
     def submit_img2img_batch(self, payload: Mapping[str, Any], input_dir: str, output_dir: str = "",
@@ -356,6 +360,41 @@ class Studio:
             install_from_folder(Path(source), extensions_dir, name)
         self.reload_scripts()
         return installed
+
+    def extension_settings(self) -> dict[str, ArgSpec]:
+        """The settings extensions declare (``on_ui_settings``), by key."""
+        return extension_settings(self.context.scripts)
+
+    def extension_setting_values(self) -> dict[str, Any]:
+        """Each extension setting's stored value, or its default when none is stored or it no
+        longer fits the declaration."""
+        stored = self.store.extra()
+        values = {}
+        for key, spec in self.extension_settings().items():
+            try:
+                values[key] = spec.coerce(stored[key], key) if key in stored else spec.default
+            except ValueError:
+                values[key] = spec.default
+        return values
+
+    def update_extension_settings(self, changes: Mapping[str, Any]) -> list[str]:
+        """Validate and save extension settings; returns a warning per rejected or unknown key."""
+        specs = self.extension_settings()
+        accepted, warnings = {}, []
+        for key, value in changes.items():
+            if key not in specs:
+                warnings.append(f"{key}: no extension declares this setting")
+                continue
+            try:
+                accepted[key] = specs[key].coerce(value, key)
+            except ValueError as error:
+                warnings.append(str(error))
+        if accepted:
+            try:
+                self.store.set_extra(accepted)
+            except OSError as error:
+                warnings.append(f"Could not save settings ({error}); nothing was changed.")
+        return warnings
 
     # -- settings ---------------------------------------------------------------------------
 

@@ -360,3 +360,13 @@ def test_a_crash_during_save_leaves_the_old_file_intact_and_no_temp_file(
     assert settings.eta_ddim == 0.2 and "Could not save settings" in warnings[-1]
     assert store.current.eta_ddim == 0.2 and store.path.read_bytes() == before
     assert _leftovers(store.path.parent) == []
+
+
+def test_extension_settings_are_kept_beside_ours_and_survive_a_save(tmp_path: Path) -> None:
+    store = SettingsStore(tmp_path / "config.json")
+    store.set_extra({"my_extension_strength": 0.5})
+    store.apply({"samples_save": False})
+    reopened = SettingsStore(tmp_path / "config.json")
+    assert reopened.extra() == {"my_extension_strength": 0.5} and reopened.current.samples_save is False
+    with pytest.raises(ValueError, match="built-in setting"):
+        reopened.set_extra({"samples_save": True})

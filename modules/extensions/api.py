@@ -61,10 +61,12 @@ Request = Txt2ImgRequest  # Img2ImgRequest is a subclass
 #: ``demo`` the Gradio Blocks, None with --nowebui), ``on_ui_tabs()`` returning
 #: ``[(blocks, title, elem_id), ...]``, ``on_model_loaded(pipeline)`` and
 #: ``on_before_image_saved(ImageSaveParams)`` (change ``params.image``/``params.infotext``),
-#: ``on_image_saved(path, image, infotext)`` and ``on_infotext_pasted(infotext, fields)`` (may
-#: edit the parsed ``fields`` dict before PNG Info sends them to txt2img).
-CALLBACK_NAMES = ("on_app_started", "on_ui_tabs", "on_model_loaded", "on_before_image_saved", "on_image_saved",
-                  "on_infotext_pasted")
+#: ``on_image_saved(path, image, infotext)``, ``on_infotext_pasted(infotext, fields)`` (may
+#: edit the parsed ``fields`` dict before PNG Info sends them to txt2img) and ``on_ui_settings()``
+#: returning ``{setting key: ArgSpec}``: options shown in the Settings tab, read by scripts with
+#: ``self.option(key)``.
+CALLBACK_NAMES = ("on_app_started", "on_ui_tabs", "on_ui_settings", "on_model_loaded", "on_before_image_saved",
+                  "on_image_saved", "on_infotext_pasted")
 
 
 @dataclass
@@ -286,6 +288,10 @@ class Script:
             ValueError: a style that does not exist (the message names it).
         """
         return self._handle().apply_styles(p, names)
+
+    def option(self, key: str, default: Any = None) -> Any:
+        """The value of an extension setting (declared through ``on_ui_settings``) for this job."""
+        return getattr(self, "_options", {}).get(key, default)
 
     def _handle(self) -> JobHandle:
         handle = getattr(self, "_job", None)

@@ -13,6 +13,7 @@ import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
 from PIL import Image
@@ -23,8 +24,8 @@ from modules.extensions.runner import ScriptCall, resolve_script_args, run_job_h
 from modules.processing.errors import JobInterrupted, RequestValidationError
 from modules.processing.hooks import StepHook
 
-__all__ = ["JobScripts", "build_job_scripts", "describe_scripts", "run_with_scripts", "script_args_from_infotext",
-           "tab_scripts"]
+__all__ = ["JobScripts", "build_job_scripts", "describe_scripts", "extension_settings", "run_with_scripts",
+           "script_args_from_infotext", "tab_scripts"]
 
 logger = logging.getLogger(__name__)
 
@@ -79,14 +80,18 @@ def _call(script: Script, is_img2img: bool, given: Any, field_name: str) -> Scri
 
 
 def build_job_scripts(catalog: ScriptCatalog, is_img2img: bool, script_name: str | None = None,
-                      script_args: Any = None, alwayson_scripts: Mapping[str, Any] | None = None) -> JobScripts:
-    """Resolve a request's script fields against the scripts of its tab.
+                      script_args: Any = None, alwayson_scripts: Mapping[str, Any] | None = None,
+                      options: Mapping[str, Any] | None = None) -> JobScripts:
+    """Resolve a request's script fields against the scripts of its tab; every script instance
+    reads the extension settings ``options`` through ``Script.option``.
 
     Raises:
         RequestValidationError: an unknown title or a bad argument, naming the field
             (``script_name``, ``script_args``, ``alwayson_scripts.<Title>``).
     """
     selectable, always_on = tab_scripts(catalog, is_img2img)
+    for script in (*selectable, *always_on):
+        script._options = MappingProxyType(dict(options or {}))
     given = {str(title).lower(): (str(title), entry) for title, entry in (alwayson_scripts or {}).items()}
     titles = {script.title().lower() for script in always_on}
     unknown = sorted(title for key, (title, _) in given.items() if key not in titles)
@@ -189,4 +194,20 @@ def script_args_from_infotext(catalog: ScriptCatalog, is_img2img: bool, params: 
             except ValueError:
                 continue
             found.setdefault(script.title(), {})[name] = value
+    return found
+
+
+def extension_settings(catalog: ScriptCatalog) -> dict[str, ArgSpec]:
+    """The settings extensions declare through ``on_ui_settings``, by key (the first declaration
+    of a key wins; anything that is not a ``{str: ArgSpec}`` mapping is logged and left out)."""
+    found: dict[str, ArgSpec] = {}
+    for declared in catalog.run_callbacks("on_ui_settings"):
+        if not isinstance(declared, Mapping):
+            logger.warning("on_ui_settings returned %r, not {key: ArgSpec}; ignored", type(declared).__name__)
+            continue
+        for key, spec in declared.items():
+            if isinstance(key, str) and isinstance(spec, ArgSpec):
+                found.setdefault(key, spec)
+            else:
+                logger.warning("extension setting %r is not declared with an ArgSpec; ignored", key)
     return found

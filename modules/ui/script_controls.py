@@ -22,8 +22,8 @@ from modules.extensions.job_scripts import script_args_from_infotext, tab_script
 if TYPE_CHECKING:
     from modules.studio import Studio
 
-__all__ = ["ScriptControls", "build_script_controls", "pasted_script_values", "script_payload", "wire_script_choice",
-           "with_scripts"]
+__all__ = ["ScriptControls", "build_script_controls", "component_for_spec", "pasted_script_values",
+           "script_payload", "wire_script_choice", "with_scripts"]
 
 _PREFIX = "script::"
 
@@ -37,9 +37,9 @@ def _key(title: str, name: str) -> str:
     return f"{_PREFIX}{title}::{name}"
 
 
-def _component(spec: ArgSpec, elem_id: str) -> Any:
-    """The Gradio control for one argument description."""
-    common = {"label": spec.label, "value": spec.default, "elem_id": elem_id}
+def component_for_spec(spec: ArgSpec, elem_id: str, value: Any = None) -> Any:
+    """The Gradio control for one argument description, showing ``value`` (default: the spec's)."""
+    common = {"label": spec.label, "value": spec.default if value is None else value, "elem_id": elem_id}
     if spec.kind == "checkbox":
         return gr.Checkbox(**common)
     if spec.kind == "dropdown":
@@ -66,7 +66,7 @@ def _controls_for(c: dict[str, Any], tab: str, title: str, schema: Mapping[str, 
     slug = _slug(title)
     for name, spec in schema.items():
         keys.append(_key(title, name))
-        c[keys[-1]] = _component(spec, f"script_{tab}_{slug}_{name}")
+        c[keys[-1]] = component_for_spec(spec, f"script_{tab}_{slug}_{name}")
     return keys
 
 

@@ -6,12 +6,14 @@
 from __future__ import annotations
 
 import dataclasses
+import html
 from typing import Any
 
 import gradio as gr
 
 from modules.settings import SETTING_INFOS, SettingInfo
 from modules.studio import Studio
+from modules.ui.script_controls import component_for_spec
 
 __all__ = ["build_settings_tab", "component_for", "value_from_component"]
 
@@ -76,3 +78,22 @@ def build_settings_tab(studio: Studio) -> None:
         return text
 
     apply.click(apply_settings, inputs=[components[k] for k in keys], outputs=[result], api_visibility="private")
+    _extension_settings(studio)
+
+
+def _extension_settings(studio: Studio) -> None:
+    """An "Extensions" section with the settings extensions declare, and its own Apply button."""
+    specs = studio.extension_settings()
+    if not specs:
+        return
+    values = studio.extension_setting_values()
+    with gr.Accordion("Extensions", open=True, elem_id="settings_extensions"):
+        controls = {key: component_for_spec(spec, f"setting_{key}", values[key]) for key, spec in specs.items()}
+        apply = gr.Button("Apply extension settings", elem_id="settings_extensions_submit")
+        result = gr.Markdown(elem_id="settings_extensions_result")
+
+    def apply_values(*given: Any) -> str:
+        warnings = studio.update_extension_settings(dict(zip(controls, given, strict=True)))
+        return "Saved." if not warnings else "\n".join(f"- {html.escape(w)}" for w in warnings)
+
+    apply.click(apply_values, inputs=list(controls.values()), outputs=[result], api_visibility="private")

@@ -90,3 +90,17 @@ def test_a_script_writes_its_infotext_and_reads_it_back(generate: Callable, stud
 
 def test_script_name_none_means_no_script(generate: Callable) -> None:
     assert len(generate(script_name="None").images) == 1
+
+
+def test_extension_settings_are_declared_saved_validated_and_read_by_the_script(generate: Callable,
+                                                                                studio: Studio) -> None:
+    key = "dynamic_thresholding_min_sigma"
+    assert key in studio.extension_settings() and studio.extension_setting_values()[key] == 0.0
+    on = {**HIGH_CFG, "alwayson_scripts": {THRESHOLD: {"args": [True, 99.0, 1.0]}}}
+    plain, thresholded = generate(**HIGH_CFG), generate(**on)
+    assert studio.update_extension_settings({key: 500.0, "nope": 1}) == [
+        f"{key}: 500.0 is outside 0.0..100.0", "nope: no extension declares this setting"]
+    assert studio.update_extension_settings({key: 99.0}) == []
+    assert studio.store.extra()[key] == 99.0 and studio.extension_setting_values()[key] == 99.0
+    # Every sigma of the run is below 99: the script now leaves the image alone.
+    assert generate(**on).images[0].tobytes() == plain.images[0].tobytes() != thresholded.images[0].tobytes()

@@ -124,3 +124,9 @@ def test_png_info_send_to_txt2img_also_fills_the_scripts_controls(config: dict[s
     ids = _ids(config)
     dependency = _handler_of(config, "pnginfo_send_txt2img")
     assert ids["script_txt2img_dynamic_thresholding_limit"]["id"] in dependency["outputs"]
+
+
+def test_settings_tab_shows_the_settings_extensions_declare(config: dict[str, Any]) -> None:
+    control = _ids(config)["setting_dynamic_thresholding_min_sigma"]
+    assert control["type"] == "slider" and control["props"]["maximum"] == 100.0
+    assert "settings_extensions_submit" in _ids(config)

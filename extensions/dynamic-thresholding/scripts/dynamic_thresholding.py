@@ -13,7 +13,25 @@ from __future__ import annotations
 
 import torch
 
-from modules.extensions.api import AlwaysVisible, Checkbox, Script, Slider, StepParams, Txt2ImgRequest
+from modules.extensions.api import (
+    AlwaysVisible,
+    Checkbox,
+    Script,
+    Slider,
+    StepParams,
+    Txt2ImgRequest,
+    register_callback,
+)
+
+MIN_SIGMA = "dynamic_thresholding_min_sigma"
+
+
+def settings() -> dict:
+    # A Settings-tab option: leave the low-noise end alone, where clamping can dull fine detail.
+    return {MIN_SIGMA: Slider("Dynamic thresholding: only while sigma is at least", 0.0, 100.0, 0.0, step=0.1)}
+
+
+register_callback("on_ui_settings", settings)
 
 
 class DynamicThresholding(Script):
@@ -43,7 +61,7 @@ class DynamicThresholding(Script):
 
     def after_unet(self, p: Txt2ImgRequest, step: StepParams, noise_pred: torch.Tensor, enabled: bool,
                    percentile: float, limit: float) -> torch.Tensor | None:
-        if not enabled or step.sigma is None or step.sigma == 0:
+        if not enabled or step.sigma is None or step.sigma == 0 or step.sigma < self.option(MIN_SIGMA, 0.0):
             return None
         x = step.latents.to(noise_pred.dtype)
         x0 = x - step.sigma * noise_pred
