@@ -19,11 +19,13 @@ from modules.processing.img2img_request import INPAINT_AREAS, MASK_MODES, MASKED
 from modules.processing.outpainting import DIRECTIONS, OUTPAINT_SCRIPTS
 from modules.ui.generation_form import GenerationTab, build_generation_tab
 from modules.ui.img2img_payload import INPAINT_MODES, build_img2img_payload, inpaint_flags, settings_payload
+from modules.ui.script_controls import pasted_script_values
 
 if TYPE_CHECKING:
     from modules.studio import Studio
 
-__all__ = ["IMG2IMG_TAB_IDS", "Img2ImgTab", "build_img2img_tab", "img2img_submit", "received_updates"]
+__all__ = ["IMG2IMG_TAB_IDS", "INFOTEXT_FIELDS", "Img2ImgTab", "build_img2img_tab", "img2img_submit",
+           "received_updates"]
 
 #: ``gr.Tab`` ids of the input sub-tabs, for ``gr.Tabs(selected=...)``.
 IMG2IMG_TAB_IDS = {"img2img": "img2img_img2img_tab", "sketch": "img2img_sketch_tab",
@@ -31,6 +33,8 @@ IMG2IMG_TAB_IDS = {"img2img": "img2img_img2img_tab", "sketch": "img2img_sketch_t
                    "inpaint upload": "img2img_inpaint_upload_tab", "batch": "img2img_batch_tab"}
 MASK_COLOUR = "#ffffff"
 #: The controls "Send to" sets from the sent image's parameters, by A1111 payload name.
+#: Key of the received values holding the sent image's parsed infotext (scripts read theirs back).
+INFOTEXT_FIELDS = "infotext_fields"
 RECEIVED_FIELDS = ("sampler_name", "scheduler", "steps", "cfg_scale", "seed", "width", "height")
 EXTRA_FIELDS = (
     "mode", "init_image", "sketch", "inpaint_image", "inpaint_sketch", "inpaint_upload_image", "inpaint_upload_mask",
@@ -184,8 +188,15 @@ def build_img2img_tab(studio: Studio) -> Img2ImgTab:
     c = form.controls
     _wire_mode_switches(c)
     received = gr.State({})
-    received.change(received_updates, inputs=[received],
-                    outputs=[*(c[name] for name in RECEIVED_FIELDS), c["mode"], c["inpaint_controls"]],
+    scripts = form.scripts
+
+    def received_with_scripts(values: Mapping[str, Any] | None) -> tuple[Any, ...]:
+        fields = (values or {}).get(INFOTEXT_FIELDS) or {}
+        return (*received_updates(values), *pasted_script_values(studio, scripts, True, fields))
+
+    received.change(received_with_scripts, inputs=[received],
+                    outputs=[*(c[name] for name in RECEIVED_FIELDS), c["mode"], c["inpaint_controls"],
+                             *(c[key] for key in scripts.fields)],
                     api_visibility="private", queue=False)
     return Img2ImgTab(form, c["mode_tabs"], c["init_image"], c["inpaint_image"], c["prompt"],
                       c["negative_prompt"], received)

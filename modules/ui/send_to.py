@@ -19,7 +19,7 @@ from modules.processing.errors import RequestValidationError
 from modules.processing.infotext import parse_infotext
 from modules.processing.request_infotext import txt2img_values_from_infotext
 from modules.ui.extras import SINGLE_IMAGE_TAB_ID, ExtrasTab
-from modules.ui.img2img import IMG2IMG_TAB_IDS, Img2ImgTab
+from modules.ui.img2img import IMG2IMG_TAB_IDS, INFOTEXT_FIELDS, Img2ImgTab
 from modules.ui.output_panel import GalleryValue, OutputPanel, gallery_images
 
 __all__ = ["pick_image", "received_values", "send_to_extras", "send_to_img2img", "wire_send_to"]
@@ -56,6 +56,8 @@ def received_values(infotext: str, image: Image.Image) -> dict[str, Any]:
     for name in _RUN_ONLY_FIELDS:
         values.pop(name, None)
     values["width"], values["height"] = image.size
+    # The raw fields too: scripts read their own keys back from them (``paste_fields``).
+    values[INFOTEXT_FIELDS] = dict(parse_infotext(infotext)) if infotext.strip() else {}
     return values
 
 

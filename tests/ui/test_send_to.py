@@ -36,8 +36,10 @@ def test_received_values_carry_the_infotext_and_the_image_size() -> None:
 def test_an_unusable_infotext_still_gives_its_prompts() -> None:
     values = received_values("just a prompt\nNegative prompt: n\nSteps: many, Seed: x, Size: 8x8",
                              Image.new("RGB", (8, 8)))
+    fields = values.pop("infotext_fields")
     assert values == {"prompt": "just a prompt", "negative_prompt": "n", "width": 8, "height": 8}
-    assert received_values("", Image.new("RGB", (8, 4))) == {"width": 8, "height": 4}
+    assert fields["Steps"] == "many"  # the raw fields go along, for scripts to read theirs back
+    assert received_values("", Image.new("RGB", (8, 4))) == {"width": 8, "height": 4, "infotext_fields": {}}
 
 
 def test_send_to_img2img_fills_the_image_prompts_and_switches_tabs() -> None:
@@ -52,7 +54,8 @@ def test_send_to_inpaint_puts_the_image_under_the_mask_editor() -> None:
     editor, prompt, _, values, top, sub = send_to_img2img(_gallery(), [INFO, ""], 1, mode="inpaint")
     assert editor["layers"] == [] and editor["background"] is editor["composite"]
     assert editor["background"].getpixel((0, 0)) == (0, 128, 0)
-    assert prompt == "" and values == {"width": 64, "height": 64, "mode": "Inpaint"}  # image 1: no infotext
+    assert prompt == "" and values == {"width": 64, "height": 64, "mode": "Inpaint",  # image 1: no infotext
+                                       "infotext_fields": {}}
     assert top.selected == "img2img" and sub.selected == "img2img_inpaint_tab"
 
 
