@@ -148,13 +148,12 @@ class PromptsFromFile(Script):
             if results[-1].interrupted:
                 break
         result = merge_results(results)
-        unused = sorted({tag for options in jobs for tag in options if tag not in REQUEST_FIELDS})
+        unused = sorted({tag for options in jobs for tag in options if tag not in (*REQUEST_FIELDS, "styles")})
         if unused:
             result.notices.append(f"Prompts from file: not applied here: {', '.join('--' + t for t in unused)}")
         return result
 
-    @staticmethod
-    def _request(p: Txt2ImgRequest, options: dict[str, Any], number: int, iterate_seed: bool,
+    def _request(self, p: Txt2ImgRequest, options: dict[str, Any], number: int, iterate_seed: bool,
                  position: str) -> Txt2ImgRequest:
         fields = {REQUEST_FIELDS[tag]: value for tag, value in options.items() if tag in REQUEST_FIELDS}
         for key in ("prompt", "negative_prompt"):
@@ -165,6 +164,7 @@ class PromptsFromFile(Script):
         if iterate_seed and "seed" not in fields:
             fields["seed"] = p.seed + number * p.images_per_job
         try:
-            return dataclasses.replace(p, **fields)
+            request = dataclasses.replace(p, **fields)
+            return self.apply_styles(request, options["styles"]) if options.get("styles") else request
         except ValueError as error:
             raise ValueError(f"prompt {number + 1} of the list: {error}") from None

@@ -7,6 +7,8 @@ from collections.abc import Callable
 import pytest
 
 from modules.processing.infotext import parse_infotext
+from modules.processing.styles import PromptStyle
+from modules.studio import Studio
 from scripts.prompts_from_file import MAX_LINES, parse_prompt_lines
 
 
@@ -42,15 +44,22 @@ def test_too_many_lines_are_refused() -> None:
         parse_prompt_lines("cat\n" * (MAX_LINES + 1))
 
 
-def test_each_line_is_a_generation_with_its_options(generate: Callable) -> None:
-    lines = "a red circle\n--prompt 'a blue square' --steps 3 --seed 11 --styles Mine\n"
+def test_each_line_is_a_generation_with_its_options(generate: Callable, studio: Studio) -> None:
+    studio.styles.save(PromptStyle("Mine", "{prompt}, oil painting", "blurry"))
+    lines = "a red circle\n--prompt 'a blue square' --steps 3 --seed 11 --styles Mine --outpath_samples x\n"
     result = generate(prompt="", script_name="Prompts from file or textbox",
                       script_args={"prompt_txt": lines, "checkbox_iterate": True})
     assert result.hook_errors == [] and len(result.images) == 2
     first, second = (parse_infotext(info) for info in result.infotexts)
-    assert result.infotexts[0].startswith("a red circle") and result.infotexts[1].startswith("a blue square")
+    assert result.infotexts[0].startswith("a red circle\n")
+    assert result.infotexts[1].startswith("a blue square, oil painting\nNegative prompt: blurry")
     assert (first["Seed"], first["Steps"]) == ("5", "2") and (second["Seed"], second["Steps"]) == ("11", "3")
-    assert result.notices == ["Prompts from file: not applied here: --styles"]
+    assert result.notices == ["Prompts from file: not applied here: --outpath_samples"]
+
+
+def test_an_unknown_style_stops_the_script_naming_it(generate: Callable) -> None:
+    result = generate(script_name="Prompts from file or textbox", script_args={"prompt_txt": "--styles Nope"})
+    assert "prompt 1 of the list" in result.hook_errors[0] and "Nope" in result.hook_errors[0]
 
 
 def test_a_bad_value_stops_the_script_before_any_image(generate: Callable) -> None:
