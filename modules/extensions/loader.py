@@ -7,22 +7,27 @@ An extension is a folder with an ``extension.json``::
 
 A script file that fails to import (a syntax error, a missing package, an exception at
 import time) is reported with its file and skipped; the others load. An import slower than
-``SLOW_IMPORT_S`` is reported too. ``--disable-extensions extra`` skips ``extensions/``,
+``SLOW_IMPORT_S`` is reported; one still running after ``IMPORT_TIMEOUT_S`` (a file that waits
+on the network, or loops) is reported and skipped, and start-up goes on without it.
+``--disable-extensions extra`` skips ``extensions/``,
 ``all`` also skips ``scripts/``: the way back when an extension breaks start-up.
 """
 
 from __future__ import annotations
 
+import contextvars
 import dataclasses
 import hashlib
 import importlib.util
 import json
 import logging
 import sys
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 from modules.extensions.api import _REGISTRATION, Script
@@ -33,6 +38,7 @@ logger = logging.getLogger(__name__)
 
 DISABLE_CHOICES = ("none", "extra", "all")
 SLOW_IMPORT_S = 2.0
+IMPORT_TIMEOUT_S = 30.0
 
 
 @dataclass(frozen=True)
@@ -133,29 +139,61 @@ def _ordered(extensions: list[ExtensionInfo]) -> list[ExtensionInfo]:
     return ordered
 
 
-def _import_scripts(path: Path, extension: str | None, catalog: ScriptCatalog) -> None:
+def _execute_module(path: Path, module_name: str) -> tuple[ModuleType, list[Callback]]:
+    """Run one script file as a module; returns it and the callbacks it registered."""
+    spec = importlib.util.spec_from_file_location(module_name, path)
+    if spec is None or spec.loader is None:
+        raise ImportError("not a Python file")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[module_name] = module  # dataclasses and pickling look classes up here
+    registered: list[Callback] = []
+    token = _REGISTRATION.set(lambda name, function: registered.append(Callback(name, function, path)))
+    try:
+        spec.loader.exec_module(module)
+    finally:
+        _REGISTRATION.reset(token)
+    return module, registered
+
+
+def _execute_with_timeout(path: Path, module_name: str, timeout_s: float) -> tuple[ModuleType, list[Callback]]:
+    """``_execute_module`` on a daemon thread; TimeoutError when it has not finished in time.
+
+    Python cannot stop an import half way, so a file that overruns keeps running in the
+    background; nothing it defines or registers is used.
+    """
+    outcome: dict[str, Any] = {}
+
+    def work() -> None:
+        try:
+            outcome["result"] = _execute_module(path, module_name)
+        except BaseException as error:  # handed back to the caller's thread below
+            outcome["error"] = error
+
+    worker = threading.Thread(target=contextvars.copy_context().run, args=(work,),
+                              name=f"import {path.name}", daemon=True)
+    worker.start()
+    worker.join(timeout_s)
+    if worker.is_alive():
+        raise TimeoutError(f"importing did not finish in {timeout_s:g} s; skipped")
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome["result"]
+
+
+def _import_scripts(path: Path, extension: str | None, catalog: ScriptCatalog,
+                    timeout_s: float = IMPORT_TIMEOUT_S) -> None:
     """Import one script file and add its ``Script`` subclasses; failures go to ``catalog.errors``."""
     # A unique module name per file, so two extensions' "scripts/main.py" do not collide.
     module_name = "aigen_script_" + hashlib.sha1(str(path.resolve()).encode()).hexdigest()[:12]
     started = time.monotonic()
     try:
-        spec = importlib.util.spec_from_file_location(module_name, path)
-        if spec is None or spec.loader is None:
-            raise ImportError("not a Python file")
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[module_name] = module  # dataclasses and pickling look classes up here
-        registered: list[Callback] = []
-        token = _REGISTRATION.set(lambda name, function: registered.append(Callback(name, function, path)))
-        try:
-            spec.loader.exec_module(module)
-        finally:
-            _REGISTRATION.reset(token)
-        catalog.callbacks.extend(registered)  # only from files that loaded completely
+        module, registered = _execute_with_timeout(path, module_name, timeout_s)
     except (Exception, SystemExit) as error:  # anything a user file raises must not stop start-up
         sys.modules.pop(module_name, None)
         catalog.errors.append(f"{path}: {type(error).__name__}: {error}")
         logger.warning("script %s not loaded: %s", path, error)
         return
+    catalog.callbacks.extend(registered)  # only from files that loaded completely
     elapsed = time.monotonic() - started
     if elapsed > SLOW_IMPORT_S:
         catalog.errors.append(f"{path}: importing took {elapsed:.1f} s (slows every start)")
@@ -172,10 +210,10 @@ def _script_files(folder: Path) -> list[Path]:
 
 def discover_scripts(scripts_dir: Path, extensions_dir: Path | Sequence[Path], disable: str = "none",
                      disabled_extensions: frozenset[str] = frozenset(), builtin_dir: Path | None = None,
-                     ) -> ScriptCatalog:
+                     import_timeout_s: float = IMPORT_TIMEOUT_S) -> ScriptCatalog:
     """Import every script; ``disable`` is "none", "extra" (skip extensions) or "all" (skip the
     user's ``scripts_dir`` too). ``builtin_dir`` holds the scripts that ship with the studio;
-    they always load, first.
+    they always load, first. A file whose import runs past ``import_timeout_s`` is skipped.
 
     ``extensions_dir`` may be several folders (the shipped one and the data dir's); each
     extension folder is read once. ``disabled_extensions`` (names the user switched off in
@@ -189,7 +227,7 @@ def discover_scripts(scripts_dir: Path, extensions_dir: Path | Sequence[Path], d
         folders_of_scripts.append(scripts_dir)
     for folder in folders_of_scripts:
         for path in _script_files(folder):
-            _import_scripts(path, None, catalog)
+            _import_scripts(path, None, catalog, import_timeout_s)
     roots = [extensions_dir] if isinstance(extensions_dir, Path) else list(extensions_dir)
     unique_roots = list({root.resolve(): root for root in roots if root.is_dir()}.values())
     folders = sorted((p for root in unique_roots for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")),
@@ -202,5 +240,5 @@ def discover_scripts(scripts_dir: Path, extensions_dir: Path | Sequence[Path], d
             catalog.errors.append(f"{info.path}: {info.error}")
         elif info.enabled:
             for path in _script_files(info.path / "scripts"):
-                _import_scripts(path, info.name, catalog)
+                _import_scripts(path, info.name, catalog, import_timeout_s)
     return catalog

@@ -59,6 +59,20 @@ def test_scripts_and_extensions_load_and_broken_ones_are_reported_not_fatal(tmp_
     assert "ext-bad-json" in errors and "extension.json" in errors
 
 
+def test_an_import_that_hangs_is_skipped_and_start_up_goes_on(tmp_path: Path) -> None:
+    """A file that blocks at import (e.g. waiting for a model hub) must not hold start-up."""
+    scripts = tmp_path / "scripts"
+    scripts.mkdir()
+    (scripts / "hangs.py").write_text("import threading\nthreading.Event().wait(30)\n"
+                                      + SCRIPT.format(name="Hangs"))
+    (scripts / "good.py").write_text(SCRIPT.format(name="Good"))
+
+    catalog = discover_scripts(scripts, tmp_path / "extensions", import_timeout_s=0.2)
+
+    assert [s.script_class.__name__ for s in catalog.scripts] == ["Good"]
+    assert any("hangs.py: TimeoutError: importing did not finish in 0.2 s; skipped" in e for e in catalog.errors)
+
+
 def test_same_file_names_in_two_extensions_do_not_collide(tmp_path: Path) -> None:
     extensions = tmp_path / "extensions"
     _extension(extensions, "one", {"name": "one"}, {"main.py": SCRIPT.format(name="One")})
