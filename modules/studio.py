@@ -29,7 +29,13 @@ from modules.processing.dynamic_prompts import run_with_dynamic_prompts
 from modules.processing.errors import ProcessingError, RequestValidationError
 from modules.processing.hooks import StepHook
 from modules.processing.img2img import run_img2img
-from modules.processing.img2img_batch import Img2ImgBatchRequest, batch_request, batch_stand_in, run_img2img_batch
+from modules.processing.img2img_batch import (
+    Img2ImgBatchRequest,
+    batch_output,
+    batch_request,
+    batch_stand_in,
+    run_img2img_batch,
+)
 from modules.processing.img2img_request import Img2ImgRequest
 from modules.processing.job import Job
 from modules.processing.outpainting import OUTPAINT_SCRIPTS
@@ -96,14 +102,13 @@ class Studio:
     def _run(self, job: Job) -> GenerationResult:
         self.ensure_libraries()
         request = job.request
+        is_img2img = isinstance(request, (Img2ImgRequest, Img2ImgBatchRequest))
+        saver, styles = self._image_saver(is_img2img), self._style_applier()
         if isinstance(request, Img2ImgBatchRequest):
-            model = self._model_for(request)
-            # Every file goes through the always-on scripts' hooks (a selected script is refused at submit).
-            return run_with_scripts(job.scripts, request, lambda r, hooks, save: run_img2img_batch(
-                model, Job(r, [*job.hooks, *hooks], job.on_progress, job.id, job.cancel)))
-        is_img2img = isinstance(request, Img2ImgRequest)
-        return run_with_scripts(job.scripts, request, self._generator(job, is_img2img), self._image_saver(is_img2img),
-                                self._style_applier())
+            # As in A1111, each file is a job of its own for the scripts: a selected script runs per file.
+            generate = self._generator(job, True, batch_output(request))
+            return run_img2img_batch(request, lambda r: run_with_scripts(job.scripts, r, generate, saver, styles))
+        return run_with_scripts(job.scripts, request, self._generator(job, is_img2img), saver, styles)
 
     def _model_for(self, request: Any) -> Any:
         """The loaded model a request names (checkpoint and VAE), or the settings' choice; the
@@ -115,12 +120,14 @@ class Studio:
             self.context.scripts.run_callbacks("on_model_loaded", model.pipeline)
         return model
 
-    def _generator(self, job: Job, is_img2img: bool) -> Any:
+    def _generator(self, job: Job, is_img2img: bool, output: OutputOptions | None = None) -> Any:
         """One generation of the job: ``(request, extra hooks, save) -> result``. The model is
-        looked up per request, so a script may vary the checkpoint or VAE (X/Y/Z plot)."""
+        looked up per request, so a script may vary the checkpoint or VAE (X/Y/Z plot).
+        ``output`` None: the tab's output folder from the settings."""
         settings = self.settings
-        folder = self.output_folder("outdir_img2img_samples" if is_img2img else "outdir_txt2img_samples")
-        output = OutputOptions(folder, save=settings.samples_save, date_subfolder=settings.save_to_dirs)
+        if output is None:
+            folder = self.output_folder("outdir_img2img_samples" if is_img2img else "outdir_txt2img_samples")
+            output = OutputOptions(folder, save=settings.samples_save, date_subfolder=settings.save_to_dirs)
         run = run_img2img if is_img2img else run_txt2img
 
         def generate(request: Any, hooks: list[StepHook], save: bool) -> GenerationResult:
@@ -220,9 +227,6 @@ class Studio:
                                   "--enable-insecure-extension-access to allow it, or upload the images instead.")
         # The settings are checked now, on a stand-in image; each file replaces it when its turn comes.
         payload, scripts = self._job_scripts(payload, is_img2img=True)
-        if scripts.selected is not None:
-            raise RequestValidationError("script_name", f"{scripts.selected.name} does not run on a Batch from a "
-                                         "directory; choose None, or use the img2img tab")
         payload = apply_payload_styles({**payload, "init_images": [batch_stand_in()]}, self.styles)
         template = img2img_request_from_api(payload, **self._setting_defaults(payload))
         target = Path(output_dir.strip()).expanduser() if output_dir.strip() else self.output_folder(

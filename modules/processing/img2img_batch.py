@@ -6,19 +6,18 @@ mask by file name (any of the accepted extensions), which makes the batch an inp
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from PIL import Image
 
-from modules.models.loader import LoadedModel
 from modules.processing.errors import RequestValidationError
-from modules.processing.img2img import run_img2img
 from modules.processing.img2img_request import Img2ImgRequest
-from modules.processing.job import Job
 from modules.processing.txt2img import GenerationResult, OutputOptions
 
-__all__ = ["IMAGE_SUFFIXES", "Img2ImgBatchRequest", "batch_request", "batch_stand_in", "run_img2img_batch"]
+__all__ = ["IMAGE_SUFFIXES", "Img2ImgBatchRequest", "batch_output", "batch_request", "batch_stand_in",
+           "run_img2img_batch"]
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
 
@@ -83,11 +82,16 @@ def _file_request(batch: Img2ImgBatchRequest, path: Path) -> Img2ImgRequest:
     return dataclasses.replace(batch.template, init_images=(image,), mask=mask)
 
 
-def run_img2img_batch(model: LoadedModel, job: Job) -> GenerationResult:
-    """Run ``job.request`` (an ``Img2ImgBatchRequest``) file by file, saving into its output
-    folder. One unreadable file is reported in ``notices`` and skipped; interrupt stops."""
-    batch: Img2ImgBatchRequest = job.request
-    output = OutputOptions(batch.output_dir, date_subfolder=False)
+def batch_output(batch: Img2ImgBatchRequest) -> OutputOptions:
+    """Where a batch saves: straight into its output folder, no date subfolder (as A1111)."""
+    return OutputOptions(batch.output_dir, date_subfolder=False)
+
+
+def run_img2img_batch(batch: Img2ImgBatchRequest,
+                      generate_file: Callable[[Img2ImgRequest], GenerationResult]) -> GenerationResult:
+    """Run ``batch`` file by file: ``generate_file`` gets each file's img2img request (the
+    caller runs it, with its scripts, saving into ``batch_output``). One unreadable file is
+    reported in ``notices`` and skipped; an interrupted file stops the batch."""
     result = GenerationResult(request=batch.template)
     for path in batch.inputs:
         try:
@@ -95,7 +99,7 @@ def run_img2img_batch(model: LoadedModel, job: Job) -> GenerationResult:
         except (OSError, RequestValidationError) as error:
             result.notices.append(f"{path.name}: skipped ({error})")
             continue
-        part = run_img2img(model, Job(request, job.hooks, job.on_progress, job.id, job.cancel), output)
+        part = generate_file(request)
         result.extend(part)
         if part.interrupted:
             break

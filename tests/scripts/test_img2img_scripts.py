@@ -74,3 +74,20 @@ def test_sd_upscale_doubles_the_image_and_saves_only_the_result(generate: Callab
     assert [image.size for image in result.images] == [(128, 128)]
     saved = list((data_dir / "outputs" / "img2img-images").rglob("*.png"))
     assert len(saved) == 1 and Image.open(saved[0]).size == (128, 128)
+
+
+def test_a_batch_from_a_folder_runs_the_selected_script_on_every_file(studio: Studio, tmp_path: Path) -> None:
+    inputs, out = tmp_path / "in", tmp_path / "out"
+    inputs.mkdir()
+    _source().save(inputs / "a.png")
+    _source().transpose(Image.Transpose.FLIP_LEFT_RIGHT).save(inputs / "b.png")
+    payload = {"prompt": "x", "steps": 2, "width": 64, "height": 64, "seed": 5, "denoising_strength": 0.5,
+               "script_name": "Loopback", "script_args": {"loops": 2, "final_denoising_strength": 0.3}}
+
+    status = studio.wait(studio.submit_img2img_batch(payload, str(inputs), str(out)), timeout=120)
+
+    assert status.state == "done", status.error
+    result = status.result
+    assert result.hook_errors == [] and len(result.images) == 2 * (1 + 2)  # per file: its grid and two loops
+    assert [img.width for img in result.images[::3]] == [2 * 64, 2 * 64]
+    assert len(list(out.glob("*.png"))) == 4  # the loops' images; grids go to the img2img grid folder
