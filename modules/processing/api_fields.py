@@ -7,9 +7,10 @@ from collections.abc import Mapping
 from typing import Any
 
 from modules.processing.errors import RequestValidationError
+from modules.processing.hires import HiresFix
 from modules.processing.requests import Txt2ImgRequest
 
-__all__ = ["txt2img_fields", "txt2img_request_from_api"]
+__all__ = ["HIRES_FIELDS", "hires_from_api", "txt2img_fields", "txt2img_request_from_api"]
 
 # A1111 name -> our field name, for fields with a direct counterpart.
 _RENAMED = {
@@ -26,7 +27,7 @@ _SAME = (
 _IGNORED_WHEN = {
     "send_images": None, "save_images": None, "do_not_save_samples": None, "do_not_save_grid": None,
     "sampler_index": None, "override_settings_restore_afterwards": None, "force_task_id": None,
-    "restore_faces": (False, None), "enable_hr": (False, None), "denoising_strength": None,
+    "restore_faces": (False, None),
     "styles": ([], None), "script_name": (None, ""), "script_args": ([], None), "alwayson_scripts": ({}, None),
     "s_min_uncond": None, "s_churn": None, "s_tmax": None, "s_tmin": None, "s_noise": None, "comments": None,
     "disable_extra_networks": None, "infotext": (None, ""), "refiner_checkpoint": (None, ""),
@@ -76,6 +77,40 @@ def txt2img_fields(payload: Mapping[str, Any], kind: str, handled: frozenset[str
     return fields
 
 
+# A1111's Hires. fix fields -> ``HiresFix`` fields (read only when ``enable_hr`` is true).
+HIRES_FIELDS = {
+    "hr_upscaler": "upscaler", "hr_scale": "scale", "hr_resize_x": "resize_x", "hr_resize_y": "resize_y",
+    "hr_second_pass_steps": "steps", "denoising_strength": "denoising_strength", "hr_sampler_name": "sampler_name",
+    "hr_scheduler": "scheduler", "hr_prompt": "prompt", "hr_negative_prompt": "negative_prompt",
+}
+# What A1111 clients send to mean "as the first pass".
+_SAME_AS_FIRST_PASS = (None, "", "Use same sampler", "Use same scheduler", "Use same checkpoint")
+
+
+def hires_from_api(payload: Mapping[str, Any]) -> HiresFix | None:
+    """The Hires. fix of a txt2img payload, or None when ``enable_hr`` is off.
+
+    Raises:
+        RequestValidationError: naming the offending ``hr_*`` field.
+    """
+    enabled = payload.get("enable_hr", False)
+    if not isinstance(enabled, bool) and enabled is not None:
+        raise RequestValidationError("enable_hr", f"must be true or false, got {enabled!r}")
+    if not enabled:
+        return None
+    if payload.get("hr_checkpoint_name") not in _SAME_AS_FIRST_PASS:
+        raise RequestValidationError("hr_checkpoint_name", "a second checkpoint for the hires pass is not "
+                                                           "supported; use \"Use same checkpoint\"")
+    fields = {}
+    for key, name in HIRES_FIELDS.items():
+        value = payload.get(key)
+        if value in _SAME_AS_FIRST_PASS and name not in ("upscaler", "denoising_strength", "scale"):
+            continue
+        if value is not None:
+            fields[name] = value
+    return HiresFix(**fields)
+
+
 def txt2img_request_from_api(payload: Mapping[str, Any], **extra: Any) -> Txt2ImgRequest:
     """Build a ``Txt2ImgRequest`` from an A1111 ``/sdapi/v1/txt2img`` style payload.
 
@@ -85,6 +120,8 @@ def txt2img_request_from_api(payload: Mapping[str, Any], **extra: Any) -> Txt2Im
     Raises:
         RequestValidationError: naming the offending field.
     """
-    fields = txt2img_fields(payload, "txt2img")
+    hires_keys = frozenset({"enable_hr", "hr_checkpoint_name", "firstphase_width", "firstphase_height", *HIRES_FIELDS})
+    fields = txt2img_fields(payload, "txt2img", hires_keys)
+    fields["hires"] = hires_from_api(payload)
     fields.update(extra)
     return Txt2ImgRequest(**fields)

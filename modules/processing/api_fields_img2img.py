@@ -73,7 +73,9 @@ def img2img_request_from_api(payload: Mapping[str, Any], **extra: Any) -> Img2Im
     Raises:
         RequestValidationError: naming the offending field (A1111's name).
     """
-    fields = {**API_DEFAULTS, **txt2img_fields(payload, "img2img", _HANDLED), **_image_fields(payload)}
+    if payload.get("enable_hr"):  # hires_from_api refuses a bad value; a true one is a txt2img option
+        raise RequestValidationError("enable_hr", "Hires. fix is a txt2img option; img2img sets its size directly")
+    fields = {**API_DEFAULTS, **txt2img_fields(payload, "img2img", _HANDLED | {"enable_hr"}), **_image_fields(payload)}
     given = {key: value for key, value in payload.items() if value is not None}
     if "denoising_strength" in given:
         fields["strength"] = given["denoising_strength"]

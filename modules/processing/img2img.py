@@ -32,7 +32,7 @@ from modules.processing.img2img_request import Img2ImgRequest
 from modules.processing.job import Job, ProgressUpdate
 from modules.processing.prompt_conditioning import ScheduledConditioning
 from modules.processing.request_infotext import img2img_parameters
-from modules.processing.samplers import build_scheduler, resolve_sampler
+from modules.processing.samplers import partial_schedule, resolve_sampler
 from modules.processing.seeds import ImageSeeds, create_initial_noise, image_generators, resolve_seed
 from modules.processing.txt2img import (
     GenerationResult,
@@ -130,12 +130,9 @@ def _run_batch(model: LoadedModel, job: Job, batch_index: int, seeds: ImageSeeds
     noise = create_initial_noise(tuple(batch.latents.shape[1:]), generators, batch_subseeds,
                                  request.subseed_strength, None).to(model.device, model.dtype)
     spec, schedule = resolve_sampler(request.sampler_name, request.scheduler)
-    scheduler = build_scheduler(spec, schedule, model.scheduler_config, batch_seeds)
-    scheduler.set_timesteps(request.num_inference_steps, device=model.device)
     steps_to_run = request.steps_to_run()
-    start = (request.num_inference_steps - steps_to_run) * scheduler.order
-    if hasattr(scheduler, "set_begin_index"):
-        scheduler.set_begin_index(start)
+    scheduler, start = partial_schedule(spec, schedule, model.scheduler_config, batch_seeds,
+                                        request.num_inference_steps, steps_to_run, model.device)
     blend = None
     if batch.repaint is not None and not model.family.is_inpaint:
         blend = _kept_area_blend(scheduler, batch, noise)

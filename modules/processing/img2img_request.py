@@ -53,6 +53,8 @@ class Img2ImgRequest(Txt2ImgRequest):
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        if self.hires is not None:
+            raise RequestValidationError("enable_hr", "Hires. fix is a txt2img option; img2img sets its size directly")
         images = self.init_images
         if isinstance(images, Image.Image):
             images = (images,)

@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from modules.processing.errors import RequestValidationError
+from modules.processing.hires import HiresFix, hires_parameters
 from modules.processing.img2img_request import Img2ImgRequest
 from modules.processing.infotext import VERSION, parse_infotext
 from modules.processing.requests import Txt2ImgRequest
@@ -44,6 +45,7 @@ def txt2img_parameters(
         "Model": model_name,
         "VAE hash": vae_hash,
         "VAE": vae_name,
+        **(hires_parameters(request.hires, request.width, request.height) if request.hires else {}),
         "Variation seed": subseed if varied else None,
         "Variation seed strength": request.subseed_strength if varied else None,
         "Seed resize from": f"{request.seed_resize_from_w}x{request.seed_resize_from_h}" if resized else None,
@@ -128,8 +130,26 @@ def request_from_params(params: Mapping[str, str], **overrides: Any) -> Txt2ImgR
         fields["checkpoint"] = model
     if "VAE" in params:
         fields["vae"] = params["VAE"]
+    fields["hires"] = _hires_from_params(params)
     fields.update(overrides)
     return Txt2ImgRequest(**fields)
+
+
+def _hires_from_params(params: Mapping[str, str]) -> HiresFix | None:
+    """The Hires. fix an infotext records ("Hires upscale"/"Hires resize" and friends), or None."""
+    if not any(key in params for key in ("Hires upscale", "Hires resize", "Hires upscaler")):
+        return None
+    fields: dict[str, Any] = {"upscaler": params.get("Hires upscaler", "Latent"),
+                              "scale": _number(params, "Hires upscale", float, 2.0),
+                              "resize_x": _number(params, "Hires resize-1", int, 0),
+                              "resize_y": _number(params, "Hires resize-2", int, 0),
+                              "steps": _number(params, "Hires steps", int, 0),
+                              "denoising_strength": _number(params, "Denoising strength", float, 0.7)}
+    for key, name in (("Hires sampler", "sampler_name"), ("Hires schedule type", "scheduler"),
+                      ("Hires prompt", "prompt"), ("Hires negative prompt", "negative_prompt")):
+        if key in params:
+            fields[name] = params[key]
+    return HiresFix(**fields)
 
 
 def txt2img_values_from_infotext(text: str | Mapping[str, str]) -> dict[str, Any]:
@@ -142,4 +162,17 @@ def txt2img_values_from_infotext(text: str | Mapping[str, str]) -> dict[str, Any
         "cfg_scale": request.guidance_scale, "seed": request.seed, "subseed": request.subseed,
         "subseed_strength": request.subseed_strength, "seed_resize_from_w": request.seed_resize_from_w,
         "seed_resize_from_h": request.seed_resize_from_h, "batch_size": 1, "n_iter": 1, "styles": [],
+        **_hires_values(request.hires),
     }
+
+
+def _hires_values(hires: HiresFix | None) -> dict[str, Any]:
+    """The Hires. fix controls' values, by A1111 payload name (``enable_hr`` off when None)."""
+    if hires is None:
+        return {"enable_hr": False}
+    return {"enable_hr": True, "hr_upscaler": hires.upscaler, "hr_scale": hires.scale, "hr_resize_x": hires.resize_x,
+            "hr_resize_y": hires.resize_y, "hr_second_pass_steps": hires.steps,
+            "denoising_strength": hires.denoising_strength,
+            "hr_sampler_name": hires.sampler_name or "Use same sampler",
+            "hr_scheduler": hires.scheduler or "Use same scheduler",
+            "hr_prompt": hires.prompt, "hr_negative_prompt": hires.negative_prompt}

@@ -14,6 +14,7 @@ from types import MappingProxyType
 from typing import Any
 
 from modules.processing.errors import RequestValidationError
+from modules.processing.hires import HiresFix
 from modules.processing.prompt_encoding import EMPHASIS_MODES
 from modules.processing.samplers import UnknownSamplerError, resolve_sampler
 
@@ -103,6 +104,7 @@ class Txt2ImgRequest:
     tiling: bool = False
     checkpoint: str | None = None
     vae: str | None = None
+    hires: HiresFix | None = None  # Hires. fix (A1111 ``enable_hr``): a second pass at a larger size
     script_args: Mapping[str, Mapping[str, Any]] = field(default_factory=lambda: MappingProxyType({}))
     # The prompts as written, when wildcards/variants made ``prompt``/``negative_prompt`` from them.
     template: str = ""
@@ -124,6 +126,8 @@ class Txt2ImgRequest:
                 raise RequestValidationError(_api_name(name), f"must be a string, got {value!r}")
         if not isinstance(self.script_args, Mapping):
             raise RequestValidationError("script_args", "must be an object keyed by script title")
+        if self.hires is not None:
+            self._validate_hires(self.hires)
         object.__setattr__(self, "script_args", MappingProxyType(dict(self.script_args)))
 
     def _validate_text(self) -> None:
@@ -162,6 +166,21 @@ class Txt2ImgRequest:
             raise RequestValidationError(field_name, str(error)) from None
         object.__setattr__(self, "sampler_name", spec.name)
         object.__setattr__(self, "scheduler", schedule)
+
+    def _validate_hires(self, hires: HiresFix) -> None:
+        if not isinstance(hires, HiresFix):
+            raise RequestValidationError("enable_hr", f"hires settings expected, got {type(hires).__name__}")
+        for name in ("prompt", "negative_prompt"):
+            _check_text(f"hr_{name}", getattr(hires, name), self.limits.max_prompt_chars)
+        try:
+            resolve_sampler(hires.sampler_name or self.sampler_name, hires.scheduler or self.scheduler)
+        except UnknownSamplerError as error:
+            raise RequestValidationError("hr_scheduler" if "schedule type" in str(error) else "hr_sampler_name",
+                                         str(error)) from None
+        _, _, width, height = hires.target_size(self.width, self.height)
+        if width * height > self.limits.max_size ** 2 * 4:
+            raise RequestValidationError("hr_scale", f"the second pass would be {width}x{height}; the limit is "
+                                                     f"{self.limits.max_size * 2}x{self.limits.max_size * 2} pixels")
 
     @property
     def images_per_job(self) -> int:

@@ -203,3 +203,19 @@ def build_scheduler(
     if spec.brownian_noise and seeds:
         config["noise_sampler_seed"] = list(seeds) if len(seeds) > 1 else int(seeds[0])
     return spec.scheduler_cls.from_config({k: v for k, v in config.items() if k in accepted})
+
+
+def partial_schedule(spec: SamplerSpec, schedule_type: str, model_scheduler_config: Mapping[str, Any],
+                     seeds: Sequence[int], total_steps: int, steps_to_run: int, device: Any) -> tuple[Any, int]:
+    """A scheduler over ``total_steps`` that will run only the last ``steps_to_run`` of them
+    (img2img, hires fix), and the index of its first call to run.
+
+    The start is counted in scheduler calls (second-order samplers make ``order`` per step);
+    ``set_begin_index`` tells the scheduler where its step counter starts.
+    """
+    scheduler = build_scheduler(spec, schedule_type, model_scheduler_config, seeds)
+    scheduler.set_timesteps(total_steps, device=device)
+    start = (total_steps - steps_to_run) * scheduler.order
+    if hasattr(scheduler, "set_begin_index"):
+        scheduler.set_begin_index(start)
+    return scheduler, start

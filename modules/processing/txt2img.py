@@ -26,13 +26,15 @@ from modules.models.loader import LoadedModel
 from modules.processing.denoise import DenoiseInputs, denoise
 from modules.processing.errors import BatchSkipped, JobInterrupted
 from modules.processing.extra_networks import JobNetworks, extra_networks_applied
+from modules.processing.hires import ImageUpscale, resize_pixels, upscale_latents
 from modules.processing.hooks import HookDispatcher
+from modules.processing.img2img_inputs import pixels_to_tensor
 from modules.processing.infotext import build_infotext
 from modules.processing.job import Job, ProgressUpdate
 from modules.processing.prompt_conditioning import ScheduledConditioning
 from modules.processing.request_infotext import txt2img_parameters
 from modules.processing.requests import Txt2ImgRequest
-from modules.processing.samplers import SamplerSpec, build_scheduler, resolve_sampler
+from modules.processing.samplers import SamplerSpec, build_scheduler, partial_schedule, resolve_sampler
 from modules.processing.saving import date_folder, save_png
 from modules.processing.seeds import ImageSeeds, create_initial_noise, image_generators, resolve_seed
 from modules.processing.vae import circular_padding, decode_latents, encode_pixels, to_pil_images
@@ -155,7 +157,7 @@ def sampler_step_kwargs(spec: SamplerSpec, scheduler: object, request: Txt2ImgRe
 def _run_batch(model: LoadedModel, job: Job, batch_index: int, seeds: ImageSeeds,
                conds: ScheduledConditioning, hooks: HookDispatcher,
                extra_channels: torch.Tensor | None) -> torch.Tensor:
-    """Denoise one batch; returns decoded pixels (B, 3, H, W) in [0, 1]."""
+    """Denoise one batch; returns its latents (B, 4, H/8, W/8)."""
     request: Txt2ImgRequest = job.request
     batch_seeds, batch_subseeds = seeds.batch(batch_index, request.batch_size)
     factor = model.vae_scale_factor
@@ -179,11 +181,70 @@ def _run_batch(model: LoadedModel, job: Job, batch_index: int, seeds: ImageSeeds
 
     def report(step: int, latents: torch.Tensor) -> None:
         if job.on_progress is not None:
-            job.on_progress(ProgressUpdate(job.id, batch_index, request.batch_count, step,
-                                           request.num_inference_steps, job.elapsed_s(), latents, model.family.id))
+            job.on_progress(ProgressUpdate(job.id, batch_index, request.batch_count, step, _steps_per_image(request),
+                                           job.elapsed_s(), latents, model.family.id))
 
-    latents = denoise(inputs, hooks, job.cancel.raise_if_cancelled, report)
-    return decode_latents(model.pipeline.vae, latents)
+    return denoise(inputs, hooks, job.cancel.raise_if_cancelled, report)
+
+
+def _steps_per_image(request: Txt2ImgRequest) -> int:
+    """Sampling steps one batch runs: the first pass's, plus the hires pass's."""
+    if request.hires is None:
+        return request.num_inference_steps
+    return request.num_inference_steps + request.hires.steps_to_run(request.num_inference_steps)[1]
+
+
+def _hires_start(model: LoadedModel, request: Txt2ImgRequest, latents: torch.Tensor,
+                 upscale: ImageUpscale | None) -> torch.Tensor:
+    """The first pass's latents (B, 4, h, w) upscaled to the second pass's size, as latents."""
+    hires = request.hires
+    assert hires is not None
+    cover_w, cover_h, width, height = hires.target_size(request.width, request.height)
+    if hires.is_latent:
+        return upscale_latents(latents, hires.upscaler, cover_w, cover_h, width, height, model.vae_scale_factor)
+    images = to_pil_images(decode_latents(model.pipeline.vae, latents))
+    images = resize_pixels(images, hires.upscaler, cover_w, cover_h, width, height, upscale)
+    encoded = torch.cat([encode_pixels(model.pipeline.vae, pixels_to_tensor(image)) for image in images])
+    return encoded.to(model.device, model.dtype)
+
+
+def _hires_pass(model: LoadedModel, job: Job, batch_index: int, seeds: ImageSeeds, latents: torch.Tensor,
+                conds: ScheduledConditioning, hooks: HookDispatcher, upscale: ImageUpscale | None) -> torch.Tensor:
+    """Hires. fix on one batch: upscale the first pass's latents (B, 4, h, w), noise them to
+    the hires denoising strength (fresh noise from the same seeds, as A1111) and denoise the
+    last steps again at the new size. Returns the second pass's latents."""
+    request: Txt2ImgRequest = job.request
+    hires = request.hires
+    assert hires is not None
+    init = _hires_start(model, request, latents, upscale)
+    total, steps_to_run = hires.steps_to_run(request.num_inference_steps)
+    if steps_to_run == 0:
+        return init
+    _, _, width, height = hires.target_size(request.width, request.height)
+    second = dataclasses.replace(hires.for_second_pass(request), width=width, height=height, hires=None)
+    batch_seeds, batch_subseeds = seeds.batch(batch_index, request.batch_size)
+    generators = image_generators(batch_seeds)
+    noise = create_initial_noise(tuple(init.shape[1:]), generators, batch_subseeds, request.subseed_strength)
+    noise = noise.to(model.device, model.dtype)
+    spec, schedule = resolve_sampler(second.sampler_name, second.scheduler)
+    scheduler, start = partial_schedule(spec, schedule, model.scheduler_config, batch_seeds, total, steps_to_run,
+                                        model.device)
+    start_latents = scheduler.add_noise(init, noise, scheduler.timesteps[start:start + 1])
+    inputs = DenoiseInputs(
+        unet=model.pipeline.unet, scheduler=scheduler, latents=start_latents,
+        cond=conds.at(0)[0], uncond=conds.at(0)[1], conds_at=conds.at, guidance_scale=request.guidance_scale,
+        num_steps=steps_to_run, time_ids=sdxl_time_ids(model, second), extra_channels=_inpaint_channels(model, second),
+        step_kwargs=sampler_step_kwargs(spec, scheduler, second, generators), seeds=tuple(batch_seeds),
+        job_id=job.id, start_index=start,
+    )
+
+    def report(step: int, current: torch.Tensor) -> None:
+        if job.on_progress is not None:  # counted on from the first pass's steps
+            done = request.num_inference_steps + step
+            job.on_progress(ProgressUpdate(job.id, batch_index, request.batch_count, done, _steps_per_image(request),
+                                           job.elapsed_s(), current, model.family.id))
+
+    return denoise(inputs, hooks, job.cancel.raise_if_cancelled, report)
 
 
 def _finish_images(model: LoadedModel, result: GenerationResult, pixels: torch.Tensor, batch_index: int,
@@ -224,13 +285,15 @@ def run_batches(result: GenerationResult, batch_count: int, run_batch: Callable[
             return
 
 
-def run_txt2img(model: LoadedModel, job: Job, output: OutputOptions | None = None) -> GenerationResult:
+def run_txt2img(model: LoadedModel, job: Job, output: OutputOptions | None = None,
+                upscale: ImageUpscale | None = None) -> GenerationResult:
     """Run a txt2img job to the end (or until interrupted).
 
     Args:
         model: the loaded checkpoint to use.
         job: the request (``job.request`` is a ``Txt2ImgRequest``), hooks, progress and cancel token.
         output: where to save; None keeps the images in memory only.
+        upscale: the image upscalers a Hires. fix may name (the latent modes need none).
 
     Returns:
         The images with their seeds, infotexts and saved paths.
@@ -249,12 +312,20 @@ def run_txt2img(model: LoadedModel, job: Job, output: OutputOptions | None = Non
     # LoRAs are injected outside inference mode: their parameters must stay ordinary tensors.
     with job_networks(model, result) as networks, tiling, torch.inference_mode():
         conds = batch_conditioning(model, request, request.num_inference_steps, networks)
+        hires_conds = None
+        if request.hires is not None:  # its prompts, over the steps it runs
+            second = request.hires.for_second_pass(request)
+            hires_conds = batch_conditioning(model, second, request.hires.steps_to_run(second.num_inference_steps)[1]
+                                             or 1, networks)
         extra_channels = _inpaint_channels(model, request)
 
         def one_batch(batch_index: int) -> None:
             if hooks:
                 hooks.process_batch(batch_index, tuple(seeds.batch(batch_index, request.batch_size)[0]))
-            pixels = _run_batch(model, job, batch_index, seeds, conds, hooks, extra_channels)
+            latents = _run_batch(model, job, batch_index, seeds, conds, hooks, extra_channels)
+            if hires_conds is not None:
+                latents = _hires_pass(model, job, batch_index, seeds, latents, hires_conds, hooks, upscale)
+            pixels = decode_latents(model.pipeline.vae, latents)
             _finish_images(model, result, pixels, batch_index, seeds, output, hooks)
             if hooks:
                 hooks.postprocess_batch(batch_index, result.images[-request.batch_size:])

@@ -88,7 +88,11 @@ def test_api_payload_uses_a1111_names() -> None:
     [
         ({"stepz": 3}, "stepz"),
         ({"steps": "many"}, "steps"),
-        ({"enable_hr": True}, "enable_hr"),
+        ({"enable_hr": "yes"}, "enable_hr"),
+        ({"enable_hr": True, "hr_scale": 20}, "hr_scale"),
+        ({"enable_hr": True, "hr_sampler_name": "Euler z"}, "hr_sampler_name"),
+        ({"enable_hr": True, "hr_second_pass_steps": -1}, "hr_second_pass_steps"),
+        ({"enable_hr": True, "hr_checkpoint_name": "other.safetensors"}, "hr_checkpoint_name"),
         ({"override_settings": {"outdir_samples": "/etc"}}, "override_settings.outdir_samples"),
     ],
 )
