@@ -107,6 +107,8 @@ class Settings:
     sd_vae: str = _opt("Automatic", "SD VAE", _SD, "dropdown", choices_from="vae", is_relative_path=True,
                        info="Automatic = use one with same filename as checkpoint; None = use VAE from checkpoint")
     sd_checkpoints_limit: int = _slider(1, "Maximum number of checkpoints loaded at the same time", _SD, (1, 10, 1))
+    sd_checkpoints_keep_in_cpu: bool = _opt(True, "Only keep one model on device", _SD, "checkbox",
+                                            info="the other loaded checkpoints wait in RAM")
     CLIP_stop_at_last_layers: int = _slider(1, "Clip skip", _SD, (1, 12, 1),
                                             "ignore last layers of CLIP network; 1 ignores none, 2 ignores one layer")
     emphasis: str = _opt("Original", "Emphasis mode", _SD, "dropdown", choices=("Original", "No norm"),

@@ -77,7 +77,7 @@ class Studio:
         # Extensions' settings are the file's keys this version does not know: not worth a warning.
         declared = extension_settings(context.scripts)
         self.settings_warnings = [w for w in warnings if not any(f"setting {key!r}" in w for key in declared)]
-        context.models.keep_loaded = self.settings.sd_checkpoints_limit
+        self._apply_memory_settings()
         self._settings_lock = threading.Lock()
         self.styles = StyleStore(context.paths.styles)
         self.queue = JobQueue(self._run)
@@ -407,8 +407,13 @@ class Studio:
         with self._settings_lock:
             merged = {**dataclasses.asdict(self.settings), **changes}
             self.settings, warnings = self.store.apply(merged)
-            self.context.models.keep_loaded = self.settings.sd_checkpoints_limit
+            self._apply_memory_settings()
         return warnings
+
+    def _apply_memory_settings(self) -> None:
+        models = self.context.models
+        models.keep_loaded = self.settings.sd_checkpoints_limit
+        models.keep_in_cpu = self.settings.sd_checkpoints_keep_in_cpu
 
     def close(self) -> None:
         self.queue.close(timeout=10)

@@ -23,7 +23,7 @@ from modules.models.loader import LoadedModel, load_checkpoint
 from modules.models.lora import LoraLibrary
 from modules.models.memory import MemoryPolicy
 from modules.models.registry import CheckpointInfo, CheckpointRegistry
-from modules.models.vae import load_vae, resolve_vae_choice
+from modules.models.vae import BUILTIN, load_vae, resolve_vae_choice
 
 __all__ = ["ModelManager", "Placement", "choose_placement"]
 
@@ -92,6 +92,9 @@ class ModelManager:
         self.embeddings = EmbeddingLibrary(embedding_roots, registry.hashes, allow_pickle)
         self.placement = placement
         self.keep_loaded = max(1, keep_loaded)
+        # A1111 ``sd_checkpoints_keep_in_cpu``: the loaded models not in use wait in RAM, so
+        # only the active one takes GPU memory (no effect on a CPU device or with offload).
+        self.keep_in_cpu = True
         self.allow_pickle = allow_pickle
         self._loaded: OrderedDict[str, LoadedModel] = OrderedDict()
         self._lock = threading.RLock()
@@ -127,8 +130,34 @@ class ModelManager:
                                                     self.allow_pickle, placement.memory)
             model = self._loaded[key]
             model.loras, model.embeddings = self.loras, self.embeddings
+            self._place_models(key)
             self._use_vae(model, vae)
             return model
+
+    def _place_models(self, active_key: str) -> None:
+        """The active model on the device; with ``keep_in_cpu`` the others in RAM."""
+        device = self.placement.device
+        if device.type == "cpu":
+            return
+        for key, model in self._loaded.items():
+            if model.offload is not None:
+                continue  # offload hooks decide where its weights are
+            target = device if key == active_key or not self.keep_in_cpu else torch.device("cpu")
+            if model.pipeline.unet.device != target:
+                model.pipeline.to(target)
+                model.builtin_vae.to(target)
+
+    def reload_current(self) -> LoadedModel | None:
+        """Unload every checkpoint and load the last one used again (A1111 "reload-checkpoint"),
+        e.g. after the file changed on disk; None when nothing was loaded."""
+        with self._lock:
+            current = next(reversed(self._loaded.values()), None)
+            if current is None:
+                return None
+            path, vae = current.info.path, current.vae_file
+            self.unload_all()
+            self.registry.refresh()
+            return self.get(str(path), vae.name if vae is not None else BUILTIN)
 
     def _refuse_known_failures(self, info: CheckpointInfo) -> None:
         if info.error is not None:

@@ -15,11 +15,15 @@ attaches the hooks.
 
 from __future__ import annotations
 
+import os
+from collections.abc import Sequence
 from enum import Enum
+from pathlib import Path
+from typing import Any
 
 import torch
 
-__all__ = ["MemoryPolicy", "execution_device"]
+__all__ = ["MemoryPolicy", "execution_device", "memory_usage", "model_bytes"]
 
 
 class MemoryPolicy(Enum):
@@ -69,3 +73,47 @@ def execution_device(module: torch.nn.Module) -> torch.device:
         if device is not None:
             return device
     return next(module.parameters()).device
+
+
+def _module_bytes(module: Any) -> int:
+    return sum(p.numel() * p.element_size() for p in module.parameters()) if module is not None else 0
+
+
+def model_bytes(pipeline: Any) -> int:
+    """Bytes of weights in a pipeline's UNet, text encoder(s) and VAE."""
+    names = ("unet", "text_encoder", "text_encoder_2", "vae")
+    return sum(_module_bytes(getattr(pipeline, name, None)) for name in names)
+
+
+def _ram() -> dict[str, int | None]:
+    """This machine's RAM and this process's share of it (Linux's /proc; None elsewhere)."""
+    page = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 0
+    total = os.sysconf("SC_PHYS_PAGES") * page if page else None
+    free = os.sysconf("SC_AVPHYS_PAGES") * page if page else None
+    try:
+        process = int(Path("/proc/self/statm").read_text().split()[1]) * page
+    except (OSError, IndexError, ValueError):
+        process = None
+    return {"total": total, "free": free, "used": None if total is None or free is None else total - free,
+            "process": process}
+
+
+def memory_usage(models: Sequence[tuple[str, Any]]) -> dict[str, Any]:
+    """What memory holds now, in bytes, in the shape of A1111's ``/sdapi/v1/memory`` (``ram``,
+    ``cuda``) plus ``models``: each loaded checkpoint's name, weight bytes and device.
+
+    ``models`` is ``(name, pipeline)`` pairs. ``cuda`` is ``{"error": ...}`` without a GPU.
+    """
+    usage: dict[str, Any] = {"ram": _ram()}
+    if torch.cuda.is_available():
+        free, total = torch.cuda.mem_get_info()
+        usage["cuda"] = {"system": {"free": free, "used": total - free, "total": total},
+                         "active": {"current": torch.cuda.memory_allocated(),
+                                    "peak": torch.cuda.max_memory_allocated()},
+                         "reserved": {"current": torch.cuda.memory_reserved(),
+                                      "peak": torch.cuda.max_memory_reserved()}}
+    else:
+        usage["cuda"] = {"error": "no CUDA device"}
+    usage["models"] = [{"name": name, "bytes": model_bytes(pipeline), "device": str(pipeline.unet.device)}
+                       for name, pipeline in models]
+    return usage

@@ -20,7 +20,7 @@ from modules.cli import build_parser
 from modules.models.hashing import HashCache
 from modules.models.ldm_export import vae_to_ldm
 from modules.models.manager import ModelManager, Placement, choose_placement
-from modules.models.memory import MemoryPolicy, execution_device
+from modules.models.memory import MemoryPolicy, execution_device, memory_usage, model_bytes
 from modules.models.registry import CheckpointRegistry
 from modules.processing.job import Job
 from modules.processing.requests import Txt2ImgRequest
@@ -115,3 +115,19 @@ def test_a_swapped_vae_is_offloaded_too(model_root: Path, memory: MemoryPolicy) 
     assert hasattr(model.pipeline.vae, "_hf_hook") and model.offload.members["vae"] is model.pipeline.vae
     assert np.array_equal(_image(offloaded, "tiny-sd15"), _image(plain, "tiny-sd15"))
     assert offloaded.get("tiny-sd15", "None").pipeline.vae is model.builtin_vae
+
+
+def test_memory_report_lists_loaded_models_and_reload_loads_the_current_one_again(
+        tiny_registry: CheckpointRegistry) -> None:
+    manager = ModelManager(tiny_registry, Placement(CPU, torch.float32), keep_loaded=2)
+    assert manager.reload_current() is None  # nothing loaded: nothing to reload
+    first = manager.get("tiny-sd15")
+    usage = memory_usage([(m.name, m.pipeline) for m in manager.loaded])
+    assert [(m["name"], m["device"]) for m in usage["models"]] == [("tiny-sd15", "cpu")]
+    assert usage["models"][0]["bytes"] == model_bytes(first.pipeline) > 0
+    assert usage["ram"]["total"] and usage["cuda"] == {"error": "no CUDA device"}
+    again = manager.reload_current()
+    assert again is not None and again is not first and again.info.path == first.info.path
+    assert manager.loaded == [again]
+    manager.unload_all()
+    assert manager.loaded == []
