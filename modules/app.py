@@ -15,6 +15,7 @@ from modules.models.hashing import HashCache
 from modules.models.manager import ModelManager, choose_placement
 from modules.models.memory import MemoryPolicy
 from modules.models.registry import CheckpointRegistry
+from modules.models.upscalers import UpscalerLibrary
 from modules.paths import BUILTIN_EXTENSIONS_DIR, BUILTIN_SCRIPTS_DIR, DEMO_MODEL_DIR, DataPaths
 
 __all__ = ["AppContext", "build_app_context", "load_scripts"]
@@ -34,6 +35,7 @@ class AppContext:
     paths: DataPaths
     registry: CheckpointRegistry
     models: ModelManager
+    upscalers: UpscalerLibrary
     extension_install_allowed: bool = True
     server_folders_allowed: bool = True
     scripts: ScriptCatalog = field(default_factory=ScriptCatalog)
@@ -63,7 +65,9 @@ def build_app_context(args: argparse.Namespace) -> AppContext:
         getattr(args, "listen", False), getattr(args, "share", False), getattr(args, "server_name", None),
         getattr(args, "enable_insecure_extension_access", False))
     disable = getattr(args, "disable_extensions", "none")
-    return AppContext(paths=paths, registry=registry, models=models, extension_install_allowed=install_allowed,
+    upscalers = UpscalerLibrary(paths.upscalers, getattr(args, "allow_pickle", False), str(placement.device))
+    return AppContext(paths=paths, registry=registry, models=models, upscalers=upscalers,
+                      extension_install_allowed=install_allowed,
                       server_folders_allowed=install_allowed, scripts=load_scripts(paths, disable),
                       disable_extensions=disable)
 

@@ -41,6 +41,15 @@ class DataPaths:
         return self.root / "models" / "embeddings"
 
     @property
+    def upscalers(self) -> list[Path]:
+        """Upscaler models (ESRGAN, Real-ESRGAN, SwinIR, DAT, HAT…), as A1111 keeps them."""
+        return [self.root / "models" / "ESRGAN", self.root / "models" / "RealESRGAN"]
+
+    @property
+    def controlnet(self) -> Path:
+        return self.root / "models" / "ControlNet"
+
+    @property
     def scripts(self) -> Path:
         """User scripts (``*.py`` with ``Script`` subclasses); the shipped ones live in the checkout."""
         return self.root / "scripts"

@@ -96,6 +96,7 @@ class Settings:
     outdir_samples: str = _folder("Output directory for images; if empty, defaults to the folders below")
     outdir_txt2img_samples: str = _folder("Output directory for txt2img images")
     outdir_img2img_samples: str = _folder("Output directory for img2img images")
+    outdir_extras_samples: str = _folder("Output directory for images from extras tab")
     grid_save: bool = _opt(True, "Always save all generated image grids", _SAVING, "checkbox")
     outdir_grids: str = _folder("Output directory for grids; if empty, defaults to the folders below")
     outdir_txt2img_grids: str = _folder("Output directory for txt2img grids")

@@ -8,9 +8,10 @@ browser, the API and the tests.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 import threading
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +28,9 @@ from modules.processing.api_fields import txt2img_request_from_api
 from modules.processing.api_fields_img2img import img2img_request_from_api
 from modules.processing.dynamic_prompts import run_with_dynamic_prompts
 from modules.processing.errors import ProcessingError, RequestValidationError
+from modules.processing.extras import extras_request_from_api
+from modules.processing.extras_job import ExtrasJob, images_in_folder
+from modules.processing.hires import LATENT_UPSCALE_MODES
 from modules.processing.hooks import StepHook
 from modules.processing.img2img import run_img2img
 from modules.processing.img2img_batch import (
@@ -43,6 +47,7 @@ from modules.processing.queue import JobQueue, JobStatus
 from modules.processing.saving import save_png
 from modules.processing.styles import StyleStore, apply_payload_styles
 from modules.processing.txt2img import GenerationResult, OutputOptions, run_txt2img
+from modules.processing.upscaling import library_image_upscale
 from modules.settings import SettingsStore, output_dir
 
 __all__ = ["Studio"]
@@ -102,6 +107,8 @@ class Studio:
     def _run(self, job: Job) -> GenerationResult:
         self.ensure_libraries()
         request = job.request
+        if isinstance(request, ExtrasJob):
+            return request.run(self.context.upscalers)
         is_img2img = isinstance(request, (Img2ImgRequest, Img2ImgBatchRequest))
         saver, styles = self._image_saver(is_img2img), self._style_applier()
         if isinstance(request, Img2ImgBatchRequest):
@@ -128,7 +135,8 @@ class Studio:
         if output is None:
             folder = self.output_folder("outdir_img2img_samples" if is_img2img else "outdir_txt2img_samples")
             output = OutputOptions(folder, save=settings.samples_save, date_subfolder=settings.save_to_dirs)
-        run = run_img2img if is_img2img else run_txt2img
+        run = run_img2img if is_img2img else functools.partial(
+            run_txt2img, upscale=library_image_upscale(self.context.upscalers))
 
         def generate(request: Any, hooks: list[StepHook], save: bool) -> GenerationResult:
             saved_hook = [_ImageSavedCallbacks(self.context.scripts)] if self.context.scripts.callbacks else []
@@ -175,7 +183,15 @@ class Studio:
         payload, scripts = self._job_scripts(payload, is_img2img=False)
         payload = apply_payload_styles(payload, self.styles)
         request = txt2img_request_from_api(payload, **self._setting_defaults(payload))
+        if request.hires is not None and request.hires.upscaler not in self.hires_upscalers():
+            raise RequestValidationError("hr_upscaler", f"no upscaler {request.hires.upscaler!r}; available: "
+                                                        f"{', '.join(self.hires_upscalers())}")
         return self.queue.submit(Job(request, scripts=scripts))
+
+    def hires_upscalers(self) -> list[str]:
+        """Hires. fix's upscaler choices: the latent modes, then the image upscalers."""
+        return [*LATENT_UPSCALE_MODES, *self.context.upscalers.names()]
+
 
     def submit_img2img(self, payload: Mapping[str, Any]) -> str:
         """Validate an A1111 img2img payload (``init_images``, optional ``mask``, as PIL images or
@@ -234,6 +250,40 @@ class Studio:
         masks = Path(mask_dir.strip()).expanduser() if mask_dir.strip() else None
         request = batch_request(template, Path(input_dir.strip()).expanduser(), target, masks)
         return self.queue.submit(Job(request, scripts=scripts))
+
+    def submit_extras(self, payload: Mapping[str, Any], images: Sequence[tuple[str, Image.Image]],
+                      output_dir: str = "") -> str:
+        """Queue Extras upscaling of ``(name, image)`` pairs with A1111's extras fields; returns
+        the job id. Results go to the extras folder (dated), or straight into ``output_dir``.
+
+        Raises:
+            RequestValidationError: a bad field, an upscaler that is not installed, no image.
+        """
+        request = extras_request_from_api(payload, self.context.upscalers.names())
+        if not images:
+            raise RequestValidationError("image", "no image to process")
+        if output_dir.strip():
+            output = OutputOptions(self._server_folder(output_dir, "output_dir"), date_subfolder=False)
+        else:
+            output = OutputOptions(self.output_folder("outdir_extras_samples"),
+                                   date_subfolder=self.settings.save_to_dirs)
+        return self.queue.submit(Job(ExtrasJob(request, tuple(images), output)))
+
+    def submit_extras_directory(self, payload: Mapping[str, Any], input_dir: str, output_dir: str = "") -> str:
+        """Extras over every image of ``input_dir`` (A1111's "Batch from Directory"); errors as
+        ``submit_extras``, and ProcessingError where server folders are off."""
+        images = images_in_folder(self._server_folder(input_dir, "input_dir"))
+        return self.submit_extras(payload, images, output_dir)
+
+    def _server_folder(self, folder: str, field: str) -> Path:
+        """A folder on this machine that a request names, where the exposure rules allow it."""
+        if not self.context.server_folders_allowed:
+            raise ProcessingError("Folders on the server are off on a server others can reach; start it with "
+                                  "--enable-insecure-extension-access to allow them, or upload the images instead.")
+        path = Path(folder.strip()).expanduser()
+        if not path.is_absolute():
+            raise RequestValidationError(field, f"must be an absolute folder path, got {folder!r}")
+        return path
 
     def _setting_defaults(self, payload: Mapping[str, Any]) -> dict[str, Any]:
         """Request fields that settings fill when the payload leaves them out."""

@@ -148,3 +148,16 @@ def test_batch_from_a_folder_is_off_when_the_server_is_exposed(data_dir: Path) -
             service.submit_img2img_batch({}, str(data_dir))
     finally:
         service.close()
+
+
+def test_hires_fix_through_the_studio_uses_its_upscalers_and_refuses_unknown_ones(studio: Studio) -> None:
+    job_id = studio.submit_txt2img({"prompt": "x", "steps": 2, "width": 64, "height": 64, "seed": 3,
+                                    "enable_hr": True, "hr_upscaler": "Lanczos", "hr_scale": 1.5,
+                                    "denoising_strength": 0.5})
+    status = studio.wait(job_id, timeout=120)
+    assert status.state == "done", status.error
+    assert status.result.images[0].size == (96, 96) and "Hires upscaler: Lanczos" in status.result.infotexts[0]
+    assert studio.hires_upscalers()[:2] == ["Latent", "Latent (antialiased)"] and "Nearest" in studio.hires_upscalers()
+    with pytest.raises(RequestValidationError) as error:
+        studio.submit_txt2img({"prompt": "x", "enable_hr": True, "hr_upscaler": "4x-missing"})
+    assert error.value.field == "hr_upscaler"

@@ -17,6 +17,7 @@ from fastapi import APIRouter, Body, Depends, HTTPException
 from fastapi.security import HTTPBasic, HTTPBasicCredentials
 from PIL import Image
 
+from modules.api.extras_routes import add_extras_routes
 from modules.api.networks import add_network_routes
 from modules.extensions.job_scripts import describe_scripts
 from modules.processing.errors import ProcessingError, RequestValidationError
@@ -125,6 +126,7 @@ def build_router(studio: Studio, credentials: Sequence[tuple[str, str]] = ()) ->
 
     _model_routes(router, studio)
     add_network_routes(router, studio)
+    add_extras_routes(router, studio, decode_image)
     return router
 
 

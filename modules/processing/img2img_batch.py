@@ -16,7 +16,7 @@ from modules.processing.errors import RequestValidationError
 from modules.processing.img2img_request import Img2ImgRequest
 from modules.processing.txt2img import GenerationResult, OutputOptions
 
-__all__ = ["IMAGE_SUFFIXES", "Img2ImgBatchRequest", "batch_output", "batch_request", "batch_stand_in",
+__all__ = ["IMAGE_SUFFIXES", "Img2ImgBatchRequest", "batch_output", "image_files", "batch_request", "batch_stand_in",
            "run_img2img_batch"]
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
@@ -49,7 +49,8 @@ def batch_stand_in() -> Image.Image:
     return Image.new("RGB", (8, 8))
 
 
-def _images_in(folder: Path, field: str) -> list[Path]:
+def image_files(folder: Path, field: str) -> list[Path]:
+    """The PNG/JPEG/WebP files of ``folder`` by name; RequestValidationError(field) if it is no folder."""
     if not folder.is_dir():
         raise RequestValidationError(field, f"{folder} is not a folder")
     return sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
@@ -63,12 +64,12 @@ def batch_request(template: Img2ImgRequest, input_dir: Path, output_dir: Path,
         RequestValidationError: a folder is missing, the input folder has no images, or the
             output folder is the input folder (results would be read back as inputs).
     """
-    inputs = _images_in(input_dir, "input_dir")
+    inputs = image_files(input_dir, "input_dir")
     if not inputs:
         raise RequestValidationError("input_dir", f"{input_dir} holds no PNG, JPEG or WEBP images")
     if output_dir.resolve() == input_dir.resolve():
         raise RequestValidationError("output_dir", "must differ from the input folder")
-    masks = {p.stem: p for p in _images_in(mask_dir, "mask_dir")} if mask_dir else {}
+    masks = {p.stem: p for p in image_files(mask_dir, "mask_dir")} if mask_dir else {}
     return Img2ImgBatchRequest(template, tuple(inputs), output_dir, masks)
 
 

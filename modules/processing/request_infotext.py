@@ -167,10 +167,11 @@ def txt2img_values_from_infotext(text: str | Mapping[str, str]) -> dict[str, Any
 
 
 def _hires_values(hires: HiresFix | None) -> dict[str, Any]:
-    """The Hires. fix controls' values, by A1111 payload name (``enable_hr`` off when None)."""
-    if hires is None:
-        return {"enable_hr": False}
-    return {"enable_hr": True, "hr_upscaler": hires.upscaler, "hr_scale": hires.scale, "hr_resize_x": hires.resize_x,
+    """The Hires. fix controls' values, by A1111 payload name (off, with defaults, when None)."""
+    enabled = hires is not None
+    hires = hires or HiresFix()
+    return {"enable_hr": enabled, "hr_upscaler": hires.upscaler, "hr_scale": hires.scale,
+            "hr_resize_x": hires.resize_x,
             "hr_resize_y": hires.resize_y, "hr_second_pass_steps": hires.steps,
             "denoising_strength": hires.denoising_strength,
             "hr_sampler_name": hires.sampler_name or "Use same sampler",

@@ -20,7 +20,7 @@ from modules.ui.png_info import build_png_info_tab
 from modules.ui.script_controls import pasted_script_values
 from modules.ui.send_to import wire_send_to
 from modules.ui.settings_tab import build_settings_tab, component_for, value_from_component
-from modules.ui.txt2img import PAYLOAD_FIELDS, build_txt2img_tab
+from modules.ui.txt2img import HIRES_FIELDS, PAYLOAD_FIELDS, build_txt2img_tab
 
 __all__ = ["CSS", "build_app"]
 
@@ -109,9 +109,9 @@ def build_app(studio: Studio) -> gr.Blocks:
             with gr.Tab("img2img", id="img2img"):
                 img2img = build_img2img_tab(studio)
             with gr.Tab("Extras", id="extras"):
-                extras = build_extras_tab()
+                extras = build_extras_tab(studio)
             with gr.Tab("PNG Info", id="pnginfo"):
-                build_png_info_tab(txt2img.controls, tabs, PAYLOAD_FIELDS, img2img,
+                build_png_info_tab(txt2img.controls, tabs, PAYLOAD_FIELDS + HIRES_FIELDS, img2img,
                                    lambda params: pasted_script_values(studio, txt2img.scripts, False, params),
                                    txt2img.scripts.fields,
                                    lambda text, params: studio.context.scripts.run_callbacks(

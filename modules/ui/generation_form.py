@@ -37,7 +37,8 @@ PAYLOAD_FIELDS = (
     "styles",
 )
 _INT_FIELDS = {"steps", "width", "height", "n_iter", "batch_size", "seed", "subseed", "seed_resize_from_w",
-               "seed_resize_from_h", "mask_blur", "inpaint_full_res_padding", "pixels", "script_mask_blur"}
+               "seed_resize_from_h", "mask_blur", "inpaint_full_res_padding", "pixels", "script_mask_blur",
+               "hr_second_pass_steps", "hr_resize_x", "hr_resize_y"}
 POLL_SECONDS = 0.25
 Submit = Callable[[dict[str, Any]], str]
 

@@ -15,6 +15,7 @@ from PIL import Image
 from tests.network_files import kohya_lora, write_embedding, write_lora
 from tests.tiny_models import build_tiny_pipeline, write_tiny_checkpoint
 from tests.ui.live_server import start_server
+from tests.upscaler_files import write_tiny_upscaler
 
 pytestmark = pytest.mark.slow
 
@@ -23,6 +24,7 @@ pytestmark = pytest.mark.slow
 def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("rest-data")
     write_tiny_checkpoint(root / "models" / "Stable-diffusion", "sd15")
+    write_tiny_upscaler(root / "models" / "ESRGAN" / "2x-tiny.safetensors", scale=2)
     return root
 
 
@@ -142,3 +144,57 @@ def test_loras_and_embeddings_are_listed_refreshed_and_used(api: httpx.Client, d
     embeddings = api.get("/embeddings").json()
     assert embeddings["loaded"]["glow"]["vectors"] == 3 and embeddings["loaded"]["glow"]["shape"] == 32
     assert "xl-only" in embeddings["skipped"]  # the loaded SD1 model cannot use it
+
+
+def _png(color: tuple[int, int, int], infotext: str | None = None) -> str:
+    buffer = io.BytesIO()
+    image = Image.new("RGB", (24, 16), color)
+    if infotext:
+        from PIL.PngImagePlugin import PngInfo
+
+        chunk = PngInfo()
+        chunk.add_text("parameters", infotext)
+        image.save(buffer, format="PNG", pnginfo=chunk)
+    else:
+        image.save(buffer, format="PNG")
+    return base64.b64encode(buffer.getvalue()).decode()
+
+
+def test_extras_upscale_with_a_model_as_an_a1111_client_does(api: httpx.Client, data_dir: Path) -> None:
+    assert [u["name"] for u in api.get("/upscalers").json()] == ["None", "Lanczos", "Nearest", "2x-tiny"]
+    assert api.get("/latent-upscale-modes").json()[0] == {"name": "Latent"}
+    body = api.post("/extra-single-image", json={
+        "image": _png((200, 30, 30), "a cat\nSteps: 20, Seed: 4"), "resize_mode": 0, "upscaling_resize": 2,
+        "upscaler_1": "2x-tiny", "upscaler_2": "Lanczos", "extras_upscaler_2_visibility": 0.5,
+        "gfpgan_visibility": 0, "codeformer_visibility": 0, "codeformer_weight": 0, "show_extras_results": True,
+        "upscale_first": False})
+    assert body.status_code == 200, body.text
+    body = body.json()
+    image = Image.open(io.BytesIO(base64.b64decode(body["image"])))
+    assert image.size == (48, 32)
+    assert "Seed: 4" in body["html_info"] and "Postprocess upscaler: 2x-tiny" in body["html_info"]
+    assert list((data_dir / "outputs" / "extras-images").rglob("*.png"))  # saved to extras-images/DATE
+
+
+def test_extras_batch_and_its_errors(api: httpx.Client) -> None:
+    body = api.post("/extra-batch-images", json={
+        "imageList": [{"data": _png((0, 0, 255)), "name": "a.png"}, {"data": _png((0, 255, 0)), "name": "b.png"}],
+        "resize_mode": 1, "upscaling_resize_w": 64, "upscaling_resize_h": 64, "upscaling_crop": True,
+        "upscaler_1": "Nearest"}).json()
+    sizes = [Image.open(io.BytesIO(base64.b64decode(data))).size for data in body["images"]]
+    assert sizes == [(64, 64), (64, 64)]
+    for payload, field in (({"image": _png((1, 1, 1)), "upscaler_1": "4x-missing"}, "upscaler_1"),
+                           ({"image": _png((1, 1, 1)), "gfpgan_visibility": 1}, "gfpgan_visibility"),
+                           ({"image": "not base64"}, "image")):
+        response = api.post("/extra-single-image", json=payload)
+        assert response.status_code == 422 and field in response.json()["detail"], response.text
+
+
+def test_memory_unload_and_reload(api: httpx.Client) -> None:
+    api.post("/txt2img", json={"prompt": "x", "steps": 1, "width": 64, "height": 64})
+    assert [m["name"] for m in api.get("/memory").json()["models"]] == ["tiny-sd15"]
+    assert api.post("/unload-checkpoint").status_code == 200
+    assert api.get("/memory").json()["models"] == []
+    api.post("/txt2img", json={"prompt": "x", "steps": 1, "width": 64, "height": 64})
+    assert api.post("/reload-checkpoint").status_code == 200
+    assert [m["name"] for m in api.get("/memory").json()["models"]] == ["tiny-sd15"]

@@ -1,0 +1,101 @@
+"""A1111's Extras and model-memory routes: ``/extra-single-image``, ``/extra-batch-images``,
+``/upscalers``, ``/latent-upscale-modes``, ``/memory``, ``/unload-checkpoint``, ``/reload-checkpoint``.
+
+Extras jobs go through the studio's queue like generations; bad fields answer 422 naming them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from fastapi import APIRouter, Body, HTTPException
+
+from modules.models.memory import memory_usage
+from modules.processing.errors import ProcessingError, RequestValidationError
+from modules.processing.hires import LATENT_UPSCALE_MODES
+from modules.processing.image_input import png_base64
+
+if TYPE_CHECKING:
+    from modules.studio import Studio
+
+__all__ = ["add_extras_routes"]
+
+_IMAGE_FIELDS = ("image", "imageList")
+
+
+def _run(studio: Studio, submit: Callable[[], str]) -> Any:
+    """Submit, wait, and return the finished result; errors as HTTP statuses."""
+    try:
+        job_id = submit()
+    except RequestValidationError as error:
+        raise HTTPException(413 if "limit" in error.message else 422, f"{error.field}: {error.message}") from None
+    except ProcessingError as error:
+        raise HTTPException(503, str(error)) from None
+    status = studio.wait(job_id)
+    if status.result is None:
+        raise HTTPException(500, status.error or "extras failed")
+    return status.result
+
+
+def _settings(payload: Any) -> dict[str, Any]:
+    if not isinstance(payload, dict):
+        raise HTTPException(422, "body: must be a JSON object")
+    return {k: v for k, v in payload.items() if k not in _IMAGE_FIELDS}
+
+
+def _extras(router: APIRouter, studio: Studio, decode: Callable[[Any, str], Any]) -> None:
+    @router.post("/extra-single-image")
+    def extra_single_image(payload: Any = Body(...)) -> dict[str, Any]:  # noqa: B008 - FastAPI idiom
+        settings = _settings(payload)
+        image = decode(payload.get("image"), "image")
+        result = _run(studio, lambda: studio.submit_extras(settings, [("image", image)]))
+        return {"html_info": result.infotexts[0], "image": png_base64(result.images[0], result.infotexts[0])}
+
+    @router.post("/extra-batch-images")
+    def extra_batch_images(payload: Any = Body(...)) -> dict[str, Any]:  # noqa: B008 - FastAPI idiom
+        settings = _settings(payload)
+        entries = payload.get("imageList")
+        if not isinstance(entries, list) or not entries:
+            raise HTTPException(422, "imageList: must be a list of {data, name} objects")
+        images = []
+        for k, entry in enumerate(entries):
+            if not isinstance(entry, dict):
+                raise HTTPException(422, f"imageList.{k}: must be an object with data and name")
+            images.append((str(entry.get("name") or f"image{k}"), decode(entry.get("data"), f"imageList.{k}.data")))
+        result = _run(studio, lambda: studio.submit_extras(settings, images))
+        return {"html_info": "\n".join(result.infotexts),
+                "images": [png_base64(image, info) for image, info in zip(result.images, result.infotexts,
+                                                                         strict=True)]}
+
+
+def add_extras_routes(router: APIRouter, studio: Studio, decode: Callable[[Any, str], Any]) -> None:
+    """Add the routes to ``router`` (the ``/sdapi/v1`` one); ``decode`` reads a base64 image field."""
+    _extras(router, studio, decode)
+    library = studio.context.upscalers
+
+    @router.get("/upscalers")
+    def upscalers() -> list[dict[str, Any]]:
+        library.refresh()
+        return [{"name": name, "model_name": name if library.path(name) else None,
+                 "model_path": str(library.path(name)) if library.path(name) else None, "model_url": None,
+                 "scale": None} for name in library.names()]
+
+    @router.get("/latent-upscale-modes")
+    def latent_upscale_modes() -> list[dict[str, str]]:
+        return [{"name": name} for name in LATENT_UPSCALE_MODES]
+
+    @router.get("/memory")
+    def memory() -> dict[str, Any]:
+        return memory_usage([(m.name, m.pipeline) for m in studio.context.models.loaded])
+
+    @router.post("/unload-checkpoint")
+    def unload_checkpoint() -> dict[str, Any]:
+        studio.context.models.unload_all()
+        return {}
+
+    @router.post("/reload-checkpoint")
+    def reload_checkpoint() -> dict[str, Any]:
+        studio.ensure_libraries()
+        studio.context.models.reload_current()
+        return {}
