@@ -22,6 +22,7 @@ from modules.extensions.api import ArgSpec, ImageSaveParams
 from modules.extensions.job_scripts import JobScripts, build_job_scripts, extension_settings, run_with_scripts
 from modules.extensions.loader import ExtensionInfo, ScriptCatalog
 from modules.extensions.manager import install_from_folder, install_from_git, read_disabled, write_disabled
+from modules.model_tools import ModelTools
 from modules.models.registry import CheckpointInfo, native_resolution
 from modules.models.vae import AUTOMATIC, BUILTIN, find_vae_files
 from modules.processing.api_fields import txt2img_request_from_api
@@ -86,6 +87,7 @@ class Studio:
         self._settings_lock = threading.Lock()
         self.styles = StyleStore(context.paths.styles)
         self.queue = JobQueue(self._run)
+        self.model_tools = ModelTools(context)
         self.queue.start()
         self.model_error: str | None = None
         self._import_lock = threading.Lock()

@@ -15,6 +15,7 @@ from modules.ui.api_endpoints import register_api
 from modules.ui.extensions_tab import build_extensions_tab
 from modules.ui.extras import build_extras_tab
 from modules.ui.img2img import build_img2img_tab
+from modules.ui.merger_tab import build_merger_tab
 from modules.ui.output_panel import wire_open_folder
 from modules.ui.png_info import build_png_info_tab
 from modules.ui.script_controls import pasted_script_values
@@ -33,11 +34,6 @@ CSS = """
 .aigen-progress-text { position: relative; padding-left: 0.5em; font-size: 0.9em; }
 .aigen-warning { padding: 0.5em 1em; border: 1px solid #d97706; background: #fef3c7; color: #78350f; }
 """
-
-LATER = {
-    "Models": "Model management and the checkpoint merger arrive with their own issue.",
-}
-
 
 def _warning_banner(studio: Studio) -> str:
     lines = list(studio.settings_warnings)
@@ -117,7 +113,9 @@ def build_app(studio: Studio) -> gr.Blocks:
                                    lambda text, params: studio.context.scripts.run_callbacks(
                                        "on_infotext_pasted", text, params))
             with gr.Tab("Models", id="models"):
-                gr.Markdown(LATER["Models"])
+                gr.Markdown("The model tables arrive with the rest of the model manager.")
+            with gr.Tab("Checkpoint Merger", id="modelmerger"):
+                build_merger_tab(studio)
             with gr.Tab("Settings", id="settings"):
                 build_settings_tab(studio)
             with gr.Tab("Extensions", id="extensions"):

@@ -1,0 +1,78 @@
+"""The Checkpoint Merger tab's path: titles in, a loadable checkpoint out, errors naming the field."""
+
+from __future__ import annotations
+
+import gradio as gr
+import pytest
+from safetensors.torch import load_file, save_file
+
+from modules.models.merge import MergeError
+from modules.studio import Studio
+from modules.ui.merger_tab import MERGE_FIELDS, run_merge
+from tests.studio_fixtures import data_dir, studio
+
+__all__ = ["data_dir", "studio"]
+
+
+def _fields(**changes: object) -> tuple[object, ...]:
+    values = {"primary_model": "tiny-sd15", "secondary_model": "tiny-sd15-b", "tertiary_model": "",
+              "custom_name": "", "multiplier": 0.25, "interp_method": "Weighted sum", "save_as_half": False,
+              "config_source": "A, B or C", "bake_in_vae": "None", "discard_weights": ""}
+    values.update(changes)
+    return tuple(values[name] for name in MERGE_FIELDS)
+
+
+@pytest.fixture
+def two_models(studio: Studio) -> Studio:
+    """A second checkpoint: the tiny one with every float tensor doubled (and its config folder)."""
+    folder = studio.context.paths.checkpoints
+    tensors = load_file(str(folder / "tiny-sd15.safetensors"))
+    save_file({k: v * 2 if v.is_floating_point() else v for k, v in tensors.items()},
+              str(folder / "tiny-sd15-b.safetensors"))
+    for item in folder.glob("tiny-sd15.*"):
+        if item.suffix != ".safetensors":
+            target = folder / item.name.replace("tiny-sd15", "tiny-sd15-b")
+            if item.is_dir():
+                import shutil
+
+                shutil.copytree(item, target)
+            else:
+                target.write_bytes(item.read_bytes())
+    studio.refresh_checkpoints()
+    return studio
+
+
+def test_merge_writes_a_weighted_sum_that_the_studio_lists_and_generates_with(two_models: Studio) -> None:
+    message = run_merge(two_models, _fields())
+    merged_path = two_models.context.paths.checkpoints / "0.75(tiny-sd15) + 0.25(tiny-sd15-b).safetensors"
+    assert message.startswith("Checkpoint saved: 0.75(tiny-sd15) + 0.25(tiny-sd15-b)") and merged_path.is_file()
+    a = load_file(str(two_models.context.paths.checkpoints / "tiny-sd15.safetensors"))
+    merged = load_file(str(merged_path))
+    key = next(k for k, v in a.items() if "model.diffusion_model" in k and v.is_floating_point())
+    assert merged[key].allclose(a[key] * 0.75 + a[key] * 2 * 0.25)  # (1 - m)·A + m·B
+    job_id = two_models.submit_txt2img({"prompt": "x", "steps": 2, "width": 64, "height": 64,
+                                        "override_settings": {"sd_model_checkpoint": merged_path.stem}})
+    status = two_models.wait(job_id, timeout=120)
+    assert status.state == "done", status.error
+    assert f"Model: {merged_path.stem}" in status.result.infotexts[0]
+
+
+@pytest.mark.parametrize(("changes", "field"), [
+    ({"primary_model": ""}, "primary_model"),
+    ({"secondary_model": "nope"}, "secondary_model"),
+    ({"interp_method": "Add difference"}, "tertiary_model"),
+    ({"discard_weights": "(["}, "discard_weights"),
+    ({"custom_name": "../escape"}, "custom_name"),
+    ({"bake_in_vae": "missing.safetensors"}, "bake_in_vae"),
+])
+def test_bad_settings_name_the_field_and_write_nothing(two_models: Studio, changes: dict, field: str) -> None:
+    before = sorted(p.name for p in two_models.context.paths.checkpoints.iterdir())
+    with pytest.raises(gr.Error, match=f"^['\"]{field}:"):
+        run_merge(two_models, _fields(**changes))
+    assert sorted(p.name for p in two_models.context.paths.checkpoints.iterdir()) == before
+
+
+def test_an_existing_name_is_not_overwritten(two_models: Studio) -> None:
+    run_merge(two_models, _fields(custom_name="mine"))
+    with pytest.raises(MergeError, match="already exists"):
+        two_models.model_tools.merge(dict(zip(MERGE_FIELDS, _fields(custom_name="mine"), strict=True)))
