@@ -92,7 +92,7 @@ def launch_ui(args: argparse.Namespace) -> int:
 
     from modules.api.rest import build_router
 
-    router = build_router(studio, api_credentials)
+    router = build_router(studio, api_credentials, vars(args))
     # Extensions' routes sit at the app's root (A1111's /controlnet/...), behind the API's auth.
     extension_routes = APIRouter(dependencies=list(router.dependencies))
     if args.nowebui:

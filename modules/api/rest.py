@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import secrets
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from fastapi import APIRouter, Body, Depends, HTTPException
@@ -18,6 +18,7 @@ from fastapi.security import HTTPBasic, HTTPBasicCredentials
 from PIL import Image
 
 from modules.api.extras_routes import add_extras_routes
+from modules.api.listings import add_listing_routes
 from modules.api.networks import add_network_routes
 from modules.extensions.job_scripts import describe_scripts
 from modules.processing.errors import ProcessingError, RequestValidationError
@@ -93,8 +94,10 @@ def _progress(studio: Studio) -> dict[str, Any]:
             "current_image": None, "textinfo": None}
 
 
-def build_router(studio: Studio, credentials: Sequence[tuple[str, str]] = ()) -> APIRouter:
-    """The ``/sdapi/v1`` routes, all behind the given HTTP Basic credentials (if any)."""
+def build_router(studio: Studio, credentials: Sequence[tuple[str, str]] = (),
+                 flags: Mapping[str, Any] | None = None) -> APIRouter:
+    """The ``/sdapi/v1`` routes, all behind the given HTTP Basic credentials (if any);
+    ``flags`` (the parsed command line) answer ``/cmd-flags``, secrets hidden."""
     router = APIRouter(prefix="/sdapi/v1", dependencies=[Depends(_auth_dependency(credentials))])
 
     @router.post("/txt2img")
@@ -127,6 +130,7 @@ def build_router(studio: Studio, credentials: Sequence[tuple[str, str]] = ()) ->
     _model_routes(router, studio)
     add_network_routes(router, studio)
     add_extras_routes(router, studio, decode_image)
+    add_listing_routes(router, studio, flags or {})
     return router
 
 

@@ -198,3 +198,19 @@ def test_memory_unload_and_reload(api: httpx.Client) -> None:
     api.post("/txt2img", json={"prompt": "x", "steps": 1, "width": 64, "height": 64})
     assert api.post("/reload-checkpoint").status_code == 200
     assert [m["name"] for m in api.get("/memory").json()["models"]] == ["tiny-sd15"]
+
+
+def test_listings_a1111_clients_read(api: httpx.Client, data_dir: Path) -> None:
+    assert api.get("/sd-vae").json() == [] and api.post("/refresh-vae").status_code == 200
+    assert api.get("/face-restorers").json() == []
+    assert isinstance(api.get("/prompt-styles").json(), list)
+    assert "dynamic-thresholding" in [e["name"] for e in api.get("/extensions").json()]
+    flags = api.get("/cmd-flags").json()
+    assert flags["data_dir"] == str(data_dir) and flags["api_auth"] is None
+
+
+def test_cmd_flags_never_show_secrets() -> None:
+    from modules.api.listings import public_flags
+
+    shown = public_flags({"gradio_auth": "me:secret", "api_auth": None, "port": 7860, "data_dir": Path("/d")})
+    assert shown == {"gradio_auth": "<hidden>", "api_auth": None, "port": 7860, "data_dir": "/d"}
