@@ -24,6 +24,7 @@ from modules.extensions.job_scripts import describe_scripts
 from modules.processing.errors import ProcessingError, RequestValidationError
 from modules.processing.image_input import decode_base64_image, png_base64
 from modules.processing.infotext import parse_infotext
+from modules.processing.preview import latents_to_preview
 from modules.processing.samplers import SAMPLERS, SCHEDULE_TYPES
 
 if TYPE_CHECKING:
@@ -81,17 +82,23 @@ def _generate(payload: dict[str, Any], submit: Callable[[dict[str, Any]], str], 
     return {"images": images, "parameters": parameters, "info": json.dumps(info, ensure_ascii=False)}
 
 
-def _progress(studio: Studio) -> dict[str, Any]:
+def _progress(studio: Studio, skip_current_image: bool = False) -> dict[str, Any]:
     job_id = studio.queue.current_id()
     if job_id is None:
         return {"progress": 0.0, "eta_relative": 0.0, "state": {"job": "", "sampling_step": 0, "sampling_steps": 0,
                 "interrupted": False, "skipped": False}, "current_image": None, "textinfo": None}
     status = studio.status(job_id)
+    current_image = None
+    if not skip_current_image and status.preview_latents is not None:
+        # The cheap latent preview (no VAE decode), as the UI's live preview shows it.
+        preview = latents_to_preview(status.preview_latents, status.family or "sd15")
+        current_image = png_base64(preview.resize((preview.width * 8, preview.height * 8),
+                                                  Image.Resampling.NEAREST), "")
     return {"progress": status.fraction, "eta_relative": status.eta_s or 0.0,
             "state": {"job": job_id, "job_count": status.batch_count, "job_no": status.batch_index,
                       "sampling_step": status.step, "sampling_steps": status.total_steps,
                       "interrupted": False, "skipped": False},
-            "current_image": None, "textinfo": None}
+            "current_image": current_image, "textinfo": None}
 
 
 def build_router(studio: Studio, credentials: Sequence[tuple[str, str]] = (),
@@ -116,8 +123,8 @@ def build_router(studio: Studio, credentials: Sequence[tuple[str, str]] = (),
                 "parameters": parse_infotext(text) if text.strip() else {}}
 
     @router.get("/progress")
-    def progress() -> dict[str, Any]:
-        return _progress(studio)
+    def progress(skip_current_image: bool = False) -> dict[str, Any]:
+        return _progress(studio, skip_current_image)
 
     @router.post("/interrupt")
     def interrupt() -> dict[str, Any]:

@@ -214,3 +214,25 @@ def test_cmd_flags_never_show_secrets() -> None:
 
     shown = public_flags({"gradio_auth": "me:secret", "api_auth": None, "port": 7860, "data_dir": Path("/d")})
     assert shown == {"gradio_auth": "<hidden>", "api_auth": None, "port": 7860, "data_dir": "/d"}
+
+
+def test_progress_shows_the_current_image_while_a_job_runs(api: httpx.Client) -> None:
+    import threading
+
+    done = threading.Event()
+
+    def generate() -> None:
+        with httpx.Client(base_url=str(api.base_url), timeout=120) as other:
+            other.post("/txt2img", json={"prompt": "x", "steps": 150, "width": 64, "height": 64})
+        done.set()
+
+    threading.Thread(target=generate, daemon=True).start()
+    seen = None
+    while not done.is_set() and seen is None:
+        body = api.get("/progress").json()
+        if body["current_image"] and body["state"]["sampling_step"] > 0:
+            seen = body
+    done.wait(120)
+    assert seen is not None, "no preview seen while the job ran"
+    assert Image.open(io.BytesIO(base64.b64decode(seen["current_image"]))).size == (64, 64)
+    assert api.get("/progress", params={"skip_current_image": True}).json()["current_image"] is None
