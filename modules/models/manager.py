@@ -97,6 +97,7 @@ class ModelManager:
         self.keep_in_cpu = True
         self.allow_pickle = allow_pickle
         self._loaded: OrderedDict[str, LoadedModel] = OrderedDict()
+        self._loaded_names: tuple[str, ...] = ()
         self._lock = threading.RLock()
 
     def resolve(self, query: str | None) -> CheckpointInfo:
@@ -128,6 +129,7 @@ class ModelManager:
                 placement = self.placement
                 self._loaded[key] = load_checkpoint(info, placement.device, placement.dtype, short_hash,
                                                     self.allow_pickle, placement.memory)
+                self._loaded_names = tuple(m.name for m in self._loaded.values())
             model = self._loaded[key]
             model.loras, model.embeddings = self.loras, self.embeddings
             self._place_models(key)
@@ -187,6 +189,12 @@ class ModelManager:
         with self._lock:
             return list(self._loaded.values())
 
+    @property
+    def loaded_names(self) -> tuple[str, ...]:
+        """Names of the loaded models, read without the lock (a load may hold it for seconds);
+        a snapshot replaced whole on every load and unload."""
+        return self._loaded_names
+
     def unload_all(self) -> None:
         with self._lock:
             for key in list(self._loaded):
@@ -194,6 +202,7 @@ class ModelManager:
 
     def _unload(self, key: str) -> None:
         model = self._loaded.pop(key)
+        self._loaded_names = tuple(m.name for m in self._loaded.values())
         logger.info("unloading %s", model.info.path)
         del model
         gc.collect()

@@ -236,3 +236,29 @@ def test_progress_shows_the_current_image_while_a_job_runs(api: httpx.Client) ->
     assert seen is not None, "no preview seen while the job ran"
     assert Image.open(io.BytesIO(base64.b64decode(seen["current_image"]))).size == (64, 64)
     assert api.get("/progress", params={"skip_current_image": True}).json()["current_image"] is None
+
+
+def test_health_reports_the_server_and_answers_while_a_job_runs(api: httpx.Client) -> None:
+    import threading
+    import time
+
+    root = str(api.base_url).removesuffix("sdapi/v1").removesuffix("sdapi/v1/")
+    done = threading.Event()
+
+    def generate() -> None:
+        with httpx.Client(base_url=str(api.base_url), timeout=120) as other:
+            other.post("/txt2img", json={"prompt": "x", "steps": 150, "width": 64, "height": 64})
+        done.set()
+
+    threading.Thread(target=generate, daemon=True).start()
+    timings, seen_busy = [], False
+    with httpx.Client(base_url=root, timeout=10) as client:
+        while not done.is_set():
+            started = time.perf_counter()
+            body = client.get("/health").json()
+            timings.append(time.perf_counter() - started)
+            seen_busy = seen_busy or body["running_job"] is not None
+    done.wait(120)
+    assert body["status"] == "ok" and body["device"] == "cpu" and body["version"].startswith("aigen-v")
+    assert body["loaded_models"] == ["tiny-sd15"] and body["queue_length"] == 0
+    assert seen_busy and timings  # the latency itself is reported by bench, not asserted here
