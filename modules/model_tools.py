@@ -7,19 +7,35 @@ here, inside the data dir's model folders, so a request can never name a file el
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 from modules.app import AppContext
+from modules.models.catalog import (
+    KINDS,
+    BackgroundHasher,
+    ModelEntry,
+    delete_model,
+    list_models,
+    read_details,
+    save_user_metadata,
+)
+from modules.models.install import ModelInstallError, install_from_path, install_from_url
 from modules.models.memory import memory_usage
 from modules.models.merge import MergeError, MergeRequest, default_output_name, merge_checkpoints
 from modules.models.vae import find_vae_files
 
-__all__ = ["ModelTools"]
+__all__ = ["MAX_INSTALL_BYTES", "SYNC_DETAILS_LIMIT", "ModelTools"]
 
 Progress = Callable[[int, int], None]
+MAX_INSTALL_BYTES = 16 * 2**30  # the largest SDXL/Flux checkpoints stay well under this
+# Reading one safetensors header costs 2-3 ms (bench/model_catalog.py): up to this many are read
+# while listing; more are read on a background thread and appear at the next refresh, so a
+# folder of 1,000 files still lists in well under a second.
+SYNC_DETAILS_LIMIT = 150
 
 
 class ModelTools:
@@ -28,6 +44,10 @@ class ModelTools:
     def __init__(self, context: AppContext) -> None:
         self.context = context
         self._merge_lock = threading.Lock()  # merges read and write gigabytes: one at a time
+        self._hash_lock = threading.Lock()
+        self._hasher: BackgroundHasher | None = None
+        self._details: dict[tuple[Path, float], ModelEntry] = {}  # header facts by (file, mtime)
+        self._details_lock = threading.Lock()
 
     # -- checkpoint merger ------------------------------------------------------------------
 
@@ -98,3 +118,110 @@ class ModelTools:
     def memory(self) -> dict[str, Any]:
         """RAM, VRAM and the loaded checkpoints (``memory_usage``)."""
         return memory_usage([(m.name, m.pipeline) for m in self.context.models.loaded])
+
+    # -- the Models tab ---------------------------------------------------------------------
+
+    def folders(self, kind: str) -> list[Path]:
+        """The folders a kind of model lives in ("checkpoints", "lora", "vae", "embeddings",
+        "upscalers", "controlnet"); the first is where installs go.
+
+        Raises:
+            ModelInstallError: an unknown kind (field "kind").
+        """
+        paths = self.context.paths
+        models = self.context.models
+        table = {"checkpoints": list(self.context.registry.roots), "lora": list(models.loras.roots),
+                 "vae": list(models.vae_roots), "embeddings": list(models.embeddings.roots),
+                 "upscalers": list(paths.upscalers), "controlnet": [paths.controlnet]}
+        if kind not in table:
+            raise ModelInstallError("kind", f"unknown kind {kind!r}; one of {', '.join(KINDS)}")
+        return table[kind]
+
+    def entries(self, kind: str) -> list[ModelEntry]:
+        """The kind's files with their cheap facts (hashes shown are cached ones; nothing is
+        hashed). Header facts (family, metadata, trigger words) come from a cache; missing ones
+        are read now when few, else in the background (``SYNC_DETAILS_LIMIT``)."""
+        listed = list_models(kind, self.folders(kind), self.context.registry.hashes, read_headers=False)
+        with self._details_lock:
+            missing = [e for e in listed if (e.path, e.mtime) not in self._details]
+        if len(missing) <= SYNC_DETAILS_LIMIT:
+            self._read_details(missing)
+        else:
+            threading.Thread(target=self._read_details, args=(missing,), name="model-details", daemon=True).start()
+        with self._details_lock:
+            return [self._merged(e, self._details.get((e.path, e.mtime))) for e in listed]
+
+    def _read_details(self, entries: list[ModelEntry]) -> None:
+        for entry in entries:
+            detailed = read_details(entry)
+            with self._details_lock:
+                self._details[(entry.path, entry.mtime)] = detailed
+
+    @staticmethod
+    def _merged(listed: ModelEntry, detailed: ModelEntry | None) -> ModelEntry:
+        """The fresh listing (hash, notes, preview) with the cached header facts."""
+        if detailed is None:
+            return listed
+        return dataclasses.replace(detailed, short_hash=listed.short_hash, user_metadata=listed.user_metadata,
+                                   preview=listed.preview, size_bytes=listed.size_bytes)
+
+    def entry(self, kind: str, name: str) -> ModelEntry:
+        """One file of the kind by its listed name. Raises ModelInstallError("name")."""
+        for entry in self.entries(kind):
+            if entry.name == name:
+                return entry
+        raise ModelInstallError("name", f"no {kind} model named {name!r}")
+
+    def details(self, kind: str, name: str) -> ModelEntry:
+        """``entry`` with its header facts read, if the listing had not read them yet."""
+        entry = self.entry(kind, name)
+        return entry if entry.has_details else self._merged(entry, read_details(entry))
+
+    def save_notes(self, kind: str, name: str, fields: Mapping[str, str]) -> ModelEntry:
+        """Write the model's user metadata sidecar (description, activation text, …)."""
+        save_user_metadata(self.entry(kind, name).path, fields)
+        return self.entry(kind, name)
+
+    def delete(self, kind: str, name: str) -> Path:
+        """Delete a model file and its sidecars; returns the deleted path."""
+        self._require_file_access()
+        entry = self.entry(kind, name)
+        delete_model(entry.path, self.folders(kind))
+        self._after_change(kind)
+        return entry.path
+
+    def install_url(self, kind: str, url: str, sha256: str = "", filename: str = "",
+                    progress: Callable[[int, int | None], None] | None = None) -> Path:
+        """Download a model into the kind's folder (see ``install_from_url``)."""
+        self._require_file_access()
+        path = install_from_url(url, self.folders(kind)[0], expected_sha256=sha256.strip() or None,
+                                max_bytes=MAX_INSTALL_BYTES, progress=progress, filename=filename.strip() or None)
+        self._after_change(kind)
+        return path
+
+    def install_path(self, kind: str, source: str) -> Path:
+        """Copy a model file from this machine into the kind's folder."""
+        self._require_file_access()
+        path = install_from_path(Path(source.strip()).expanduser(), self.folders(kind)[0])
+        self._after_change(kind)
+        return path
+
+    def start_hashing(self, kind: str) -> BackgroundHasher:
+        """Hash the kind's files on a background thread (the table shows them as they finish)."""
+        with self._hash_lock:
+            if self._hasher is None or not self._hasher.progress.is_running:
+                paths = [entry.path for entry in self.entries(kind) if entry.path.is_file()]
+                self._hasher = BackgroundHasher(self.context.registry.hashes, paths).start()
+            return self._hasher
+
+    def _require_file_access(self) -> None:
+        """Installing and deleting write the server's disk: only where extensions may be installed."""
+        if not self.context.extension_install_allowed:
+            raise ModelInstallError("url", "installing and deleting models is off on a server others can reach; "
+                                           "start it with --enable-insecure-extension-access to allow it")
+
+    def _after_change(self, kind: str) -> None:
+        if kind == "checkpoints":
+            self.context.registry.refresh()
+        elif kind == "upscalers":
+            self.context.upscalers.refresh()

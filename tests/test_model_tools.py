@@ -76,3 +76,42 @@ def test_an_existing_name_is_not_overwritten(two_models: Studio) -> None:
     run_merge(two_models, _fields(custom_name="mine"))
     with pytest.raises(MergeError, match="already exists"):
         two_models.model_tools.merge(dict(zip(MERGE_FIELDS, _fields(custom_name="mine"), strict=True)))
+
+
+def test_models_tab_lists_each_kind_with_family_notes_and_background_hashes(studio: Studio, sd15_model) -> None:
+    from tests.network_files import kohya_lora, write_lora
+    from tests.upscaler_files import write_tiny_upscaler
+
+    tools = studio.model_tools
+    (checkpoint,) = tools.entries("checkpoints")
+    assert (checkpoint.name, checkpoint.family, checkpoint.short_hash) == ("tiny-sd15", "SD1.x", None)
+    write_lora(studio.context.paths.lora / "style.safetensors", kohya_lora(sd15_model.pipeline))
+    write_tiny_upscaler(studio.context.paths.upscalers[0] / "2x-tiny.safetensors", 2)
+    assert [e.name for e in tools.entries("lora")] == ["style"]
+    assert tools.entries("upscalers")[0].family.startswith("RealESRGAN")
+    tools.save_notes("lora", "style", {"activation text": "in the style of x", "notes": "mine"})
+    assert tools.entry("lora", "style").trigger_words == "in the style of x"
+    from modules.ui.models_tab import table_rows
+
+    assert table_rows(tools.entries("lora"))[0][4] == "in the style of x"
+    hasher = tools.start_hashing("checkpoints")
+    assert hasher.join(60) and tools.entries("checkpoints")[0].short_hash == studio.context.registry.hashes.\
+        short_hash(checkpoint.path)
+    assert tools.memory()["ram"]["total"]
+
+
+def test_install_and_delete_only_where_the_server_allows_it(studio: Studio, tmp_path) -> None:
+    from modules.models.install import ModelInstallError
+    from tests.upscaler_files import write_tiny_upscaler
+
+    source = write_tiny_upscaler(tmp_path / "4x-new.safetensors", 4)
+    tools = studio.model_tools
+    installed = tools.install_path("upscalers", str(source))
+    assert installed.parent == studio.context.paths.upscalers[0] and "4x-new" in studio.context.upscalers.names()
+    assert tools.delete("upscalers", "4x-new") == installed and not installed.exists()
+    studio.context.extension_install_allowed = False
+    with pytest.raises(ModelInstallError):
+        tools.install_path("upscalers", str(source))
+    with pytest.raises(ModelInstallError):
+        tools.delete("checkpoints", "tiny-sd15")
+    assert (studio.context.paths.checkpoints / "tiny-sd15.safetensors").is_file()

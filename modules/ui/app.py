@@ -16,6 +16,7 @@ from modules.ui.extensions_tab import build_extensions_tab
 from modules.ui.extras import build_extras_tab
 from modules.ui.img2img import build_img2img_tab
 from modules.ui.merger_tab import build_merger_tab
+from modules.ui.models_tab import build_models_tab
 from modules.ui.output_panel import wire_open_folder
 from modules.ui.png_info import build_png_info_tab
 from modules.ui.script_controls import pasted_script_values
@@ -113,7 +114,7 @@ def build_app(studio: Studio) -> gr.Blocks:
                                    lambda text, params: studio.context.scripts.run_callbacks(
                                        "on_infotext_pasted", text, params))
             with gr.Tab("Models", id="models"):
-                gr.Markdown("The model tables arrive with the rest of the model manager.")
+                build_models_tab(studio)
             with gr.Tab("Checkpoint Merger", id="modelmerger"):
                 build_merger_tab(studio)
             with gr.Tab("Settings", id="settings"):

@@ -138,3 +138,12 @@ def test_a_sent_image_sets_img2img_script_controls_too(config: dict[str, Any]) -
                 if ids["img2img_mask_blur"]["id"] not in d["outputs"] and ids["img2img_steps"]["id"] in d["outputs"]
                 and ids["script_img2img_dynamic_thresholding_limit"]["id"] in d["outputs"]]
     assert received, "the received-values handler does not update the script controls"
+
+
+def test_models_merger_and_extras_tabs_have_their_controls(config: dict[str, Any]) -> None:
+    ids = _ids(config)
+    assert [c[0] for c in ids["models_kind"]["props"]["choices"]][:2] == ["Checkpoints", "LoRA"]
+    assert {"models_table", "models_install_url", "models_delete_confirm", "models_memory_usage"} <= set(ids)
+    assert ids["modelmerger_interp_method"]["props"]["value"] == "Weighted sum"
+    assert [c[0] for c in ids["extras_upscaler_1"]["props"]["choices"]] == ["None", "Lanczos", "Nearest"]
+    assert ids["txt2img_hr_upscaler"]["props"]["value"] == "Latent"
