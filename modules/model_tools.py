@@ -214,6 +214,11 @@ class ModelTools:
                 self._hasher = BackgroundHasher(self.context.registry.hashes, paths).start()
             return self._hasher
 
+    @property
+    def hasher(self) -> BackgroundHasher | None:
+        """The last hashing run started (running or finished), or None."""
+        return self._hasher
+
     def _require_file_access(self) -> None:
         """Installing and deleting write the server's disk: only where extensions may be installed."""
         if not self.context.extension_install_allowed:

@@ -161,12 +161,24 @@ def _wire(studio: Studio, kind: Any, refresh: Any, hash_button: Any, status: Any
     chosen.change(lambda label, name: _detail(studio, label, name), inputs=[kind, chosen],
                   outputs=[preview, details, *notes], **private)
 
-    def hash_all(label: str) -> str:
-        progress = studio.model_tools.start_hashing(KIND_LABELS[label]).progress
-        return (f"Hashing {progress.done}/{progress.total} {progress.current} in the background; "
-                "press Refresh to see the hashes so far.")
+    timer = gr.Timer(1.0, active=False)
 
-    hash_button.click(hash_all, inputs=[kind], outputs=[status], **private)
+    def hashing_status() -> tuple[str, Any]:
+        hasher = studio.model_tools.hasher
+        if hasher is None:
+            return "", gr.Timer(active=False)
+        progress = hasher.progress
+        if progress.is_running:
+            return f"Hashing {progress.done}/{progress.total}: {progress.current}", gr.Timer(active=True)
+        failed = f" ({len(progress.failed)} could not be read)" if progress.failed else ""
+        return f"Hashed {progress.done}/{progress.total} files{failed}. Refresh shows them.", gr.Timer(active=False)
+
+    def hash_all(label: str) -> tuple[str, Any]:
+        studio.model_tools.start_hashing(KIND_LABELS[label])
+        return hashing_status()
+
+    hash_button.click(hash_all, inputs=[kind], outputs=[status, timer], **private)
+    timer.tick(hashing_status, outputs=[status, timer], **private)
 
     def save_notes(label: str, name: str, *values: str) -> str:
         if not name:
