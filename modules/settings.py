@@ -108,6 +108,8 @@ class Settings:
     sd_vae: str = _opt("Automatic", "SD VAE", _SD, "dropdown", choices_from="vae", is_relative_path=True,
                        info="Automatic = use one with same filename as checkpoint; None = use VAE from checkpoint")
     sd_checkpoints_limit: int = _slider(1, "Maximum number of checkpoints loaded at the same time", _SD, (1, 10, 1))
+    queue_max_pending: int = _slider(64, "Maximum number of jobs waiting in the queue", _SD, (1, 1000, 1),
+                                     "more are refused (HTTP 429 with Retry-After) until some finish")
     sd_checkpoints_keep_in_cpu: bool = _opt(True, "Only keep one model on device", _SD, "checkbox",
                                             info="the other loaded checkpoints wait in RAM")
     CLIP_stop_at_last_layers: int = _slider(1, "Clip skip", _SD, (1, 12, 1),

@@ -22,6 +22,7 @@ from modules.extensions.api import ArgSpec, ImageSaveParams
 from modules.extensions.job_scripts import JobScripts, build_job_scripts, extension_settings, run_with_scripts
 from modules.extensions.loader import ExtensionInfo, ScriptCatalog
 from modules.extensions.manager import install_from_folder, install_from_git, read_disabled, write_disabled
+from modules.job_records import json_record, result_record
 from modules.model_tools import ModelTools
 from modules.models.registry import CheckpointInfo, native_resolution
 from modules.models.vae import AUTOMATIC, BUILTIN, find_vae_files
@@ -33,6 +34,7 @@ from modules.processing.extras import extras_request_from_api
 from modules.processing.extras_job import ExtrasJob, images_in_folder
 from modules.processing.hires import LATENT_UPSCALE_MODES
 from modules.processing.hooks import StepHook
+from modules.processing.image_input import decode_base64_image
 from modules.processing.img2img import run_img2img
 from modules.processing.img2img_batch import (
     Img2ImgBatchRequest,
@@ -43,6 +45,7 @@ from modules.processing.img2img_batch import (
 )
 from modules.processing.img2img_request import Img2ImgRequest
 from modules.processing.job import Job
+from modules.processing.job_store import JobStore
 from modules.processing.outpainting import OUTPAINT_SCRIPTS
 from modules.processing.queue import JobQueue, JobStatus
 from modules.processing.saving import save_png
@@ -52,6 +55,12 @@ from modules.processing.upscaling import library_image_upscale
 from modules.settings import SettingsStore, output_dir
 
 __all__ = ["Studio"]
+
+
+def _id(job_id: str | None) -> dict[str, str]:
+    """``Job`` keyword arguments that keep a recovered job's id (a new id otherwise)."""
+    return {} if job_id is None else {"id": job_id}
+
 
 logger = logging.getLogger(__name__)
 
@@ -86,12 +95,14 @@ class Studio:
         self._apply_memory_settings()
         self._settings_lock = threading.Lock()
         self.styles = StyleStore(context.paths.styles)
-        self.queue = JobQueue(self._run)
+        self.jobs = JobStore(context.paths.root / "cache" / "jobs.sqlite")
+        self.queue = JobQueue(self._run, max_pending=self.settings.queue_max_pending, on_state=self._record_state)
         self.model_tools = ModelTools(context)
-        self.queue.start()
         self.model_error: str | None = None
         self._import_lock = threading.Lock()
         self._announced_models: set[int] = set()  # pipelines already given to on_model_loaded
+        self.recovered_jobs = self._recover_jobs()
+        self.queue.start()
 
     # -- jobs -------------------------------------------------------------------------------
 
@@ -173,7 +184,7 @@ class Studio:
         """The folder an output setting (``outdir_txt2img_samples``, ``outdir_save``) names, in the data dir."""
         return output_dir(self.settings, key, self.context.paths.root)
 
-    def submit_txt2img(self, payload: Mapping[str, Any]) -> str:
+    def submit_txt2img(self, payload: Mapping[str, Any], *, job_id: str | None = None) -> str:
         """Validate an A1111 txt2img payload and queue it; returns the job id.
 
         Settings fill what the payload leaves out (clip skip, eta); they are copied into the
@@ -181,27 +192,31 @@ class Studio:
 
         Raises:
             RequestValidationError: naming the bad field. QueueFullError: too many waiting.
+
+        ``job_id`` is for jobs recovered from the store: they keep their id and are not recorded again.
         """
+        record = {"payload": payload}
         payload, scripts = self._job_scripts(payload, is_img2img=False)
         payload = apply_payload_styles(payload, self.styles)
         request = txt2img_request_from_api(payload, **self._setting_defaults(payload))
         if request.hires is not None and request.hires.upscaler not in self.hires_upscalers():
             raise RequestValidationError("hr_upscaler", f"no upscaler {request.hires.upscaler!r}; available: "
                                                         f"{', '.join(self.hires_upscalers())}")
-        return self.queue.submit(Job(request, scripts=scripts))
+        return self._enqueue(Job(request, scripts=scripts, **_id(job_id)), "txt2img", record, job_id)
 
     def hires_upscalers(self) -> list[str]:
         """Hires. fix's upscaler choices: the latent modes, then the image upscalers."""
         return [*LATENT_UPSCALE_MODES, *self.context.upscalers.names()]
 
 
-    def submit_img2img(self, payload: Mapping[str, Any]) -> str:
+    def submit_img2img(self, payload: Mapping[str, Any], *, job_id: str | None = None) -> str:
         """Validate an A1111 img2img payload (``init_images``, optional ``mask``, as PIL images or
         base64) and queue it; returns the job id. Errors as ``submit_txt2img``."""
+        record = {"payload": payload}
         payload, scripts = self._job_scripts(payload, is_img2img=True)
         payload = apply_payload_styles(payload, self.styles)
         request = img2img_request_from_api(payload, **self._setting_defaults(payload))
-        return self.queue.submit(Job(request, scripts=scripts))
+        return self._enqueue(Job(request, scripts=scripts, **_id(job_id)), "img2img", record, job_id)
 
     def _job_scripts(self, payload: Mapping[str, Any], is_img2img: bool) -> tuple[dict[str, Any], JobScripts]:
         """Take the script fields out of a payload: ``alwayson_scripts``, and ``script_name`` /
@@ -229,7 +244,7 @@ class Studio:
         return rest, scripts
 
     def submit_img2img_batch(self, payload: Mapping[str, Any], input_dir: str, output_dir: str = "",
-                             mask_dir: str = "") -> str:
+                             mask_dir: str = "", *, job_id: str | None = None) -> str:
         """Queue img2img over every image of ``input_dir`` (A1111's Batch "From directory").
 
         ``payload`` is an img2img payload without ``init_images``; an empty ``output_dir``
@@ -243,6 +258,7 @@ class Studio:
         if not self.context.server_folders_allowed:
             raise ProcessingError("Batch from a directory is off on a server others can reach; start it with "
                                   "--enable-insecure-extension-access to allow it, or upload the images instead.")
+        record = {"payload": payload, "input_dir": input_dir, "output_dir": output_dir, "mask_dir": mask_dir}
         # The settings are checked now, on a stand-in image; each file replaces it when its turn comes.
         payload, scripts = self._job_scripts(payload, is_img2img=True)
         payload = apply_payload_styles({**payload, "init_images": [batch_stand_in()]}, self.styles)
@@ -251,16 +267,18 @@ class Studio:
             "outdir_img2img_samples")
         masks = Path(mask_dir.strip()).expanduser() if mask_dir.strip() else None
         request = batch_request(template, Path(input_dir.strip()).expanduser(), target, masks)
-        return self.queue.submit(Job(request, scripts=scripts))
+        return self._enqueue(Job(request, scripts=scripts, **_id(job_id)), "img2img_batch", record, job_id)
 
     def submit_extras(self, payload: Mapping[str, Any], images: Sequence[tuple[str, Image.Image]],
-                      output_dir: str = "") -> str:
+                      output_dir: str = "", *, job_id: str | None = None,
+                      record: tuple[str, dict[str, Any]] | None = None) -> str:
         """Queue Extras upscaling of ``(name, image)`` pairs with A1111's extras fields; returns
         the job id. Results go to the extras folder (dated), or straight into ``output_dir``.
 
         Raises:
             RequestValidationError: a bad field, an upscaler that is not installed, no image.
         """
+        kind, stored = record or ("extras", {"payload": payload, "images": images, "output_dir": output_dir})
         request = extras_request_from_api(payload, self.context.upscalers.names())
         if not images:
             raise RequestValidationError("image", "no image to process")
@@ -269,13 +287,66 @@ class Studio:
         else:
             output = OutputOptions(self.output_folder("outdir_extras_samples"),
                                    date_subfolder=self.settings.save_to_dirs)
-        return self.queue.submit(Job(ExtrasJob(request, tuple(images), output)))
+        return self._enqueue(Job(ExtrasJob(request, tuple(images), output), **_id(job_id)), kind, stored, job_id)
 
-    def submit_extras_directory(self, payload: Mapping[str, Any], input_dir: str, output_dir: str = "") -> str:
+    def submit_extras_directory(self, payload: Mapping[str, Any], input_dir: str, output_dir: str = "", *,
+                                job_id: str | None = None) -> str:
         """Extras over every image of ``input_dir`` (A1111's "Batch from Directory"); errors as
         ``submit_extras``, and ProcessingError where server folders are off."""
         images = images_in_folder(self._server_folder(input_dir, "input_dir"))
-        return self.submit_extras(payload, images, output_dir)
+        record = {"payload": payload, "input_dir": input_dir, "output_dir": output_dir}
+        return self.submit_extras(payload, images, output_dir, job_id=job_id, record=("extras_directory", record))
+
+    def _record_state(self, job_id: str, state: str, status: JobStatus | None) -> None:
+        """The queue's journal: every start and end goes to the durable store."""
+        if state == "running":
+            self.jobs.mark_running(job_id)
+        else:
+            self.jobs.mark_finished(job_id, state, status.error if status else None,
+                                    result_record(status.result if status else None))
+
+    def _recover_jobs(self) -> list[str]:
+        """Queue again what the store says was waiting (or running) when the server stopped;
+        a job that no longer validates (its model was removed) fails with the reason."""
+        recovered = []
+        for stored in self.jobs.recover():
+            record = stored.payload
+            try:
+                submit = self._resubmitter(stored.kind, record)
+                recovered.append(submit(stored.id))
+            except (ProcessingError, KeyError, TypeError, ValueError) as error:
+                self.jobs.mark_finished(stored.id, "failed", f"could not be queued again after a restart: {error}")
+        if recovered:
+            logger.warning("queued %d job(s) again after a restart", len(recovered))
+        return recovered
+
+    def _resubmitter(self, kind: str, record: Mapping[str, Any]) -> Any:
+        payload = record["payload"]
+        if kind == "txt2img":
+            return lambda job_id: self.submit_txt2img(payload, job_id=job_id)
+        if kind == "img2img":
+            return lambda job_id: self.submit_img2img(payload, job_id=job_id)
+        if kind == "img2img_batch":
+            return lambda job_id: self.submit_img2img_batch(payload, record["input_dir"], record["output_dir"],
+                                                            record["mask_dir"], job_id=job_id)
+        if kind == "extras":
+            images = [(name, decode_base64_image(data, "image")) for name, data in record["images"]]
+            return lambda job_id: self.submit_extras(payload, images, record["output_dir"], job_id=job_id)
+        if kind == "extras_directory":
+            return lambda job_id: self.submit_extras_directory(payload, record["input_dir"], record["output_dir"],
+                                                               job_id=job_id)
+        raise ValueError(f"unknown job kind {kind!r}")
+
+    def _enqueue(self, job: Job, kind: str, record: Mapping[str, Any], recovered_id: str | None) -> str:
+        """Record the job in the durable store (unless it came from there), then queue it."""
+        if recovered_id is None:
+            self.jobs.add(job.id, kind, json_record(record))
+        try:
+            return self.queue.submit(job)
+        except Exception:
+            if recovered_id is None:
+                self.jobs.forget(job.id)  # refused (queue full, closed): it was never accepted
+            raise
 
     def _server_folder(self, folder: str, field: str) -> Path:
         """A folder on this machine that a request names, where the exposure rules allow it."""
@@ -466,6 +537,9 @@ class Studio:
         models = self.context.models
         models.keep_loaded = self.settings.sd_checkpoints_limit
         models.keep_in_cpu = self.settings.sd_checkpoints_keep_in_cpu
+        if hasattr(self, "queue"):
+            self.queue.max_pending = self.settings.queue_max_pending
 
     def close(self) -> None:
         self.queue.close(timeout=10)
+        self.jobs.close()

@@ -161,3 +161,28 @@ def test_hires_fix_through_the_studio_uses_its_upscalers_and_refuses_unknown_one
     with pytest.raises(RequestValidationError) as error:
         studio.submit_txt2img({"prompt": "x", "enable_hr": True, "hr_upscaler": "4x-missing"})
     assert error.value.field == "hr_upscaler"
+
+
+def test_jobs_are_recorded_and_survive_a_restart(data_dir: Path) -> None:
+    args = argparse.Namespace(data_dir=data_dir, ckpt_dir=[], precision="fp32", no_half=False, device="cpu",
+                              allow_pickle=False)
+    first = Studio(build_app_context(args), SettingsStore(data_dir / "config.json"))
+    done_id = first.submit_txt2img({"prompt": "x", "steps": 1, "width": 64, "height": 64})
+    assert first.wait(done_id, timeout=120).state == "done"
+    assert first.jobs.get(done_id).state == "done" and first.jobs.get(done_id).result["images"] == 1
+    # Jobs that were waiting when the process died: written to the store as a submit would.
+    waiting = [f"waiting{k}" for k in range(2)]
+    for job_id in waiting:
+        first.jobs.add(job_id, "txt2img", {"payload": {"prompt": job_id, "steps": 1, "width": 64, "height": 64}})
+    first.jobs.add("broken", "txt2img", {"payload": {"prompt": "x", "steps": 0}})
+    first.close()
+
+    second = Studio(build_app_context(args), SettingsStore(data_dir / "config.json"))
+    try:
+        assert second.recovered_jobs == waiting
+        for job_id in waiting:
+            assert second.wait(job_id, timeout=120).state == "done"
+            assert second.jobs.get(job_id).state == "done"
+        assert second.jobs.get("broken").state == "failed" and "steps" in second.jobs.get("broken").error
+    finally:
+        second.close()

@@ -132,15 +132,20 @@ class JobQueue:
             raised ``JobInterrupted`` gives state "interrupted"; any other exception gives
             "failed" with ``error = "<Type>: <message>"`` and the worker goes on.
         max_pending: how many jobs may wait (the running one not counted) before ``submit``
-            raises ``QueueFullError``.
+            raises ``QueueFullError``; a public attribute, so settings change it live.
         keep_finished: how many finished jobs stay queryable by id; the oldest are evicted.
+        on_state: told ``(job_id, "running", None)`` when a job starts and ``(job_id, state,
+            final status)`` when it ends (the durable ``JobStore`` records both). Called on the
+            worker thread (or the cancelling one), never under the queue's lock.
     """
 
-    def __init__(self, run: Callable[[Job], Any], max_pending: int = 64, keep_finished: int = 32) -> None:
+    def __init__(self, run: Callable[[Job], Any], max_pending: int = 64, keep_finished: int = 32,
+                 on_state: Callable[[str, str, JobStatus | None], None] | None = None) -> None:
         if max_pending < 1 or keep_finished < 0:
             raise ValueError("max_pending must be >= 1 and keep_finished >= 0")
         self._run = run
-        self._max_pending = max_pending
+        self.max_pending = max_pending
+        self._on_state = on_state
         self._keep_finished = keep_finished
         self._changed = threading.Condition(threading.Lock())
         self._pending: deque[str] = deque()
@@ -210,8 +215,8 @@ class JobQueue:
         with self._changed:
             if self._closed:
                 raise QueueClosedError("the job queue is closed")
-            if len(self._pending) >= self._max_pending:
-                raise QueueFullError(f"{len(self._pending)} jobs are already waiting (limit {self._max_pending})")
+            if len(self._pending) >= self.max_pending:
+                raise QueueFullError(f"{len(self._pending)} jobs are already waiting (limit {self.max_pending})")
             if job.id in self._active or job.id in self._finished:
                 raise ValueError(f"job {job.id} was already submitted")
             self._wrap_progress(job)
@@ -235,9 +240,10 @@ class JobQueue:
                 return False
             if job_id == self._current:
                 entry.job.cancel.interrupt()
-            else:
-                self._cancel_queued_locked(entry)
-            return True
+                return True
+            self._cancel_queued_locked(entry)
+        self._notify(job_id, "cancelled", entry.final)
+        return True
 
     def skip(self, job_id: str) -> bool:
         """Skip the current batch of a running job (the job goes on with its next batch).
@@ -331,9 +337,10 @@ class JobQueue:
             fields.update(fraction=1.0, eta_s=0.0)
         return JobStatus(entry.job.id, state, None, elapsed_s=elapsed, result=result, error=error, **fields)
 
-    def _finish_locked(self, entry: _Entry, state: JobState, result: Any = None, error: str | None = None) -> None:
+    def _finish_locked(self, entry: _Entry, state: JobState, result: Any = None, error: str | None = None,
+                       final: JobStatus | None = None) -> None:
         job_id = entry.job.id
-        entry.final = self._final_status(entry, state, result, error)
+        entry.final = final or self._final_status(entry, state, result, error)
         entry.progress = None  # drop the latent reference; the result holds the images
         del self._active[job_id]
         if self._current == job_id:
@@ -379,8 +386,21 @@ class JobQueue:
             return "interrupted", result, None
         return "done", result, None
 
+    def _notify(self, job_id: str, state: str, status: JobStatus | None) -> None:
+        if self._on_state is None:
+            return
+        try:
+            self._on_state(job_id, state, status)
+        except Exception:  # a failing journal must not stop the worker; the job itself is fine
+            logger.exception("recording job %s as %s failed", job_id, state)
+
     def _work(self) -> None:
         while (entry := self._take_next()) is not None:
+            self._notify(entry.job.id, "running", None)
             state, result, error = self._execute(entry.job)
             with self._changed:
-                self._finish_locked(entry, state, result, error)
+                final = self._final_status(entry, state, result, error)
+            # Recorded before anyone waiting is woken, so whoever sees the job end finds it stored.
+            self._notify(entry.job.id, state, final)
+            with self._changed:
+                self._finish_locked(entry, state, final=final)
