@@ -91,15 +91,17 @@ def launch_ui(args: argparse.Namespace) -> int:
     from fastapi import APIRouter
 
     from modules.api.health import build_health_router
-    from modules.api.rest import build_router
+    from modules.api.jobs import build_jobs_router
+    from modules.api.rest import build_router, decode_image
 
     router = build_router(studio, api_credentials, vars(args))
     health = build_health_router(studio, router.dependencies)
+    jobs = build_jobs_router(studio, decode_image, list(router.dependencies))
     # Extensions' routes sit at the app's root (A1111's /controlnet/...), behind the API's auth.
     extension_routes = APIRouter(dependencies=list(router.dependencies))
     if args.nowebui:
         context.scripts.run_callbacks("on_app_started", None, extension_routes)
-        return _serve_api_only(args, studio, router, health, extension_routes)
+        return _serve_api_only(args, studio, [router, health, jobs, extension_routes])
     demo = build_app(studio)
     demo.queue(max_size=64, default_concurrency_limit=1)
     # Before launch, so the routes extensions add are served from the first request (as ours are).
@@ -111,7 +113,8 @@ def launch_ui(args: argparse.Namespace) -> int:
                     show_error=True, quiet=False, prevent_thread_lock=True,
                     # The REST routes are part of the app from its first request: added after
                     # launch, an early client (or the readiness probe's next call) got a 404.
-                    app_kwargs={"routes": [*router.routes, *health.routes, *extension_routes.routes]})
+                    app_kwargs={"routes": [*router.routes, *health.routes, *jobs.routes,
+                                                  *extension_routes.routes]})
         if args.share and not demo.share_url:
             _report_share_failure(demo.local_url)
         # Only now, with the page being served, start the slow part (diffusers import, weights).
@@ -135,15 +138,14 @@ def _report_share_failure(local_url: str | None) -> None:
           file=sys.stderr, flush=True)
 
 
-def _serve_api_only(args: argparse.Namespace, studio: Any, router: Any, health: Any, extension_routes: Any) -> int:
+def _serve_api_only(args: argparse.Namespace, studio: Any, routers: list[Any]) -> int:
     """``--nowebui``: the REST API (and the routes extensions added) alone, on uvicorn."""
     import uvicorn
     from fastapi import FastAPI
 
     app = FastAPI(title="AIGen Studio API")
-    app.include_router(router)
-    app.include_router(health)
-    app.include_router(extension_routes)
+    for router in routers:  # REST, /health, /api/v1/jobs, then the routes extensions added
+        app.include_router(router)
     studio.load_default_in_background()
     host = "0.0.0.0" if args.listen else (args.server_name or "127.0.0.1")
     try:

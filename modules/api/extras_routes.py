@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from fastapi import APIRouter, Body, HTTPException
 
+from modules.api.jobs import http_error
 from modules.models.memory import memory_usage
 from modules.processing.errors import ProcessingError, RequestValidationError
 from modules.processing.hires import LATENT_UPSCALE_MODES
@@ -28,10 +29,8 @@ def _run(studio: Studio, submit: Callable[[], str]) -> Any:
     """Submit, wait, and return the finished result; errors as HTTP statuses."""
     try:
         job_id = submit()
-    except RequestValidationError as error:
-        raise HTTPException(413 if "limit" in error.message else 422, f"{error.field}: {error.message}") from None
-    except ProcessingError as error:
-        raise HTTPException(503, str(error)) from None
+    except (RequestValidationError, ProcessingError) as error:
+        raise http_error(error) from None
     status = studio.wait(job_id)
     if status.result is None:
         raise HTTPException(500, status.error or "extras failed")

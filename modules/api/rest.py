@@ -18,6 +18,7 @@ from fastapi.security import HTTPBasic, HTTPBasicCredentials
 from PIL import Image
 
 from modules.api.extras_routes import add_extras_routes
+from modules.api.jobs import http_error
 from modules.api.listings import add_listing_routes
 from modules.api.networks import add_network_routes
 from modules.extensions.job_scripts import describe_scripts
@@ -63,11 +64,8 @@ def _generate(payload: dict[str, Any], submit: Callable[[dict[str, Any]], str], 
         raise HTTPException(422, "body: must be a JSON object")
     try:
         job_id = submit(payload)
-    except RequestValidationError as error:
-        status_code = 413 if "limit" in error.message else 422  # an upload over a size limit
-        raise HTTPException(status_code, f"{error.field}: {error.message}") from None
-    except ProcessingError as error:
-        raise HTTPException(503, str(error)) from None
+    except (RequestValidationError, ProcessingError) as error:
+        raise http_error(error) from None  # 422/413 naming the field, 429 when the queue is full
     status = studio.wait(job_id)
     if status.state == "failed":
         raise HTTPException(500, status.error or "generation failed")

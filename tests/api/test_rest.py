@@ -5,7 +5,6 @@ from __future__ import annotations
 import base64
 import io
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -13,26 +12,10 @@ import pytest
 from PIL import Image
 
 from tests.network_files import kohya_lora, write_embedding, write_lora
-from tests.tiny_models import build_tiny_pipeline, write_tiny_checkpoint
+from tests.tiny_models import build_tiny_pipeline
 from tests.ui.live_server import start_server
-from tests.upscaler_files import write_tiny_upscaler
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture(scope="module")
-def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("rest-data")
-    write_tiny_checkpoint(root / "models" / "Stable-diffusion", "sd15")
-    write_tiny_upscaler(root / "models" / "ESRGAN" / "2x-tiny.safetensors", scale=2)
-    return root
-
-
-@pytest.fixture(scope="module")
-def api(data_dir: Path) -> Iterator[httpx.Client]:
-    for url in start_server(data_dir):
-        with httpx.Client(base_url=url + "sdapi/v1", timeout=120) as client:
-            yield client
 
 
 def test_txt2img_as_an_a1111_client_sends_it(api: httpx.Client) -> None:
