@@ -89,9 +89,11 @@ def launch_ui(args: argparse.Namespace) -> int:
     if args.ckpt:
         studio.update_settings({"sd_model_checkpoint": args.ckpt})
     from fastapi import APIRouter
+    from starlette.middleware import Middleware
 
     from modules.api.health import build_health_router
     from modules.api.jobs import build_jobs_router
+    from modules.api.limits import BodyLimit
     from modules.api.rest import build_router, decode_image
 
     router = build_router(studio, api_credentials, vars(args))
@@ -114,7 +116,8 @@ def launch_ui(args: argparse.Namespace) -> int:
                     # The REST routes are part of the app from its first request: added after
                     # launch, an early client (or the readiness probe's next call) got a 404.
                     app_kwargs={"routes": [*router.routes, *health.routes, *jobs.routes,
-                                                  *extension_routes.routes]})
+                                                  *extension_routes.routes],
+                                       "middleware": [Middleware(BodyLimit)]})
         if args.share and not demo.share_url:
             _report_share_failure(demo.local_url)
         # Only now, with the page being served, start the slow part (diffusers import, weights).
@@ -142,8 +145,11 @@ def _serve_api_only(args: argparse.Namespace, studio: Any, routers: list[Any]) -
     """``--nowebui``: the REST API (and the routes extensions added) alone, on uvicorn."""
     import uvicorn
     from fastapi import FastAPI
+    from starlette.middleware import Middleware
 
-    app = FastAPI(title="AIGen Studio API")
+    from modules.api.limits import BodyLimit
+
+    app = FastAPI(title="AIGen Studio API", middleware=[Middleware(BodyLimit)])
     for router in routers:  # REST, /health, /api/v1/jobs, then the routes extensions added
         app.include_router(router)
     studio.load_default_in_background()

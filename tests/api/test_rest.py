@@ -245,3 +245,12 @@ def test_health_reports_the_server_and_answers_while_a_job_runs(api: httpx.Clien
     assert body["status"] == "ok" and body["device"] == "cpu" and body["version"].startswith("aigen-v")
     assert body["loaded_models"] == ["tiny-sd15"] and body["queue_length"] == 0
     assert seen_busy and timings  # the latency itself is reported by bench, not asserted here
+
+
+def test_an_oversized_body_is_413_and_the_server_lives_on(api: httpx.Client) -> None:
+    huge = b'{"prompt": "' + b"x" * (65 * 2**20) + b'"}'
+    response = api.post("/txt2img", content=huge, headers={"content-type": "application/json"})
+    assert response.status_code == 413
+    assert api.post("/txt2img", content=b"[" * 50_000, headers={"content-type": "application/json"}).status_code \
+        in (400, 422)
+    assert api.get("/progress").status_code == 200
