@@ -39,6 +39,26 @@ def _wait_ready(url: str, process: subprocess.Popen, log: Path, limit_s: float =
     raise TimeoutError(f"server not ready after {limit_s} s")
 
 
+def launch_server(data_dir: Path, log_path: Path, *flags: str, env: Mapping[str, str] | None = None,
+                  ready_s: float = 120.0, port: int | None = None) -> tuple[subprocess.Popen, str]:
+    """Start a server on ``data_dir`` (output to ``log_path``) and return it, ready, with its URL.
+    The caller stops it (``terminate``, or ``kill`` to test a crash)."""
+    port = port or _free_port()
+    with log_path.open("ab") as log:  # the child keeps its own handle
+        process = subprocess.Popen(
+            [sys.executable, "webui.py", "--port", str(port), "--data-dir", str(data_dir), *flags],
+            cwd=REPO_ROOT, stdout=log, stderr=subprocess.STDOUT,
+            env={**os.environ, "HF_HUB_OFFLINE": "1", **(env or {})},
+        )
+    url = f"http://127.0.0.1:{port}/"
+    try:
+        _wait_ready(url, process, log_path, ready_s)
+    except BaseException:
+        process.kill()
+        raise
+    return process, url
+
+
 def start_server(data_dir: Path, *flags: str, log_path: Path | None = None,
                  env: Mapping[str, str] | None = None, ready_s: float = 120.0) -> Iterator[str]:
     """Yield the URL of a ready server (GET / answers 200) on ``data_dir``; stop it afterwards.
@@ -47,19 +67,11 @@ def start_server(data_dir: Path, *flags: str, log_path: Path | None = None,
     full pipe would block the server. Pass ``log_path`` to read that file while it runs, and
     ``env`` for extra environment variables.
     """
-    port = _free_port()
     with contextlib.ExitStack() as stack:
         if log_path is None:
             log_path = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="aigen-server-"))) / "server.log"
-        log = stack.enter_context(log_path.open("wb"))
-        process = subprocess.Popen(
-            [sys.executable, "webui.py", "--port", str(port), "--data-dir", str(data_dir), *flags],
-            cwd=REPO_ROOT, stdout=log, stderr=subprocess.STDOUT,
-            env={**os.environ, "HF_HUB_OFFLINE": "1", **(env or {})},
-        )
-        url = f"http://127.0.0.1:{port}/"
+        process, url = launch_server(data_dir, log_path, *flags, env=env, ready_s=ready_s)
         try:
-            _wait_ready(url, process, log_path, ready_s)
             yield url
         finally:
             process.terminate()
