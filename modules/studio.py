@@ -48,7 +48,7 @@ from modules.processing.job import Job
 from modules.processing.job_store import JobStore
 from modules.processing.outpainting import OUTPAINT_SCRIPTS
 from modules.processing.queue import JobQueue, JobStatus
-from modules.processing.saving import save_png
+from modules.processing.saving import remove_orphan_temp_files, save_png
 from modules.processing.styles import StyleStore, apply_payload_styles
 from modules.processing.txt2img import GenerationResult, OutputOptions, run_txt2img
 from modules.processing.upscaling import library_image_upscale
@@ -101,6 +101,7 @@ class Studio:
         self.model_error: str | None = None
         self._import_lock = threading.Lock()
         self._announced_models: set[int] = set()  # pipelines already given to on_model_loaded
+        remove_orphan_temp_files(context.paths.root / "outputs")  # saves a crash cut short
         self.recovered_jobs = self._recover_jobs()
         self.queue.start()
 

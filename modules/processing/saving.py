@@ -19,7 +19,7 @@ from typing import BinaryIO
 
 from PIL import Image, PngImagePlugin
 
-__all__ = ["date_folder", "next_counter", "save_png", "write_temp_file"]
+__all__ = ["date_folder", "next_counter", "remove_orphan_temp_files", "save_png", "write_temp_file"]
 
 _COUNTER_RE = re.compile(r"^(\d{5,})-")
 
@@ -64,6 +64,18 @@ def write_temp_file(folder: Path, write: Callable[[BinaryIO], object], suffix: s
         Path(tmp).unlink(missing_ok=True)
         raise
     return Path(tmp)
+
+
+def remove_orphan_temp_files(root: Path) -> int:
+    """Delete the ``.tmp-*`` files a killed process left under ``root`` (a save cut short
+    before its rename); returns how many. Run at start-up, before anything saves."""
+    removed = 0
+    if root.is_dir():
+        for path in root.rglob(".tmp-*"):
+            if path.is_file():
+                path.unlink(missing_ok=True)
+                removed += 1
+    return removed
 
 
 def _write_temp_png(image: Image.Image, folder: Path, infotext: str | None) -> Path:

@@ -60,4 +60,4 @@ def test_kill_9_mid_job_then_restart_completes_every_job(tmp_path: Path) -> None
     for png in pngs:
         with Image.open(png) as image:
             image.verify()  # complete files only: saving is write-then-rename
-    assert len(pngs) >= 10 and not list((data_dir / "outputs").rglob("*.tmp"))
+    assert len(pngs) >= 10 and not list((data_dir / "outputs").rglob(".tmp-*"))
