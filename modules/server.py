@@ -117,7 +117,8 @@ def launch_ui(args: argparse.Namespace) -> int:
                     # launch, an early client (or the readiness probe's next call) got a 404.
                     app_kwargs={"routes": [*router.routes, *health.routes, *jobs.routes,
                                                   *extension_routes.routes],
-                                       "middleware": [Middleware(BodyLimit)]})
+                                       "middleware": [Middleware(BodyLimit)],
+                                       "docs_url": "/docs", "openapi_url": "/openapi.json"})
         if args.share and not demo.share_url:
             _report_share_failure(demo.local_url)
         # Only now, with the page being served, start the slow part (diffusers import, weights).
