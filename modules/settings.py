@@ -144,6 +144,9 @@ def _collect_infos() -> tuple[SettingInfo, ...]:
 
 SETTING_INFOS: tuple[SettingInfo, ...] = _collect_infos()
 SETTINGS_BY_KEY: Mapping[str, SettingInfo] = MappingProxyType({info.key: info for info in SETTING_INFOS})
+#: Settings that name folders to write into: changed in the Settings tab only, never over the
+#: network API (A1111's ``--api`` restriction), so a remote client cannot redirect outputs.
+FOLDER_SETTINGS: frozenset[str] = frozenset(info.key for info in SETTING_INFOS if info.section == _PATHS)
 _DEFAULTS = Settings()
 
 

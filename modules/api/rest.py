@@ -27,6 +27,7 @@ from modules.processing.image_input import decode_base64_image, png_base64
 from modules.processing.infotext import parse_infotext
 from modules.processing.preview import latents_to_preview
 from modules.processing.samplers import SAMPLERS, SCHEDULE_TYPES
+from modules.settings import FOLDER_SETTINGS
 
 if TYPE_CHECKING:
     from modules.studio import Studio
@@ -176,6 +177,10 @@ def _model_routes(router: APIRouter, studio: Studio) -> None:
 
     @router.post("/options")
     def set_options(changes: dict[str, Any] = Body(...)) -> None:  # noqa: B008
+        folders = sorted(FOLDER_SETTINGS & set(changes))
+        if folders:
+            raise HTTPException(422, f"{folders[0]}: folder settings are not settable over the API; "
+                                     "change them in the Settings tab")
         if "sd_model_checkpoint" in changes:
             try:
                 chosen = studio.set_checkpoint(str(changes["sd_model_checkpoint"]))

@@ -60,6 +60,8 @@ def test_listings_and_options(api: httpx.Client) -> None:
     assert api.post("/options", json={"sd_model_checkpoint": "tiny-sd15"}).status_code == 200
     assert api.get("/options").json()["sd_model_checkpoint"].startswith("tiny-sd15.safetensors [")
     assert api.post("/options", json={"outdir_txt2img_samples": "/etc"}).status_code == 422
+    inside = api.post("/options", json={"outdir_save": "outputs/elsewhere"})  # even inside the data dir
+    assert inside.status_code == 422 and "not settable over the API" in inside.json()["detail"]
     assert api.post("/interrupt").json() == {"interrupted": False}
 
 
@@ -254,3 +256,10 @@ def test_an_oversized_body_is_413_and_the_server_lives_on(api: httpx.Client) -> 
     assert api.post("/txt2img", content=b"[" * 50_000, headers={"content-type": "application/json"}).status_code \
         in (400, 422)
     assert api.get("/progress").status_code == 200
+
+
+def test_a_request_with_only_a_prompt_uses_a1111_api_defaults(api: httpx.Client) -> None:
+    body = api.post("/txt2img", json={"prompt": "a cat"}).json()
+    info = json.loads(body["info"])
+    image = Image.open(io.BytesIO(base64.b64decode(body["images"][0])))
+    assert image.size == (512, 512) and "Steps: 20" in info["infotexts"][0]
