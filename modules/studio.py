@@ -62,6 +62,12 @@ def _id(job_id: str | None) -> dict[str, str]:
     return {} if job_id is None else {"id": job_id}
 
 
+def _save_images(payload: Mapping[str, Any]) -> bool | None:
+    """A1111's ``save_images``: True/False when the payload says, None (the settings) otherwise."""
+    value = payload.get("save_images")
+    return value if isinstance(value, bool) else None
+
+
 logger = logging.getLogger(__name__)
 
 
@@ -148,7 +154,8 @@ class Studio:
         settings = self.settings
         if output is None:
             folder = self.output_folder("outdir_img2img_samples" if is_img2img else "outdir_txt2img_samples")
-            output = OutputOptions(folder, save=settings.samples_save, date_subfolder=settings.save_to_dirs)
+            save = settings.samples_save if job.save is None else job.save
+            output = OutputOptions(folder, save=save, date_subfolder=settings.save_to_dirs)
         run = run_img2img if is_img2img else functools.partial(
             run_txt2img, upscale=library_image_upscale(self.context.upscalers))
 
@@ -203,7 +210,8 @@ class Studio:
         if request.hires is not None and request.hires.upscaler not in self.hires_upscalers():
             raise RequestValidationError("hr_upscaler", f"no upscaler {request.hires.upscaler!r}; available: "
                                                         f"{', '.join(self.hires_upscalers())}")
-        return self._enqueue(Job(request, scripts=scripts, **_id(job_id)), "txt2img", record, job_id)
+        job = Job(request, scripts=scripts, save=_save_images(record["payload"]), **_id(job_id))
+        return self._enqueue(job, "txt2img", record, job_id)
 
     def hires_upscalers(self) -> list[str]:
         """Hires. fix's upscaler choices: the latent modes, then the image upscalers."""
@@ -217,7 +225,8 @@ class Studio:
         payload, scripts = self._job_scripts(payload, is_img2img=True)
         payload = apply_payload_styles(payload, self.styles)
         request = img2img_request_from_api(payload, **self._setting_defaults(payload))
-        return self._enqueue(Job(request, scripts=scripts, **_id(job_id)), "img2img", record, job_id)
+        job = Job(request, scripts=scripts, save=_save_images(record["payload"]), **_id(job_id))
+        return self._enqueue(job, "img2img", record, job_id)
 
     def _job_scripts(self, payload: Mapping[str, Any], is_img2img: bool) -> tuple[dict[str, Any], JobScripts]:
         """Take the script fields out of a payload: ``alwayson_scripts``, and ``script_name`` /

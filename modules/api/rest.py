@@ -63,6 +63,8 @@ def _generate(payload: dict[str, Any], submit: Callable[[dict[str, Any]], str], 
     """Queue a txt2img/img2img payload with ``submit``, wait, and answer in A1111's shape."""
     if not isinstance(payload, dict):
         raise HTTPException(422, "body: must be a JSON object")
+    # A1111's API defaults: images are not saved unless asked (``save_images``), and are sent back.
+    payload = {"save_images": False, **payload}
     try:
         job_id = submit(payload)
     except (RequestValidationError, ProcessingError) as error:
@@ -72,6 +74,8 @@ def _generate(payload: dict[str, Any], submit: Callable[[dict[str, Any]], str], 
         raise HTTPException(500, status.error or "generation failed")
     result = status.result
     images = [png_base64(image, info) for image, info in zip(result.images, result.infotexts, strict=True)]
+    if payload.get("send_images") is False:
+        images = []
     info = {"prompt": result.request.prompt, "negative_prompt": result.request.negative_prompt,
             "seed": result.seeds[0] if result.seeds else result.request.seed, "all_seeds": result.seeds,
             "all_subseeds": result.subseeds, "infotexts": result.infotexts, "job_id": job_id,

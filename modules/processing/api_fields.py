@@ -66,6 +66,8 @@ def txt2img_fields(payload: Mapping[str, Any], kind: str, handled: frozenset[str
             fields[key] = value
         elif key == "override_settings":
             _override_settings(value, fields)
+        elif key == "sampler_index" and isinstance(value, str) and value and payload.get("sampler_name") is None:
+            fields["sampler_name"] = value  # A1111: ``sampler_name or sampler_index`` (old clients send only this)
         elif key in ("sd_model_checkpoint", "model"):
             fields["checkpoint"] = value
         elif key in _IGNORED_WHEN:

@@ -92,6 +92,8 @@ class Job:
     # The user scripts chosen for this job (``modules.extensions.runner.JobScripts``); the
     # studio runs them around the engine, which never looks at them.
     scripts: Any = None
+    # Whether to save the images (A1111's API ``save_images``); None follows the settings.
+    save: bool | None = None
 
     def elapsed_s(self) -> float:
         return time.monotonic() - self.started_at

@@ -263,3 +263,14 @@ def test_a_request_with_only_a_prompt_uses_a1111_api_defaults(api: httpx.Client)
     info = json.loads(body["info"])
     image = Image.open(io.BytesIO(base64.b64decode(body["images"][0])))
     assert image.size == (512, 512) and "Steps: 20" in info["infotexts"][0]
+
+
+def test_save_images_send_images_and_sampler_index_as_a1111(api: httpx.Client, data_dir: Path) -> None:
+    folder = data_dir / "outputs" / "txt2img-images"
+    before = set(folder.rglob("*.png")) if folder.exists() else set()
+    tiny = {"prompt": "x", "steps": 1, "width": 64, "height": 64}
+    body = api.post("/txt2img", json={**tiny, "sampler_index": "DDIM", "send_images": False}).json()
+    assert body["images"] == [] and "Sampler: DDIM" in json.loads(body["info"])["infotexts"][0]
+    assert (set(folder.rglob("*.png")) if folder.exists() else set()) == before  # save_images defaults to false
+    api.post("/txt2img", json={**tiny, "save_images": True})
+    assert len(set(folder.rglob("*.png")) - before) == 1
