@@ -100,7 +100,7 @@ def test_img2img_inpaint_as_an_a1111_client_sends_it(api: httpx.Client) -> None:
     ({"init_images": ["bm90IGFuIGltYWdl"]}, "init_images", 422),
     ({"init_images": [], "prompt": "x"}, "init_images", 422),
     ({"init_images": ["x"], "denoising_strength": 3}, "init_images", 422),
-    ({"init_images": ["A" * (70 * 1024 * 1024)]}, "init_images", 413),
+    ({"init_images": ["A" * (70 * 1024 * 1024)]}, "body", 413),  # over the body limit: refused unread
 ])
 def test_bad_img2img_input_is_refused_naming_the_field(api: httpx.Client, payload: dict, field: str,
                                                         status: int) -> None:
