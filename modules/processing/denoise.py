@@ -15,7 +15,7 @@ from typing import Any
 import torch
 
 from modules.processing.conditioning import Conditioning
-from modules.processing.hooks import HookDispatcher, StepParams
+from modules.processing.hooks import HookDispatcher, StepParams, UNetCall
 
 __all__ = ["DenoiseInputs", "denoise", "predict_noise", "step_positions"]
 
@@ -77,7 +77,8 @@ def step_positions(num_calls: int, num_steps: int, second_order: bool) -> list[t
     return [(0, j) if j <= extra else (j - extra, 0) for j in range(num_calls)]
 
 
-def predict_noise(inputs: DenoiseInputs, step: StepParams, model_input: torch.Tensor) -> torch.Tensor:
+def predict_noise(inputs: DenoiseInputs, step: StepParams, model_input: torch.Tensor,
+                  hooks: HookDispatcher | None = None) -> torch.Tensor:
     """One batched UNet call for the unconditional half and every positive sub-prompt, combined.
 
     CFG (Ho & Salimans 2022, Eq. 6) generalised to AND prompts as in Composable Diffusion
@@ -89,6 +90,7 @@ def predict_noise(inputs: DenoiseInputs, step: StepParams, model_input: torch.Te
         step: the hooks' view of this call (latents, cond, uncond, guidance_scale).
         model_input: (B, C, h, w) latents after ``scale_model_input`` (C = 4, or 9 with
             inpainting channels appended).
+        hooks: asked for residuals to add to the UNet's skip connections (ControlNet units).
 
     Returns:
         (B, 4, h, w) guided noise (or v / x0) prediction, in the UNet's dtype.
@@ -103,8 +105,13 @@ def predict_noise(inputs: DenoiseInputs, step: StepParams, model_input: torch.Te
     if step.cond.pooled is not None:
         added = {"text_embeds": torch.cat([c.pooled for c in conds]),
                  "time_ids": torch.cat([inputs.time_ids] * copies)}
+    residuals = None
+    if hooks:
+        residuals = hooks.unet_residuals(step, UNetCall(batch, step.timestep, embeds, added, copies, use_cfg))
+    extra = {} if residuals is None else {"down_block_additional_residuals": list(residuals.down),
+                                          "mid_block_additional_residual": residuals.mid}
     out = inputs.unet(batch, step.timestep, encoder_hidden_states=embeds, added_cond_kwargs=added,
-                      return_dict=False)[0]
+                      return_dict=False, **extra)[0]
     parts = out.chunk(copies)
     if not use_cfg:
         if len(weights) == 1:
@@ -161,8 +168,8 @@ def denoise(
                 model_latents = scheduler.scale_model_input(step.latents, t)
         if inputs.extra_channels is not None:
             model_latents = torch.cat([model_latents, inputs.extra_channels], dim=1)
-        noise_pred = hooks.after_unet(step, predict_noise(inputs, step, model_latents)) if hooks else \
-            predict_noise(inputs, step, model_latents)
+        noise_pred = hooks.after_unet(step, predict_noise(inputs, step, model_latents, hooks)) if hooks else \
+            predict_noise(inputs, step, model_latents, hooks)
         latents = scheduler.step(noise_pred, t, step.latents, **inputs.step_kwargs, return_dict=False)[0]
         if hooks:
             latents = hooks.after_step(step, latents)

@@ -20,7 +20,7 @@ from PIL import Image
 
 from modules.processing.conditioning import Conditioning
 
-__all__ = ["HookDispatcher", "StepHook", "StepParams"]
+__all__ = ["HookDispatcher", "StepHook", "StepParams", "UNetCall", "UNetResiduals"]
 
 logger = logging.getLogger(__name__)
 
@@ -56,6 +56,42 @@ class StepParams:
     seeds: tuple[int, ...] = ()
 
 
+@dataclass(frozen=True)
+class UNetCall:
+    """The batched UNet input of one call, as ``unet_residuals`` hooks see it.
+
+    Attributes:
+        sample: (N, C, h, w) scaled latents, N = ``copies`` × batch; with CFG the first
+            batch is the unconditional copy.
+        timestep: the scheduler timestep (0-d tensor).
+        encoder_hidden_states: (N, T, D) text embeddings, in the same order as ``sample``.
+        added_cond_kwargs: SDXL's ``text_embeds``/``time_ids`` for the N rows, or None.
+        copies: how many batch copies ``sample`` holds (1 + AND sub-prompts with CFG).
+        uses_cfg: whether the first copy is the unconditional one.
+    """
+
+    sample: torch.Tensor
+    timestep: torch.Tensor
+    encoder_hidden_states: torch.Tensor
+    added_cond_kwargs: Mapping[str, torch.Tensor] | None
+    copies: int
+    uses_cfg: bool
+
+
+@dataclass(frozen=True)
+class UNetResiduals:
+    """Additions to the UNet's skip connections (what ControlNet computes, Zhang et al. 2023,
+    "Adding Conditional Control to Text-to-Image Diffusion Models", Sec. 3.2): one tensor per
+    down-block output, (N, C_i, h_i, w_i), and one for the middle block."""
+
+    down: tuple[torch.Tensor, ...]
+    mid: torch.Tensor
+
+    def __add__(self, other: UNetResiduals) -> UNetResiduals:
+        """Several control units add up, as diffusers' MultiControlNet does."""
+        return UNetResiduals(tuple(a + b for a, b in zip(self.down, other.down, strict=True)), self.mid + other.mid)
+
+
 class StepHook:
     """Base class of per-step hooks; every method is a documented no-op by default."""
 
@@ -65,6 +101,10 @@ class StepHook:
 
     def before_step(self, step: StepParams) -> StepParams | None:
         """Before the UNet call: may return new latents / cond / uncond / guidance_scale."""
+        return None
+
+    def unet_residuals(self, step: StepParams, call: UNetCall) -> UNetResiduals | None:
+        """Just before the UNet call: residuals to add to its skip connections (ControlNet)."""
         return None
 
     def after_unet(self, step: StepParams, noise_pred: torch.Tensor) -> torch.Tensor | None:
@@ -122,6 +162,15 @@ class HookDispatcher:
         for hook in list(self._active):
             step = self._call(hook, "before_step", step, expect=StepParams) or step
         return step
+
+    def unet_residuals(self, step: StepParams, call: UNetCall) -> UNetResiduals | None:
+        """The sum of every hook's residuals for this call, or None when no hook adds any."""
+        total = None
+        for hook in list(self._active):
+            residuals = self._call(hook, "unet_residuals", step, call, expect=UNetResiduals)
+            if residuals is not None:
+                total = residuals if total is None else total + residuals
+        return total
 
     def after_unet(self, step: StepParams, noise_pred: torch.Tensor) -> torch.Tensor:
         for hook in list(self._active):
