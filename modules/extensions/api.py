@@ -39,7 +39,7 @@ import torch
 from PIL import Image
 
 from modules.extensions.grid import image_grid
-from modules.processing.hooks import StepParams
+from modules.processing.hooks import StepParams, UNetCall, UNetResiduals
 from modules.processing.img2img_request import Img2ImgRequest
 from modules.processing.requests import Txt2ImgRequest
 from modules.processing.seeds import resolve_seed
@@ -48,7 +48,8 @@ from modules.processing.txt2img import GenerationResult
 __all__ = [
     "CALLBACK_NAMES", "AlwaysVisible", "ArgSpec", "Checkbox", "Dropdown", "ImageSaveParams", "Img2ImgRequest",
     "JobHandle", "Number", "Processed", "Script", "ScriptArgError", "Slider", "StepParams", "Textbox",
-    "Txt2ImgRequest", "image_grid", "merge_results", "prepend_grid", "register_callback", "with_fixed_seeds",
+    "Txt2ImgRequest", "UNetCall", "UNetResiduals", "image_grid", "merge_results", "prepend_grid",
+    "register_callback", "with_fixed_seeds",
 ]
 
 #: What a job produced (A1111 ``Processed``): images, seeds, infotexts, notices.
@@ -321,6 +322,11 @@ class Script:
 
     def before_step(self, p: Request, step: StepParams, **args: Any) -> StepParams | None:
         """Before each UNet call (A1111 ``on_cfg_denoiser``): may replace latents, conds, guidance."""
+        return None
+
+    def unet_residuals(self, p: Request, step: StepParams, call: UNetCall, **args: Any) -> UNetResiduals | None:
+        """Just before the UNet call: residuals for its skip connections (a ControlNet unit's
+        output for ``call.sample``); those of several scripts add up."""
         return None
 
     def after_unet(self, p: Request, step: StepParams, noise_pred: torch.Tensor, **args: Any) -> torch.Tensor | None:

@@ -16,14 +16,14 @@ import torch
 from PIL import Image
 
 from modules.extensions.api import Processed, Request, Script, ScriptArgError
-from modules.processing.hooks import StepHook, StepParams
+from modules.processing.hooks import StepHook, StepParams, UNetCall, UNetResiduals
 
 __all__ = ["ScriptCall", "ScriptHook", "resolve_script_args", "run_job_hooks"]
 
 logger = logging.getLogger(__name__)
 
 # The Script methods the engine calls through a StepHook (per step, per batch, per image).
-_STEP_METHODS = ("before_step", "after_unet", "after_step", "before_process_batch", "process_batch",
+_STEP_METHODS = ("before_step", "unet_residuals", "after_unet", "after_step", "before_process_batch", "process_batch",
                  "postprocess_image", "postprocess_batch")
 # The Script methods called once before the job, in this order (A1111's), each may return a new request.
 _BEFORE_JOB = ("setup", "before_process", "process")
@@ -90,6 +90,9 @@ class ScriptHook(StepHook):
 
     def before_step(self, step: StepParams) -> StepParams | None:
         return self._call("before_step", step)
+
+    def unet_residuals(self, step: StepParams, call: UNetCall) -> UNetResiduals | None:
+        return self._call("unet_residuals", step, call)
 
     def after_unet(self, step: StepParams, noise_pred: torch.Tensor) -> torch.Tensor | None:
         return self._call("after_unet", step, noise_pred)

@@ -74,3 +74,28 @@ def test_residuals_of_two_units_add_up() -> None:
     b = UNetResiduals((torch.full((1, 2, 4, 4), 2.0),), torch.full((1, 4, 2, 2), 3.0))
     total = a + b
     assert total.down[0].eq(3).all() and total.mid.eq(4).all()
+
+
+def test_a_script_adds_residuals_through_the_public_api(sd15_model: LoadedModel, controlnet: torch.nn.Module) -> None:
+    from modules.extensions.api import AlwaysVisible, Script
+    from modules.extensions.api import UNetCall as ApiCall
+    from modules.extensions.api import UNetResiduals as ApiResiduals
+    from modules.extensions.runner import ScriptCall, run_job_hooks
+
+    unit = TinyControl(controlnet, 1.0)
+
+    class ControlScript(Script):
+        def title(self) -> str:
+            return "Control"
+
+        def show(self, is_img2img: bool) -> object:
+            return AlwaysVisible
+
+        def unet_residuals(self, p, step: StepParams, call: ApiCall, **args) -> ApiResiduals | None:  # noqa: ANN001
+            return unit.unet_residuals(step, call)
+
+    request = Txt2ImgRequest(prompt="a cat", width=64, height=64, num_inference_steps=4, seed=7, sampler_name="Euler")
+    result = run_job_hooks([ScriptCall(ControlScript(), {})], request,
+                           lambda r, hooks: run_txt2img(sd15_model, Job(r, hooks)))
+    assert result.hook_errors == [] and unit.calls == 4
+    assert np.array_equal(np.asarray(result.images[0]), _pixels(sd15_model, [TinyControl(controlnet, 1.0)]))
