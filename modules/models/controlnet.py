@@ -1,0 +1,125 @@
+"""ControlNet models in ``models/ControlNet``: found by name, loaded on demand, one kept.
+
+This first part reads diffusers-format ControlNets: a folder with ``config.json`` and
+``diffusion_pytorch_model.safetensors`` (what ``ControlNetModel.save_pretrained`` writes and
+most SDXL ControlNets ship as). The original single-file layout (``control_v11p_sd15_canny``)
+needs its keys converted and is refused with a message saying so.
+
+A ControlNet fits a checkpoint when its cross-attention width matches the UNet's (768 for
+SD1.x, 1024 for SD2.x, 2048 for SDXL); ``load`` checks this so a mismatch is a clear error,
+not a shape error deep in the UNet.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from modules.models.files import ModelFileError
+
+__all__ = ["ControlNetFile", "ControlNetLibrary", "UnknownControlNetError"]
+
+
+class UnknownControlNetError(KeyError):
+    """No ControlNet of that name; ``choices`` lists those there are."""
+
+    def __init__(self, name: str, choices: Sequence[str]) -> None:
+        super().__init__(name)
+        self.name, self.choices = name, tuple(choices)
+
+    def __str__(self) -> str:
+        return f"no ControlNet {self.name!r}; available: {', '.join(self.choices) or 'none'}"
+
+
+@dataclass(frozen=True)
+class ControlNetFile:
+    """One ControlNet: its name (the folder or file stem), path, and cross-attention width
+    (None when the config does not say)."""
+
+    name: str
+    path: Path
+    context_width: int | None
+
+
+def _read_config(folder: Path) -> dict[str, Any] | None:
+    try:
+        config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return config if isinstance(config, dict) and config.get("_class_name") == "ControlNetModel" else None
+
+
+class ControlNetLibrary:
+    """The ControlNets under ``roots``; the most recently loaded one stays in memory."""
+
+    def __init__(self, roots: Sequence[Path]) -> None:
+        self.roots = [Path(root) for root in roots]
+        self._found: dict[str, ControlNetFile] = {}
+        self._loaded: tuple[Path, torch.device, torch.dtype, Any] | None = None
+        self._lock = threading.Lock()
+        self.refresh()
+
+    def refresh(self) -> list[str]:
+        """Rescan the folders; returns the names found, sorted."""
+        found: dict[str, ControlNetFile] = {}
+        for root in self.roots:
+            if not root.is_dir():
+                continue
+            for config_file in sorted(root.rglob("config.json")):
+                config = _read_config(config_file.parent)
+                if config is not None:
+                    width = config.get("cross_attention_dim")
+                    found.setdefault(config_file.parent.name, ControlNetFile(
+                        config_file.parent.name, config_file.parent, width if isinstance(width, int) else None))
+            for file in sorted(root.rglob("*.safetensors")):
+                if not (file.parent / "config.json").is_file():
+                    found.setdefault(file.stem, ControlNetFile(file.stem, file, None))
+        self._found = dict(sorted(found.items()))
+        return list(self._found)
+
+    def names(self) -> list[str]:
+        return list(self._found)
+
+    def find(self, name: str) -> ControlNetFile:
+        """The ControlNet called ``name`` (rescanning once if unknown). Raises UnknownControlNetError."""
+        if name not in self._found:
+            self.refresh()
+        if name not in self._found:
+            raise UnknownControlNetError(name, self.names())
+        return self._found[name]
+
+    def load(self, name: str, device: torch.device, dtype: torch.dtype, context_width: int | None = None) -> Any:
+        """The ``diffusers.ControlNetModel`` called ``name`` on ``device`` in ``dtype``.
+
+        Raises:
+            UnknownControlNetError: no such name.
+            ModelFileError: a single-file ControlNet (not read yet), a broken folder, or one made
+                for another model family (``context_width`` is the UNet's cross-attention width).
+        """
+        entry = self.find(name)
+        if entry.path.is_file():
+            raise ModelFileError(entry.path, "unsupported", "single-file ControlNets are not read yet; use the "
+                                 "diffusers folder (config.json + diffusion_pytorch_model.safetensors)")
+        if context_width is not None and entry.context_width not in (None, context_width):
+            raise ModelFileError(entry.path, "unsupported", f"this ControlNet is for a model with {entry.context_width}"
+                                 f"-wide text conditioning; the checkpoint's is {context_width}")
+        with self._lock:
+            if self._loaded is not None and self._loaded[:3] == (entry.path, device, dtype):
+                return self._loaded[3]
+            self._loaded = None  # free the previous one first
+            from diffusers import ControlNetModel
+
+            try:
+                model = ControlNetModel.from_pretrained(entry.path, torch_dtype=dtype, local_files_only=True,
+                                                        use_safetensors=True)
+            except (OSError, ValueError, RuntimeError) as error:
+                raise ModelFileError(entry.path, "unsupported", f"not a loadable ControlNet ({error})") from None
+            model = model.to(device).eval()
+            self._loaded = (entry.path, device, dtype, model)
+            return model
