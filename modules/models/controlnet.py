@@ -107,8 +107,9 @@ class ControlNetLibrary:
             raise ModelFileError(entry.path, "unsupported", "single-file ControlNets are not read yet; use the "
                                  "diffusers folder (config.json + diffusion_pytorch_model.safetensors)")
         if context_width is not None and entry.context_width not in (None, context_width):
-            raise ModelFileError(entry.path, "unsupported", f"this ControlNet is for a model with {entry.context_width}"
-                                 f"-wide text conditioning; the checkpoint's is {context_width}")
+            raise ModelFileError(entry.path, "unsupported",
+                                 f"this ControlNet is for a model with {entry.context_width}-wide text "
+                                 f"conditioning; the checkpoint's is {context_width}")
         with self._lock:
             if self._loaded is not None and self._loaded[:3] == (entry.path, device, dtype):
                 return self._loaded[3]
