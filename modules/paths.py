@@ -50,6 +50,11 @@ class DataPaths:
         return self.root / "models" / "ControlNet"
 
     @property
+    def annotators(self) -> Path:
+        """Weights of the ControlNet preprocessors that need them (HED, OpenPose, ...), named as upstream."""
+        return self.root / "models" / "annotators"
+
+    @property
     def scripts(self) -> Path:
         """User scripts (``*.py`` with ``Script`` subclasses); the shipped ones live in the checkout."""
         return self.root / "scripts"
