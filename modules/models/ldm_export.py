@@ -37,9 +37,11 @@ from modules.models.ldm_export_text import (
 )
 
 __all__ = [
+    "CONTROLNET_PREFIX",
     "UNET_PREFIX",
     "VAE_PREFIX",
     "clip_to_ldm",
+    "controlnet_to_ldm",
     "open_clip_to_ldm",
     "pipeline_to_ldm",
     "save_ldm_checkpoint",
@@ -49,6 +51,7 @@ __all__ = [
 
 UNET_PREFIX = "model.diffusion_model."
 VAE_PREFIX = "first_stage_model."
+CONTROLNET_PREFIX = "control_model."
 # diffusers module prefix -> (LDM prefix, renames of the module path below the prefix)
 PrefixTable = dict[str, tuple[str, Mapping[str, str]]]
 
@@ -236,6 +239,37 @@ def unet_to_ldm(
     blocks = len(config_value(config, "down_block_types"))
     layers = _per_block(config_value(config, "layers_per_block"), blocks)
     table = {**_UNET_FIXED, **_unet_down_table(layers), **_unet_up_table(layers, state_dict)}
+    return _remap(state_dict, table, prefix)
+
+
+def _controlnet_table(hint_blocks: int) -> PrefixTable:
+    """The parts a ControlNet adds to the UNet encoder: the hint encoder and the zero convolutions."""
+    table: PrefixTable = {
+        "controlnet_cond_embedding.conv_in.": ("input_hint_block.0.", _NO_RENAME),
+        "controlnet_cond_embedding.conv_out.": (f"input_hint_block.{2 * hint_blocks + 2}.", _NO_RENAME),
+        "controlnet_mid_block.": ("middle_block_out.0.", _NO_RENAME),
+    }
+    for index in range(hint_blocks):
+        table[f"controlnet_cond_embedding.blocks.{index}."] = (f"input_hint_block.{2 * index + 2}.", _NO_RENAME)
+    return table
+
+
+def controlnet_to_ldm(
+    state_dict: Mapping[str, Tensor], config: Mapping[str, Any], prefix: str = CONTROLNET_PREFIX
+) -> dict[str, Tensor]:
+    """Converts a ``ControlNetModel`` state dict to the original ControlNet layout
+    (``control_model.input_blocks``, ``zero_convs.i.0``, ``input_hint_block.k``,
+    ``middle_block_out.0``), which ``diffusers``' ``convert_controlnet_checkpoint`` reads back.
+
+    Raises:
+        KeyError: The state dict has keys of an unsupported architecture feature.
+    """
+    blocks = len(config_value(config, "down_block_types"))
+    layers = _per_block(config_value(config, "layers_per_block"), blocks)
+    zero_convs: PrefixTable = {f"controlnet_down_blocks.{i}.": (f"zero_convs.{i}.0.", _NO_RENAME)
+                               for i in range(1 + sum(layers) + blocks - 1)}
+    hint_blocks = len({key.split(".")[2] for key in state_dict if key.startswith("controlnet_cond_embedding.blocks.")})
+    table = {**_UNET_FIXED, **_unet_down_table(layers), **zero_convs, **_controlnet_table(hint_blocks)}
     return _remap(state_dict, table, prefix)
 
 
