@@ -163,13 +163,13 @@ def _model_routes(router: APIRouter, studio: Studio) -> None:
 
     @router.get("/scripts")
     def scripts() -> dict[str, list[str]]:
-        info = describe_scripts(studio.context.scripts)
+        info = describe_scripts(studio.context.scripts, studio.extension_setting_values())
         return {tab: [e["name"] for e in info if not e["is_alwayson"] and e["is_img2img"] == (tab == "img2img")]
                 for tab in ("txt2img", "img2img")}
 
     @router.get("/script-info")
     def script_info() -> list[dict[str, Any]]:
-        return describe_scripts(studio.context.scripts)
+        return describe_scripts(studio.context.scripts, studio.extension_setting_values())
 
     @router.post("/refresh-checkpoints")
     def refresh_checkpoints() -> None:

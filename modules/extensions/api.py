@@ -33,21 +33,37 @@ import dataclasses
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from PIL import Image
 
 from modules.extensions.grid import image_grid
+from modules.extensions.script_args import (
+    ArgSpec,
+    Checkbox,
+    Dropdown,
+    Group,
+    ImageArg,
+    Number,
+    ScriptArgError,
+    Slider,
+    Textbox,
+)
 from modules.processing.hooks import StepParams, UNetCall, UNetResiduals
 from modules.processing.img2img_request import Img2ImgRequest
 from modules.processing.requests import Txt2ImgRequest
 from modules.processing.seeds import resolve_seed
 from modules.processing.txt2img import GenerationResult
 
+if TYPE_CHECKING:
+    from modules.models.controlnet import ControlNetLibrary
+    from modules.processing.control_preprocess import Preprocessors
+
 __all__ = [
-    "CALLBACK_NAMES", "AlwaysVisible", "ArgSpec", "Checkbox", "Dropdown", "ImageSaveParams", "Img2ImgRequest",
-    "JobHandle", "Number", "Processed", "Script", "ScriptArgError", "Slider", "StepParams", "Textbox",
+    "CALLBACK_NAMES", "AlwaysVisible", "ArgSpec", "Checkbox", "Dropdown", "Group", "ImageArg", "ImageSaveParams",
+    "Img2ImgRequest", "JobHandle", "Number", "Processed", "Script", "ScriptArgError", "ScriptResources", "Slider",
+    "StepParams", "Textbox",
     "Txt2ImgRequest", "UNetCall", "UNetResiduals", "image_grid", "merge_results", "prepend_grid",
     "register_callback", "with_fixed_seeds",
 ]
@@ -143,89 +159,18 @@ class _AlwaysVisibleType:
 AlwaysVisible = _AlwaysVisibleType()
 
 
-class ScriptArgError(ValueError):
-    """A script argument is missing, unknown or out of range; the message names the script and argument."""
-
-
 @dataclass(frozen=True)
-class ArgSpec:
-    """One named script argument: how it is shown and what it accepts.
+class ScriptResources:
+    """Model libraries the studio shares with every script (``Script.resources``).
 
-    ``kind`` is "slider", "number", "checkbox", "dropdown" or "text"; ``minimum``/``maximum``
-    bound numbers, ``choices`` lists a dropdown's values, ``integer`` makes numbers whole.
+    ``controlnets``: the ControlNets in ``models/ControlNet`` (``names()``, ``load(name, device,
+    dtype, context_width)``, ``short_hash(name)``); ``preprocessors``: the ControlNet
+    preprocessors (``run(module, image, resolution, threshold_a, threshold_b)``), reading
+    annotator weights from ``models/annotators``. None where the studio has none (tests).
     """
 
-    kind: str
-    label: str
-    default: Any
-    minimum: float | None = None
-    maximum: float | None = None
-    step: float | None = None
-    choices: tuple[str, ...] = ()
-    integer: bool = False
-
-    def coerce(self, value: Any, where: str) -> Any:
-        """The value as this argument holds it; ``where`` ("Brighten: amount") starts any error.
-
-        Raises:
-            ScriptArgError: wrong type, out of range, or not one of the choices.
-        """
-        if self.kind == "checkbox":
-            if not isinstance(value, bool):
-                raise ScriptArgError(f"{where}: expected true or false, got {value!r}")
-            return value
-        if self.kind in ("dropdown", "text"):
-            if not isinstance(value, str):
-                raise ScriptArgError(f"{where}: expected text, got {value!r}")
-            if self.choices and value not in self.choices:
-                raise ScriptArgError(f"{where}: {value!r} is not one of {', '.join(self.choices)}")
-            return value
-        return self._number(value, where)
-
-    def _number(self, value: Any, where: str) -> float | int:
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            raise ScriptArgError(f"{where}: expected a number, got {value!r}")
-        if self.integer:
-            if float(value) != int(value):
-                raise ScriptArgError(f"{where}: expected a whole number, got {value!r}")
-            value = int(value)
-        if (self.minimum is not None and value < self.minimum) or (self.maximum is not None and value > self.maximum):
-            raise ScriptArgError(f"{where}: {value!r} is outside {self.minimum}..{self.maximum}")
-        return value
-
-    def describe(self) -> dict[str, Any]:
-        """The JSON form served by ``/sdapi/v1/script-info`` and the gradio_client docs."""
-        info: dict[str, Any] = {"kind": self.kind, "label": self.label, "default": self.default}
-        for key in ("minimum", "maximum", "step"):
-            if getattr(self, key) is not None:
-                info[key] = getattr(self, key)
-        if self.choices:
-            info["choices"] = list(self.choices)
-        return info
-
-
-def Slider(label: str, minimum: float, maximum: float, default: float, step: float = 1.0) -> ArgSpec:  # noqa: N802
-    """A number between ``minimum`` and ``maximum``; whole numbers when all four are whole."""
-    whole = all(float(v).is_integer() for v in (minimum, maximum, default, step))
-    return ArgSpec("slider", label, default, minimum, maximum, step, integer=whole)
-
-
-def Number(label: str, default: float, minimum: float | None = None, maximum: float | None = None,  # noqa: N802
-           integer: bool = False) -> ArgSpec:
-    return ArgSpec("number", label, default, minimum, maximum, integer=integer)
-
-
-def Checkbox(label: str, default: bool = False) -> ArgSpec:  # noqa: N802
-    return ArgSpec("checkbox", label, default)
-
-
-def Dropdown(label: str, choices: tuple[str, ...] | list[str], default: str | None = None) -> ArgSpec:  # noqa: N802
-    choices = tuple(choices)
-    return ArgSpec("dropdown", label, default if default is not None else choices[0], choices=choices)
-
-
-def Textbox(label: str, default: str = "") -> ArgSpec:  # noqa: N802
-    return ArgSpec("text", label, default)
+    controlnets: ControlNetLibrary | None = None
+    preprocessors: Preprocessors | None = None
 
 
 @dataclass(frozen=True)
@@ -289,6 +234,11 @@ class Script:
             ValueError: a style that does not exist (the message names it).
         """
         return self._handle().apply_styles(p, names)
+
+    @property
+    def resources(self) -> ScriptResources:
+        """The studio's shared model libraries (ControlNets, preprocessors), in ``ui`` and every hook."""
+        return getattr(self, "_resources", None) or ScriptResources()
 
     def option(self, key: str, default: Any = None) -> Any:
         """The value of an extension setting (declared through ``on_ui_settings``) for this job."""

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
@@ -43,8 +43,11 @@ class JobScripts:
     always_on: list[ScriptCall] = field(default_factory=list)
 
 
-def tab_scripts(catalog: ScriptCatalog, is_img2img: bool) -> tuple[list[Script], list[Script]]:
-    """New instances of the (selectable, always-on) scripts the txt2img or img2img tab shows.
+def tab_scripts(catalog: ScriptCatalog, is_img2img: bool, options: Mapping[str, Any] | None = None,
+                ) -> tuple[list[Script], list[Script]]:
+    """New instances of the (selectable, always-on) scripts the txt2img or img2img tab shows;
+    each reads the extension settings ``options`` (``Script.option``) and the catalog's
+    shared ``resources``.
 
     A script whose constructor or ``show`` raises is logged and left out.
     """
@@ -53,6 +56,8 @@ def tab_scripts(catalog: ScriptCatalog, is_img2img: bool) -> tuple[list[Script],
     for source in catalog.scripts:
         try:
             script = source.script_class()
+            script._options = MappingProxyType(dict(options or {}))
+            script._resources = catalog.resources
             shown = script.show(is_img2img)
         except Exception:  # a user script must not stop the job
             logger.exception("script %s from %s left out", source.script_class.__name__, source.path)
@@ -89,9 +94,7 @@ def build_job_scripts(catalog: ScriptCatalog, is_img2img: bool, script_name: str
         RequestValidationError: an unknown title or a bad argument, naming the field
             (``script_name``, ``script_args``, ``alwayson_scripts.<Title>``).
     """
-    selectable, always_on = tab_scripts(catalog, is_img2img)
-    for script in (*selectable, *always_on):
-        script._options = MappingProxyType(dict(options or {}))
+    selectable, always_on = tab_scripts(catalog, is_img2img, options)
     given = {str(title).lower(): (str(title), entry) for title, entry in (alwayson_scripts or {}).items()}
     titles = {script.title().lower() for script in always_on}
     unknown = sorted(title for key, (title, _) in given.items() if key not in titles)
@@ -148,19 +151,20 @@ def run_with_scripts(scripts: JobScripts | None, request: Request, generate: Gen
     return fallback
 
 
-def describe_scripts(catalog: ScriptCatalog) -> list[dict[str, Any]]:
+def describe_scripts(catalog: ScriptCatalog, options: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
     """A1111's ``/sdapi/v1/script-info``: one entry per script and tab, with its arguments in
     order (each with its ``name``, which our API also accepts in place of the position)."""
     entries = []
     for is_img2img in (False, True):
-        selectable, always_on = tab_scripts(catalog, is_img2img)
+        selectable, always_on = tab_scripts(catalog, is_img2img, options)
         for script, alwayson in [*((s, False) for s in selectable), *((s, True) for s in always_on)]:
             args = []
             for name, spec in script.ui(is_img2img).items():
                 info = spec.describe()
                 args.append({"name": name, "label": info["label"], "value": info["default"],
                              "minimum": info.get("minimum"), "maximum": info.get("maximum"),
-                             "step": info.get("step"), "choices": info.get("choices"), "kind": info["kind"]})
+                             "step": info.get("step"), "choices": info.get("choices"), "kind": info["kind"],
+                             **({"fields": info["fields"]} if "fields" in info else {})})
             entries.append({"name": script.title().lower(), "title": script.title(), "is_alwayson": alwayson,
                             "is_img2img": is_img2img, "args": args})
     return entries
@@ -168,6 +172,10 @@ def describe_scripts(catalog: ScriptCatalog) -> list[dict[str, Any]]:
 
 def _from_text(spec: ArgSpec, text: str) -> Any:
     """An infotext value (always text) as the argument's type; ValueError if it is not one."""
+    if spec.kind == "group":
+        if spec.parse_text is None:
+            raise ValueError(text)
+        return spec.parse_text(text)
     if spec.kind == "checkbox":
         if text.lower() not in ("true", "false", "1", "0"):
             raise ValueError(text)
@@ -179,18 +187,21 @@ def _from_text(spec: ArgSpec, text: str) -> Any:
 
 
 def script_args_from_infotext(catalog: ScriptCatalog, is_img2img: bool, params: Mapping[str, str],
-                              ) -> dict[str, dict[str, Any]]:
+                              options: Mapping[str, Any] | None = None) -> dict[str, dict[str, Any]]:
     """What pasting an infotext sets back: ``{script title: {argument: value}}`` from the keys
     each script declares in ``paste_fields``. Values that do not fit their argument are left out."""
     found: dict[str, dict[str, Any]] = {}
-    selectable, always_on = tab_scripts(catalog, is_img2img)
+    selectable, always_on = tab_scripts(catalog, is_img2img, options)
     for script in [*selectable, *always_on]:
         schema = script.ui(is_img2img)
         for key, name in script.paste_fields().items():
             if key not in params or name not in schema:
                 continue
+            # A group's parse_text already gives its canonical form; its normalize also checks what a
+            # request must have (ControlNet: an image), which a pasted value gets from the user later.
+            spec = replace(schema[name], normalize=None) if schema[name].kind == "group" else schema[name]
             try:
-                value = schema[name].coerce(_from_text(schema[name], params[key]), f"{script.title()}: {name}")
+                value = spec.coerce(_from_text(spec, params[key]), f"{script.title()}: {name}")
             except ValueError:
                 continue
             found.setdefault(script.title(), {})[name] = value

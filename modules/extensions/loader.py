@@ -30,7 +30,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from modules.extensions.api import _REGISTRATION, Script
+from modules.extensions.api import _REGISTRATION, Script, ScriptResources
 
 __all__ = ["DISABLE_CHOICES", "Callback", "ExtensionInfo", "ScriptCatalog", "ScriptSource", "discover_scripts"]
 
@@ -82,6 +82,8 @@ class ScriptCatalog:
     extensions: list[ExtensionInfo] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
     callbacks: list[Callback] = field(default_factory=list)
+    #: The model libraries every script instance gets as ``Script.resources``.
+    resources: ScriptResources = field(default_factory=ScriptResources)
 
     def run_callbacks(self, name: str, *args: Any) -> list[Any]:
         """Call every callback registered for ``name``, in load order; returns their results.

@@ -51,7 +51,7 @@ def resolve_script_args(script: Script, is_img2img: bool, given: Mapping[str, An
     unknown = sorted(set(given) - set(schema))
     if unknown:
         raise ScriptArgError(f"{title}: unknown argument {unknown[0]!r}; it takes {', '.join(schema) or 'none'}")
-    return {name: spec.coerce(given[name], f"{title}: {name}") if name in given else spec.default
+    return {name: spec.coerce(given[name], f"{title}: {name}") if name in given else spec.default_value()
             for name, spec in schema.items()}
 
 

@@ -38,7 +38,9 @@ def _key(title: str, name: str) -> str:
 
 
 def component_for_spec(spec: ArgSpec, elem_id: str, value: Any = None) -> Any:
-    """The Gradio control for one argument description, showing ``value`` (default: the spec's)."""
+    """The Gradio control for one (non-group) argument description, showing ``value`` (default: the spec's)."""
+    if spec.kind == "image":
+        return gr.Image(label=spec.label, type="pil", sources=["upload", "clipboard"], elem_id=elem_id, height=256)
     common = {"label": spec.label, "value": spec.default if value is None else value, "elem_id": elem_id}
     if spec.kind == "checkbox":
         return gr.Checkbox(**common)
@@ -62,11 +64,40 @@ class ScriptControls:
 
 
 def _controls_for(c: dict[str, Any], tab: str, title: str, schema: Mapping[str, ArgSpec]) -> list[str]:
+    """One control per argument; a group's fields go in a tab of their own (``<argument>.<field>`` keys)."""
     keys = []
     slug = _slug(title)
-    for name, spec in schema.items():
+    plain = {name: spec for name, spec in schema.items() if spec.kind != "group"}
+    groups = {name: spec for name, spec in schema.items() if spec.kind == "group"}
+    for name, spec in plain.items():
         keys.append(_key(title, name))
         c[keys[-1]] = component_for_spec(spec, f"script_{tab}_{slug}_{name}")
+    if groups:
+        with gr.Tabs():
+            for name, spec in groups.items():
+                with gr.Tab(spec.label, elem_id=f"script_{tab}_{slug}_{name}"):
+                    keys += _group_controls(c, f"script_{tab}_{slug}_{name}", _key(title, name), spec)
+    return keys
+
+
+def _group_controls(c: dict[str, Any], elem_id: str, key: str, spec: ArgSpec) -> list[str]:
+    """A group's fields, and its Preview button with the image it shows when the group has one."""
+    keys = []
+    for name, field_spec in spec.fields:
+        keys.append(f"{key}.{name}")
+        c[keys[-1]] = component_for_spec(field_spec, f"{elem_id}_{name}")
+    if spec.preview is not None:
+        preview, names = spec.preview, [name for name, _ in spec.fields]
+        button = gr.Button("Preview", elem_id=f"{elem_id}_preview_button", size="sm")
+        shown = gr.Image(label="Preprocessor preview", interactive=False, elem_id=f"{elem_id}_preview", height=256)
+
+        def run_preview(*values: Any) -> Any:
+            try:
+                return preview(dict(zip(names, values, strict=True)))
+            except ValueError as error:  # bad settings are shown to the user, not raised as a crash
+                raise gr.Error(str(error)) from None
+
+        button.click(run_preview, inputs=[c[k] for k in keys], outputs=[shown], api_visibility="private")
     return keys
 
 
@@ -76,7 +107,7 @@ def build_script_controls(studio: Studio, c: dict[str, Any], tab: str, builtin_c
     scripts), each selectable script's controls (shown when chosen) and the always-on
     accordions. Call inside the tab's settings column."""
     is_img2img = tab == "img2img"
-    selectable, always_on = tab_scripts(studio.context.scripts, is_img2img)
+    selectable, always_on = tab_scripts(studio.context.scripts, is_img2img, studio.extension_setting_values())
     controls = ScriptControls(selectable=[s.title() for s in selectable], always_on=[s.title() for s in always_on])
     keys: list[str] = []
     for script in always_on:
@@ -113,7 +144,16 @@ def script_payload(values: Mapping[str, Any], controls: ScriptControls) -> dict[
 
     def args_of(title: str) -> dict[str, Any]:
         head = _key(title, "")
-        return {k[len(head):]: v for k, v in values.items() if k.startswith(head)}
+        args: dict[str, Any] = {}
+        for key, value in values.items():
+            if not key.startswith(head):
+                continue
+            name, _, group_field = key[len(head):].partition(".")
+            if group_field:
+                args.setdefault(name, {})[group_field] = value
+            else:
+                args[name] = value
+        return args
 
     if controls.always_on:
         payload["alwayson_scripts"] = {title: {"args": args_of(title)} for title in controls.always_on}
@@ -130,7 +170,7 @@ def with_scripts(submit: Submit, controls: ScriptControls, studio: Studio, is_im
     were switched off since the page was built are left out (their accordions stay until a restart)."""
 
     def submit_values(values: dict[str, Any]) -> str:
-        _, always_on = tab_scripts(studio.context.scripts, is_img2img)
+        _, always_on = tab_scripts(studio.context.scripts, is_img2img, studio.extension_setting_values())
         present = {script.title() for script in always_on}
         current = dataclasses.replace(controls, always_on=[t for t in controls.always_on if t in present])
         return submit(script_payload(values, current))
@@ -142,6 +182,12 @@ def pasted_script_values(studio: Studio, controls: ScriptControls, is_img2img: b
                          params: Mapping[str, str]) -> list[Any]:
     """Updates for ``controls.fields`` from a pasted infotext's fields: the value a script's
     ``paste_fields`` reads back where there is one, no change elsewhere."""
-    pasted = script_args_from_infotext(studio.context.scripts, is_img2img, params)
-    values = {_key(title, name): value for title, args in pasted.items() for name, value in args.items()}
+    pasted = script_args_from_infotext(studio.context.scripts, is_img2img, params, studio.extension_setting_values())
+    values: dict[str, Any] = {}
+    for title, args in pasted.items():
+        for name, value in args.items():
+            if isinstance(value, dict):  # a group: one control per field; its images are not in infotexts
+                values.update({f"{_key(title, name)}.{k}": v for k, v in value.items() if k != "image"})
+            else:
+                values[_key(title, name)] = value
     return [gr.update(value=values[key]) if key in values else gr.update() for key in controls.fields]

@@ -28,3 +28,20 @@ def test_a_pasted_infotext_sets_the_script_controls_it_names(studio: Studio) -> 
                                    {"Dynamic thresholding": "True", "Dynamic thresholding percentile": "98.5",
                                     "Dynamic thresholding limit": "not a number"})
     assert [u.get("value", "unchanged") for u in updates] == [True, 98.5, "unchanged", "unchanged"]
+
+
+def test_group_fields_travel_as_one_unit_object() -> None:
+    controls = ScriptControls(always_on=["ControlNet"])
+    values = {"prompt": "x", "script::ControlNet::unit_0.enabled": True, "script::ControlNet::unit_0.weight": 0.5,
+              "script::ControlNet::unit_1.enabled": False}
+    assert script_payload(values, controls)["alwayson_scripts"] == {
+        "ControlNet": {"args": {"unit_0": {"enabled": True, "weight": 0.5}, "unit_1": {"enabled": False}}}}
+
+
+def test_a_pasted_controlnet_unit_sets_its_fields_but_not_its_image(studio: Studio) -> None:
+    fields = ("script::ControlNet::unit_0.enabled", "script::ControlNet::unit_0.module",
+              "script::ControlNet::unit_0.weight", "script::ControlNet::unit_0.image",
+              "script::ControlNet::unit_1.enabled")
+    text = '"Module: canny, Model: None, Weight: 0.6, Control Mode: My prompt is more important"'
+    updates = pasted_script_values(studio, ScriptControls(fields=fields), False, {"ControlNet 0": text.strip('"')})
+    assert [u.get("value", "unchanged") for u in updates] == [True, "canny", 0.6, "unchanged", "unchanged"]
