@@ -9,14 +9,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from modules.exposure import extension_install_allowed
+from modules.extensions.api import ScriptResources
 from modules.extensions.loader import ScriptCatalog, discover_scripts
 from modules.extensions.manager import read_disabled
+from modules.models.controlnet import ControlNetLibrary
 from modules.models.hashing import HashCache
 from modules.models.manager import ModelManager, choose_placement
 from modules.models.memory import MemoryPolicy
 from modules.models.registry import CheckpointRegistry
 from modules.models.upscalers import UpscalerLibrary
 from modules.paths import BUILTIN_EXTENSIONS_DIR, BUILTIN_SCRIPTS_DIR, DEMO_MODEL_DIR, DataPaths
+from modules.processing.control_preprocess import Preprocessors
 
 __all__ = ["AppContext", "build_app_context", "load_scripts"]
 
@@ -40,6 +43,12 @@ class AppContext:
     server_folders_allowed: bool = True
     scripts: ScriptCatalog = field(default_factory=ScriptCatalog)
     disable_extensions: str = "none"
+    controlnets: ControlNetLibrary | None = None
+    preprocessors: Preprocessors | None = None
+
+    def script_resources(self) -> ScriptResources:
+        """What every script instance gets as ``Script.resources``."""
+        return ScriptResources(self.controlnets, self.preprocessors)
 
 
 def _extra_dirs(args: argparse.Namespace, flag: str) -> list[Path]:
@@ -65,18 +74,24 @@ def build_app_context(args: argparse.Namespace) -> AppContext:
         getattr(args, "listen", False), getattr(args, "share", False), getattr(args, "server_name", None),
         getattr(args, "enable_insecure_extension_access", False))
     disable = getattr(args, "disable_extensions", "none")
-    upscalers = UpscalerLibrary(paths.upscalers, getattr(args, "allow_pickle", False), str(placement.device))
-    return AppContext(paths=paths, registry=registry, models=models, upscalers=upscalers,
-                      extension_install_allowed=install_allowed,
-                      server_folders_allowed=install_allowed, scripts=load_scripts(paths, disable),
-                      disable_extensions=disable)
+    allow_pickle = getattr(args, "allow_pickle", False)
+    upscalers = UpscalerLibrary(paths.upscalers, allow_pickle, str(placement.device))
+    controlnets = ControlNetLibrary([paths.controlnet], registry.hashes)
+    preprocessors = Preprocessors(paths.annotators, allow_pickle, str(placement.device))
+    context = AppContext(paths=paths, registry=registry, models=models, upscalers=upscalers,
+                         extension_install_allowed=install_allowed, server_folders_allowed=install_allowed,
+                         disable_extensions=disable, controlnets=controlnets, preprocessors=preprocessors)
+    context.scripts = load_scripts(paths, disable, context.script_resources())
+    return context
 
 
-def load_scripts(paths: DataPaths, disable: str = "none") -> ScriptCatalog:
+def load_scripts(paths: DataPaths, disable: str = "none", resources: ScriptResources | None = None) -> ScriptCatalog:
     """Import the shipped scripts and extensions and the data folder's, minus those switched off
-    in the Extensions tab; every file that fails is logged (and listed in the catalog)."""
+    in the Extensions tab; every file that fails is logged (and listed in the catalog). Script
+    instances get ``resources`` (the ControlNets and preprocessors)."""
     scripts = discover_scripts(paths.scripts, [BUILTIN_EXTENSIONS_DIR, paths.extensions], disable,
                                read_disabled(paths.root), builtin_dir=BUILTIN_SCRIPTS_DIR)
+    scripts.resources = resources or ScriptResources()
     for problem in scripts.errors:
         logging.getLogger(__name__).warning("script skipped: %s", problem)
     return scripts

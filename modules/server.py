@@ -91,6 +91,7 @@ def launch_ui(args: argparse.Namespace) -> int:
     from fastapi import APIRouter
     from starlette.middleware import Middleware
 
+    from modules.api.controlnet_routes import add_controlnet_routes
     from modules.api.health import build_health_router
     from modules.api.jobs import build_jobs_router
     from modules.api.limits import BodyLimit
@@ -101,6 +102,7 @@ def launch_ui(args: argparse.Namespace) -> int:
     jobs = build_jobs_router(studio, decode_image, list(router.dependencies))
     # Extensions' routes sit at the app's root (A1111's /controlnet/...), behind the API's auth.
     extension_routes = APIRouter(dependencies=list(router.dependencies))
+    add_controlnet_routes(extension_routes, studio, decode_image)
     if args.nowebui:
         context.scripts.run_callbacks("on_app_started", None, extension_routes)
         return _serve_api_only(args, studio, [router, health, jobs, extension_routes])

@@ -468,7 +468,8 @@ class Studio:
     def reload_scripts(self) -> list[str]:
         """Import the scripts again (new jobs use the new set at once); returns the load errors."""
         with self._settings_lock:
-            self.context.scripts = load_scripts(self.context.paths, self.context.disable_extensions)
+            self.context.scripts = load_scripts(self.context.paths, self.context.disable_extensions,
+                                                self.context.script_resources())
         return list(self.context.scripts.errors)
 
     def set_extensions_enabled(self, enabled: Mapping[str, bool]) -> list[str]:

@@ -147,3 +147,17 @@ def test_models_merger_and_extras_tabs_have_their_controls(config: dict[str, Any
     assert ids["modelmerger_interp_method"]["props"]["value"] == "Weighted sum"
     assert [c[0] for c in ids["extras_upscaler_1"]["props"]["choices"]] == ["None", "Lanczos", "Nearest"]
     assert ids["txt2img_hr_upscaler"]["props"]["value"] == "Latent"
+
+
+def test_controlnet_has_a_tab_per_unit_with_a_preview(config: dict[str, Any]) -> None:
+    ids = _ids(config)
+    assert {f"script_txt2img_controlnet_unit_{i}" for i in range(3)} <= set(ids)  # the default 3 units
+    assert "script_txt2img_controlnet_unit_3" not in ids
+    module = ids["script_img2img_controlnet_unit_1_module"]
+    assert module["props"]["label"] == "Preprocessor" and module["props"]["value"] == "none"
+    assert {"canny", "shuffle", "softedge_hed"} <= {choice[0] for choice in module["props"]["choices"]}
+    assert ids["script_txt2img_controlnet_unit_0_image"]["type"] == "image"
+    assert "script_txt2img_controlnet_unit_0_preview_button" in ids
+    assert ids["setting_control_net_unit_count"]["props"]["maximum"] == 10
+    dependency = _handler_of(config, "pnginfo_send_txt2img")
+    assert ids["script_txt2img_controlnet_unit_0_weight"]["id"] in dependency["outputs"]

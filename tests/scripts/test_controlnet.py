@@ -1,0 +1,133 @@
+"""The ControlNet script as users call it: units in ``alwayson_scripts`` (A1111 extension field
+names) change the image through a tiny random-weight ControlNet in ``models/ControlNet``."""
+
+from __future__ import annotations
+
+import base64
+import io
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from modules.extensions.job_scripts import script_args_from_infotext, tab_scripts
+from modules.models.loader import LoadedModel
+from modules.processing.errors import RequestValidationError
+from modules.processing.infotext import parse_infotext
+from modules.studio import Studio
+from modules.ui.script_controls import ScriptControls, script_payload
+from tests.studio_fixtures import BASE
+from tests.tiny_controlnet import write_tiny_controlnet
+
+MODEL = "tiny-control-sd15"
+
+
+@pytest.fixture
+def data_dir(data_dir: Path, sd15_model: LoadedModel) -> Path:
+    """The studio's data folder with a tiny ControlNet made from the tiny checkpoint's UNet."""
+    write_tiny_controlnet(data_dir / "models" / "ControlNet" / MODEL, sd15_model.pipeline.unet)
+    return data_dir
+
+
+def _control_image() -> Image.Image:
+    """A white square on black: canny finds its edges."""
+    image = np.zeros((64, 64, 3), dtype=np.uint8)
+    image[16:48, 16:48] = 255
+    return Image.fromarray(image)
+
+
+def _b64(image: Image.Image) -> str:
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return base64.b64encode(buffer.getvalue()).decode()
+
+
+def _unit(**fields: object) -> dict:
+    return {"enabled": True, "image": _b64(_control_image()), "module": "canny", "model": MODEL, **fields}
+
+
+def _run(generate: Callable, *units: dict, **payload: object) -> tuple[bytes, str]:
+    result = generate(**payload, alwayson_scripts={"ControlNet": {"args": list(units)}})
+    assert result.hook_errors == []
+    return result.images[0].tobytes(), result.infotexts[0]
+
+
+def test_weight_zero_is_the_plain_image_and_weight_one_changes_it(generate: Callable) -> None:
+    plain = generate().images[0].tobytes()
+    assert _run(generate, _unit(weight=0.0))[0] == plain
+    assert _run(generate, _unit(weight=1.0))[0] != plain
+    # Outside its step range (BASE has 2 steps: progress 0 and 0.5) the unit does nothing.
+    assert _run(generate, _unit(guidance_start=0.6, guidance_end=1.0))[0] == plain
+    # A unit sent switched off, or no unit at all, is the plain image too.
+    assert _run(generate, _unit(enabled=False))[0] == plain
+
+
+def test_units_add_up_and_modes_change_the_image(generate: Callable) -> None:
+    one, _ = _run(generate, _unit())
+    two, _ = _run(generate, _unit(), _unit(weight=0.5))
+    assert one != two
+    prompt_first, _ = _run(generate, _unit(control_mode="My prompt is more important"))
+    control_first, _ = _run(generate, _unit(control_mode="ControlNet is more important"))
+    assert len({one, prompt_first, control_first}) == 3
+    # A1111 clients send modes as indexes and models with their hash.
+    assert _run(generate, _unit(control_mode=2, model=f"{MODEL} [0123abcd]"))[0] == control_first
+
+
+def test_infotext_names_each_unit_and_pastes_back(generate: Callable, studio: Studio) -> None:
+    _, infotext = _run(generate, _unit(weight=0.75, guidance_end=0.9, pixel_perfect=True))
+    value = parse_infotext(infotext)["ControlNet 0"]
+    assert value.startswith(f"Module: canny, Model: {MODEL} [") and "Weight: 0.75" in value
+    assert "Threshold A: 100, Threshold B: 200" in value and "Processor Res: 64" in value  # pixel perfect: 64 px
+    pasted = script_args_from_infotext(studio.context.scripts, False, parse_infotext(infotext))
+    unit = pasted["ControlNet"]["unit_0"]
+    assert unit["enabled"] and unit["model"] == MODEL and unit["weight"] == 0.75 and unit["guidance_end"] == 0.9
+    assert unit["pixel_perfect"] is True and unit["control_mode"] == "Balanced"
+
+
+def test_the_web_form_and_the_api_make_the_same_image(generate: Callable, studio: Studio) -> None:
+    """The UI hands the unit's image as a PIL image; the API as base64: one image."""
+    form = {f"script::ControlNet::unit_0.{name}": value
+            for name, value in {**_unit(), "image": _control_image(), "weight": 0.8}.items()}
+    payload = script_payload({**BASE, **form}, ScriptControls(always_on=["ControlNet"]))
+    status = studio.wait(studio.submit_txt2img(payload), timeout=300)
+    assert status.state == "done", status.error
+    assert status.result.images[0].tobytes() == _run(generate, _unit(weight=0.8))[0]
+
+
+def test_img2img_uses_its_input_image_when_the_unit_has_none(generate: Callable) -> None:
+    source = _b64(_control_image())
+    unit = {k: v for k, v in _unit().items() if k != "image"}
+    with_input, _ = _run(generate, unit, init_images=[source], denoising_strength=0.6)
+    explicit, _ = _run(generate, _unit(), init_images=[source], denoising_strength=0.6)
+    plain = generate(init_images=[source], denoising_strength=0.6).images[0].tobytes()
+    assert with_input == explicit != plain
+
+
+@pytest.mark.parametrize(("unit", "words"), [
+    (_unit(model="None"), "choose a ControlNet model"),
+    (_unit(model="no-such-net"), "is not one of"),
+    ({**_unit(), "image": None}, "needs a control image"),
+    (_unit(image="not base64!!"), "base64"),
+    (_unit(control_mode=7), "control_mode"),
+    (_unit(weight=5), "weight"),
+    (_unit(module="softedge_hed"), "ControlNetHED.pth"),
+    (_unit(module="nope"), "is not one of"),
+    ("canny", "expected a ControlNet unit object"),
+])
+def test_bad_units_are_refused_naming_the_script_and_field(studio: Studio, unit: object, words: str) -> None:
+    with pytest.raises(RequestValidationError, match=words) as caught:
+        studio.submit_txt2img({**BASE, "alwayson_scripts": {"ControlNet": {"args": [unit]}}})
+    assert caught.value.field == "alwayson_scripts.ControlNet"
+
+
+def test_preview_shows_the_preprocessed_map(studio: Studio) -> None:
+    _, always_on = tab_scripts(studio.context.scripts, False)
+    (script,) = [s for s in always_on if s.title() == "ControlNet"]
+    group = script.ui(False)["unit_0"]
+    unit = {**group.default_value(), "image": _control_image(), "module": "canny", "processor_res": 128}
+    control_map = group.preview(unit)
+    assert control_map.size == (128, 128) and control_map.getextrema()[0] == (0, 255)
+    with pytest.raises(ValueError, match="Upload a control image"):
+        group.preview({**unit, "image": None})
