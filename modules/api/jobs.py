@@ -160,7 +160,8 @@ def build_jobs_router(studio: Studio, decode: Callable[[Any, str], Any], depende
         return {"id": job_id, "position": studio.status(job_id).position}
 
     @router.get("/jobs")
-    def list_jobs(offset: int = Query(0, ge=0), limit: int = Query(50, ge=1, le=500),
+    # SQLite integers are 64-bit: a larger offset would be an OverflowError (a 500), not a 422.
+    def list_jobs(offset: int = Query(0, ge=0, le=2**62), limit: int = Query(50, ge=1, le=500),
                   state: str | None = None) -> dict[str, Any]:
         jobs, total = studio.jobs.page(offset, limit, state)
         return {"jobs": [job.summary() for job in jobs], "total": total, "offset": offset, "limit": limit}

@@ -56,6 +56,8 @@ def test_list_cancel_and_errors(jobs_api: httpx.Client, api: httpx.Client) -> No
     listing = jobs_api.get("/jobs", params={"limit": 3}).json()
     assert listing["total"] >= 4 and [j["id"] for j in listing["jobs"]][:2] == [queued, slow]
     assert jobs_api.get("/jobs/nope").status_code == 404
+    too_far = jobs_api.get("/jobs", params={"offset": 2**64})  # past SQLite's 64-bit integers: a 422, not a 500
+    assert too_far.status_code == 422 and "offset" in too_far.text
     for body, field in (({"type": "video", "payload": {}}, "type"), ({"type": "txt2img", "payload": {"steps": 0}},
                         "steps"), ({"type": "txt2img", "payload": []}, "payload")):
         response = jobs_api.post("/jobs", json=body)
