@@ -29,11 +29,13 @@ from modules.extensions.api import (
     ImageArg,
     Img2ImgRequest,
     Number,
+    Processed,
     Script,
     Slider,
     StepParams,
     UNetCall,
     UNetResiduals,
+    append_image,
     register_callback,
 )
 from modules.processing.control_preprocess import PREPROCESSORS
@@ -51,10 +53,12 @@ from modules.processing.controlnet_units import (
 )
 
 UNIT_COUNT_SETTING = "control_net_unit_count"
+NO_DETECTMAP_SETTING = "control_net_no_detectmap"
 
 
 def _settings() -> dict[str, ArgSpec]:
-    return {UNIT_COUNT_SETTING: Slider("Multi-ControlNet: number of ControlNet units (needs a restart)", 1, 10, 3)}
+    return {UNIT_COUNT_SETTING: Slider("Multi-ControlNet: number of ControlNet units (needs a restart)", 1, 10, 3),
+            NO_DETECTMAP_SETTING: Checkbox("Do not append detectmap to output")}
 
 
 register_callback("on_ui_settings", _settings)
@@ -171,6 +175,15 @@ class ControlNet(Script):
             label = f"{model} [{library.short_hash(model)}]" if library is not None else model
             found[f"ControlNet {prepared.index}"] = unit_infotext(prepared.unit, label)
         return found
+
+    def postprocess(self, p: Any, processed: Processed, **units: dict[str, Any]) -> None:
+        """Each unit's preprocessed map after the images (not saved), as sd-webui-controlnet shows
+        them unless "Do not append detectmap to output" is set; a "none" unit's map is its own image."""
+        if self.option(NO_DETECTMAP_SETTING, False):
+            return
+        for prepared in getattr(self, "_prepared", []):  # none when process() failed
+            if prepared.unit["module"] != "none":
+                append_image(processed, prepared.control_map)
 
     def paste_fields(self) -> dict[str, str]:
         return {f"ControlNet {i}": f"unit_{i}" for i in range(self.unit_count())}

@@ -63,7 +63,7 @@ if TYPE_CHECKING:
 __all__ = [
     "CALLBACK_NAMES", "AlwaysVisible", "ArgSpec", "Checkbox", "Dropdown", "Group", "ImageArg", "ImageSaveParams",
     "Img2ImgRequest", "JobHandle", "Number", "Processed", "Script", "ScriptArgError", "ScriptResources", "Slider",
-    "StepParams", "Textbox",
+    "StepParams", "Textbox", "append_image",
     "Txt2ImgRequest", "UNetCall", "UNetResiduals", "image_grid", "merge_results", "prepend_grid",
     "register_callback", "with_fixed_seeds",
 ]
@@ -145,6 +145,16 @@ def prepend_grid(result: Processed, grid: Image.Image, infotext: str = "") -> Pr
     result.seeds.insert(0, result.seeds[0] if result.seeds else -1)
     result.subseeds.insert(0, result.subseeds[0] if result.subseeds else -1)
     result.infotexts.insert(0, infotext or (result.infotexts[0] if result.infotexts else ""))
+    return result
+
+
+def append_image(result: Processed, image: Image.Image, infotext: str = "") -> Processed:
+    """Add ``image`` after the generated ones without saving it (ControlNet's detected maps),
+    with the first image's seeds so every per-image list stays the same length."""
+    result.images.append(image)
+    result.seeds.append(result.seeds[0] if result.seeds else -1)
+    result.subseeds.append(result.subseeds[0] if result.subseeds else -1)
+    result.infotexts.append(infotext)
     return result
 
 

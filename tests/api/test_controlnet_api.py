@@ -84,6 +84,7 @@ def test_a_unit_gives_the_same_image_through_rest_and_gradio_client(server_url: 
     rest = api.post("/txt2img", json={**common, "alwayson_scripts": scripts}).json()
     gradio = Client(server_url, verbose=False).predict(**common, alwayson_scripts=scripts, api_name="/txt2img")
     plain = api.post("/txt2img", json=common).json()
+    assert len(rest["images"]) == len(gradio["images"]) == 2  # the image, then the unit's canny map
     assert np.array_equal(_pixels(rest["images"][0]), _pixels(gradio["images"][0]))
     assert not np.array_equal(_pixels(rest["images"][0]), _pixels(plain["images"][0]))
     infotext = json.loads(rest["info"])["infotexts"][0]

@@ -131,3 +131,13 @@ def test_preview_shows_the_preprocessed_map(studio: Studio) -> None:
     assert control_map.size == (128, 128) and control_map.getextrema()[0] == (0, 255)
     with pytest.raises(ValueError, match="Upload a control image"):
         group.preview({**unit, "image": None})
+
+
+def test_detected_maps_follow_the_images_unless_switched_off(generate: Callable, studio: Studio) -> None:
+    result = generate(alwayson_scripts={"ControlNet": {"args": [_unit(processor_res=64), _unit(module="none")]}})
+    assert len(result.images) == 2 and len(result.infotexts) == len(result.seeds) == 2  # the canny unit's map only
+    detected = np.asarray(result.images[1])
+    assert detected.shape == (64, 64, 3) and set(np.unique(detected)) == {0, 255}  # canny edges of the square
+    assert result.infotexts[1] == "" and len(result.paths) <= 1  # a map is shown, never saved as an output
+    assert studio.update_extension_settings({"control_net_no_detectmap": True}) == []
+    assert len(generate(alwayson_scripts={"ControlNet": {"args": [_unit()]}}).images) == 1
