@@ -174,9 +174,10 @@ class ScriptResources:
     """Model libraries the studio shares with every script (``Script.resources``).
 
     ``controlnets``: the ControlNets in ``models/ControlNet`` (``names()``, ``load(name, device,
-    dtype, context_width)``, ``short_hash(name)``); ``preprocessors``: the ControlNet
-    preprocessors (``run(module, image, resolution, threshold_a, threshold_b)``), reading
-    annotator weights from ``models/annotators``. None where the studio has none (tests).
+    dtype, context_width, pooled_width)``, ``short_hash(name)``); ``preprocessors``: the
+    ControlNet preprocessors (``run(module, image, resolution, threshold_a, threshold_b, seed)``,
+    ``problem(module)``), reading annotator weights from ``models/annotators``. None where the
+    studio has none (tests).
     """
 
     controlnets: ControlNetLibrary | None = None

@@ -104,7 +104,10 @@ class ControlNetLibrary:
         weights = entry.path if entry.path.is_file() else entry.path / "diffusion_pytorch_model.safetensors"
         if self.hashes is None or not weights.is_file():
             return ""
-        return self.hashes.short_hash(weights)
+        try:
+            return self.hashes.short_hash(weights)
+        except OSError:  # unreadable now (permissions, a disk error): listed without a hash
+            return ""
 
     def load(self, name: str, device: torch.device, dtype: torch.dtype, context_width: int | None = None,
              pooled_width: int | None = None) -> Any:

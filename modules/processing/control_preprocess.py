@@ -332,7 +332,9 @@ class Preprocessors:
                 detector_class = _import_controlnet_aux(submodule, class_name)
                 try:  # a directory makes controlnet-aux read local files, never the hub
                     detector = detector_class.from_pretrained(str(self.annotator_dir))
-                except (OSError, RuntimeError, KeyError, ValueError) as error:
+                # controlnet-aux's loaders fail on a wrong file in many ways (unpickling, key and shape
+                # errors); each is the user's file not fitting, reported as such.
+                except Exception as error:
                     raise ModelFileError(self.annotator_dir / PREPROCESSORS[name].needs[0], "unsupported",
                                          f"not a usable {class_name} annotator file ({error})") from None
                 self._detectors[key] = detector.to(self.device) if hasattr(detector, "to") else detector

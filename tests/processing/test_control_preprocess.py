@@ -123,3 +123,12 @@ def test_annotator_file_loads_from_the_folder_with_allow_pickle(tmp_path: Path, 
     scribble = allowed.run("scribble_hed", drawing, 128)
     assert soft.size == scribble.size == (192, 128)
     assert soft.tobytes() != scribble.tobytes()
+
+
+def test_a_broken_annotator_file_is_a_clear_error(tmp_path: Path, drawing: Image.Image) -> None:
+    folder = tmp_path / "annotators"
+    folder.mkdir()
+    (folder / "ControlNetHED.pth").write_bytes(b"<html>not the model</html>")
+    with pytest.raises(ModelFileError, match="not a usable HEDdetector annotator file") as error:
+        Preprocessors(folder, allow_pickle=True).run("softedge_hed", drawing, 128)
+    assert error.value.kind == "unsupported"
