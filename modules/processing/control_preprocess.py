@@ -227,17 +227,25 @@ class Preprocessors:
         info = PREPROCESSORS[canonical_module(module)]
         return [self.annotator_dir / name for name in info.needs if not (self.annotator_dir / name).is_file()]
 
-    def problem(self, module: str) -> str | None:
-        """Why ``module`` cannot run here (a missing file, or pickles not allowed), or None."""
+    def unavailable(self, module: str) -> ModelFileError | None:
+        """Why ``module`` cannot run here, as the error running it would raise (kind "missing" for
+        an annotator file that is not there, "pickle_refused" without ``--allow-pickle``), or None."""
         info = PREPROCESSORS[canonical_module(module)]
         missing = self.missing_files(module)
         if missing:
-            return (f"preprocessor {info.name} needs the annotator file {missing[0]}, which is not there "
-                    f"(put {', '.join(info.needs)} into {self.annotator_dir})")
+            return ModelFileError(missing[0], "missing", f"preprocessor {info.name} needs the annotator file "
+                                  f"{missing[0]}, which is not there (put {', '.join(info.needs)} into "
+                                  f"{self.annotator_dir})")
         if info.needs and not self.allow_pickle:
-            return (f"preprocessor {info.name} reads pickled annotator files ({', '.join(info.needs)}); "
-                    f"start with --allow-pickle to allow it")
+            return ModelFileError(self.annotator_dir / info.needs[0], "pickle_refused",
+                                  f"preprocessor {info.name} reads pickled annotator files "
+                                  f"({', '.join(info.needs)}); start with --allow-pickle to allow it")
         return None
+
+    def problem(self, module: str) -> str | None:
+        """``unavailable``'s message, for checks that report text (a 422, a UI message), or None."""
+        error = self.unavailable(module)
+        return None if error is None else error.detail
 
     def run(self, module: str, image: Image.Image, resolution: int = 512, threshold_a: float | None = None,
             threshold_b: float | None = None, seed: int = 0) -> Image.Image:
@@ -321,11 +329,9 @@ class Preprocessors:
 
     def _weighted(self, name: str, submodule: str, class_name: str) -> Callable[..., Any]:
         """The detector of ``name`` with its weights from the annotator folder, loaded once."""
-        problem = self.problem(name)
-        if problem is not None:
-            missing = self.missing_files(name)
-            raise ModelFileError(missing[0] if missing else self.annotator_dir / PREPROCESSORS[name].needs[0],
-                                 "missing" if missing else "pickle_refused", problem)
+        error = self.unavailable(name)
+        if error is not None:
+            raise error
         key = (submodule, class_name)
         with self._lock:
             if key not in self._detectors:
