@@ -14,7 +14,7 @@ import os
 import secrets
 import threading
 from collections import Counter
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import MappingProxyType
@@ -24,6 +24,7 @@ from modules.models.families import UnknownFamilyError, detect_diffusers_family,
 from modules.models.files import SAFETENSORS_SUFFIXES, ModelFileError, SafetensorsHeader, read_safetensors_header
 from modules.models.hashing import HashCache
 from modules.models.install import MODEL_SUFFIXES, ModelInstallError
+from modules.models.walk import FoundFile, folder_size, walk_files
 
 __all__ = ["KINDS", "PREVIEW_SUFFIXES", "TRAINING_KEYS", "USER_METADATA_FIELDS", "BackgroundHasher", "HashProgress",
            "ModelEntry", "ModelInstallError", "delete_model", "list_models", "read_details", "read_user_metadata",
@@ -236,39 +237,20 @@ def save_user_metadata(entry_path: Path, fields: Mapping[str, str]) -> Path:
     return target
 
 
-def _scan(root: Path, suffixes: tuple[str, ...],
-          diffusers_folders: bool) -> Iterator[tuple[os.DirEntry[str], set[str]]]:
-    """Model files (and diffusers folders) under ``root`` with the names beside them; not hidden ones."""
-    stack = [root]
-    while stack:
-        try:
-            with os.scandir(stack.pop()) as it:
-                entries = list(it)
-        except OSError:
-            continue
-        names = {entry.name for entry in entries}
-        for entry in entries:
-            if entry.name.startswith("."):
-                continue
-            if entry.is_dir():
-                if diffusers_folders and entry.name.endswith(_CONFIG_DIR_SUFFIX):
-                    continue
-                if diffusers_folders and os.path.isfile(os.path.join(entry.path, "model_index.json")):
-                    yield entry, names
-                else:
-                    stack.append(Path(entry.path))
-            elif entry.name.lower().endswith(suffixes) and entry.is_file():
-                yield entry, names
+def _scan(root: Path, suffixes: tuple[str, ...], diffusers_folders: bool) -> list[FoundFile]:
+    """Model files (and diffusers folders) under ``root``, linked folders too; not hidden ones."""
+    if not diffusers_folders:
+        return walk_files(root, suffixes)
+    return walk_files(root, suffixes, folder_marker="model_index.json", skip_folder_suffixes=(_CONFIG_DIR_SUFFIX,))
 
 
-def _entry(kind: str, root: Path, found: os.DirEntry[str], siblings: set[str], hashes: HashCache) -> ModelEntry:
-    path, is_dir = Path(found.path), found.is_dir()
+def _entry(kind: str, found: FoundFile, hashes: HashCache) -> ModelEntry:
+    path, is_dir, siblings = found.path, found.is_folder, found.siblings
     stem = path.name if is_dir else path.stem
-    relative = path.relative_to(root)
-    stat = found.stat()
+    stat = path.stat()
     return ModelEntry(
-        kind=kind, name=(relative if is_dir else relative.with_suffix("")).as_posix(), path=path,
-        size_bytes=sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) if is_dir else stat.st_size,
+        kind=kind, name=found.relative if is_dir else Path(found.relative).with_suffix("").as_posix(), path=path,
+        size_bytes=folder_size(path) if is_dir else stat.st_size,
         mtime=stat.st_mtime, short_hash=None if is_dir else hashes.cached_short_hash(path),
         preview=next((path.with_name(stem + s) for s in PREVIEW_SUFFIXES if stem + s in siblings), None),
         user_metadata=read_user_metadata(path) if stem + ".json" in siblings else {},
@@ -291,9 +273,9 @@ def list_models(kind: str, folders: Sequence[Path], hash_cache: HashCache,
         raise ModelInstallError("kind", f"unknown model kind {kind!r}; expected one of {', '.join(KINDS)}")
     entries = []
     for root in dict.fromkeys(Path(folder) for folder in folders):
-        for found, siblings in _scan(root, KINDS[kind], diffusers_folders=kind == "checkpoints"):
+        for found in _scan(root, KINDS[kind], diffusers_folders=kind == "checkpoints"):
             try:
-                entry = _entry(kind, root, found, siblings, hash_cache)
+                entry = _entry(kind, found, hash_cache)
             except OSError:  # deleted while we listed
                 continue
             entries.append(read_details(entry) if read_headers else entry)

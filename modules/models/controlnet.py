@@ -7,7 +7,8 @@ original layout (``control_v11p_sd15_canny``) or in diffusers key names (see
 
 A ControlNet fits a checkpoint when its cross-attention width matches the UNet's (768 for
 SD1.x, 1024 for SD2.x, 2048 for SDXL); ``load`` checks this so a mismatch is a clear error,
-not a shape error deep in the UNet.
+not a shape error deep in the UNet. ``mismatch`` tells a ControlNet of another family before
+anything is loaded, so that a request can be refused when it is submitted.
 """
 
 from __future__ import annotations
@@ -21,9 +22,15 @@ from typing import Any
 
 import torch
 
-from modules.models.controlnet_single_file import context_width_of_file, load_single_file_controlnet
-from modules.models.files import ModelFileError
+from modules.models.controlnet_single_file import (
+    context_width_of_file,
+    has_size_embedding,
+    load_single_file_controlnet,
+)
+from modules.models.families import FAMILIES, ModelFamily
+from modules.models.files import ModelFileError, read_safetensors_header
 from modules.models.hashing import HashCache
+from modules.models.walk import walk_files
 
 __all__ = ["ControlNetFile", "ControlNetLibrary", "UnknownControlNetError"]
 
@@ -72,17 +79,17 @@ class ControlNetLibrary:
         """Rescan the folders; returns the names found, sorted."""
         found: dict[str, ControlNetFile] = {}
         for root in self.roots:
-            if not root.is_dir():
-                continue
-            for config_file in sorted(root.rglob("config.json")):
-                config = _read_config(config_file.parent)
+            # A folder holding config.json is one diffusers ControlNet (or another model: skipped);
+            # folders are taken before single files, so a folder wins a name both use.
+            hits = walk_files(root, (".safetensors",), folder_marker="config.json")
+            for hit in (hit for hit in hits if hit.is_folder):
+                config = _read_config(hit.path)
                 if config is not None:
                     width = config.get("cross_attention_dim")
-                    found.setdefault(config_file.parent.name, ControlNetFile(
-                        config_file.parent.name, config_file.parent, width if isinstance(width, int) else None))
-            for file in sorted(root.rglob("*.safetensors")):
-                if not (file.parent / "config.json").is_file():
-                    found.setdefault(file.stem, ControlNetFile(file.stem, file, _file_context_width(file)))
+                    found.setdefault(hit.path.name, ControlNetFile(
+                        hit.path.name, hit.path, width if isinstance(width, int) else None))
+            for hit in (hit for hit in hits if not hit.is_folder and "config.json" not in hit.siblings):
+                found.setdefault(hit.path.stem, ControlNetFile(hit.path.stem, hit.path, _file_context_width(hit.path)))
         self._found = dict(sorted(found.items()))
         return list(self._found)
 
@@ -97,11 +104,49 @@ class ControlNetLibrary:
             raise UnknownControlNetError(name, self.names())
         return self._found[name]
 
+    def problem(self, name: str) -> str | None:
+        """Why the ControlNet ``name`` cannot load, as far as its weights file tells without loading
+        it (missing, truncated, not a safetensors file ...), in words without its path; or None.
+
+        Raises:
+            UnknownControlNetError: no such name.
+        """
+        entry = self.find(name)
+        weights = _weights_file(entry)
+        try:
+            read_safetensors_header(weights)
+        except ModelFileError as error:
+            return f"its weights file {weights.name} {error.detail}"
+        return None
+
+    def mismatch(self, name: str, checkpoint: ModelFamily) -> str | None:
+        """The label of the family ("SDXL", "SD1.x" ...) the ControlNet ``name`` is made for, when a
+        checkpoint of family ``checkpoint`` cannot use it; None when it can, or when the file does
+        not tell (``load`` checks again). SDXL ControlNets are known by SDXL's size/crop embedding,
+        the others by their text-conditioning width (768: SD1.x, 1024: SD2.x).
+
+        Raises:
+            UnknownControlNetError: no such name.
+        """
+        entry = self.find(name)
+        try:
+            sdxl = has_size_embedding(entry.path) if entry.path.is_file() else (
+                (_read_config(entry.path) or {}).get("addition_embed_type") == "text_time")
+        except ModelFileError:
+            return None  # loading it reports what is wrong
+        made_for = {768: FAMILIES["sd15"], 1024: FAMILIES["sd2"]}.get(entry.context_width or 0)
+        if sdxl != checkpoint.is_xl:
+            if sdxl:
+                return FAMILIES["sdxl"].label
+            return made_for.label if made_for else f"{FAMILIES['sd15'].label} or {FAMILIES['sd2'].label}"
+        if sdxl or made_for is None or checkpoint.id.startswith(made_for.id):
+            return None
+        return made_for.label
+
     def short_hash(self, name: str) -> str:
         """The first 10 hex digits of the SHA-256 of the ControlNet's weights file (cached), as
         shown in ``name [hash]``; "" without a hash cache or for an unreadable entry."""
-        entry = self.find(name)
-        weights = entry.path if entry.path.is_file() else entry.path / "diffusion_pytorch_model.safetensors"
+        weights = _weights_file(self.find(name))
         if self.hashes is None or not weights.is_file():
             return ""
         try:
@@ -134,6 +179,11 @@ class ControlNetLibrary:
             return model
 
 
+def _weights_file(entry: ControlNetFile) -> Path:
+    """The file holding a ControlNet's weights: the single file, or the diffusers folder's."""
+    return entry.path if entry.path.is_file() else entry.path / "diffusion_pytorch_model.safetensors"
+
+
 def _file_context_width(path: Path) -> int | None:
     try:
         return context_width_of_file(path)
@@ -150,4 +200,6 @@ def _read_model(path: Path, dtype: torch.dtype, pooled_width: int | None) -> Any
     try:
         return ControlNetModel.from_pretrained(path, torch_dtype=dtype, local_files_only=True, use_safetensors=True)
     except (OSError, ValueError, RuntimeError) as error:
-        raise ModelFileError(path, "unsupported", f"not a loadable ControlNet ({error})") from None
+        # diffusers names the files by their full path; the detail may reach API clients, paths must not.
+        reason = str(error).replace(str(path), path.name)
+        raise ModelFileError(path, "unsupported", f"not a loadable ControlNet ({reason})") from None

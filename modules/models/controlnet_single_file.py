@@ -20,7 +20,8 @@ import torch
 
 from modules.models.files import ModelFileError, load_state_dict, read_safetensors_header
 
-__all__ = ["context_width_of_file", "infer_controlnet_config", "load_single_file_controlnet", "to_diffusers_keys"]
+__all__ = ["context_width_of_file", "has_size_embedding", "infer_controlnet_config", "load_single_file_controlnet",
+           "to_diffusers_keys"]
 
 _LDM_PREFIX = "control_model."
 #: Cross-attention widths of the families whose heads are 64 wide (SD2.x, SDXL).
@@ -37,6 +38,18 @@ def context_width_of_file(path: Path) -> int | None:
         if key.endswith("attn2.to_k.weight") and len(entry.get("shape", ())) == 2:
             return int(entry["shape"][1])
     return None
+
+
+def has_size_embedding(path: Path) -> bool:
+    """Whether a single-file ControlNet has SDXL's size/crop embedding (diffusers' ``add_embedding``,
+    the original layout's ``label_emb``), read from its header only: the mark of an SDXL ControlNet.
+
+    Raises:
+        ModelFileError: not a readable safetensors file.
+    """
+    keys = read_safetensors_header(path).tensors
+    return any(key.startswith("add_embedding.") or key.removeprefix(_LDM_PREFIX).startswith("label_emb.")
+               for key in keys)
 
 
 def _ldm_layers_per_block(state: Mapping[str, torch.Tensor]) -> int:

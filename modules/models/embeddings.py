@@ -25,6 +25,7 @@ import torch
 
 from modules.models.files import PICKLE_SUFFIXES, SAFETENSORS_SUFFIXES, ModelFileError, load_pickle, load_state_dict
 from modules.models.hashing import HashCache
+from modules.models.walk import walk_files
 
 __all__ = ["TI_HASH_LENGTH", "Embedding", "EmbeddingFile", "EmbeddingLibrary", "parse_embedding"]
 
@@ -109,12 +110,8 @@ class EmbeddingLibrary:
         files: dict[str, EmbeddingFile] = {}
         suffixes = SAFETENSORS_SUFFIXES + _PICKLE_EMBEDDING_SUFFIXES
         for root in self.roots:
-            if not root.is_dir():
-                continue
-            for path in sorted(root.rglob("*"), key=lambda p: p.as_posix().lower()):
-                hidden = any(part.startswith(".") for part in path.relative_to(root).parts)
-                if path.is_file() and not hidden and path.suffix.lower() in suffixes:
-                    files.setdefault(path.stem, EmbeddingFile(path.stem, path))  # first one wins, as in A1111
+            for hit in walk_files(root, suffixes):
+                files.setdefault(hit.path.stem, EmbeddingFile(hit.path.stem, hit.path))  # first one wins, as in A1111
         self._files = files
         return list(files.values())
 

@@ -23,6 +23,7 @@ from typing import Any
 
 from modules.models.files import PICKLE_SUFFIXES, SAFETENSORS_SUFFIXES, ModelFileError, load_state_dict
 from modules.models.hashing import HashCache
+from modules.models.walk import walk_files
 
 __all__ = ["LORA_HASH_LENGTH", "LoraFile", "LoraLibrary", "LoraUse", "loras_applied"]
 
@@ -66,12 +67,9 @@ class LoraLibrary:
     def refresh(self) -> list[LoraFile]:
         found = []
         for root in self.roots:
-            if not root.is_dir():
-                continue
-            for path in sorted(root.rglob("*"), key=lambda p: p.as_posix().lower()):
-                hidden = any(part.startswith(".") for part in path.relative_to(root).parts)
-                if path.is_file() and not hidden and path.suffix.lower() in SAFETENSORS_SUFFIXES + PICKLE_SUFFIXES:
-                    found.append(LoraFile(path.stem, path.relative_to(root).with_suffix("").as_posix(), path))
+            for hit in walk_files(root, SAFETENSORS_SUFFIXES + PICKLE_SUFFIXES):
+                # Named by the path the user sees under the folder (a linked folder's own name).
+                found.append(LoraFile(hit.path.stem, Path(hit.relative).with_suffix("").as_posix(), hit.path))
         self._files = found
         return list(found)
 

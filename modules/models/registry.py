@@ -8,13 +8,14 @@ instead of breaking the listing.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from modules.models.families import ModelFamily, UnknownFamilyError, detect_diffusers_family, detect_family
 from modules.models.files import PICKLE_SUFFIXES, SAFETENSORS_SUFFIXES, ModelFileError, read_safetensors_header
 from modules.models.hashing import HashCache
+from modules.models.walk import FoundFile, folder_size, walk_files
 
 __all__ = ["CONFIG_DIR_SUFFIX", "CheckpointInfo", "CheckpointRegistry", "ModelNotFoundError", "native_resolution"]
 
@@ -59,15 +60,11 @@ class CheckpointInfo:
         return f"{base} [{short_hash}]" if short_hash else base
 
 
-def _folder_size(folder: Path) -> int:
-    return sum(f.stat().st_size for f in folder.rglob("*") if f.is_file())
-
-
 def describe_checkpoint(path: Path, name: str) -> CheckpointInfo:
     """Inspect one file or diffusers folder; errors end up in ``CheckpointInfo.error``."""
     if path.is_dir():
         try:
-            return CheckpointInfo(name, path, detect_diffusers_family(path), _folder_size(path), True)
+            return CheckpointInfo(name, path, detect_diffusers_family(path), folder_size(path), True)
         except UnknownFamilyError as error:
             return CheckpointInfo(name, path, None, 0, True, error=str(error))
     size = path.stat().st_size
@@ -83,22 +80,11 @@ def describe_checkpoint(path: Path, name: str) -> CheckpointInfo:
     return CheckpointInfo(name, path, family, size, config_dir=config_dir)
 
 
-def _candidates(root: Path) -> Iterable[Path]:
-    """Model files and diffusers folders under ``root``, without descending into folders."""
-    if not root.is_dir():
-        return
-    for entry in sorted(root.iterdir(), key=lambda p: p.name.lower()):
-        if entry.name.startswith("."):
-            continue
-        if entry.is_dir():
-            if entry.name.endswith(CONFIG_DIR_SUFFIX):
-                continue
-            if (entry / "model_index.json").is_file():
-                yield entry
-            else:
-                yield from _candidates(entry)
-        elif entry.suffix.lower() in SAFETENSORS_SUFFIXES + PICKLE_SUFFIXES:
-            yield entry
+def _candidates(root: Path) -> list[FoundFile]:
+    """Model files and diffusers folders under ``root`` (linked folders too), not entering
+    diffusers folders or a checkpoint's own config folder."""
+    return walk_files(root, SAFETENSORS_SUFFIXES + PICKLE_SUFFIXES, folder_marker="model_index.json",
+                      skip_folder_suffixes=(CONFIG_DIR_SUFFIX,))
 
 
 class CheckpointRegistry:
@@ -118,14 +104,14 @@ class CheckpointRegistry:
     def refresh(self) -> list[CheckpointInfo]:
         items, seen = [], set()
         for root in [*self.roots, *self.fallback_roots]:
-            for path in _candidates(root):
-                resolved = path.resolve()
+            for found in _candidates(root):
+                resolved = found.path.resolve()
                 if resolved in seen:  # a fallback root inside a scanned root
                     continue
                 seen.add(resolved)
-                name = path.relative_to(root).with_suffix("").as_posix() if path.is_file() else \
-                    path.relative_to(root).as_posix()
-                items.append(describe_checkpoint(path, name))
+                # The name is the path under the folder as the user sees it (a link's own name).
+                name = found.relative if found.is_folder else Path(found.relative).with_suffix("").as_posix()
+                items.append(describe_checkpoint(found.path, name))
         self._items = items
         return list(items)
 

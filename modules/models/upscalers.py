@@ -27,6 +27,7 @@ import torch
 from PIL import Image
 
 from modules.models.files import PICKLE_SUFFIXES, ModelFileError, load_pickle, load_state_dict
+from modules.models.walk import walk_files
 
 __all__ = [
     "BUILTIN_UPSCALERS",
@@ -302,12 +303,8 @@ class UpscalerLibrary:
         """Rescan the folders; returns the model names found (sorted)."""
         found: dict[str, _ModelFile] = {}
         for folder in self.folders:
-            if not folder.is_dir():
-                continue
-            for path in sorted(folder.rglob("*"), key=lambda p: p.as_posix().lower()):
-                hidden = any(part.startswith(".") for part in path.relative_to(folder).parts)
-                if hidden or not path.is_file() or path.suffix.lower() not in UPSCALER_SUFFIXES:
-                    continue
+            for hit in walk_files(folder, UPSCALER_SUFFIXES):
+                path = hit.path
                 if path.stem in found or path.stem in BUILTIN_UPSCALERS:
                     logger.warning("Upscaler %s ignored: the name %r is taken", path, path.stem)
                     continue

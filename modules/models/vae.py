@@ -18,6 +18,7 @@ import torch
 from modules.models.families import ModelFamily
 from modules.models.files import SAFETENSORS_SUFFIXES, ModelFileError, read_safetensors_header
 from modules.models.registry import CheckpointInfo, ModelNotFoundError
+from modules.models.walk import walk_files
 
 __all__ = ["AUTOMATIC", "BUILTIN", "VaeFile", "find_vae_files", "load_vae", "resolve_vae_choice"]
 
@@ -34,11 +35,8 @@ class VaeFile:
 
 
 def find_vae_files(roots: Sequence[Path]) -> list[VaeFile]:
-    """All .safetensors VAEs under ``roots`` (recursively), sorted by name."""
-    found = []
-    for root in roots:
-        if root.is_dir():
-            found += [VaeFile(p.name, p) for p in root.rglob("*") if p.suffix.lower() in SAFETENSORS_SUFFIXES]
+    """All .safetensors VAEs under ``roots`` (subfolders and linked folders too), sorted by name."""
+    found = [VaeFile(hit.path.name, hit.path) for root in roots for hit in walk_files(root, SAFETENSORS_SUFFIXES)]
     return sorted(found, key=lambda v: v.name.lower())
 
 
