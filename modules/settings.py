@@ -24,8 +24,11 @@ from pathlib import Path, PurePosixPath, PureWindowsPath
 from types import MappingProxyType
 from typing import Any, Literal, TypeVar, cast
 
+from modules.processing.image_formats import SAMPLES_FORMATS
+from modules.processing.seeds import RANDN_SOURCES
+
 __all__ = ["SECTIONS", "SETTING_INFOS", "SETTINGS_BY_KEY", "SettingInfo", "Settings", "SettingsStore",
-           "output_dir", "validate_settings"]
+           "coerce_setting", "output_dir", "validate_settings"]
 
 logger = logging.getLogger(__name__)
 
@@ -91,7 +94,12 @@ class Settings:
     """
 
     samples_save: bool = _opt(True, "Always save all generated images", _SAVING, "checkbox")
-    samples_format: str = _opt("png", "File format for images", _SAVING, "dropdown", choices=("png",))
+    samples_format: str = _opt("png", "File format for images", _SAVING, "dropdown", choices=SAMPLES_FORMATS,
+                               info="also the format of images in API responses; JPEG/WEBP keep the infotext in EXIF")
+    jpeg_quality: int = _slider(80, "Quality for saved jpeg images", _SAVING, (1, 100, 1), "also lossy WEBP")
+    webp_lossless: bool = _opt(False, "Use lossless compression for webp images", _SAVING, "checkbox")
+    enable_pnginfo: bool = _opt(True, "Save text information about generation parameters as chunks to png files",
+                                _SAVING, "checkbox", info="the infotext; EXIF UserComment in JPEG/WEBP files")
     save_to_dirs: bool = _opt(True, "Save images to a subdirectory", _SAVING, "checkbox")
     outdir_samples: str = _folder("Output directory for images; if empty, defaults to the folders below")
     outdir_txt2img_samples: str = _folder("Output directory for txt2img images")
@@ -114,10 +122,16 @@ class Settings:
                                             info="the other loaded checkpoints wait in RAM")
     CLIP_stop_at_last_layers: int = _slider(1, "Clip skip", _SD, (1, 12, 1),
                                             "ignore last layers of CLIP network; 1 ignores none, 2 ignores one layer")
+    randn_source: str = _opt("CPU", "Random number generator source", _SD, "dropdown", choices=RANDN_SOURCES,
+                             info="CPU (the default here) gives the same picture on every device; GPU draws on the "
+                                  "CUDA device, as A1111's default does; changes seeds drastically")
     emphasis: str = _opt("Original", "Emphasis mode", _SD, "dropdown", choices=("Original", "No norm"),
                          info="Original (A1111's default): weights keep the prompt's mean; No norm: plain product")
     eta_ddim: float = _slider(0.0, "Eta for DDIM", _SAMPLER, (0.0, 1.0, 0.01),
                               "noise multiplier; higher = more unpredictable results")
+    eta_noise_seed_delta: int = _opt(0, "Eta noise seed delta", _SAMPLER, "number", minimum=0, step=1,
+                                     info="ENSD; does not improve anything, just produces different results for "
+                                          "ancestral samplers - only useful for reproducing images")
     show_progressbar: bool = _opt(True, "Show progressbar", _PREVIEWS, "checkbox")
     live_previews_enable: bool = _opt(True, "Show live previews of the created image", _PREVIEWS, "checkbox")
     show_progress_every_n_steps: int = _slider(5, "Live preview display period", _PREVIEWS, (-1, 32, 1),
@@ -202,6 +216,15 @@ def _coerce(info: SettingInfo, value: Any) -> tuple[Any, list[str]]:
     if info.is_relative_path and not _is_inside_data_dir(value):
         raise ValueError(f"{value!r} must be a relative path inside the data folder (no absolute path, no '..')")
     return value, []
+
+
+def coerce_setting(key: str, value: Any) -> Any:
+    """``value`` checked as setting ``key`` holds it (whole floats become ints, lists tuples).
+
+    Raises:
+        KeyError: ``key`` is not a setting. ValueError: a wrong type, out of range, not a choice.
+    """
+    return _coerce(SETTINGS_BY_KEY[key], value)[0]
 
 
 def validate_settings(values: Mapping[str, Any], base: Settings | None = None) -> tuple[Settings, list[str]]:

@@ -105,7 +105,10 @@ def test_per_request_values_never_touch_the_stored_settings(store: SettingsStore
 @pytest.mark.parametrize(("key", "bad"), [
     ("samples_save", "yes"),
     ("samples_save", 1),
-    ("samples_format", "jpg"),
+    ("samples_format", "gif"),
+    ("randn_source", "NV"),
+    ("eta_noise_seed_delta", -1),
+    ("jpeg_quality", 0),
     ("sd_checkpoints_limit", 2.5),
     ("sd_checkpoints_limit", True),
     ("sd_checkpoints_limit", "3"),

@@ -15,9 +15,10 @@ from typing import Any
 import torch
 
 from modules.processing.conditioning import Conditioning
+from modules.processing.errors import DenoiseInterrupted, JobInterrupted
 from modules.processing.hooks import HookDispatcher, StepParams, UNetCall
 
-__all__ = ["DenoiseInputs", "denoise", "predict_noise", "step_positions"]
+__all__ = ["DenoiseInputs", "denoise", "predict_noise", "predicted_clean_latents", "step_positions"]
 
 
 @dataclass(frozen=True)
@@ -132,6 +133,34 @@ def _sigma_at(scheduler: Any) -> float | None:
     return float(sigmas[index])
 
 
+def predicted_clean_latents(scheduler: Any, sample: torch.Tensor, model_output: torch.Tensor,
+                            timestep: Any, sigma: float | None) -> torch.Tensor:
+    """The clean latents x0 a model output implies for ``sample`` at ``timestep`` (A1111's
+    ``pred_x0``, what an interrupted job shows).
+
+    Two sample conventions exist. k-diffusion-style schedulers (``init_noise_sigma`` > 1) hold
+    ``x = x0 + sigma * eps`` (Karras et al. 2022, Eq. 1); the others hold the DDPM sample
+    ``x = sqrt(a) * x0 + sqrt(1 - a) * eps`` with ``a`` = alpha-bar (Ho et al. 2020, Eq. 4), where
+    ``sigma = sqrt((1 - a) / a)`` when the scheduler has one. v-prediction: Salimans & Ho 2022, Eq. 12.
+    """
+    prediction = scheduler.config.get("prediction_type", "epsilon")
+    if prediction == "sample":
+        return model_output
+    if sigma is not None and float(scheduler.init_noise_sigma) > 1.0:  # x = x0 + sigma * eps
+        if prediction == "v_prediction":
+            return sample / (sigma**2 + 1) - model_output * sigma / (sigma**2 + 1) ** 0.5
+        return sample - sigma * model_output
+    if sigma is not None:
+        alpha = (1.0 / (sigma**2 + 1)) ** 0.5
+        noise_level = sigma * alpha
+    else:
+        alpha_bar = float(scheduler.alphas_cumprod[int(timestep)])
+        alpha, noise_level = alpha_bar**0.5, (1.0 - alpha_bar) ** 0.5
+    if prediction == "v_prediction":
+        return alpha * sample - noise_level * model_output
+    return (sample - noise_level * model_output) / alpha
+
+
 def denoise(
     inputs: DenoiseInputs,
     hooks: HookDispatcher,
@@ -148,6 +177,10 @@ def denoise(
 
     Returns:
         (B, 4, H/8, W/8) denoised latents.
+
+    Raises:
+        DenoiseInterrupted: ``check_cancel`` raised an interrupt; it carries the last step's
+            clean-latents estimate. A skip (``BatchSkipped``) passes through as it is.
     """
     scheduler = inputs.scheduler
     timesteps = scheduler.timesteps[inputs.start_index:]
@@ -173,7 +206,11 @@ def denoise(
         latents = scheduler.step(noise_pred, t, step.latents, **inputs.step_kwargs, return_dict=False)[0]
         if hooks:
             latents = hooks.after_step(step, latents)
-        check_cancel()
+        try:
+            check_cancel()
+        except JobInterrupted:
+            raise DenoiseInterrupted(predicted_clean_latents(scheduler, step.latents, noise_pred, t, step.sigma)) \
+                from None
         if call + 1 == len(timesteps) or positions[call + 1][0] != step_index:
             if inputs.blend is not None:
                 latents = inputs.blend(latents, timesteps[call + 1] if call + 1 < len(timesteps) else None)

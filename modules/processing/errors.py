@@ -20,5 +20,14 @@ class JobInterrupted(ProcessingError):
     """The job's cancel token was interrupted; raised inside the loop, caught by the runner."""
 
 
+class DenoiseInterrupted(JobInterrupted):
+    """Interrupted in the middle of a denoising pass. ``latents`` (B, C, h, w) is the last step's
+    estimate of the clean latents (A1111 returns that image, partly denoised, on interrupt)."""
+
+    def __init__(self, latents: object) -> None:
+        super().__init__("interrupted")
+        self.latents = latents
+
+
 class BatchSkipped(ProcessingError):
     """The job's cancel token asked to skip the batch that is being denoised."""

@@ -7,9 +7,10 @@ import base64
 import binascii
 import io
 
-from PIL import Image, PngImagePlugin
+from PIL import Image
 
 from modules.processing.errors import RequestValidationError
+from modules.processing.image_formats import encode_base64
 
 __all__ = ["ACCEPTED_FORMATS", "MAX_IMAGE_BYTES", "decode_base64_image", "png_base64"]
 
@@ -44,8 +45,4 @@ def decode_base64_image(data: object, field: str = "image") -> Image.Image:
 
 def png_base64(image: Image.Image, infotext: str) -> str:
     """The image as base64 PNG text with its infotext in the "parameters" chunk."""
-    info = PngImagePlugin.PngInfo()
-    info.add_text("parameters", infotext)
-    buffer = io.BytesIO()
-    image.save(buffer, format="PNG", pnginfo=info)
-    return base64.b64encode(buffer.getvalue()).decode("ascii")
+    return encode_base64(image, infotext)

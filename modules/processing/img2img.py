@@ -19,6 +19,7 @@ from PIL import Image
 
 from modules.models.loader import LoadedModel
 from modules.processing.denoise import DenoiseInputs, denoise
+from modules.processing.errors import JobInterrupted
 from modules.processing.hooks import HookDispatcher
 from modules.processing.image_ops import flatten
 from modules.processing.img2img_inputs import (
@@ -33,14 +34,16 @@ from modules.processing.job import Job, ProgressUpdate
 from modules.processing.prompt_conditioning import ScheduledConditioning
 from modules.processing.request_infotext import img2img_parameters
 from modules.processing.samplers import partial_schedule, resolve_sampler
-from modules.processing.seeds import ImageSeeds, create_initial_noise, image_generators, resolve_seed
+from modules.processing.seeds import ImageSeeds, resolve_seed
 from modules.processing.txt2img import (
     GenerationResult,
     OutputOptions,
     batch_conditioning,
+    batch_noise,
     job_networks,
     record_image,
     run_batches,
+    run_until_interrupted,
     sampler_step_kwargs,
     sdxl_time_ids,
 )
@@ -123,13 +126,13 @@ def _kept_area_blend(scheduler: object, batch: _BatchInputs, noise: torch.Tensor
 
 def _run_batch(model: LoadedModel, job: Job, batch_index: int, seeds: ImageSeeds, batch: _BatchInputs,
                conds: ScheduledConditioning, hooks: HookDispatcher) -> torch.Tensor:
-    """Denoise one batch from its inputs; returns decoded pixels (B, 3, H, W) in [0, 1]."""
+    """Denoise one batch from its inputs; returns its latents (B, 4, H/8, W/8)."""
     request: Img2ImgRequest = job.request
     batch_seeds, batch_subseeds = seeds.batch(batch_index, request.batch_size)
-    generators = image_generators(batch_seeds)
-    noise = create_initial_noise(tuple(batch.latents.shape[1:]), generators, batch_subseeds,
-                                 request.subseed_strength, None).to(model.device, model.dtype)
     spec, schedule = resolve_sampler(request.sampler_name, request.scheduler)
+    noise, generators = batch_noise(model, request, spec, tuple(batch.latents.shape[1:]), batch_seeds, batch_subseeds)
+    if request.initial_noise_multiplier != 1.0:  # A1111 scales the noise itself, so the kept-area blend sees it too
+        noise = noise * request.initial_noise_multiplier
     steps_to_run = request.steps_to_run()
     scheduler, start = partial_schedule(spec, schedule, model.scheduler_config, batch_seeds,
                                         request.num_inference_steps, steps_to_run, model.device)
@@ -150,7 +153,7 @@ def _run_batch(model: LoadedModel, job: Job, batch_index: int, seeds: ImageSeeds
             job.on_progress(ProgressUpdate(job.id, batch_index, request.batch_count, step, steps_to_run,
                                            job.elapsed_s(), latents, model.family.id))
 
-    return decode_latents(model.pipeline.vae, denoise(inputs, hooks, job.cancel.raise_if_cancelled, report))
+    return denoise(inputs, hooks, job.cancel.raise_if_cancelled, report)
 
 
 def _record(model: LoadedModel, result: GenerationResult, image: Image.Image, seed: int, subseed: int,
@@ -214,17 +217,21 @@ def run_img2img(model: LoadedModel, job: Job, output: OutputOptions | None = Non
             first = batch_index * request.batch_size
             items = [prepared[(first + k) % len(prepared)] for k in range(request.batch_size)]
             batch = _encode_batch(model, request, items)  # type: ignore[arg-type]
-            pixels = _run_batch(model, job, batch_index, seeds, batch, conds, hooks)
+            latents, interrupted = run_until_interrupted(
+                lambda: _run_batch(model, job, batch_index, seeds, batch, conds, hooks))
+            pixels = decode_latents(model.pipeline.vae, latents)
             batch_seeds, batch_subseeds = seeds.batch(batch_index, request.batch_size)
             for item, image, seed, subseed in zip(items, to_pil_images(pixels), batch_seeds, batch_subseeds,
                                                   strict=True):
                 image = finish_output(item, image)  # type: ignore[arg-type]
                 _record(model, result, hooks.postprocess_image(image, seed) if hooks else image, seed, subseed,
                         output, hooks)
+            if interrupted:
+                raise JobInterrupted("interrupted")
             if hooks:
                 hooks.postprocess_batch(batch_index, result.images[-request.batch_size:])
 
-        run_batches(result, request.batch_count, one_batch)
+        run_batches(result, request.batch_count, one_batch, job.cancel)
     result.hook_errors = list(hooks.errors)
     result.duration_s = time.monotonic() - started
     return result

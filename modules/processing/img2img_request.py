@@ -38,6 +38,8 @@ class Img2ImgRequest(Txt2ImgRequest):
         inpaint_only_masked: "Only masked": generate the masked area's padded box at full
             size and paste it back, so the output keeps the input's size.
         only_masked_padding: px around the mask's bounding box for "Only masked".
+        initial_noise_multiplier: A1111's "Noise multiplier for img2img", 0 to 1.5: scales the
+            noise added to the input (below 1 keeps more of it, smoother results).
     """
 
     init_images: tuple[Image.Image, ...] = field(default=(), compare=False)
@@ -50,6 +52,7 @@ class Img2ImgRequest(Txt2ImgRequest):
     masked_content: str = "original"
     inpaint_only_masked: bool = False
     only_masked_padding: int = 32
+    initial_noise_multiplier: float = 1.0
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -72,6 +75,7 @@ class Img2ImgRequest(Txt2ImgRequest):
         check_int("mask_blur_x", self.mask_blur_x, 0, 64)
         check_int("mask_blur_y", self.mask_blur_y, 0, 64)
         check_int("inpaint_full_res_padding", self.only_masked_padding, 0, 256)
+        check_float("initial_noise_multiplier", self.initial_noise_multiplier, 0.0, 1.5)
         for name, value, choices in (("resize_mode", self.resize_mode, RESIZE_MODES),
                                      ("inpainting_fill", self.masked_content, MASKED_CONTENT)):
             if value not in choices:

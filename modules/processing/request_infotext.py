@@ -12,8 +12,8 @@ from modules.processing.infotext import VERSION, parse_infotext
 from modules.processing.requests import Txt2ImgRequest
 from modules.processing.samplers import resolve_sampler
 
-__all__ = ["img2img_parameters", "request_from_infotext", "request_from_params", "txt2img_parameters",
-           "txt2img_values_from_infotext"]
+__all__ = ["apply_payload_infotext", "img2img_parameters", "request_from_infotext", "request_from_params",
+           "txt2img_parameters", "txt2img_values_from_infotext"]
 
 
 def txt2img_parameters(
@@ -50,6 +50,9 @@ def txt2img_parameters(
         "Variation seed strength": request.subseed_strength if varied else None,
         "Seed resize from": f"{request.seed_resize_from_w}x{request.seed_resize_from_h}" if resized else None,
         "Clip skip": request.clip_skip if request.clip_skip > 1 else None,
+        "ENSD": request.eta_noise_seed_delta if request.eta_noise_seed_delta and spec.uses_ensd else None,
+        # A1111 writes the source only when it is not its default, "GPU".
+        "RNG": request.randn_source if request.randn_source != "GPU" else None,
         "Tiling": "True" if request.tiling else None,
         "Eta": request.eta if request.eta is not None and spec.uses_eta else None,
         **(extra or {}),
@@ -69,6 +72,8 @@ def img2img_parameters(
     params = txt2img_parameters(request, seed, subseed, model_name, model_hash, vae_name, vae_hash, extra)
     version = params.pop("Version")
     params["Denoising strength"] = request.strength
+    if request.initial_noise_multiplier != 1.0:
+        params["Noise multiplier"] = request.initial_noise_multiplier
     if request.is_inpaint:
         if request.mask_blur_x == request.mask_blur_y:
             params["Mask blur"] = request.mask_blur_x
@@ -121,6 +126,10 @@ def request_from_params(params: Mapping[str, str], **overrides: Any) -> Txt2ImgR
     fields["seed_resize_from_h"] = _number(params, "Seed resize from-2", int, 0)
     fields["clip_skip"] = _number(params, "Clip skip", int, 1)
     fields["tiling"] = params.get("Tiling", "False") == "True"
+    if "ENSD" in params:
+        fields["eta_noise_seed_delta"] = _number(params, "ENSD", int, 0)
+    if "RNG" in params:
+        fields["randn_source"] = params["RNG"]
     if "Eta" in params:
         fields["eta"] = _number(params, "Eta", float, None)
     if "Emphasis" in params:
@@ -177,3 +186,43 @@ def _hires_values(hires: HiresFix | None) -> dict[str, Any]:
             "hr_sampler_name": hires.sampler_name or "Use same sampler",
             "hr_scheduler": hires.scheduler or "Use same scheduler",
             "hr_prompt": hires.prompt, "hr_negative_prompt": hires.negative_prompt}
+
+
+# Payload fields A1111's API ``infotext`` field can fill, and the infotext key each comes from.
+_INFOTEXT_FIELDS = {
+    "prompt": "Prompt", "negative_prompt": "Negative prompt", "steps": "Steps", "sampler_name": "Sampler",
+    "scheduler": "Schedule type", "cfg_scale": "CFG scale", "seed": "Seed", "width": "Size-1", "height": "Size-2",
+    "subseed": "Variation seed", "subseed_strength": "Variation seed strength",
+    "seed_resize_from_w": "Seed resize from-1", "seed_resize_from_h": "Seed resize from-2",
+}
+# Settings an infotext records (they go under ``override_settings``), by request field.
+_INFOTEXT_SETTINGS = {"clip_skip": ("CLIP_stop_at_last_layers", "Clip skip"),
+                      "eta_noise_seed_delta": ("eta_noise_seed_delta", "ENSD"),
+                      "randn_source": ("randn_source", "RNG"), "emphasis": ("emphasis", "Emphasis")}
+
+
+def apply_payload_infotext(payload: Mapping[str, Any]) -> dict[str, Any]:
+    """An A1111 payload with its ``infotext`` field (A1111 1.8+) read into the fields it records.
+
+    Only keys the infotext has are filled; fields the payload gives itself win, and so do its
+    own ``override_settings``. Without an infotext the payload is returned as it is (less the key).
+
+    Raises:
+        RequestValidationError: ``infotext`` is not text, or records a malformed value.
+    """
+    result = dict(payload)
+    text = result.pop("infotext", None)
+    if text is None or text == "":
+        return result
+    if not isinstance(text, str):
+        raise RequestValidationError("infotext", f"must be a string, got {type(text).__name__}")
+    params = parse_infotext(text)
+    request = request_from_params(params)
+    values = txt2img_values_from_infotext(params)
+    found = {field: values[field] for field, key in _INFOTEXT_FIELDS.items() if params.get(key)}
+    settings = {setting: getattr(request, field) for field, (setting, key) in _INFOTEXT_SETTINGS.items()
+                if key in params}
+    overrides = result.get("override_settings")
+    if settings and (overrides is None or isinstance(overrides, Mapping)):
+        result["override_settings"] = {**settings, **(overrides or {})}
+    return {**found, **{key: value for key, value in result.items() if value is not None}}

@@ -17,6 +17,7 @@ from modules.processing.errors import RequestValidationError
 from modules.processing.hires import HiresFix
 from modules.processing.prompt_encoding import EMPHASIS_MODES
 from modules.processing.samplers import UnknownSamplerError, resolve_sampler
+from modules.processing.seeds import RANDN_SOURCES
 
 __all__ = ["API_FIELD_NAMES", "Limits", "MAX_SEED", "Txt2ImgRequest", "check_float", "check_int"]
 
@@ -101,6 +102,11 @@ class Txt2ImgRequest:
     clip_skip: int = 1
     emphasis: str = "Original"
     eta: float | None = None
+    #: A1111's "Eta noise seed delta" (ENSD): ancestral samplers draw their per-step noise from
+    #: ``seed + delta`` (NovelAI's images use 31337).
+    eta_noise_seed_delta: int = 0
+    #: A1111's "Random number generator source": "CPU" (the same image on every device) or "GPU".
+    randn_source: str = "CPU"
     tiling: bool = False
     checkpoint: str | None = None
     vae: str | None = None
@@ -118,6 +124,9 @@ class Txt2ImgRequest:
         if self.emphasis not in EMPHASIS_MODES:
             raise RequestValidationError("emphasis",
                                          f"must be one of {', '.join(EMPHASIS_MODES)}; got {self.emphasis!r}")
+        if self.randn_source not in RANDN_SOURCES:
+            raise RequestValidationError("randn_source", f"must be one of {', '.join(RANDN_SOURCES)}; "
+                                                         f"got {self.randn_source!r}")
         if not isinstance(self.tiling, bool):
             raise RequestValidationError("tiling", f"must be true or false, got {self.tiling!r}")
         for name in ("checkpoint", "vae"):
@@ -151,6 +160,7 @@ class Txt2ImgRequest:
         check_int("batch_size", self.batch_size, 1, lim.max_batch_size)
         check_int("batch_count", self.batch_count, 1, lim.max_batch_count)
         check_int("clip_skip", self.clip_skip, 1, 12)
+        check_int("eta_noise_seed_delta", self.eta_noise_seed_delta, 0, MAX_SEED)
         if self.eta is not None:
             check_float("eta", self.eta, 0.0, 1.0)
 

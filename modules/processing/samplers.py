@@ -65,6 +65,9 @@ class SamplerSpec:
     #: for "Automatic", as A1111 does.
     keeps_model_spacing: bool = False
     uses_eta: bool = False
+    #: Draws fresh noise at every step from the image generators, so A1111's "Eta noise seed
+    #: delta" applies (its ``uses_ensd`` samplers: the ancestral ones).
+    uses_ensd: bool = False
     #: Noise comes from a Brownian tree seeded per image instead of from the image generator.
     brownian_noise: bool = False
     #: Schedule types the diffusers scheduler can express (declared, so that validating a request
@@ -103,13 +106,13 @@ SAMPLERS: tuple[SamplerSpec, ...] = (
           schedule_types=("Automatic", "Uniform", "Karras", "Exponential", "Beta")),
     _spec("DPM++ 3M SDE", "DPMSolverMultistepScheduler", ["k_dpmpp_3m_sde"], default_schedule="Exponential",
           options={"algorithm_type": "sde-dpmsolver++", "solver_order": 3}),
-    _spec("Euler a", "EulerAncestralDiscreteScheduler", ["k_euler_a", "k_euler_ancestral"],
+    _spec("Euler a", "EulerAncestralDiscreteScheduler", ["k_euler_a", "k_euler_ancestral"], uses_ensd=True,
           schedule_types=_SPACING_ONLY),
     _spec("Euler", "EulerDiscreteScheduler", ["k_euler"]),
     _spec("LMS", "LMSDiscreteScheduler", ["k_lms"]),
     _spec("Heun", "HeunDiscreteScheduler", ["k_heun"]),
     _spec("DPM2", "KDPM2DiscreteScheduler", ["k_dpm_2"], default_schedule="Karras"),
-    _spec("DPM2 a", "KDPM2AncestralDiscreteScheduler", ["k_dpm_2_a"], default_schedule="Karras"),
+    _spec("DPM2 a", "KDPM2AncestralDiscreteScheduler", ["k_dpm_2_a"], default_schedule="Karras", uses_ensd=True),
     _spec("DDIM", "DDIMScheduler", (), keeps_model_spacing=True, uses_eta=True,
           options={"set_alpha_to_one": False}, schedule_types=_SPACING_ONLY),
     _spec("PLMS", "PNDMScheduler", (), keeps_model_spacing=True, options={"skip_prk_steps": True},

@@ -1,6 +1,6 @@
 """A1111's "Save" button: copy chosen images into ``log/images`` and log them in ``log.csv``.
 
-Each image is written as ``NNNNN-SEED.png`` with its infotext (``saving.save_png``: atomic,
+Each image is written as ``NNNNN-SEED.png`` with its infotext (``saving.save_image``: atomic,
 never overwriting), and gets one row in ``log.csv`` with A1111's columns, read from its
 parsed infotext. Rows are appended with a single ``write`` on an ``O_APPEND`` descriptor, so
 two saves at once cannot interleave their lines. A ``log.csv`` from an older layout whose
@@ -19,7 +19,7 @@ from pathlib import Path
 from PIL import Image
 
 from modules.processing.infotext import parse_infotext
-from modules.processing.saving import save_png, write_temp_file
+from modules.processing.saving import save_image, write_temp_file
 
 __all__ = ["LOG_COLUMNS", "LOG_FILE", "append_log_row", "log_row", "save_to_log"]
 
@@ -123,7 +123,7 @@ def save_to_log(items: Sequence[tuple[Image.Image, str]], folder: Path) -> list[
     """
     saved = []
     for image, infotext in items:
-        path = save_png(image, folder, _seed_suffix(infotext), infotext or None)
+        path = save_image(image, folder, _seed_suffix(infotext), infotext or None)
         append_log_row(folder, log_row(infotext, path.name))
         saved.append(path)
     return saved

@@ -1,7 +1,8 @@
-"""Saving images: A1111 file names, infotext in the PNG, atomic writes that never overwrite.
+"""Saving images: A1111 file names, infotext in the file, atomic writes that never overwrite.
 
-``outputs/txt2img-images/YYYY-MM-DD/NNNNN-SEED.png``: the five-digit counter continues from the
-highest number already in the folder. The PNG is written to a temporary file in the same
+``outputs/txt2img-images/YYYY-MM-DD/NNNNN-SEED.png`` (or ``.jpg``/``.webp``, A1111's "File format
+for images"): the five-digit counter continues from the
+highest number already in the folder. The image is written to a temporary file in the same
 folder, flushed to disk, then hard-linked to its final name; linking fails if the name exists,
 so two writers can never overwrite each other (the loser takes the next number), and a crash
 leaves either no file or a complete one.
@@ -17,9 +18,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import BinaryIO
 
-from PIL import Image, PngImagePlugin
+from PIL import Image
 
-__all__ = ["date_folder", "next_counter", "remove_orphan_temp_files", "save_png", "write_temp_file"]
+from modules.processing.image_formats import PNG, ImageFormat, write_image
+
+__all__ = ["date_folder", "next_counter", "remove_orphan_temp_files", "save_image", "write_temp_file"]
 
 _COUNTER_RE = re.compile(r"^(\d{5,})-")
 
@@ -78,23 +81,17 @@ def remove_orphan_temp_files(root: Path) -> int:
     return removed
 
 
-def _write_temp_png(image: Image.Image, folder: Path, infotext: str | None) -> Path:
-    info = PngImagePlugin.PngInfo()
-    if infotext:
-        info.add_text("parameters", infotext)
-    return write_temp_file(folder, lambda handle: image.save(handle, format="PNG", pnginfo=info), ".png")
-
-
-def save_png(image: Image.Image, folder: Path, stem_suffix: str, infotext: str | None = None,
-             exact_path: Path | None = None) -> Path:
+def save_image(image: Image.Image, folder: Path, stem_suffix: str, infotext: str | None = None,
+               exact_path: Path | None = None, image_format: ImageFormat = PNG) -> Path:
     """Save ``image`` as ``folder/NNNNN-<stem_suffix>.png`` (or ``exact_path``), atomically.
 
     Args:
         image: the picture.
         folder: destination folder, created if missing.
         stem_suffix: the part after the counter (A1111: the seed).
-        infotext: stored in the PNG "parameters" text chunk.
+        infotext: stored in the file (PNG "parameters" chunk, EXIF UserComment otherwise).
         exact_path: write exactly this file instead (fails if it exists).
+        image_format: the file format; its suffix replaces ``.png`` in the name.
 
     Returns:
         The final path.
@@ -104,7 +101,8 @@ def save_png(image: Image.Image, folder: Path, stem_suffix: str, infotext: str |
     """
     folder = exact_path.parent if exact_path else folder
     folder.mkdir(parents=True, exist_ok=True)
-    tmp = _write_temp_png(image, folder, infotext)
+    tmp = write_temp_file(folder, lambda handle: write_image(image, handle, infotext, image_format),
+                          image_format.suffix)
     try:
         if exact_path is not None:
             os.link(tmp, exact_path)
@@ -112,7 +110,7 @@ def save_png(image: Image.Image, folder: Path, stem_suffix: str, infotext: str |
         else:
             counter = next_counter(folder)
             while True:
-                final = folder / f"{counter:05d}-{stem_suffix}.png"
+                final = folder / f"{counter:05d}-{stem_suffix}{image_format.suffix}"
                 try:
                     os.link(tmp, final)
                     break

@@ -1,8 +1,11 @@
 """Seeds and initial noise, with A1111's semantics.
 
-Noise is drawn on the CPU from one ``torch.Generator`` per image, so a seed gives the same
-image whatever the batch size or device. The same generator then feeds the sampler's own
-noise (ancestral and SDE samplers), so it too depends on the image's seed only.
+Noise is drawn from one ``torch.Generator`` per image, so a seed gives the same image whatever
+the batch size. By default (A1111's "Random number generator source" CPU) the generators live on
+the CPU, so a seed also gives the same image on every device; "GPU" draws on the model's CUDA
+device instead, as A1111's default does, to reproduce images made there. The same generator
+then feeds the sampler's own noise (ancestral and SDE samplers), unless an "Eta noise seed
+delta" (ENSD) reseeds that stream with ``seed + delta``, as A1111 does.
 """
 
 from __future__ import annotations
@@ -12,7 +15,12 @@ from collections.abc import Sequence
 
 import torch
 
-__all__ = ["ImageSeeds", "create_initial_noise", "image_generators", "random_seed", "resolve_seed", "slerp"]
+__all__ = ["RANDN_SOURCES", "ImageSeeds", "create_initial_noise", "generator_device", "image_generators",
+           "random_seed", "resolve_seed", "sampler_generators", "slerp"]
+
+#: A1111's "Random number generator source" choices that this engine implements ("NV", an
+#: emulation of NVIDIA's Philox generator on the CPU, is not).
+RANDN_SOURCES: tuple[str, ...] = ("CPU", "GPU")
 
 
 def random_seed() -> int:
@@ -73,9 +81,26 @@ def _paste_centered(target: torch.Tensor, source: torch.Tensor) -> torch.Tensor:
     return result
 
 
-def image_generators(seeds: Sequence[int]) -> list[torch.Generator]:
-    """One CPU generator per image, seeded with that image's seed."""
-    return [torch.Generator("cpu").manual_seed(seed) for seed in seeds]
+def generator_device(randn_source: str, device: torch.device | str) -> torch.device:
+    """Where noise is drawn: the CPU, or for "GPU" the model's device when it is a CUDA device
+    (A1111 also stays on the CPU for other accelerators, whose generators differ)."""
+    device = torch.device(device)
+    return device if randn_source == "GPU" and device.type == "cuda" else torch.device("cpu")
+
+
+def image_generators(seeds: Sequence[int], device: torch.device | str = "cpu") -> list[torch.Generator]:
+    """One generator per image on ``device``, seeded with that image's seed."""
+    return [torch.Generator(device).manual_seed(seed) for seed in seeds]
+
+
+def sampler_generators(seeds: Sequence[int], initial: Sequence[torch.Generator],
+                       eta_noise_seed_delta: int = 0) -> list[torch.Generator]:
+    """The generators a sampler draws its per-step noise from: the initial-noise generators,
+    continued, or with an ENSD fresh ones seeded with ``seed + delta`` (A1111 reseeds after the
+    initial noise, so ENSD changes only what ancestral samplers add at each step)."""
+    if eta_noise_seed_delta == 0:
+        return list(initial)
+    return image_generators([seed + eta_noise_seed_delta for seed in seeds], initial[0].device if initial else "cpu")
 
 
 def create_initial_noise(
@@ -89,14 +114,14 @@ def create_initial_noise(
 
     Args:
         shape: latent shape of one image (C, H/8, W/8).
-        generators: per-image CPU generators (see ``image_generators``); they advance, and
-            the sampler keeps drawing from them afterwards.
+        generators: per-image generators (see ``image_generators``); they advance, and the
+            sampler keeps drawing from them afterwards. Noise is drawn on their device.
         subseeds: per-image variation seeds, used when ``subseed_strength > 0``.
         subseed_strength: 0..1; slerp weight of the variation noise.
         seed_resize_from: latent (h, w) at which the seed's noise was first drawn, or None.
 
     Returns:
-        Float32 CPU tensor (B, C, H/8, W/8) of unit-variance Gaussian noise.
+        Float32 tensor (B, C, H/8, W/8) of unit-variance Gaussian noise, on the generators' device.
     """
     channels = shape[0]
     noise_shape = (channels, *seed_resize_from) if seed_resize_from else shape
@@ -104,13 +129,14 @@ def create_initial_noise(
     for index, generator in enumerate(generators):
         subnoise = None
         if subseed_strength > 0 and subseeds:
-            subnoise = torch.randn(noise_shape, generator=torch.Generator("cpu").manual_seed(subseeds[index]))
-        noise = torch.randn(noise_shape, generator=generator)
+            variation = torch.Generator(generator.device).manual_seed(subseeds[index])
+            subnoise = torch.randn(noise_shape, generator=variation, device=generator.device)
+        noise = torch.randn(noise_shape, generator=generator, device=generator.device)
         if subnoise is not None:
             noise = slerp(subseed_strength, noise, subnoise)
         if noise_shape != shape:
             # The rest of the canvas is the seed's own noise at the new size (A1111).
-            fresh = torch.Generator("cpu").manual_seed(generator.initial_seed())
-            noise = _paste_centered(torch.randn(shape, generator=fresh), noise)
+            fresh = torch.Generator(generator.device).manual_seed(generator.initial_seed())
+            noise = _paste_centered(torch.randn(shape, generator=fresh, device=generator.device), noise)
         images.append(noise)
     return torch.stack(images)

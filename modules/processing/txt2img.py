@@ -14,7 +14,7 @@ import dataclasses
 import inspect
 import logging
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,19 +24,27 @@ from PIL import Image
 
 from modules.models.loader import LoadedModel
 from modules.processing.denoise import DenoiseInputs, denoise
-from modules.processing.errors import BatchSkipped, JobInterrupted
+from modules.processing.errors import BatchSkipped, DenoiseInterrupted, JobInterrupted
 from modules.processing.extra_networks import JobNetworks, extra_networks_applied
 from modules.processing.hires import ImageUpscale, resize_pixels, upscale_latents
 from modules.processing.hooks import HookDispatcher
+from modules.processing.image_formats import PNG, ImageFormat
 from modules.processing.img2img_inputs import pixels_to_tensor
 from modules.processing.infotext import build_infotext
-from modules.processing.job import Job, ProgressUpdate
+from modules.processing.job import CancelToken, Job, ProgressUpdate
 from modules.processing.prompt_conditioning import ScheduledConditioning
 from modules.processing.request_infotext import txt2img_parameters
 from modules.processing.requests import Txt2ImgRequest
 from modules.processing.samplers import SamplerSpec, build_scheduler, partial_schedule, resolve_sampler
-from modules.processing.saving import date_folder, save_png
-from modules.processing.seeds import ImageSeeds, create_initial_noise, image_generators, resolve_seed
+from modules.processing.saving import date_folder, save_image
+from modules.processing.seeds import (
+    ImageSeeds,
+    create_initial_noise,
+    generator_device,
+    image_generators,
+    resolve_seed,
+    sampler_generators,
+)
 from modules.processing.vae import circular_padding, decode_latents, encode_pixels, to_pil_images
 
 __all__ = ["GenerationResult", "OutputOptions", "batch_conditioning", "job_networks", "record_image", "run_batches",
@@ -51,13 +59,15 @@ class OutputOptions:
 
     ``folder`` is the tab's folder (A1111: ``outputs/txt2img-images``); images go into a
     ``YYYY-MM-DD`` subfolder of it unless ``date_subfolder`` is off (A1111 ``save_to_dirs``).
-    ``embed_infotext`` off leaves the PNG without its "parameters" chunk.
+    ``embed_infotext`` off leaves the file without its infotext; ``image_format`` is A1111's
+    "File format for images" (PNG, JPEG or WEBP).
     """
 
     folder: Path
     save: bool = True
     date_subfolder: bool = True
     embed_infotext: bool = True
+    image_format: ImageFormat = PNG
 
     def target(self) -> Path:
         return date_folder(self.folder.parent, self.folder.name) if self.date_subfolder else self.folder
@@ -81,6 +91,8 @@ class GenerationResult:
     notices: list[str] = field(default_factory=list)
     extra_parameters: dict[str, str] = field(default_factory=dict)
     duration_s: float = 0.0
+    #: How many grids come before the images (A1111's ``index_of_first_image``).
+    index_of_first_image: int = 0
 
     def add_image(self, image: Image.Image, seed: int, subseed: int, infotext: str,
                   output: OutputOptions | None) -> Path | None:
@@ -93,7 +105,7 @@ class GenerationResult:
         if output is None or not output.save:
             return None
         embedded = infotext if output.embed_infotext else None
-        self.paths.append(save_png(image, output.target(), str(seed), embedded))
+        self.paths.append(save_image(image, output.target(), str(seed), embedded, image_format=output.image_format))
         return self.paths[-1]
 
     def extend(self, part: GenerationResult) -> None:
@@ -154,6 +166,17 @@ def sampler_step_kwargs(spec: SamplerSpec, scheduler: object, request: Txt2ImgRe
     return kwargs
 
 
+def batch_noise(model: LoadedModel, request: Txt2ImgRequest, spec: SamplerSpec, shape: tuple[int, int, int],
+                seeds: Sequence[int], subseeds: Sequence[int], seed_resize_from: tuple[int, int] | None = None,
+                ) -> tuple[torch.Tensor, list[torch.Generator]]:
+    """A batch's initial noise (B, C, h, w), on the model's device and dtype, and the generators
+    its sampler draws per-step noise from, with the request's RNG source and ENSD applied."""
+    generators = image_generators(seeds, generator_device(request.randn_source, model.device))
+    noise = create_initial_noise(shape, generators, subseeds, request.subseed_strength, seed_resize_from)
+    delta = request.eta_noise_seed_delta if spec.uses_ensd else 0
+    return noise.to(model.device, model.dtype), sampler_generators(seeds, generators, delta)
+
+
 def _run_batch(model: LoadedModel, job: Job, batch_index: int, seeds: ImageSeeds,
                conds: ScheduledConditioning, hooks: HookDispatcher,
                extra_channels: torch.Tensor | None) -> torch.Tensor:
@@ -165,14 +188,13 @@ def _run_batch(model: LoadedModel, job: Job, batch_index: int, seeds: ImageSeeds
     resize = None
     if request.seed_resize_from_w > 0 and request.seed_resize_from_h > 0:
         resize = (request.seed_resize_from_h // factor, request.seed_resize_from_w // factor)
-    generators = image_generators(batch_seeds)
-    noise = create_initial_noise(shape, generators, batch_subseeds, request.subseed_strength, resize)
     spec, schedule = resolve_sampler(request.sampler_name, request.scheduler)
+    noise, generators = batch_noise(model, request, spec, shape, batch_seeds, batch_subseeds, resize)
     scheduler = build_scheduler(spec, schedule, model.scheduler_config, batch_seeds)
     scheduler.set_timesteps(request.num_inference_steps, device=model.device)
     inputs = DenoiseInputs(
         unet=model.pipeline.unet, scheduler=scheduler,
-        latents=noise.to(model.device, model.dtype) * scheduler.init_noise_sigma,
+        latents=noise * scheduler.init_noise_sigma,
         cond=conds.at(0)[0], uncond=conds.at(0)[1], conds_at=conds.at, guidance_scale=request.guidance_scale,
         num_steps=request.num_inference_steps, time_ids=sdxl_time_ids(model, request),
         extra_channels=extra_channels,
@@ -223,10 +245,8 @@ def _hires_pass(model: LoadedModel, job: Job, batch_index: int, seeds: ImageSeed
     _, _, width, height = hires.target_size(request.width, request.height)
     second = dataclasses.replace(hires.for_second_pass(request), width=width, height=height, hires=None)
     batch_seeds, batch_subseeds = seeds.batch(batch_index, request.batch_size)
-    generators = image_generators(batch_seeds)
-    noise = create_initial_noise(tuple(init.shape[1:]), generators, batch_subseeds, request.subseed_strength)
-    noise = noise.to(model.device, model.dtype)
     spec, schedule = resolve_sampler(second.sampler_name, second.scheduler)
+    noise, generators = batch_noise(model, request, spec, tuple(init.shape[1:]), batch_seeds, batch_subseeds)
     scheduler, start = partial_schedule(spec, schedule, model.scheduler_config, batch_seeds, total, steps_to_run,
                                         model.device)
     start_latents = scheduler.add_noise(init, noise, scheduler.timesteps[start:start + 1])
@@ -272,10 +292,16 @@ def record_image(result: GenerationResult, image: Image.Image, seed: int, subsee
         hooks.image_saved(saved, image, infotext)
 
 
-def run_batches(result: GenerationResult, batch_count: int, run_batch: Callable[[int], None]) -> None:
+def run_batches(result: GenerationResult, batch_count: int, run_batch: Callable[[int], None],
+                cancel: CancelToken | None = None) -> None:
     """Call ``run_batch(index)`` for each batch. Skip drops the current batch and goes on;
-    interrupt stops the job, keeping the batches already finished."""
+    interrupt stops the job, keeping the batches already finished (and the partly denoised
+    images of the one it stopped, which ``run_batch`` records). No batch starts once ``cancel``
+    is interrupted, as in A1111."""
     for batch_index in range(batch_count):
+        if cancel is not None and cancel.is_interrupted:
+            result.interrupted = True
+            return
         try:
             run_batch(batch_index)
         except BatchSkipped:
@@ -283,6 +309,15 @@ def run_batches(result: GenerationResult, batch_count: int, run_batch: Callable[
         except JobInterrupted:
             result.interrupted = True
             return
+
+
+def run_until_interrupted(run: Callable[[], torch.Tensor]) -> tuple[torch.Tensor, bool]:
+    """``run()``'s latents and False, or after an interrupt mid-pass the partly denoised latents
+    it got to and True: A1111 returns those images, so the caller records them, then stops."""
+    try:
+        return run(), False
+    except DenoiseInterrupted as stop:
+        return stop.latents, True  # type: ignore[return-value]
 
 
 def run_txt2img(model: LoadedModel, job: Job, output: OutputOptions | None = None,
@@ -322,15 +357,19 @@ def run_txt2img(model: LoadedModel, job: Job, output: OutputOptions | None = Non
         def one_batch(batch_index: int) -> None:
             if hooks:
                 hooks.process_batch(batch_index, tuple(seeds.batch(batch_index, request.batch_size)[0]))
-            latents = _run_batch(model, job, batch_index, seeds, conds, hooks, extra_channels)
-            if hires_conds is not None:
-                latents = _hires_pass(model, job, batch_index, seeds, latents, hires_conds, hooks, upscale)
+            latents, interrupted = run_until_interrupted(
+                lambda: _run_batch(model, job, batch_index, seeds, conds, hooks, extra_channels))
+            if hires_conds is not None and not interrupted:
+                latents, interrupted = run_until_interrupted(
+                    lambda: _hires_pass(model, job, batch_index, seeds, latents, hires_conds, hooks, upscale))
             pixels = decode_latents(model.pipeline.vae, latents)
             _finish_images(model, result, pixels, batch_index, seeds, output, hooks)
+            if interrupted:
+                raise JobInterrupted("interrupted")
             if hooks:
                 hooks.postprocess_batch(batch_index, result.images[-request.batch_size:])
 
-        run_batches(result, request.batch_count, one_batch)
+        run_batches(result, request.batch_count, one_batch, job.cancel)
     result.hook_errors = list(hooks.errors)
     result.duration_s = time.monotonic() - started
     return result

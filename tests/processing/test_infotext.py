@@ -51,7 +51,7 @@ def test_old_combined_sampler_name_is_read() -> None:
 def test_writes_a1111_key_order_and_quoting() -> None:
     request = Txt2ImgRequest(prompt="a cat, sitting", negative_prompt="blurry", sampler_name="Euler a",
                              seed=5, subseed=9, subseed_strength=0.25, clip_skip=2, width=512, height=768,
-                             tiling=True)
+                             tiling=True, eta_noise_seed_delta=31337)
     params = txt2img_parameters(request, seed=5, subseed=9, model_name="my model", model_hash="0123456789")
     params["Lora hashes"] = "x: 1, y: 2"
     text = build_infotext(request.prompt, request.negative_prompt, params)
@@ -59,8 +59,19 @@ def test_writes_a1111_key_order_and_quoting() -> None:
         "a cat, sitting\nNegative prompt: blurry\n"
         "Steps: 20, Sampler: Euler a, Schedule type: Uniform, CFG scale: 7, Seed: 5, Size: 512x768, "
         "Model hash: 0123456789, Model: my model, Variation seed: 9, Variation seed strength: 0.25, "
-        f'Clip skip: 2, Tiling: True, Lora hashes: "x: 1, y: 2", Version: {VERSION}'
+        f'Clip skip: 2, ENSD: 31337, RNG: CPU, Tiling: True, Lora hashes: "x: 1, y: 2", Version: {VERSION}'
     )
+
+
+def test_rng_source_and_ensd_are_written_as_a1111_does_and_read_back() -> None:
+    gpu = Txt2ImgRequest(prompt="p", sampler_name="Euler", randn_source="GPU", eta_noise_seed_delta=31337)
+    params = txt2img_parameters(gpu, seed=1, subseed=1, model_name=None, model_hash=None)
+    # GPU is A1111's default, so it is not written; ENSD changes nothing for a sampler without per-step noise.
+    assert params["RNG"] is None and params["ENSD"] is None
+    text = "p\nSteps: 3, Sampler: Euler a, CFG scale: 7, Seed: 1, Size: 64x64, ENSD: 31337, RNG: GPU"
+    request = request_from_infotext(text)
+    assert (request.eta_noise_seed_delta, request.randn_source) == (31337, "GPU")
+    assert request_from_infotext("p\nSteps: 3, Seed: 1, Size: 64x64").randn_source == "CPU"
 
 
 def test_our_infotext_round_trips() -> None:

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from modules.processing.saving import date_folder, next_counter, save_png
+from modules.processing.saving import date_folder, next_counter, save_image
 
 
 def _image() -> Image.Image:
@@ -19,10 +19,10 @@ def _image() -> Image.Image:
 def test_names_follow_a1111_and_continue_the_counter(tmp_path: Path) -> None:
     folder = date_folder(tmp_path, "txt2img-images", dt.date(2026, 1, 2))
     assert folder == tmp_path / "txt2img-images" / "2026-01-02"
-    first = save_png(_image(), folder, "123", "prompt\nSteps: 1")
+    first = save_image(_image(), folder, "123", "prompt\nSteps: 1")
     assert first.name == "00000-123.png"
     (folder / "00041-9.png").write_bytes(b"not ours")
-    assert save_png(_image(), folder, "124").name == "00042-124.png"
+    assert save_image(_image(), folder, "124").name == "00042-124.png"
     assert Image.open(first).info["parameters"] == "prompt\nSteps: 1"
     assert not [p for p in folder.iterdir() if p.name.startswith(".tmp")]
 
@@ -32,7 +32,7 @@ def test_concurrent_writers_never_overwrite(tmp_path: Path) -> None:
     lock = threading.Lock()
 
     def write() -> None:
-        path = save_png(_image(), tmp_path, "5")
+        path = save_image(_image(), tmp_path, "5")
         with lock:
             paths.append(path)
 
@@ -47,10 +47,10 @@ def test_concurrent_writers_never_overwrite(tmp_path: Path) -> None:
 
 def test_exact_path_is_never_overwritten(tmp_path: Path) -> None:
     target = tmp_path / "out.png"
-    save_png(_image(), tmp_path, "", exact_path=target)
+    save_image(_image(), tmp_path, "", exact_path=target)
     before = target.read_bytes()
     with pytest.raises(FileExistsError):
-        save_png(Image.new("RGB", (8, 8)), tmp_path, "", exact_path=target)
+        save_image(Image.new("RGB", (8, 8)), tmp_path, "", exact_path=target)
     assert target.read_bytes() == before
     assert [p.name for p in tmp_path.iterdir()] == ["out.png"]
 

@@ -9,7 +9,13 @@ import torch
 from modules.models.loader import LoadedModel
 from modules.processing.job import Job
 from modules.processing.requests import Txt2ImgRequest
-from modules.processing.seeds import create_initial_noise, image_generators, slerp
+from modules.processing.seeds import (
+    create_initial_noise,
+    generator_device,
+    image_generators,
+    sampler_generators,
+    slerp,
+)
 from modules.processing.txt2img import run_txt2img
 
 
@@ -80,3 +86,27 @@ def test_initial_noise_of_an_image_is_independent_of_its_batch() -> None:
     alone = create_initial_noise((4, 8, 8), image_generators([101]))
     assert torch.equal(batch[1], alone[0])
     assert not torch.equal(batch[0], batch[1])
+
+
+def test_ensd_changes_only_the_per_step_noise_of_ancestral_samplers(sd15_model: LoadedModel) -> None:
+    # A1111's "Eta noise seed delta": Euler a draws its step noise from seed + delta; Euler has none.
+    plain, delta = (_images(sd15_model, sampler_name="Euler a", eta_noise_seed_delta=d)[0] for d in (0, 31337))
+    assert not _close(plain, delta)
+    euler = [_images(sd15_model, sampler_name="Euler", eta_noise_seed_delta=d)[0] for d in (0, 31337)]
+    assert np.array_equal(*euler)
+    # Seed + delta is a fresh stream: the same as seeding a second generator by hand.
+    generators = image_generators([5])
+    step = sampler_generators([5], generators, 31337)
+    by_hand = torch.Generator().manual_seed(5 + 31337)
+    assert torch.equal(torch.randn(3, generator=step[0]), torch.randn(3, generator=by_hand))
+    assert sampler_generators([5], generators, 0) == generators
+
+
+def test_gpu_rng_source_draws_on_cuda_only() -> None:
+    assert generator_device("GPU", "cpu") == torch.device("cpu")
+    assert generator_device("CPU", "cuda:0") == torch.device("cpu")
+    assert generator_device("GPU", "cuda:0") == torch.device("cuda:0")
+    if torch.cuda.is_available():  # the device run checks that the noise really comes from the GPU's generator
+        noise = create_initial_noise((4, 8, 8), image_generators([1], "cuda"))
+        expected = torch.randn((4, 8, 8), generator=torch.Generator("cuda").manual_seed(1), device="cuda")
+        assert torch.equal(noise[0], expected)
