@@ -8,6 +8,7 @@ import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from modules.a1111_flags import CONTROLNET_DIRS, UPSCALER_DIRS, VAE_DIRS
 from modules.exposure import extension_install_allowed
 from modules.extensions.api import ScriptResources
 from modules.extensions.loader import ScriptCatalog, discover_scripts
@@ -48,7 +49,7 @@ class AppContext:
 
     def script_resources(self) -> ScriptResources:
         """What every script instance gets as ``Script.resources``."""
-        return ScriptResources(self.controlnets, self.preprocessors)
+        return ScriptResources(self.controlnets, self.preprocessors, self.upscalers)
 
 
 def _extra_dirs(args: argparse.Namespace, flag: str) -> list[Path]:
@@ -68,15 +69,18 @@ def build_app_context(args: argparse.Namespace) -> AppContext:
     placement = choose_placement(getattr(args, "precision", "auto"), getattr(args, "no_half", False),
                                  getattr(args, "device", None), memory)
     models = ModelManager(registry, placement, allow_pickle=getattr(args, "allow_pickle", False),
-                          vae_roots=[paths.vae], lora_roots=[paths.lora, *_extra_dirs(args, "lora_dir")],
+                          vae_roots=[paths.vae, *_extra_dirs(args, VAE_DIRS)],
+                          lora_roots=[paths.lora, *_extra_dirs(args, "lora_dir")],
                           embedding_roots=[paths.embeddings, *_extra_dirs(args, "embeddings_dir")])
     install_allowed = extension_install_allowed(
         getattr(args, "listen", False), getattr(args, "share", False), getattr(args, "server_name", None),
         getattr(args, "enable_insecure_extension_access", False))
     disable = getattr(args, "disable_extensions", "none")
     allow_pickle = getattr(args, "allow_pickle", False)
-    upscalers = UpscalerLibrary(paths.upscalers, allow_pickle, str(placement.device))
-    controlnets = ControlNetLibrary([paths.controlnet], registry.hashes)
+    # The extra folders come from A1111 flags (--vae-dir, --esrgan-models-path, --controlnet-dir, ...).
+    upscalers = UpscalerLibrary([*paths.upscalers, *_extra_dirs(args, UPSCALER_DIRS)], allow_pickle,
+                                str(placement.device))
+    controlnets = ControlNetLibrary([paths.controlnet, *_extra_dirs(args, CONTROLNET_DIRS)], registry.hashes)
     preprocessors = Preprocessors(paths.annotators, allow_pickle, str(placement.device))
     context = AppContext(paths=paths, registry=registry, models=models, upscalers=upscalers,
                          extension_install_allowed=install_allowed, server_folders_allowed=install_allowed,
@@ -88,7 +92,7 @@ def build_app_context(args: argparse.Namespace) -> AppContext:
 def load_scripts(paths: DataPaths, disable: str = "none", resources: ScriptResources | None = None) -> ScriptCatalog:
     """Import the shipped scripts and extensions and the data folder's, minus those switched off
     in the Extensions tab; every file that fails is logged (and listed in the catalog). Script
-    instances get ``resources`` (the ControlNets and preprocessors)."""
+    instances get ``resources`` (the ControlNets, preprocessors and upscalers)."""
     scripts = discover_scripts(paths.scripts, [BUILTIN_EXTENSIONS_DIR, paths.extensions], disable,
                                read_disabled(paths.root), builtin_dir=BUILTIN_SCRIPTS_DIR)
     scripts.resources = resources or ScriptResources()

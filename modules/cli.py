@@ -15,6 +15,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
+from modules.a1111_flags import add_a1111_flags, precision_value
+
 if TYPE_CHECKING:
     from modules.app import AppContext
 
@@ -26,7 +28,33 @@ EXIT_BAD_INPUT = 2
 
 
 class OneLineParser(argparse.ArgumentParser):
-    """argparse that reports a bad flag in one line (exit 2) instead of usage + error."""
+    """argparse that reports a bad flag in one line (exit 2) instead of usage + error.
+
+    Prefix matching is off: with it, A1111's ``--api`` was taken for ``--api-auth`` (and any
+    unambiguous prefix was a flag), so a typo or a flag we lack turned into another flag.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("allow_abbrev", False)
+        super().__init__(*args, **kwargs)
+
+    def parse_known_args(self, args: Sequence[str] | None = None,
+                         namespace: argparse.Namespace | None = None) -> tuple[argparse.Namespace, list[str]]:
+        argv = sys.argv[1:] if args is None else list(args)
+        self._reject_unknown_flags_before_command(argv)
+        return super().parse_known_args(argv, namespace)
+
+    def _reject_unknown_flags_before_command(self, argv: Sequence[str]) -> None:
+        """Name an unknown ``--flag`` before the command. argparse would take the flag's value
+        for the command and report "invalid choice: 'x'" instead (``--api-au x``)."""
+        commands = [a for a in self._actions if isinstance(a, argparse._SubParsersAction)]
+        if not commands:
+            return  # without a command to misreport, argparse names the flag itself
+        for token in argv:
+            if token == "--" or token in commands[0].choices:
+                return
+            if token.startswith("--") and token.split("=", 1)[0] not in self._option_string_actions:
+                self.error(f"unrecognized arguments: {token}")
 
     def error(self, message: str) -> NoReturn:
         self.exit(EXIT_BAD_INPUT, f"{self.prog}: error: {message}\n")
@@ -42,7 +70,9 @@ def add_common_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--embeddings-dir", type=Path, action="append", default=[],
                         help="extra folder of textual-inversion embeddings (repeatable; models/embeddings "
                              "is always scanned)")
-    parser.add_argument("--precision", choices=("auto", "fp32", "fp16", "bf16"), default="auto")
+    parser.add_argument("--precision", type=precision_value, choices=("auto", "fp32", "fp16", "bf16"),
+                        default="auto", help="weights' dtype; auto = fp16 on a GPU, fp32 on the CPU "
+                                             "(A1111's full, half and autocast are accepted)")
     parser.add_argument("--no-half", action="store_true", help="keep weights in fp32 on the GPU")
     parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1 (default: best available)")
     parser.add_argument("--medvram", action="store_true",
@@ -99,6 +129,7 @@ def build_parser() -> argparse.ArgumentParser:
     from modules.server import add_server_flags
 
     add_server_flags(parser)
+    add_a1111_flags(parser)
     commands = parser.add_subparsers(dest="command", required=False, parser_class=OneLineParser)
     _add_generate(commands)
     from_json = commands.add_parser("generate-from-json", help="txt2img, or img2img when it has init_images, "

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from modules.a1111_flags import resolve_a1111_flags
 from modules.exposure import is_exposed
 
 __all__ = ["AuthError", "add_server_flags", "check_exposure", "launch_ui", "parse_auth"]
@@ -79,6 +80,10 @@ def launch_ui(args: argparse.Namespace) -> int:
     except AuthError as error:
         print(f"aigen: error: {error}", file=sys.stderr)
         return 2
+    # A1111's flags that map onto ours become ours; one line names those applied, one those ignored.
+    args, notes = resolve_a1111_flags(args)
+    for note in notes:
+        print(f"aigen: {note}", file=sys.stderr, flush=True)
     from modules.app import build_app_context
     from modules.settings import SettingsStore
     from modules.studio import Studio
@@ -91,6 +96,7 @@ def launch_ui(args: argparse.Namespace) -> int:
     from fastapi import APIRouter
     from starlette.middleware import Middleware
 
+    from modules.api.a1111_routes import build_internal_router
     from modules.api.controlnet_routes import add_controlnet_routes
     from modules.api.health import build_health_router
     from modules.api.jobs import build_jobs_router
@@ -99,13 +105,14 @@ def launch_ui(args: argparse.Namespace) -> int:
 
     router = build_router(studio, api_credentials, vars(args))
     health = build_health_router(studio, router.dependencies)
+    internal = build_internal_router(router.dependencies)  # A1111's /internal/ping
     jobs = build_jobs_router(studio, decode_image, list(router.dependencies))
     # Extensions' routes sit at the app's root (A1111's /controlnet/...), behind the API's auth.
     extension_routes = APIRouter(dependencies=list(router.dependencies))
     add_controlnet_routes(extension_routes, studio, decode_image)
     if args.nowebui:
         context.scripts.run_callbacks("on_app_started", None, extension_routes)
-        return _serve_api_only(args, studio, [router, health, jobs, extension_routes])
+        return _serve_api_only(args, studio, [router, health, internal, jobs, extension_routes])
     demo = build_app(studio)
     demo.queue(max_size=64, default_concurrency_limit=1)
     # Before launch, so the routes extensions add are served from the first request (as ours are).
@@ -117,7 +124,7 @@ def launch_ui(args: argparse.Namespace) -> int:
                     show_error=True, quiet=False, prevent_thread_lock=True,
                     # The REST routes are part of the app from its first request: added after
                     # launch, an early client (or the readiness probe's next call) got a 404.
-                    app_kwargs={"routes": [*router.routes, *health.routes, *jobs.routes,
+                    app_kwargs={"routes": [*router.routes, *health.routes, *internal.routes, *jobs.routes,
                                                   *extension_routes.routes],
                                        "middleware": [Middleware(BodyLimit)],
                                        "docs_url": "/docs", "openapi_url": "/openapi.json"})

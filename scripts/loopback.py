@@ -3,19 +3,27 @@
 The denoising strength moves from the request's value to "Final denoising strength" over
 the loops, along the chosen curve: Linear, Aggressive (most of the change early, a sine) or
 Lazy (most of it late, one minus a cosine). Each loop uses the next seed, as A1111 does.
+
+A1111 clients send ``script_args: [loops, final_denoising_strength, denoising_curve,
+append_interrogation]``. Appending an interrogated prompt ("CLIP", "DeepBooru") would change
+every loop's prompt and this studio has no interrogator, so only "None" is accepted.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Sequence
+from typing import Any
 
 from modules.extensions.api import (
     Dropdown,
     Img2ImgRequest,
     Processed,
     Script,
+    ScriptArgError,
     Slider,
+    args_by_position,
     image_grid,
     merge_results,
     prepend_grid,
@@ -23,6 +31,10 @@ from modules.extensions.api import (
 )
 
 CURVES = ("Linear", "Aggressive", "Lazy")
+#: A1111's ``run(p, *args)`` order, after ``p``.
+A1111_ARGS = ("loops", "final_denoising_strength", "denoising_curve", "append_interrogation")
+#: A1111's "Append interrogated prompt at each iteration" choices.
+INTERROGATIONS = ("None", "CLIP", "DeepBooru")
 
 
 def loop_strength(loop: int, loops: int, initial: float, final: float, curve: str) -> float:
@@ -51,6 +63,17 @@ class Loopback(Script):
             "final_denoising_strength": Slider("Final denoising strength", 0.0, 1.0, 0.5, step=0.01),
             "denoising_curve": Dropdown("Denoising strength curve", CURVES, "Linear"),
         }
+
+    def api_args(self, positional: Sequence[Any], is_img2img: bool) -> dict[str, Any]:
+        named = args_by_position(self.title(), A1111_ARGS, positional)
+        interrogation = named.pop("append_interrogation", None) or "None"
+        if interrogation not in INTERROGATIONS:
+            raise ScriptArgError(f"{self.title()}: script_args[3] (append_interrogation): {interrogation!r} is not "
+                                 f"one of {', '.join(INTERROGATIONS)}")
+        if interrogation != "None":
+            raise ScriptArgError(f"{self.title()}: script_args[3] (append_interrogation): {interrogation!r} needs an "
+                                 "interrogator, which this studio does not have; send \"None\"")
+        return named
 
     def run(self, p: Img2ImgRequest, loops: int, final_denoising_strength: float,
             denoising_curve: str) -> Processed:

@@ -3,12 +3,17 @@
 ``a castle|at night|in snow`` makes four images: "a castle", "a castle, at night",
 "a castle, in snow" and "a castle, at night, in snow", and a grid whose columns switch the
 first half of the optional parts and whose rows switch the rest.
+
+A1111 clients send ``script_args: [put_at_start, different_seeds, prompt_type,
+variations_delimiter, margin_size]`` (the names here are A1111's).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Sequence
+from typing import Any
 
 from modules.extensions.api import (
     Checkbox,
@@ -17,6 +22,7 @@ from modules.extensions.api import (
     Script,
     Slider,
     Txt2ImgRequest,
+    args_by_position,
     image_grid,
     merge_results,
     prepend_grid,
@@ -25,6 +31,8 @@ from modules.extensions.api import (
 
 #: 2**8 images is already a long job; more is almost surely a mistake.
 MAX_VARIABLE_PARTS = 8
+#: A1111's ``run(p, *args)`` order, after ``p`` (its radio buttons send their text, not an index).
+A1111_ARGS = ("put_at_start", "different_seeds", "prompt_type", "variations_delimiter", "margin_size")
 
 
 def _labels(parts: list[str], bits: range) -> list[str]:
@@ -47,6 +55,9 @@ class PromptMatrix(Script):
             "variations_delimiter": Dropdown("Select joining char", ["comma", "space"]),
             "margin_size": Slider("Grid margins (px)", 0, 500, 0, step=2),
         }
+
+    def api_args(self, positional: Sequence[Any], is_img2img: bool) -> dict[str, Any]:
+        return args_by_position(self.title(), A1111_ARGS, positional)
 
     def run(self, p: Txt2ImgRequest, put_at_start: bool, different_seeds: bool, prompt_type: str,
             variations_delimiter: str, margin_size: int) -> Processed:

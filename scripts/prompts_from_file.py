@@ -4,12 +4,17 @@ A plain line is a prompt. A line starting with ``--`` sets fields the way A1111'
 reads them (shell quoting): ``--prompt "a cat, sitting" --steps 30 --cfg_scale 7.5
 --sampler_name "Euler a" --styles "Style A" "Style B"``. A bad line is refused before
 anything runs, naming its number and the option.
+
+A1111 clients send ``script_args: [checkbox_iterate, checkbox_iterate_batch, prompt_position,
+prompt_txt]``; the three values of A1111 versions before "Insert prompts at the" (no
+``prompt_position``) are read too.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import shlex
+from collections.abc import Sequence
 from typing import Any
 
 from modules.extensions.api import (
@@ -19,12 +24,16 @@ from modules.extensions.api import (
     Script,
     Textbox,
     Txt2ImgRequest,
+    args_by_position,
     merge_results,
     with_fixed_seeds,
 )
 
 #: A pasted file of tens of thousands of lines should not silently queue a day of work.
 MAX_LINES = 1000
+#: A1111's ``run(p, *args)`` order, after ``p``; older versions sent the first two and the text.
+A1111_ARGS = ("checkbox_iterate", "checkbox_iterate_batch", "prompt_position", "prompt_txt")
+POSITIONS = ("start", "end")
 
 
 def _bool(text: str) -> bool:
@@ -128,9 +137,14 @@ class PromptsFromFile(Script):
         return {
             "checkbox_iterate": Checkbox("Iterate seed every line"),
             "checkbox_iterate_batch": Checkbox("Use same random seed for all lines"),
-            "prompt_position": Dropdown("Insert prompts at the", ["start", "end"], "start"),
+            "prompt_position": Dropdown("Insert prompts at the", POSITIONS, "start"),
             "prompt_txt": Textbox("List of prompt inputs"),
         }
+
+    def api_args(self, positional: Sequence[Any], is_img2img: bool) -> dict[str, Any]:
+        if len(positional) == 3 and positional[2] not in POSITIONS:  # before A1111 had prompt_position
+            positional = [positional[0], positional[1], "start", positional[2]]
+        return args_by_position(self.title(), A1111_ARGS, positional)
 
     def run(self, p: Txt2ImgRequest, checkbox_iterate: bool, checkbox_iterate_batch: bool, prompt_position: str,
             prompt_txt: str) -> Processed:

@@ -1,15 +1,22 @@
 """SD upscale (A1111's built-in img2img script): enlarge, then redraw in overlapping tiles.
 
-The input is resized by "Scale Factor", cut into tiles of the request's width x height that
-overlap by "Tile overlap" pixels, each tile goes through img2img at the request's denoising
-strength, and the tiles are put back with linear cross-fades across the overlaps, so no
-seams show. The tiles themselves are not saved; the assembled image is.
+The input is enlarged by "Scale Factor" with the chosen upscaler (a resize, or a model from
+``models/ESRGAN``; "None" keeps its size, as in A1111), cut into tiles of the request's width x
+height that overlap by "Tile overlap" pixels, each tile goes through img2img at the request's
+denoising strength, and the tiles are put back with linear cross-fades across the overlaps, so
+no seams show. The tiles themselves are not saved; the assembled image is.
+
+A1111 clients send ``script_args: [info, overlap, upscaler_index, scale_factor]``: ``info`` is
+its UI's help text (ignored), ``upscaler_index`` a position in ``/sdapi/v1/upscalers`` (0 None,
+1 Lanczos, 2 Nearest, then the models); the upscaler's name is accepted there too.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 from PIL import Image
@@ -19,13 +26,16 @@ from modules.extensions.api import (
     Img2ImgRequest,
     Processed,
     Script,
+    ScriptArgError,
     Slider,
+    args_by_position,
     merge_results,
     with_fixed_seeds,
 )
+from modules.models.upscalers import BUILTIN_UPSCALERS, ResizeUpscaler
 
-#: Resampling filters for the first enlargement (model upscalers come with the Extras tab).
-UPSCALERS = {"Lanczos": Image.Resampling.LANCZOS, "Nearest": Image.Resampling.NEAREST}
+#: A1111's ``run(p, info, overlap, upscaler_index, scale_factor)``, after ``p``.
+A1111_ARGS = ("info", "overlap", "upscaler_index", "scale_factor")
 #: A 4x upscale of a large image into small tiles could mean thousands of img2img runs.
 MAX_TILES = 256
 
@@ -82,8 +92,41 @@ class SdUpscale(Script):
         return {
             "overlap": Slider("Tile overlap", 0, 256, 64, step=16),
             "scale_factor": Slider("Scale Factor", 1.0, 4.0, 2.0, step=0.05),
-            "upscaler": Dropdown("Upscaler", list(UPSCALERS), "Lanczos"),
+            "upscaler": Dropdown("Upscaler", self._upscaler_names(), "Lanczos"),
         }
+
+    def _upscaler_names(self) -> list[str]:
+        """A1111's upscaler list, as ``/sdapi/v1/upscalers`` has it (the resizes alone in tests)."""
+        library = self.resources.upscalers
+        return library.names() if library is not None else list(BUILTIN_UPSCALERS)
+
+    def api_args(self, positional: Sequence[Any], is_img2img: bool) -> dict[str, Any]:
+        """A1111's ``[info, overlap, upscaler_index, scale_factor]``: the index (or a name) picks
+        from the upscaler list; ``info`` is a placeholder."""
+        named = args_by_position(self.title(), A1111_ARGS, positional)
+        named.pop("info", None)
+        if "upscaler_index" in named:
+            named["upscaler"] = self._upscaler_at(named.pop("upscaler_index"))
+        return named
+
+    def _upscaler_at(self, value: Any) -> str:
+        names = self._upscaler_names()
+        if isinstance(value, str) and value in names:
+            return value
+        if isinstance(value, int) and not isinstance(value, bool) and 0 <= value < len(names):
+            return names[value]
+        listed = ", ".join(f"{index} {name}" for index, name in enumerate(names))
+        raise ScriptArgError(f"{self.title()}: script_args[2] (upscaler_index): {value!r} is not an upscaler here; "
+                             f"give its index or name: {listed}")
+
+    def _enlarge(self, image: Image.Image, scale_factor: float, upscaler: str) -> Image.Image:
+        """The input before tiling: A1111 leaves it as it is for "None", else upscales it."""
+        image = image.convert("RGB")
+        if upscaler == "None":
+            return image
+        library = self.resources.upscalers
+        engine = library.get(upscaler) if library is not None else ResizeUpscaler(upscaler)
+        return engine.upscale(image, scale_factor).convert("RGB")
 
     def run(self, p: Img2ImgRequest, overlap: int, scale_factor: float, upscaler: str) -> Processed:
         if overlap >= min(p.width, p.height):
@@ -91,8 +134,8 @@ class SdUpscale(Script):
         p = with_fixed_seeds(p)  # every tile from the same seed, as in A1111
         parts, finals, infotexts = [], [], []
         for source in p.init_images:
-            size = (round(source.width * scale_factor), round(source.height * scale_factor))
-            big = source.convert("RGB").resize(size, UPSCALERS[upscaler])
+            big = self._enlarge(source, scale_factor, upscaler)
+            size = big.size
             xs, ys = tile_starts(size[0], p.width, overlap), tile_starts(size[1], p.height, overlap)
             if len(xs) * len(ys) > MAX_TILES:
                 raise ValueError(f"SD upscale: {len(xs) * len(ys)} tiles is more than {MAX_TILES}; use bigger tiles")

@@ -5,6 +5,11 @@ Values are written as A1111 writes them: a comma-separated list (CSV: quote a va
 a comma), ranges ``1-5`` (1,2,3,4,5), ``1-5 (+2)`` (1,3,5), ``10-1 (-3)`` and ``1-10 [5]``
 (five evenly spaced values), for numbers also ``0.5-1.5 (+0.25)``. "Prompt S/R" replaces its
 first value, which must be in the prompt, by each value in turn.
+
+A1111 clients send ``script_args`` as A1111 1.10's list (see ``XYZPlot.api_args``): each axis
+type is an index into A1111's axis list for the tab (``a1111_axes``) or its label, and an axis
+that offers choices takes its values from the dropdown list that follows its text. An A1111
+axis this plot does not have is refused, naming it.
 """
 
 from __future__ import annotations
@@ -13,7 +18,7 @@ import csv
 import dataclasses
 import io
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,9 +29,11 @@ from modules.extensions.api import (
     Dropdown,
     Processed,
     Script,
+    ScriptArgError,
     Slider,
     Textbox,
     Txt2ImgRequest,
+    args_by_position,
     image_grid,
     merge_results,
     with_fixed_seeds,
@@ -123,6 +130,51 @@ AXES: dict[str, Axis] = {
 }
 
 
+#: A1111 1.10's axis list in its order: (label, the one tab it is on, or "" for both, whether
+#: it offers a dropdown of choices). Its indexes count on the list as filtered for the tab.
+A1111_AXES: tuple[tuple[str, str, bool], ...] = (
+    ("Nothing", "", False), ("Seed", "", False), ("Var. seed", "", False), ("Var. strength", "", False),
+    ("Steps", "", False), ("Hires steps", "txt2img", False), ("CFG Scale", "", False),
+    ("Image CFG Scale", "img2img", False), ("Prompt S/R", "", False), ("Prompt order", "", False),
+    ("Sampler", "txt2img", True), ("Hires sampler", "txt2img", True), ("Sampler", "img2img", True),
+    ("Checkpoint name", "", True), ("Negative Guidance minimum sigma", "", False), ("Sigma Churn", "", False),
+    ("Sigma min", "", False), ("Sigma max", "", False), ("Sigma noise", "", False), ("Schedule type", "", True),
+    ("Schedule min sigma", "", False), ("Schedule max sigma", "", False), ("Schedule rho", "", False),
+    ("Beta schedule alpha", "", False), ("Beta schedule beta", "", False), ("Eta", "", False),
+    ("Clip skip", "", False), ("Denoising", "", False), ("Initial noise multiplier", "", False),
+    ("Extra noise", "", False), ("Hires upscaler", "txt2img", True), ("Cond. Image Mask Weight", "img2img", False),
+    ("VAE", "", True), ("Styles", "", True), ("UniPC Order", "", False), ("Face restore", "", False),
+    ("Token merging ratio", "", False), ("Token merging ratio high-res", "", False),
+    ("Always discard next-to-last sigma", "", True), ("SGM noise multiplier", "", True),
+    ("Refiner checkpoint", "", True), ("Refiner switch at", "", False), ("RNG source", "", True),
+    ("FP8 mode", "", True), ("Size", "", False),
+)
+#: A1111 1.10's ``run(p, *args)`` order: three values per axis, then these.
+A1111_AXIS_ARGS = tuple(f"{axis}_{part}" for axis in "xyz" for part in ("type", "values", "values_dropdown"))
+A1111_OPTIONS = ("draw_legend", "include_lone_images", "include_sub_grids", "no_fixed_seeds", "vary_seeds_x",
+                 "vary_seeds_y", "vary_seeds_z", "margin_size", "csv_mode")
+#: Before A1111 1.7 (no "Vary seeds"), with ``csv_mode`` from 1.3: a number at position 13 says so.
+A1111_OPTIONS_BEFORE_1_7 = ("draw_legend", "include_lone_images", "include_sub_grids", "no_fixed_seeds",
+                            "margin_size", "csv_mode")
+
+
+def a1111_axes(is_img2img: bool) -> list[tuple[str, bool]]:
+    """A1111's axis list for a tab as (label, offers choices), in the order its indexes count."""
+    tab = "img2img" if is_img2img else "txt2img"
+    return [(label, choices) for label, only, choices in A1111_AXES if only in ("", tab)]
+
+
+def _csv_line(values: Sequence[str]) -> str:
+    """Values as one CSV line (a value holding a comma quoted), as A1111 joins a dropdown's values."""
+    buffer = io.StringIO()
+    csv.writer(buffer).writerow(values)
+    return buffer.getvalue().strip()
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
 def _axis_values(kind_name: str, text: str, axis: str, is_img2img: bool) -> list[Any]:
     axis_type = AXES[kind_name]
     if axis_type.img2img_only and not is_img2img:
@@ -157,6 +209,59 @@ class XYZPlot(Script):
                 "include_sub_grids": Checkbox("Include Sub Grids"),
                 "margin_size": Slider("Grid margins (px)", 0, 500, 0, step=2)}
 
+    def api_args(self, positional: Sequence[Any], is_img2img: bool) -> dict[str, Any]:
+        """A1111's list: ``x_type, x_values, x_values_dropdown`` (then Y's and Z's), then
+        ``A1111_OPTIONS`` (before 1.7: ``A1111_OPTIONS_BEFORE_1_7``). A type is an index into
+        ``a1111_axes(is_img2img)`` or its label; an axis with choices reads its values from the
+        dropdown list unless ``csv_mode`` (or the list is empty: then from the text)."""
+        values = list(positional)
+        before_1_7 = len(values) in (14, 15) and _is_number(values[13])
+        names = (*A1111_AXIS_ARGS, *(A1111_OPTIONS_BEFORE_1_7 if before_1_7 else A1111_OPTIONS))
+        named = args_by_position(self.title(), names, values)
+        csv_mode = named.pop("csv_mode", False)
+        if not isinstance(csv_mode, bool):
+            raise ScriptArgError(f"{self.title()}: script_args[{names.index('csv_mode')}] (csv_mode): expected true "
+                                 f"or false, got {csv_mode!r}")
+        offered = self.ui(is_img2img)["x_type"].choices
+        for k, axis in enumerate("xyz"):
+            dropdown = self._dropdown(named.pop(f"{axis}_values_dropdown", None), 3 * k + 2)
+            if f"{axis}_type" not in named:
+                continue
+            label, choices = self._a1111_axis(named[f"{axis}_type"], 3 * k, is_img2img, offered)
+            named[f"{axis}_type"] = label
+            if named.get(f"{axis}_values") is None:
+                named[f"{axis}_values"] = ""
+            if choices and dropdown and not csv_mode:
+                named[f"{axis}_values"] = _csv_line(dropdown)
+        return named
+
+    def _dropdown(self, value: Any, position: int) -> list[str]:
+        if value is None or value == "":
+            return []
+        if isinstance(value, list | tuple) and all(isinstance(item, str) for item in value):
+            return list(value)
+        raise ScriptArgError(f"{self.title()}: script_args[{position}]: expected a list of values, got {value!r}")
+
+    def _a1111_axis(self, value: Any, position: int, is_img2img: bool, offered: Sequence[str]) -> tuple[str, bool]:
+        """Our axis for A1111's axis ``value`` (index or label), and whether it offers choices."""
+        axes = a1111_axes(is_img2img)
+        tab = "img2img" if is_img2img else "txt2img"
+        where = f"{self.title()}: script_args[{position}]"
+        if _is_number(value) and float(value).is_integer() and 0 <= value < len(axes):
+            label, choices = axes[int(value)]
+            shown = f"{label!r} (index {int(value)} on {tab})"
+        elif isinstance(value, str) and (found := [a for a in axes if a[0].casefold() == value.strip().casefold()]):
+            (label, choices), shown = found[0], repr(found[0][0])
+        elif _is_number(value):
+            raise ScriptArgError(f"{where}: {value!r} is not an axis index; A1111's {tab} axes are 0..{len(axes) - 1} "
+                                 f"({', '.join(f'{i} {name}' for i, (name, _) in enumerate(axes))})")
+        else:
+            raise ScriptArgError(f"{where}: expected an axis index or name, got {value!r}; "
+                                 f"supported: {', '.join(offered)}")
+        if label not in offered:
+            raise ScriptArgError(f"{where}: X/Y/Z axis {shown} is not supported here; supported: {', '.join(offered)}")
+        return label, choices
+
     def _cell_request(self, p: Txt2ImgRequest, types: list[str], values: list[Any], search: dict[str, str],
                       ) -> Txt2ImgRequest:
         for kind_name, value in zip(types, values, strict=True):
@@ -184,15 +289,20 @@ class XYZPlot(Script):
         if not args["no_fixed_seeds"]:
             p = with_fixed_seeds(p)
         # Every cell's request is built (and so validated) before the first image is made.
+        x_count = len(axes[0]) if args["vary_seeds_x"] else 1
+        y_count = len(axes[1]) if args["vary_seeds_y"] else 1
         requests = []
         for iz, z in enumerate(axes[2]):
             for iy, y in enumerate(axes[1]):
                 for ix, x in enumerate(axes[0]):
-                    cell = dataclasses.replace(p, batch_count=1)
-                    offset = ix * args["vary_seeds_x"] + iy * args["vary_seeds_y"] + iz * args["vary_seeds_z"]
+                    cell = self._cell_request(dataclasses.replace(p, batch_count=1), types, [x, y, z], search)
+                    # A1111 numbers the varied cells row by row over the varied axes only, after
+                    # the axes are applied (so a Seed axis is varied too).
+                    offset = (ix * args["vary_seeds_x"] + iy * args["vary_seeds_y"] * x_count
+                              + iz * args["vary_seeds_z"] * x_count * y_count)
                     if offset and cell.seed >= 0:
                         cell = dataclasses.replace(cell, seed=cell.seed + offset)
-                    requests.append(self._cell_request(cell, types, [x, y, z], search))
+                    requests.append(cell)
         return self._plot(p, requests, axes, types, args)
 
     def _plot(self, p: Txt2ImgRequest, requests: list[Txt2ImgRequest], axes: list[list[Any]], types: list[str],

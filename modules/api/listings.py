@@ -17,8 +17,9 @@ if TYPE_CHECKING:
 
 __all__ = ["add_listing_routes", "public_flags"]
 
-# Flags whose values are credentials or point at them: reported as set or not, never their value.
-_SECRET_FLAG = re.compile(r"auth|token|password|secret|key", re.IGNORECASE)
+# Flags whose values are credentials or point at them: reported as set or not, never their value
+# (A1111's --ngrok is an authtoken, and its --ngrok-options JSON may hold basic_auth).
+_SECRET_FLAG = re.compile(r"auth|token|password|secret|key|ngrok", re.IGNORECASE)
 
 
 def public_flags(flags: Mapping[str, Any]) -> dict[str, Any]:

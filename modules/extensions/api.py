@@ -58,12 +58,15 @@ from modules.processing.txt2img import GenerationResult
 
 if TYPE_CHECKING:
     from modules.models.controlnet import ControlNetLibrary
+    from modules.models.families import ModelFamily
+    from modules.models.upscalers import UpscalerLibrary
     from modules.processing.control_preprocess import Preprocessors
 
 __all__ = [
     "CALLBACK_NAMES", "AlwaysVisible", "ArgSpec", "Checkbox", "Dropdown", "Group", "ImageArg", "ImageSaveParams",
-    "Img2ImgRequest", "JobHandle", "Number", "Processed", "Script", "ScriptArgError", "ScriptResources", "Slider",
-    "StepParams", "Textbox", "append_image",
+    "Img2ImgRequest", "JobHandle", "JobModel", "Number", "Processed", "Script", "ScriptArgError", "ScriptCheckError",
+    "ScriptResources", "Slider",
+    "StepParams", "Textbox", "append_image", "args_by_position",
     "Txt2ImgRequest", "UNetCall", "UNetResiduals", "image_grid", "merge_results", "prepend_grid",
     "register_callback", "with_fixed_seeds",
 ]
@@ -142,6 +145,7 @@ def prepend_grid(result: Processed, grid: Image.Image, infotext: str = "") -> Pr
     """Put ``grid`` first, as A1111 shows a script's grid before its images (with the first
     image's seeds, and its infotext unless another is given)."""
     result.images.insert(0, grid)
+    result.index_of_first_image += 1
     result.seeds.insert(0, result.seeds[0] if result.seeds else -1)
     result.subseeds.insert(0, result.subseeds[0] if result.subseeds else -1)
     result.infotexts.insert(0, infotext or (result.infotexts[0] if result.infotexts else ""))
@@ -156,6 +160,19 @@ def append_image(result: Processed, image: Image.Image, infotext: str = "") -> P
     result.subseeds.append(result.subseeds[0] if result.subseeds else -1)
     result.infotexts.append(infotext)
     return result
+
+
+def args_by_position(title: str, names: Sequence[str], positional: Sequence[Any]) -> dict[str, Any]:
+    """``positional`` paired with ``names`` in order (for ``Script.api_args``); fewer values leave
+    the last names out.
+
+    Raises:
+        ScriptArgError: more values than names (the message lists the names, in order).
+    """
+    if len(positional) > len(names):
+        raise ScriptArgError(f"{title}: expected at most {len(names)} arguments ({', '.join(names) or 'none'}), "
+                             f"got {len(positional)}")
+    return dict(zip(names, positional, strict=False))
 
 
 class _AlwaysVisibleType:
@@ -174,14 +191,37 @@ class ScriptResources:
     """Model libraries the studio shares with every script (``Script.resources``).
 
     ``controlnets``: the ControlNets in ``models/ControlNet`` (``names()``, ``load(name, device,
-    dtype, context_width, pooled_width)``, ``short_hash(name)``); ``preprocessors``: the
+    dtype, context_width, pooled_width)``, ``short_hash(name)``, ``problem(name)``,
+    ``mismatch(name, family)``); ``preprocessors``: the
     ControlNet preprocessors (``run(module, image, resolution, threshold_a, threshold_b, seed)``,
-    ``problem(module)``), reading annotator weights from ``models/annotators``. None where the
-    studio has none (tests).
+    ``problem(module)``), reading annotator weights from ``models/annotators``; ``upscalers``:
+    the upscalers ("None", "Lanczos", "Nearest", then the models of ``models/ESRGAN``, in the
+    order ``/sdapi/v1/upscalers`` lists them: ``names()``, ``get(name).upscale(image, scale)``).
+    None where the studio has none (tests).
     """
 
     controlnets: ControlNetLibrary | None = None
     preprocessors: Preprocessors | None = None
+    upscalers: UpscalerLibrary | None = None
+
+
+@dataclass(frozen=True)
+class JobModel:
+    """The checkpoint a job will run on, as known when it is submitted (``Script.check``): its
+    name and family (``family.id`` "sd15", "sd2", "sdxl", "sdxl_inpaint" ...; ``family.label``
+    "SD1.x", "SDXL" ...)."""
+
+    checkpoint: str
+    family: ModelFamily
+
+
+class ScriptCheckError(ScriptArgError):
+    """What ``Script.check`` raises to refuse a request; ``argument`` is the path of the argument
+    at fault inside the script's ``args`` (``"args[0].model"``), which the 422 names."""
+
+    def __init__(self, message: str, argument: str = "") -> None:
+        super().__init__(message)
+        self.argument = argument
 
 
 @dataclass(frozen=True)
@@ -204,6 +244,13 @@ class Script:
     Selectable scripts (``show`` returns True) appear in the "Script" dropdown and replace
     the job with ``run``; always-on scripts (``show`` returns ``AlwaysVisible``) run their
     hooks on every job where they are enabled.
+
+    Arguments reach a script by name (``ui``'s keys). A1111 clients send them as a list
+    instead (``script_args: [...]``, ``alwayson_scripts: {"Title": {"args": [...]}}``), in the
+    order of the values the A1111 script's ``ui()`` returns; ``api_args`` turns that list into
+    names. Its default pairs the list with ``ui``'s names in order, which is right when ``ui``
+    lists them in the A1111 order; a port whose names, order, index-valued choices or
+    placeholders differ from its A1111 original overrides it (the built-in scripts do).
     """
 
     def title(self) -> str:
@@ -217,6 +264,20 @@ class Script:
     def ui(self, is_img2img: bool) -> Mapping[str, ArgSpec]:
         """The script's named arguments (see ``Slider``, ``Checkbox``, ...)."""
         return {}
+
+    def api_args(self, positional: Sequence[Any], is_img2img: bool) -> dict[str, Any]:
+        """A1111's positional arguments (``script_args`` as a list) as ``{name: value}``.
+
+        ``positional`` is in the order of the A1111 script's ``run(p, *args)``; a shorter list
+        (older A1111 versions sent fewer) leaves the rest at their defaults. Return only what
+        was given: the studio fills in the defaults and checks every value against ``ui``
+        afterwards. The default pairs the list with ``ui``'s names in order.
+
+        Raises:
+            ScriptArgError: more values than the script takes, or a value that means nothing
+                here; say which (``script_args[2]``) and why.
+        """
+        return args_by_position(self.title(), tuple(self.ui(is_img2img)), positional)
 
     def run(self, p: Request, **args: Any) -> Processed | None:
         """Selectable scripts: do the whole job, calling ``self.process_images(request)`` for
@@ -260,6 +321,12 @@ class Script:
         if handle is None:
             raise RuntimeError(f"{self.title()}: only available while the script runs a job")
         return handle
+
+    def check(self, p: Request, model: JobModel | None, **args: Any) -> None:
+        """When the job is submitted, before it is queued: raise ``ScriptCheckError`` (or
+        ``ScriptArgError``) to refuse it with a 422 naming the script, e.g. for an argument that
+        does not fit the checkpoint ``model`` the job will use (None: not known before it loads)."""
+        return None
 
     def setup(self, p: Request, **args: Any) -> Request | None:
         """First of the job hooks (A1111 order: setup, before_process, process): may return a changed request."""

@@ -18,14 +18,23 @@ from typing import Any
 
 from PIL import Image
 
-from modules.extensions.api import AlwaysVisible, ArgSpec, JobHandle, Processed, Request, Script, ScriptArgError
+from modules.extensions.api import (
+    AlwaysVisible,
+    ArgSpec,
+    JobHandle,
+    JobModel,
+    Processed,
+    Request,
+    Script,
+    ScriptArgError,
+)
 from modules.extensions.loader import ScriptCatalog
 from modules.extensions.runner import ScriptCall, resolve_script_args, run_job_hooks
 from modules.processing.errors import JobInterrupted, RequestValidationError
 from modules.processing.hooks import StepHook
 
-__all__ = ["JobScripts", "build_job_scripts", "describe_scripts", "extension_settings", "run_with_scripts",
-           "script_args_from_infotext", "tab_scripts"]
+__all__ = ["JobScripts", "build_job_scripts", "check_job_scripts", "describe_scripts", "extension_settings",
+           "run_with_scripts", "script_args_from_infotext", "tab_scripts"]
 
 logger = logging.getLogger(__name__)
 
@@ -114,6 +123,34 @@ def build_job_scripts(catalog: ScriptCatalog, is_img2img: bool, script_name: str
                                          f"{', '.join(s.title() for s in selectable) or 'none'}")
         selected = _call(chosen, is_img2img, script_args or {}, "script_args")
     return JobScripts(selected, calls)
+
+
+def check_job_scripts(scripts: JobScripts, request: Request, model: JobModel | None) -> None:
+    """Each script's submit-time ``check`` of the built request against the checkpoint ``model``
+    the job will use (None: not known yet). A check that fails for any other reason than
+    refusing is logged and ignored: it must not stop the job.
+
+    Raises:
+        RequestValidationError: a script refused, naming ``alwayson_scripts.<Title>`` and the
+            argument its ``ScriptCheckError`` names (``...args[0].model``); for the selected
+            script, ``script_args`` stands for its ``args`` (``script_args[0]``).
+    """
+    named = [(call, False) for call in scripts.always_on]
+    if scripts.selected is not None:
+        named.append((scripts.selected, True))
+    for call, selected in named:
+        try:
+            call.script.check(request, model, **call.args)
+        except ScriptArgError as error:
+            argument = str(getattr(error, "argument", "") or "")
+            if selected:  # script_args is the selected script's args
+                rest = argument.removeprefix("args")
+                field_name = "script_args" + (rest if rest[:1] in ("", "[", ".") else f".{rest}")
+            else:
+                field_name = f"alwayson_scripts.{call.name}" + (f".{argument}" if argument else "")
+            raise RequestValidationError(field_name, str(error)) from None
+        except Exception:  # a user script's own bug: the job runs, the script may still fail there
+            logger.exception("script %r failed in check; ignored", call.name)
 
 
 def run_with_scripts(scripts: JobScripts | None, request: Request, generate: Generate,

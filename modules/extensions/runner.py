@@ -33,7 +33,8 @@ def resolve_script_args(script: Script, is_img2img: bool, given: Mapping[str, An
                         ) -> dict[str, Any]:
     """The script's full named arguments: defaults, overridden by ``given``.
 
-    ``given`` is a dict by name, or A1111's positional list (in ``ui()`` order).
+    ``given`` is a dict by name, or A1111's positional list, which the script's ``api_args``
+    turns into names (for the built-in scripts: A1111's own argument order).
 
     Raises:
         ScriptArgError: an unknown name, too many positional values, or a bad value; the
@@ -44,15 +45,30 @@ def resolve_script_args(script: Script, is_img2img: bool, given: Mapping[str, An
     if given is None:
         given = {}
     elif not isinstance(given, Mapping):
-        if isinstance(given, str) or len(given) > len(schema):
-            raise ScriptArgError(f"{title}: expected at most {len(schema)} arguments ({', '.join(schema)}), "
-                                 f"got {given!r}")
-        given = dict(zip(schema, given, strict=False))
+        if isinstance(given, str | bytes):
+            raise ScriptArgError(f"{title}: expected a list or an object of arguments, got {given!r}")
+        given = _named(script, list(given), is_img2img)
     unknown = sorted(set(given) - set(schema))
     if unknown:
         raise ScriptArgError(f"{title}: unknown argument {unknown[0]!r}; it takes {', '.join(schema) or 'none'}")
     return {name: spec.coerce(given[name], f"{title}: {name}") if name in given else spec.default_value()
             for name, spec in schema.items()}
+
+
+def _named(script: Script, positional: list[Any], is_img2img: bool) -> Mapping[str, Any]:
+    """``script.api_args``, with whatever a (user) script's own version raises or returns
+    wrongly reported as an argument error: a request must never fail with a server error."""
+    title = script.title()
+    try:
+        named = script.api_args(positional, is_img2img)
+    except ScriptArgError:
+        raise
+    except Exception as error:
+        logger.exception("script %r failed to read its positional arguments", title)
+        raise ScriptArgError(f"{title}: its positional arguments could not be read: {error}") from None
+    if not isinstance(named, Mapping):
+        raise ScriptArgError(f"{title}: api_args returned {type(named).__name__}, not {{name: value}}")
+    return named
 
 
 @dataclass

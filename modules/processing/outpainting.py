@@ -44,12 +44,33 @@ _DEFAULTS = {
 
 
 def _named_args(script: str, args: Sequence[Any] | Mapping[str, Any]) -> dict[str, Any]:
-    """A1111's positional list or a dict of the same names, over the script's defaults."""
-    named = dict(args) if isinstance(args, Mapping) else dict(zip(_ARG_NAMES[script], args, strict=False))
-    unknown = set(named) - set(_ARG_NAMES[script])
+    """A1111's positional list (a shorter one leaves the rest at their defaults) or a dict of
+    the same names, over the script's defaults; mk2's ``info`` is A1111's help text, ignored."""
+    names = _ARG_NAMES[script]
+    if isinstance(args, Mapping):
+        named = dict(args)
+    elif isinstance(args, list | tuple):
+        if len(args) > len(names):
+            raise RequestValidationError("script_args", f"{script} takes at most {len(names)} arguments "
+                                                        f"({', '.join(names)}); got {len(args)}")
+        named = dict(zip(names, args, strict=False))
+    else:
+        raise RequestValidationError("script_args", f"must be a list in A1111's order ({', '.join(names)}) "
+                                                    f"or an object of those names; got {args!r}")
+    unknown = set(named) - set(names)
     if unknown:
         raise RequestValidationError("script_args", f"{script} has no argument {sorted(unknown)[0]!r}")
     return {**_DEFAULTS[script], **{k: v for k, v in named.items() if v is not None and k != "info"}}
+
+
+def _masked_content(value: Any) -> str:
+    """Poor man's "Masked content": A1111 sends its index (0 fill .. 3 latent nothing); a name works too."""
+    if isinstance(value, str) and value in MASKED_CONTENT:
+        return value
+    if isinstance(value, int) and not isinstance(value, bool) and 0 <= value < len(MASKED_CONTENT):
+        return MASKED_CONTENT[value]
+    options = ", ".join(f"{index} ({name})" for index, name in enumerate(MASKED_CONTENT))
+    raise RequestValidationError("script_args.inpainting_fill", f"must be one of {options}; got {value!r}")
 
 
 def _directions(value: Any) -> tuple[str, ...]:
@@ -108,8 +129,7 @@ def apply_outpaint_script(request: Img2ImgRequest, script: str,
                                  directions)
     content = "original"
     if script == POOR_MANS:
-        fill = named["inpainting_fill"]
-        content = MASKED_CONTENT[fill] if isinstance(fill, int) and 0 <= fill < 4 else fill
+        content = _masked_content(named["inpainting_fill"])
     else:
         check_float("script_args.noise_q", named["noise_q"], 0.0, 4.0)
         check_float("script_args.color_variation", named["color_variation"], 0.0, 1.0)
