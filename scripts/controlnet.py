@@ -9,11 +9,18 @@ sd-webui-controlnet's API (see ``modules.processing.controlnet_units``), so A111
 preprocesses each enabled unit's image once (``process``), writes ``ControlNet N`` into the
 infotext, and per UNet call runs the unit's ControlNet when the step lies in
 [guidance_start, guidance_end]; several units add up.
+
+Nothing fails silently. As sd-webui-controlnet, out-of-range numbers are put back in range and
+fields this version does not read are ignored; a unit that cannot run (no such model or
+preprocessor, no image, missing annotator files) is switched off. Each of these is a notice in
+the result, and only units that ran are in the infotext. A ControlNet made for another model
+family than the job's checkpoint is refused when the request is submitted (``check``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import logging
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,9 +35,11 @@ from modules.extensions.api import (
     Group,
     ImageArg,
     Img2ImgRequest,
+    JobModel,
     Number,
     Processed,
     Script,
+    ScriptCheckError,
     Slider,
     StepParams,
     UNetCall,
@@ -38,12 +47,14 @@ from modules.extensions.api import (
     append_image,
     register_callback,
 )
-from modules.processing.control_preprocess import PREPROCESSORS
+from modules.processing.control_preprocess import PREPROCESSORS, UnknownPreprocessorError
 from modules.processing.controlnet_units import (
     CONTROL_MODES,
     RESIZE_MODES,
+    clamp_unit,
     control_hint,
     fit_map,
+    ignored_fields,
     normalize_unit,
     parse_unit_infotext,
     pixel_perfect_resolution,
@@ -51,6 +62,8 @@ from modules.processing.controlnet_units import (
     unit_residuals,
     unit_step_active,
 )
+
+logger = logging.getLogger(__name__)
 
 UNIT_COUNT_SETTING = "control_net_unit_count"
 NO_DETECTMAP_SETTING = "control_net_no_detectmap"
@@ -64,6 +77,11 @@ def _settings() -> dict[str, ArgSpec]:
 register_callback("on_ui_settings", _settings)
 
 
+def _reason(error: Exception) -> str:
+    """An error in words for the result's notices: a model file's error without its path."""
+    return str(getattr(error, "detail", None) or error)
+
+
 @dataclass
 class PreparedUnit:
     """An enabled unit of this job: its index, fields (resolution and thresholds resolved) and map."""
@@ -74,6 +92,13 @@ class PreparedUnit:
 
 
 class ControlNet(Script):
+    def __init__(self) -> None:
+        # What reading each unit of the request noted (by unit index), and what the job noted; both
+        # go to the result's notices. Per instance, and each job has its own instance.
+        self._unit_notices: dict[int, list[str]] = {}
+        self._job_notices: list[str] = []
+        self._prepared: list[PreparedUnit] = []
+
     def title(self) -> str:
         return "ControlNet"
 
@@ -100,30 +125,82 @@ class ControlNet(Script):
                                     integer=True),
             "threshold_a": Number("Threshold A (-1: default)", -1.0),
             "threshold_b": Number("Threshold B (-1: default)", -1.0),
+            "save_detected_map": Checkbox("Show the detected map with the images", True),
         }
-        return {f"unit_{i}": Group(f"ControlNet Unit {i}", fields, normalize=self._checked(is_img2img),
+        return {f"unit_{i}": Group(f"ControlNet Unit {i}", fields, normalize=self._reader(i, is_img2img),
                                    parse_text=parse_unit_infotext, preview=self._preview)
                 for i in range(self.unit_count())}
 
-    def _checked(self, is_img2img: bool) -> Any:
-        """The unit normalizer, plus the checks that make a bad unit a 4xx rather than a silent no-op."""
+    def _reader(self, index: int, is_img2img: bool) -> Callable[[Any], dict[str, Any]]:
+        """Unit ``index`` as a client sent it -> the unit the job runs, noting what it changed.
 
-        def check(value: Any) -> dict[str, Any]:
+        Raises ValueError (a 422) only for what no reading can fix: not an object, an unknown mode,
+        a step range that ends before it starts. Wrong types are refused by the field checks after.
+        """
+
+        def read(value: Any) -> dict[str, Any]:
             unit = normalize_unit(value)
-            if unit.get("enabled") is not True:
-                return unit
-            if unit.get("model", "None") == "None":
-                raise ValueError("choose a ControlNet model (the 'model' field)")
-            if unit.get("image") in (None, "") and not is_img2img:
-                raise ValueError("needs a control image in 'image' (only img2img can use its input image)")
-            preprocessors = self.resources.preprocessors
-            if preprocessors is not None and unit.get("module") in PREPROCESSORS:
-                problem = preprocessors.problem(unit["module"])
-                if problem:
-                    raise ValueError(problem)
+            self._unit_notices.pop(index, None)
+            if unit.get("enabled") is not True:  # off: made valid quietly, it does not run
+                return self._runnable(clamp_unit(unit, PREPROCESSORS.get(unit.get("module", "none")))[0])
+            ignored = ignored_fields(value)
+            notices = [f"ignored the fields it does not use here: {', '.join(ignored)}"] if ignored else []
+            unit, clamped = clamp_unit(unit, PREPROCESSORS.get(unit.get("module", "none")))
+            notices = [f"ControlNet unit {index}: {notice}" for notice in [*notices, *clamped]]
+            start, end = unit.get("guidance_start", 0.0), unit.get("guidance_end", 1.0)
+            if isinstance(start, float) and isinstance(end, float) and start > end:
+                raise ValueError(f"guidance_start {start} is after guidance_end {end}")
+            problem = self._problem(unit, is_img2img)
+            if problem is not None:
+                notices.append(f"ControlNet unit {index} not applied: {problem}")
+                unit = {**self._runnable(unit), "enabled": False}
+            self._unit_notices[index] = notices
+            for notice in notices:
+                logger.info("%s", notice)
             return unit
 
-        return check
+        return read
+
+    def _runnable(self, unit: dict[str, Any]) -> dict[str, Any]:
+        """The unit with a model and a preprocessor that exist ("None"/"none" in place of others)."""
+        library = self.resources.controlnets
+        if isinstance(unit.get("model"), str) and unit["model"] not in (library.names() if library else ()):
+            unit = {**unit, "model": "None"}
+        if isinstance(unit.get("module"), str) and unit["module"] not in PREPROCESSORS:
+            unit = {**unit, "module": "none"}
+        return unit
+
+    def _problem(self, unit: Mapping[str, Any], is_img2img: bool) -> str | None:
+        """Why an enabled unit cannot run, or None."""
+        library = self.resources.controlnets
+        model, module = unit.get("model", "None"), unit.get("module", "none")
+        if isinstance(module, str) and module not in PREPROCESSORS:
+            return str(UnknownPreprocessorError(module))
+        if model == "None":
+            return "no ControlNet model chosen (the 'model' field)"
+        names = library.names() if library is not None else []
+        if isinstance(model, str) and model not in names:
+            return (f"no ControlNet model {model!r} in models/ControlNet; available: {', '.join(names) or 'none'} "
+                    "(GET /controlnet/model_list?update=true rescans the folder)")
+        if unit.get("image") in (None, "") and not is_img2img:
+            return "no control image in 'image' (only img2img can use its input image)"
+        preprocessors = self.resources.preprocessors
+        problem = preprocessors.problem(module) if preprocessors is not None and isinstance(module, str) else None
+        return problem or (library.problem(model) if library is not None and isinstance(model, str) else None)
+
+    def check(self, p: Any, model: JobModel | None, **units: dict[str, Any]) -> None:
+        """Refuse, before the job is queued, a unit whose ControlNet is for another model family
+        than the checkpoint the job will use (its weights would not fit the UNet)."""
+        library = self.resources.controlnets
+        if model is None or library is None:
+            return
+        for index, unit in enumerate(units.values()):
+            made_for = library.mismatch(unit["model"], model.family) if unit["enabled"] else None
+            if made_for is not None:
+                raise ScriptCheckError(
+                    f"the ControlNet {unit['model']!r} is made for {made_for}, but the checkpoint "
+                    f"{model.checkpoint!r} is {model.family.label}: choose a ControlNet made for "
+                    f"{model.family.label}, or a {made_for} checkpoint", argument=f"args[{index}].model")
 
     def _resolved(self, unit: Mapping[str, Any], image: Image.Image, target: tuple[int, int]) -> dict[str, Any]:
         """The unit with its resolution (pixel-perfect or the preprocessor default) and thresholds filled in."""
@@ -153,7 +230,8 @@ class ControlNet(Script):
         return self._map(self._resolved(unit, image, image.size))
 
     def process(self, p: Any, **units: dict[str, Any]) -> None:
-        self._prepared: list[PreparedUnit] = []
+        self._prepared = []
+        self._job_notices = []
         self._models: dict[str, Any] = {}
         self._hints: dict[tuple[int, int, int], torch.Tensor] = {}
         for index, unit in enumerate(units.values()):
@@ -163,11 +241,23 @@ class ControlNet(Script):
             if image is None and isinstance(p, Img2ImgRequest) and p.init_images:
                 image = p.init_images[0].convert("RGB")
             if image is None:
-                raise ValueError(f"ControlNet unit {index} has no control image")
+                self._not_applied(index, "no control image")
+                continue
             resolved = self._resolved({**unit, "image": image}, image, (p.width, p.height))
-            self._prepared.append(PreparedUnit(index, resolved, self._map(resolved, int(p.seed))))
+            try:
+                control_map = self._map(resolved, int(p.seed))
+            except Exception as error:  # an annotator file that will not load, ...: this unit only
+                logger.exception("ControlNet unit %d: preprocessor %s failed", index, unit["module"])
+                self._not_applied(index, f"preprocessor {unit['module']} failed: {_reason(error)}")
+                continue
+            self._prepared.append(PreparedUnit(index, resolved, control_map))
+
+    def _not_applied(self, index: int, why: str) -> None:
+        self._job_notices.append(f"ControlNet unit {index} not applied: {why}")
+        logger.warning("%s", self._job_notices[-1])
 
     def infotext(self, p: Any, **units: dict[str, Any]) -> dict[str, str]:
+        """``ControlNet N`` for each unit that runs (others are notices)."""
         library = self.resources.controlnets
         found = {}
         for prepared in self._prepared:
@@ -177,12 +267,17 @@ class ControlNet(Script):
         return found
 
     def postprocess(self, p: Any, processed: Processed, **units: dict[str, Any]) -> None:
-        """Each unit's preprocessed map after the images (not saved), as sd-webui-controlnet shows
-        them unless "Do not append detectmap to output" is set; a "none" unit's map is its own image."""
+        """The notices, then each unit's preprocessed map after the images (not saved), as
+        sd-webui-controlnet shows them when the unit's ``save_detected_map`` is on (its default)
+        and "Do not append detectmap to output" is off; a "none" unit's map is its own image."""
+        for index in sorted(self._unit_notices):
+            processed.notices.extend(self._unit_notices[index])
+        self._unit_notices.clear()  # once per job, however many generations a selected script makes
+        processed.notices.extend(self._job_notices)
         if self.option(NO_DETECTMAP_SETTING, False):
             return
-        for prepared in getattr(self, "_prepared", []):  # none when process() failed
-            if prepared.unit["module"] != "none":
+        for prepared in self._prepared:
+            if prepared.unit["module"] != "none" and prepared.unit["save_detected_map"]:
                 append_image(processed, prepared.control_map)
 
     def paste_fields(self) -> dict[str, str]:
@@ -191,11 +286,18 @@ class ControlNet(Script):
     def unet_residuals(self, p: Any, step: StepParams, call: UNetCall, **units: dict[str, Any],
                        ) -> UNetResiduals | None:
         total = None
-        for prepared in self._prepared:
+        for prepared in list(self._prepared):
             if not unit_step_active(prepared.unit, step.step, step.total_steps):
                 continue
-            residuals = unit_residuals(self._model(prepared.unit["model"], call), call,
-                                       self._hint(prepared, call), prepared.unit)
+            try:
+                model = self._model(prepared.unit["model"], call)
+            except Exception as error:  # a broken file, or a family known only now (a pickled checkpoint)
+                logger.exception("ControlNet unit %d: model %s failed to load", prepared.index, prepared.unit["model"])
+                self._prepared.remove(prepared)  # the other units go on
+                self._not_applied(prepared.index, f"its model {prepared.unit['model']} could not be used: "
+                                  f"{_reason(error)}")
+                continue
+            residuals = unit_residuals(model, call, self._hint(prepared, call), prepared.unit)
             total = residuals if total is None else total + residuals
         return total
 

@@ -1,6 +1,11 @@
 """sd-webui-controlnet's routes, at the app root as that extension serves them:
-``GET /controlnet/version``, ``/model_list``, ``/module_list``, ``/settings`` and
-``POST /controlnet/detect`` (run preprocessors on images without generating).
+``GET /controlnet/version``, ``/model_list``, ``/module_list``, ``/control_types``, ``/settings``
+and ``POST /controlnet/detect`` (run preprocessors on images without generating).
+
+``module_list`` names the preprocessors as sd-webui-controlnet does: by its internal names
+(``hed``, ``depth``, ``lineart`` ...), or with ``alias_names=true`` by the names its UI shows
+(``softedge_hed``, ``depth_midas``, ``invert (from white bg & black line)`` ...); a unit's
+``module`` may be any of them.
 
 Generation itself goes through ``alwayson_scripts: {"ControlNet": {"args": [unit, ...]}}`` on
 txt2img/img2img; these routes only list and preprocess.
@@ -15,10 +20,17 @@ from typing import TYPE_CHECKING, Any
 from fastapi import APIRouter, Body, HTTPException
 
 from modules.models.files import ModelFileError
-from modules.processing.control_preprocess import PREPROCESSORS, UnknownPreprocessorError, canonical_module
+from modules.processing.control_preprocess import (
+    PREPROCESSORS,
+    RESOLUTION_RANGE,
+    UnknownPreprocessorError,
+    canonical_module,
+)
+from modules.processing.control_types import control_types as control_type_listing
 from modules.processing.image_input import png_base64
 
 if TYPE_CHECKING:
+    from modules.models.controlnet import ControlNetLibrary
     from modules.studio import Studio
 
 __all__ = ["CONTROLNET_API_VERSION", "add_controlnet_routes"]
@@ -29,20 +41,29 @@ CONTROLNET_API_VERSION = 2
 MAX_CONCURRENT_DETECT = 2
 
 
-def _module_detail() -> dict[str, Any]:
-    """Per preprocessor: whether it needs no weights, and its resolution/threshold sliders."""
+def _module_detail(alias_names: bool) -> dict[str, Any]:
+    """Per preprocessor (keyed as ``module_list`` names it): whether it needs no weights, and its
+    resolution/threshold sliders."""
     detail = {}
-    for name, info in PREPROCESSORS.items():
+    for info in PREPROCESSORS.values():
         sliders: list[dict[str, Any]] = []
         if info.resolution_default > 0:
-            sliders.append({"name": "Preprocessor Resolution", "value": info.resolution_default, "min": 64,
-                            "max": 2048, "step": 8})
+            sliders.append({"name": "Preprocessor Resolution", "value": info.resolution_default,
+                            "min": RESOLUTION_RANGE[0], "max": RESOLUTION_RANGE[1], "step": 8})
         for slider in (info.threshold_a, info.threshold_b):
             if slider is not None:
                 sliders.append({"name": slider.label, "value": slider.default, "min": slider.minimum,
                                 "max": slider.maximum, "step": slider.step})
-        detail[name] = {"model_free": not info.needs, "sliders": sliders}
+        detail[info.alias if alias_names else info.key] = {"model_free": not info.needs, "sliders": sliders}
     return detail
+
+
+def _model_titles(library: ControlNetLibrary | None, rescan: bool = False) -> list[str]:
+    """The installed ControlNets as ``name [hash]``."""
+    if library is None:
+        return []
+    names = library.refresh() if rescan else library.names()
+    return [f"{name} [{library.short_hash(name)}]" for name in names]
 
 
 def add_controlnet_routes(router: APIRouter, studio: Studio, decode: Callable[[Any, str], Any]) -> None:
@@ -55,15 +76,18 @@ def add_controlnet_routes(router: APIRouter, studio: Studio, decode: Callable[[A
 
     @router.get("/controlnet/model_list")
     def model_list(update: bool = False) -> dict[str, list[str]]:
-        library = studio.context.controlnets
-        if library is None:
-            return {"model_list": []}
-        names = library.refresh() if update else library.names()
-        return {"model_list": [f"{name} [{library.short_hash(name)}]" for name in names]}
+        return {"model_list": _model_titles(studio.context.controlnets, rescan=update)}
 
     @router.get("/controlnet/module_list")
     def module_list(alias_names: bool = False) -> dict[str, Any]:
-        return {"module_list": list(PREPROCESSORS), "module_detail": _module_detail()}
+        names = [info.alias if alias_names else info.key for info in PREPROCESSORS.values()]
+        return {"module_list": names, "module_detail": _module_detail(alias_names)}
+
+    @router.get("/controlnet/control_types")
+    def control_types() -> dict[str, Any]:
+        """Per control type its preprocessors (UI names) and models, as clients read them at start-up."""
+        modules = {info.alias: (info.name, info.key) for info in PREPROCESSORS.values()}
+        return {"control_types": control_type_listing(modules, _model_titles(studio.context.controlnets))}
 
     @router.get("/controlnet/settings")
     def settings() -> dict[str, Any]:
@@ -79,8 +103,11 @@ def add_controlnet_routes(router: APIRouter, studio: Studio, decode: Callable[[A
             raise HTTPException(429, "busy preprocessing other images; try again", headers={"Retry-After": "2"})
         try:
             maps = [preprocessors.run(module, image, **options) for image in images]
-        except (ModelFileError, FileNotFoundError, PermissionError) as error:
-            raise HTTPException(422, f"controlnet_module: {error}") from None
+        except ModelFileError as error:
+            raise HTTPException(422, f"controlnet_module: {error.detail}") from None
+        except (FileNotFoundError, PermissionError) as error:  # their text holds the server's path
+            raise HTTPException(422, f"controlnet_module: an annotator file could not be read ({error.strerror})",
+                                ) from None
         except ValueError as error:  # "processor_res: ..." / "threshold_a: ...": the detect body's names
             message = str(error)
             named = message.startswith(("processor_res", "threshold_"))

@@ -57,16 +57,37 @@ class ThresholdSlider:
     step: float = 1.0
 
 
+#: The range of a preprocessor's resolution ("processor_res"), as sd-webui-controlnet's slider.
+RESOLUTION_RANGE = (64, 2048)
+
+
 @dataclass(frozen=True)
 class PreprocessorInfo:
     """One preprocessor: the annotator files it needs (under ``models/annotators``), its
-    default resolution (-1: it takes none, the map has the image's size) and its sliders."""
+    default resolution (-1: it takes none, the map has the image's size) and its sliders.
+
+    ``api_name`` and ``label`` are sd-webui-controlnet's two names for it, when they differ
+    from ours: its internal key (``/controlnet/module_list``) and its UI alias
+    (``?alias_names=true``, ``/controlnet/control_types``).
+    """
 
     name: str
     needs: tuple[str, ...] = ()
     resolution_default: int = 512
     threshold_a: ThresholdSlider | None = None
     threshold_b: ThresholdSlider | None = None
+    api_name: str = ""
+    label: str = ""
+
+    @property
+    def key(self) -> str:
+        """sd-webui-controlnet's internal name of this preprocessor."""
+        return self.api_name or self.name
+
+    @property
+    def alias(self) -> str:
+        """sd-webui-controlnet's UI name of this preprocessor."""
+        return self.label or self.name
 
 
 _HED = ("ControlNetHED.pth",)
@@ -76,30 +97,30 @@ _OPENPOSE = ("body_pose_model.pth", "hand_pose_model.pth", "facenet.pth")
 #: Every preprocessor, in the order the UI lists them ("none" first: the image is the map).
 PREPROCESSORS: Mapping[str, PreprocessorInfo] = {info.name: info for info in (
     PreprocessorInfo("none", resolution_default=-1),
-    PreprocessorInfo("invert"),
+    PreprocessorInfo("invert", label="invert (from white bg & black line)"),
     PreprocessorInfo("canny", threshold_a=ThresholdSlider("Canny Low Threshold", 1, 255, 100),
                      threshold_b=ThresholdSlider("Canny High Threshold", 1, 255, 200)),
     PreprocessorInfo("shuffle"),
-    PreprocessorInfo("lineart_standard"),
+    PreprocessorInfo("lineart_standard", label="lineart_standard (from white bg & black line)"),
     PreprocessorInfo("threshold", threshold_a=ThresholdSlider("Binarization Threshold", 0, 255, 127)),
     PreprocessorInfo("blur_gaussian", threshold_a=ThresholdSlider("Sigma", 0.01, 64.0, 9.0, 0.01)),
     PreprocessorInfo("tile_resample", resolution_default=-1,
                      threshold_a=ThresholdSlider("Down Sampling Rate", 1.0, 8.0, 1.0, 0.01)),
-    PreprocessorInfo("color"),
+    PreprocessorInfo("color", label="t2ia_color_grid"),
     PreprocessorInfo("scribble_xdog", threshold_a=ThresholdSlider("XDoG Threshold", 1, 64, 32)),
-    PreprocessorInfo("softedge_hed", _HED),
-    PreprocessorInfo("softedge_hedsafe", _HED),
+    PreprocessorInfo("softedge_hed", _HED, api_name="hed"),
+    PreprocessorInfo("softedge_hedsafe", _HED, api_name="hed_safe"),
     PreprocessorInfo("scribble_hed", _HED),
-    PreprocessorInfo("softedge_pidinet", _PIDINET),
-    PreprocessorInfo("softedge_pidisafe", _PIDINET),
-    PreprocessorInfo("scribble_pidinet", _PIDINET),
-    PreprocessorInfo("lineart_realistic", ("sk_model.pth", "sk_model2.pth")),
+    PreprocessorInfo("softedge_pidinet", _PIDINET, api_name="pidinet"),
+    PreprocessorInfo("softedge_pidisafe", _PIDINET, api_name="pidinet_safe"),
+    PreprocessorInfo("scribble_pidinet", _PIDINET, api_name="pidinet_scribble"),
+    PreprocessorInfo("lineart_realistic", ("sk_model.pth", "sk_model2.pth"), api_name="lineart"),
     PreprocessorInfo("lineart_coarse", ("sk_model.pth", "sk_model2.pth")),
     PreprocessorInfo("lineart_anime", ("netG.pth",)),
     PreprocessorInfo("mlsd", ("mlsd_large_512_fp32.pth",),
                      threshold_a=ThresholdSlider("MLSD Value Threshold", 0.01, 2.0, 0.1, 0.01),
                      threshold_b=ThresholdSlider("MLSD Distance Threshold", 0.01, 20.0, 0.1, 0.01)),
-    PreprocessorInfo("depth_midas", ("dpt_hybrid-midas-501f0c75.pt",)),
+    PreprocessorInfo("depth_midas", ("dpt_hybrid-midas-501f0c75.pt",), api_name="depth"),
     PreprocessorInfo("normal_bae", ("scannet.pt",)),
     PreprocessorInfo("openpose", _OPENPOSE),
     PreprocessorInfo("openpose_hand", _OPENPOSE),
@@ -107,13 +128,13 @@ PREPROCESSORS: Mapping[str, PreprocessorInfo] = {info.name: info for info in (
     PreprocessorInfo("openpose_full", _OPENPOSE),
 )}
 
-#: Older and longer names sd-webui-controlnet also accepts over its API.
+#: The names sd-webui-controlnet also accepts over its API: each preprocessor's internal key and
+#: UI alias, and the older names of its earlier versions.
 PREPROCESSOR_ALIASES: Mapping[str, str] = {
-    "invert (from white bg & black line)": "invert", "lineart_standard (from white bg & black line)":
-    "lineart_standard", "hed": "softedge_hed", "hed_safe": "softedge_hedsafe", "pidinet": "softedge_pidinet",
-    "pidinet_safe": "softedge_pidisafe", "pidinet_scribble": "scribble_pidinet", "lineart": "lineart_realistic",
-    "depth": "depth_midas", "normal_map": "normal_bae", "binary": "threshold", "fake_scribble": "scribble_hed",
-    "scribble": "scribble_hed", "tile_gaussian": "blur_gaussian",
+    **{other.lower(): info.name for info in PREPROCESSORS.values() for other in (info.key, info.alias)
+       if other != info.name},
+    "normal_map": "normal_bae", "binary": "threshold", "fake_scribble": "scribble_hed", "scribble": "scribble_hed",
+    "tile_gaussian": "blur_gaussian",
 }
 
 
@@ -232,10 +253,12 @@ class Preprocessors:
         an annotator file that is not there, "pickle_refused" without ``--allow-pickle``), or None."""
         info = PREPROCESSORS[canonical_module(module)]
         missing = self.missing_files(module)
+        # The folder as the user knows it ("models/annotators"): messages reach API clients, paths must not.
+        folder = Path(*self.annotator_dir.parts[-2:]).as_posix()
         if missing:
             return ModelFileError(missing[0], "missing", f"preprocessor {info.name} needs the annotator file "
-                                  f"{missing[0]}, which is not there (put {', '.join(info.needs)} into "
-                                  f"{self.annotator_dir})")
+                                  f"{missing[0].name}, which is not in {folder} (put {', '.join(info.needs)} "
+                                  "there)")
         if info.needs and not self.allow_pickle:
             return ModelFileError(self.annotator_dir / info.needs[0], "pickle_refused",
                                   f"preprocessor {info.name} reads pickled annotator files "

@@ -3,8 +3,10 @@ API, and the arithmetic that turns its control map into UNet residuals for one s
 
 A unit is a ``dict`` of the fields in ``UNIT_DEFAULTS`` (what the script API's ``Group``
 hands the hooks). ``normalize_unit`` accepts the forms existing clients send: integer or
-differently capitalised modes, ``"model [hash]"`` names, the old ``input_image`` and
-``guessmode`` fields, and ``enabled`` left out (an API unit that is sent is on).
+differently capitalised modes, ``"model [hash]"`` names, the old ``input_image``, ``guidance``
+and ``guessmode`` fields, and ``enabled`` left out (an API unit that is sent is on).
+``ignored_fields`` names what else a client sent, and ``clamp_unit`` puts out-of-range numbers
+back in range as sd-webui-controlnet does, saying what it changed.
 
 Control modes follow sd-webui-controlnet: "My prompt is more important" and "ControlNet is
 more important" scale the residual of skip connection ``i`` of ``n`` by
@@ -24,13 +26,13 @@ import numpy as np
 import torch
 from PIL import Image
 
-from modules.processing.control_preprocess import canonical_module
+from modules.processing.control_preprocess import RESOLUTION_RANGE, PreprocessorInfo, ThresholdSlider, canonical_module
 from modules.processing.hooks import UNetCall, UNetResiduals
 from modules.processing.infotext import format_value
 
-__all__ = ["CONTROL_MODES", "RESIZE_MODES", "UNIT_DEFAULTS", "control_hint", "control_scales", "fit_map",
-           "normalize_unit", "parse_unit_infotext", "pixel_perfect_resolution", "unit_infotext", "unit_residuals",
-           "unit_step_active"]
+__all__ = ["CONTROL_MODES", "LEGACY_FIELDS", "RESIZE_MODES", "UNIT_DEFAULTS", "clamp_unit", "control_hint",
+           "control_scales", "fit_map", "ignored_fields", "normalize_unit", "parse_unit_infotext",
+           "pixel_perfect_resolution", "unit_infotext", "unit_residuals", "unit_step_active"]
 
 CONTROL_MODES = ("Balanced", "My prompt is more important", "ControlNet is more important")
 RESIZE_MODES = ("Just Resize", "Crop and Resize", "Resize and Fill")
@@ -42,7 +44,12 @@ UNIT_DEFAULTS: Mapping[str, Any] = {
     "enabled": False, "image": None, "module": "none", "model": "None", "weight": 1.0,
     "resize_mode": "Crop and Resize", "processor_res": -1, "threshold_a": -1.0, "threshold_b": -1.0,
     "guidance_start": 0.0, "guidance_end": 1.0, "pixel_perfect": False, "control_mode": "Balanced",
+    "save_detected_map": True,
 }
+#: Older names of sd-webui-controlnet's API that ``normalize_unit`` reads into the fields above.
+LEGACY_FIELDS = frozenset({"input_image", "guessmode", "guidance"})
+#: The ranges sd-webui-controlnet's unit model allows for these fields.
+_RANGES = {"weight": (0.0, 2.0), "guidance_start": (0.0, 1.0), "guidance_end": (0.0, 1.0)}
 
 # Infotext keys of a unit (A1111's "ControlNet 0" value) and the fields they set back.
 _INFOTEXT_KEYS = {"Module": "module", "Model": "model", "Weight": "weight", "Resize Mode": "resize_mode",
@@ -85,6 +92,8 @@ def normalize_unit(value: Any) -> dict[str, Any]:
     unit.setdefault("enabled", True)
     if unit.get("image") is None and unit.get("input_image") is not None:
         unit["image"] = unit["input_image"]
+    if "guidance_end" not in unit and "guidance" in unit:
+        unit["guidance_end"] = unit["guidance"]
     if "control_mode" not in unit and unit.get("guessmode") is True:
         unit["control_mode"] = CONTROL_MODES[2]
     if "resize_mode" in unit:
@@ -101,6 +110,62 @@ def normalize_unit(value: Any) -> dict[str, Any]:
         if isinstance(unit.get(name), int) and not isinstance(unit.get(name), bool):
             unit[name] = float(unit[name])
     return unit
+
+
+def ignored_fields(value: Mapping[str, Any]) -> list[str]:
+    """The keys of a unit as a client sent it that no field here reads, sorted (other versions of
+    sd-webui-controlnet and Forge send ``input_mode``, ``hr_option``, ``mask_image``, ...)."""
+    return sorted(str(key) for key in value if key not in UNIT_DEFAULTS and key not in LEGACY_FIELDS)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _format(number: float) -> str:
+    return format_value(float(number))
+
+
+def clamp_unit(unit: Mapping[str, Any], info: PreprocessorInfo | None) -> tuple[dict[str, Any], list[str]]:
+    """The normalized unit with its out-of-range numbers replaced, and what was replaced, in words.
+
+    As sd-webui-controlnet: ``processor_res`` outside 64..2048 and a threshold outside its
+    slider's range become the preprocessor's default (-1 stays "the default" and says nothing);
+    ``weight`` (0..2) and ``guidance_start``/``guidance_end`` (0..1) are clamped to their range.
+    ``info`` is the unit's preprocessor (None: an unknown one, whose sliders are left alone).
+    Values that are not numbers are left for the field checks to refuse.
+    """
+    fixed, notices = dict(unit), []
+    for name, (low, high) in _RANGES.items():
+        value = fixed.get(name)
+        if _is_number(value) and not low <= value <= high:
+            fixed[name] = min(max(float(value), low), high)
+            notices.append(f"{name} {_format(value)} is outside {_format(low)}..{_format(high)}; "
+                           f"{_format(fixed[name])} was used")
+    resolution = fixed.get("processor_res")
+    low, high = RESOLUTION_RANGE
+    if _is_number(resolution) and resolution != -1 and not low <= resolution <= high:
+        fixed["processor_res"] = -1
+        default = f" {info.resolution_default}" if info is not None and info.resolution_default > 0 else ""
+        notices.append(f"processor_res {_format(resolution)} is outside {low}..{high}; "
+                       f"the preprocessor's default{default} was used")
+    if info is None:
+        return fixed, notices
+    for name, slider in (("threshold_a", info.threshold_a), ("threshold_b", info.threshold_b)):
+        notice = _threshold_notice(name, fixed.get(name), slider, info.name)
+        if notice:
+            fixed[name] = -1.0
+            notices.append(notice)
+    return fixed, notices
+
+
+def _threshold_notice(name: str, value: Any, slider: ThresholdSlider | None, module: str) -> str | None:
+    """Why a threshold is replaced by its default, or None when it stays (a module without that
+    slider ignores it)."""
+    if slider is None or not _is_number(value) or value == -1 or slider.minimum <= value <= slider.maximum:
+        return None
+    return (f"{name} {_format(value)} is outside {_format(slider.minimum)}..{_format(slider.maximum)} "
+            f"({slider.label} of {module}); the default {_format(slider.default)} was used")
 
 
 def pixel_perfect_resolution(image_size: tuple[int, int], target_size: tuple[int, int], resize_mode: str) -> int:

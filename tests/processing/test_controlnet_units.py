@@ -1,5 +1,5 @@
-"""ControlNet unit arithmetic: A1111 client forms, pixel-perfect resolution, fitting the map,
-control-mode scales and the infotext round trip."""
+"""ControlNet unit arithmetic: A1111 client forms, out-of-range values put back in range,
+pixel-perfect resolution, fitting the map, control-mode scales and the infotext round trip."""
 
 from __future__ import annotations
 
@@ -7,10 +7,13 @@ import pytest
 import torch
 from PIL import Image
 
+from modules.processing.control_preprocess import PREPROCESSORS
 from modules.processing.controlnet_units import (
     UNIT_DEFAULTS,
+    clamp_unit,
     control_scales,
     fit_map,
+    ignored_fields,
     normalize_unit,
     parse_unit_infotext,
     pixel_perfect_resolution,
@@ -34,6 +37,35 @@ def test_a1111_client_forms_are_understood() -> None:
         normalize_unit({"control_mode": 3})
     with pytest.raises(ValueError, match="unit object"):
         normalize_unit(["canny"])
+
+
+def test_the_old_guidance_field_is_the_ending_step_and_unread_fields_are_named() -> None:
+    assert normalize_unit({"guidance": 0.5})["guidance_end"] == 0.5
+    assert normalize_unit({"guidance": 0.5, "guidance_end": 0.7})["guidance_end"] == 0.7
+    sent = {"module": "canny", "input_image": "b64", "guessmode": False, "lowvram": True, "hr_option": "Both",
+            "is_ui": False, "save_detected_map": False, "input_mode": "simple"}
+    assert ignored_fields(sent) == ["hr_option", "input_mode", "is_ui", "lowvram"]
+    assert ignored_fields({"enabled": True, "weight": 1.0}) == []
+
+
+def test_out_of_range_values_are_put_back_in_range_and_said() -> None:
+    canny = PREPROCESSORS["canny"]
+    unit, notices = clamp_unit({"weight": 5.0, "guidance_start": -0.5, "guidance_end": 1.0, "processor_res": 8,
+                                "threshold_a": 999.0, "threshold_b": -1.0}, canny)
+    # As sd-webui-controlnet: weight and steps clamped, resolution and thresholds back to the default (-1).
+    assert unit == {"weight": 2.0, "guidance_start": 0.0, "guidance_end": 1.0, "processor_res": -1,
+                    "threshold_a": -1.0, "threshold_b": -1.0}
+    assert notices == ["weight 5 is outside 0..2; 2 was used", "guidance_start -0.5 is outside 0..1; 0 was used",
+                       "processor_res 8 is outside 64..2048; the preprocessor's default 512 was used",
+                       "threshold_a 999 is outside 1..255 (Canny Low Threshold of canny); the default 100 was used"]
+    # In range, -1 ("the default"), not a number (the field check refuses it), or a slider the
+    # preprocessor does not have: left alone, nothing said.
+    kept = {"weight": 1.5, "threshold_a": 50.0, "threshold_b": -1.0, "processor_res": 512, "guidance_end": "x"}
+    assert clamp_unit(kept, canny) == (kept, [])
+    assert clamp_unit({"threshold_a": 999.0}, PREPROCESSORS["invert"]) == ({"threshold_a": 999.0}, [])
+    assert clamp_unit({"processor_res": 9000, "threshold_a": 999.0}, None) == (
+        {"processor_res": -1, "threshold_a": 999.0}, ["processor_res 9000 is outside 64..2048; the preprocessor's "
+                                                      "default was used"])
 
 
 @pytest.mark.parametrize(("image", "target", "mode", "expected"), [
@@ -76,7 +108,7 @@ def test_infotext_round_trip() -> None:
                     "Processor Res: 512, Threshold A: 100, Threshold B: 200, Guidance Start: 0, Guidance End: 1, "
                     "Pixel Perfect: False, Control Mode: Balanced")
     back = parse_unit_infotext(text)
-    assert back == {**{k: v for k, v in unit.items() if k != "image"}, "model": "cn"}
+    assert back == {**{k: v for k, v in unit.items() if k not in ("image", "save_detected_map")}, "model": "cn"}
     with pytest.raises(ValueError):
         parse_unit_infotext("garbage")
 

@@ -1,16 +1,20 @@
 """The ControlNet script as users call it: units in ``alwayson_scripts`` (A1111 extension field
-names) change the image through a tiny random-weight ControlNet in ``models/ControlNet``."""
+names) change the image through a tiny random-weight ControlNet in ``models/ControlNet``, and
+what cannot run is said, never silently left out."""
 
 from __future__ import annotations
 
 import base64
 import io
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
+from safetensors.torch import save_file
 
 from modules.extensions.job_scripts import script_args_from_infotext, tab_scripts
 from modules.models.loader import LoadedModel
@@ -106,20 +110,104 @@ def test_img2img_uses_its_input_image_when_the_unit_has_none(generate: Callable)
 
 
 @pytest.mark.parametrize(("unit", "words"), [
-    (_unit(model="None"), "choose a ControlNet model"),
-    (_unit(model="no-such-net"), "is not one of"),
-    ({**_unit(), "image": None}, "needs a control image"),
     (_unit(image="not base64!!"), "base64"),
     (_unit(control_mode=7), "control_mode"),
-    (_unit(weight=5), "weight"),
-    (_unit(module="softedge_hed"), "ControlNetHED.pth"),
-    (_unit(module="nope"), "is not one of"),
+    (_unit(weight="heavy"), "weight: expected a number"),
+    (_unit(processor_res=100.5), "processor_res: expected a whole number"),
+    (_unit(guidance_start=0.8, guidance_end=0.5), "guidance_start 0.8 is after guidance_end 0.5"),
     ("canny", "expected a ControlNet unit object"),
 ])
-def test_bad_units_are_refused_naming_the_script_and_field(studio: Studio, unit: object, words: str) -> None:
+def test_malformed_units_are_refused_naming_the_script_and_field(studio: Studio, unit: object, words: str) -> None:
     with pytest.raises(RequestValidationError, match=words) as caught:
         studio.submit_txt2img({**BASE, "alwayson_scripts": {"ControlNet": {"args": [unit]}}})
     assert caught.value.field == "alwayson_scripts.ControlNet"
+
+
+@pytest.mark.parametrize(("unit", "why"), [
+    (_unit(model="None"), "no ControlNet model chosen"),
+    (_unit(model="no-such-net"), f"no ControlNet model 'no-such-net' in models/ControlNet; available: {MODEL}"),
+    ({**_unit(), "image": None}, "no control image"),
+    (_unit(module="softedge_hed"), "ControlNetHED.pth"),
+    (_unit(module="depth_anything"), "no preprocessor 'depth_anything'"),
+])
+def test_a_unit_that_cannot_run_is_a_notice_and_only_units_that_ran_are_in_the_infotext(
+        generate: Callable, unit: dict, why: str) -> None:
+    result = generate(alwayson_scripts={"ControlNet": {"args": [unit, _unit(weight=0.5)]}})
+    assert result.hook_errors == [] and len(result.notices) == 1
+    assert result.notices[0].startswith("ControlNet unit 0 not applied: ") and why in result.notices[0]
+    params = parse_infotext(result.infotexts[0])
+    assert "ControlNet 0" not in params and "ControlNet 1" in params  # the other unit did run
+    assert result.images[0].tobytes() == _run(generate, {"enabled": False}, _unit(weight=0.5))[0]
+
+
+def test_a_broken_model_file_is_a_notice_and_the_other_units_run(generate: Callable, studio: Studio,
+                                                                 data_dir: Path) -> None:
+    broken = data_dir / "models" / "ControlNet" / "broken-net"
+    shutil.copytree(data_dir / "models" / "ControlNet" / MODEL, broken)
+    weights = broken / "diffusion_pytorch_model.safetensors"
+    weights.write_bytes(b"oops")  # cut short
+    studio.context.controlnets.refresh()
+    units = {"ControlNet": {"args": [_unit(model="broken-net"), _unit(weight=0.5)]}}
+    other_unit_only = _run(generate, {"enabled": False}, _unit(weight=0.5))[0]
+    # Told by its header when the request is read: the unit is off, and not in the infotext.
+    result = generate(alwayson_scripts=units)
+    assert result.notices == ["ControlNet unit 0 not applied: its weights file diffusion_pytorch_model.safetensors "
+                              "is only 4 bytes; a safetensors file starts with an 8-byte header length"]
+    assert "ControlNet 0" not in parse_infotext(result.infotexts[0]) and result.images[0].tobytes() == other_unit_only
+    # A readable file that is no ControlNet fails only when the job loads it: said then, without the path.
+    save_file({"weight": torch.zeros(2)}, weights)
+    result = generate(alwayson_scripts=units)
+    assert result.hook_errors == [] and len(result.notices) == 1
+    assert result.notices[0].startswith("ControlNet unit 0 not applied: its model broken-net could not be used: ")
+    assert str(data_dir) not in result.notices[0]
+    assert result.images[0].tobytes() == other_unit_only
+
+
+def test_out_of_range_values_are_clamped_and_said(generate: Callable) -> None:
+    """As sd-webui-controlnet: a threshold out of its slider's range is its default, a weight
+    above 2 is 2; the unit runs with those, and the result says what was changed."""
+    result = generate(alwayson_scripts={"ControlNet": {"args": [_unit(threshold_a=999, weight=5)]}})
+    assert result.notices == [
+        "ControlNet unit 0: weight 5 is outside 0..2; 2 was used",
+        "ControlNet unit 0: threshold_a 999 is outside 1..255 (Canny Low Threshold of canny); the default 100 "
+        "was used"]
+    assert result.images[0].tobytes() == _run(generate, _unit(threshold_a=100, weight=2.0))[0]
+    assert result.images[0].tobytes() != generate().images[0].tobytes()
+    value = parse_infotext(result.infotexts[0])["ControlNet 0"]
+    assert "Weight: 2," in value and "Threshold A: 100," in value
+
+
+def test_fields_of_other_versions_are_ignored_in_one_notice_per_unit(generate: Callable) -> None:
+    others = {"input_mode": "simple", "batch_images": "", "hr_option": "Both", "is_ui": False, "loopback": False,
+              "output_dir": "", "mask_image": None, "union_control_type": "Unknown", "pulid_mode": "Fidelity"}
+    result = generate(alwayson_scripts={"ControlNet": {"args": [_unit(**others), _unit(weight=0.5, is_ui=True)]}})
+    assert result.notices == [
+        "ControlNet unit 0: ignored the fields it does not use here: batch_images, hr_option, input_mode, is_ui, "
+        "loopback, mask_image, output_dir, pulid_mode, union_control_type",
+        "ControlNet unit 1: ignored the fields it does not use here: is_ui"]
+    assert result.images[0].tobytes() == _run(generate, _unit(), _unit(weight=0.5))[0]
+    # A unit that is off is not read further: nothing to say about it.
+    assert generate(alwayson_scripts={"ControlNet": {"args": [{"enabled": False, "is_ui": True}]}}).notices == []
+
+
+def test_a_controlnet_of_another_family_is_refused_when_submitted(studio: Studio, data_dir: Path,
+                                                                  sdxl_model: LoadedModel) -> None:
+    write_tiny_controlnet(data_dir / "models" / "ControlNet" / "tiny-control-sdxl", sdxl_model.pipeline.unet)
+    studio.context.controlnets.refresh()
+    units = [{"enabled": False}, _unit(model="tiny-control-sdxl")]
+    with pytest.raises(RequestValidationError) as caught:
+        studio.submit_txt2img({**BASE, "alwayson_scripts": {"ControlNet": {"args": units}}})
+    assert caught.value.field == "alwayson_scripts.ControlNet.args[1].model"
+    assert "'tiny-control-sdxl' is made for SDXL, but the checkpoint 'tiny-sd15' is SD1.x" in caught.value.message
+    # The checkpoint named in override_settings is the one checked.
+    with pytest.raises(RequestValidationError, match="made for SDXL"):
+        studio.submit_txt2img({**BASE, "override_settings": {"sd_model_checkpoint": "tiny-sd15"},
+                               "alwayson_scripts": {"ControlNet": {"args": [_unit(model="tiny-control-sdxl")]}}})
+    # The SD1.x ControlNet is accepted, and so is the SDXL one in a unit that is off.
+    units = [{**units[1], "enabled": False}, _unit()]
+    status = studio.wait(studio.submit_txt2img({**BASE, "alwayson_scripts": {"ControlNet": {"args": units}}}),
+                         timeout=300)
+    assert status.state == "done" and "ControlNet 1" in status.result.infotexts[0]
 
 
 def test_preview_shows_the_preprocessed_map(studio: Studio) -> None:
@@ -139,5 +227,10 @@ def test_detected_maps_follow_the_images_unless_switched_off(generate: Callable,
     detected = np.asarray(result.images[1])
     assert detected.shape == (64, 64, 3) and set(np.unique(detected)) == {0, 255}  # canny edges of the square
     assert result.infotexts[1] == "" and len(result.paths) <= 1  # a map is shown, never saved as an output
+    # Per unit, as sd-webui-controlnet's save_detected_map (on unless false).
+    maps = generate(alwayson_scripts={"ControlNet": {"args": [_unit(save_detected_map=False),
+                                                              _unit(processor_res=128, save_detected_map=True)]}})
+    assert len(maps.images) == 2 and maps.images[1].size == (128, 128) and maps.notices == []
+    assert len(generate(alwayson_scripts={"ControlNet": {"args": [_unit(save_detected_map=False)]}}).images) == 1
     assert studio.update_extension_settings({"control_net_no_detectmap": True}) == []
     assert len(generate(alwayson_scripts={"ControlNet": {"args": [_unit()]}}).images) == 1
