@@ -11,16 +11,18 @@ from typing import Any
 from modules.app import AppContext
 from modules.models.files import ModelFileError
 from modules.models.registry import ModelNotFoundError, native_resolution
-from modules.processing.api_fields import txt2img_request_from_api
-from modules.processing.api_fields_img2img import img2img_request_from_api
+from modules.processing.api_fields import TXT2IMG_API_FIELDS, txt2img_request_from_api
+from modules.processing.api_fields_img2img import IMG2IMG_API_FIELDS, img2img_request_from_api
 from modules.processing.dynamic_prompts import has_dynamic_syntax, run_with_dynamic_prompts
 from modules.processing.errors import RequestValidationError
 from modules.processing.img2img import run_img2img
 from modules.processing.img2img_request import Img2ImgRequest
 from modules.processing.job import Job, ProgressUpdate
-from modules.processing.saving import save_png
-from modules.processing.styles import StyleStore, apply_payload_styles
+from modules.processing.saving import save_image
+from modules.processing.styles import StyleStore
 from modules.processing.txt2img import GenerationResult, OutputOptions, run_txt2img
+from modules.settings import Settings
+from modules.submission import image_format, read_submission
 
 __all__ = ["exit_code_for", "run_generate"]
 
@@ -75,8 +77,12 @@ def run_generate(context: AppContext, payload: dict[str, Any], out: Path | None)
     Raises:
         RequestValidationError, ModelNotFoundError, ModelFileError, FileExistsError.
     """
-    payload = apply_payload_styles(payload, StyleStore(context.paths.styles))
     is_img2img = "init_images" in payload
+    kind, known = ("img2img", IMG2IMG_API_FIELDS) if is_img2img else ("txt2img", TXT2IMG_API_FIELDS)
+    submission = read_submission(payload, known, kind, StyleStore(context.paths.styles))
+    for warning in submission.warnings:  # the tolerant reader ran without these
+        print(f"aigen: warning: {warning}", file=sys.stderr)
+    payload = submission.payload
     if "width" not in payload and "height" not in payload:
         # Unlike A1111's fixed 512, a size left out is the checkpoint's own (128 for the demo model);
         # img2img keeps the input's size, rounded down to a multiple of 8.
@@ -85,11 +91,12 @@ def run_generate(context: AppContext, payload: dict[str, Any], out: Path | None)
     exact = out is not None and out.suffix.lower() == ".png"
     targets = _exact_targets(out, request.images_per_job) if exact and out is not None else []
     model = context.models.get(request.checkpoint, request.vae)
+    file_format = image_format(Settings(), submission.output_overrides)
     if out is None:
         folder = "img2img-images" if is_img2img else "txt2img-images"
-        output: OutputOptions | None = OutputOptions(context.paths.outputs / folder)
+        output: OutputOptions | None = OutputOptions(context.paths.outputs / folder, image_format=file_format)
     else:
-        output = None if exact else OutputOptions(out, date_subfolder=False)
+        output = None if exact else OutputOptions(out, date_subfolder=False, image_format=file_format)
     steps = request.steps_to_run() if isinstance(request, Img2ImgRequest) else request.num_inference_steps
     # Wildcard jobs run image by image, each reported as one batch.
     dynamic = has_dynamic_syntax(request.prompt) or has_dynamic_syntax(request.negative_prompt)
@@ -101,9 +108,10 @@ def run_generate(context: AppContext, payload: dict[str, Any], out: Path | None)
     finally:
         progress.close()
     if exact:
-        result.paths = [save_png(image, target.parent, "", info, exact_path=target)
+        result.paths = [save_image(image, target.parent, "", info, exact_path=target)
                         for image, info, target in zip(result.images, result.infotexts, targets, strict=False)]
-    return _summary(result)
+    result.notices[:0] = submission.notices
+    return {**_summary(result), "warnings": list(submission.warnings)}
 
 
 def _default_size(context: AppContext, payload: dict[str, Any], is_img2img: bool) -> dict[str, int]:

@@ -17,23 +17,31 @@ from typing import Any
 
 from PIL import Image
 
+from modules.a1111_options import A1111_OPTION_DEFAULTS
 from modules.app import AppContext, load_scripts
-from modules.extensions.api import ArgSpec, ImageSaveParams
-from modules.extensions.job_scripts import JobScripts, build_job_scripts, extension_settings, run_with_scripts
+from modules.extensions.api import ArgSpec, ImageSaveParams, JobModel
+from modules.extensions.job_scripts import (
+    JobScripts,
+    build_job_scripts,
+    check_job_scripts,
+    extension_settings,
+    run_with_scripts,
+)
 from modules.extensions.loader import ExtensionInfo, ScriptCatalog
 from modules.extensions.manager import install_from_folder, install_from_git, read_disabled, write_disabled
 from modules.job_records import json_record, result_record
 from modules.model_tools import ModelTools
 from modules.models.registry import CheckpointInfo, native_resolution
 from modules.models.vae import AUTOMATIC, BUILTIN, find_vae_files
-from modules.processing.api_fields import txt2img_request_from_api
-from modules.processing.api_fields_img2img import img2img_request_from_api
+from modules.processing.api_fields import TXT2IMG_API_FIELDS, txt2img_request_from_api, unknown_fields
+from modules.processing.api_fields_img2img import IMG2IMG_API_FIELDS, img2img_request_from_api
 from modules.processing.dynamic_prompts import run_with_dynamic_prompts
 from modules.processing.errors import ProcessingError, RequestValidationError
-from modules.processing.extras import extras_request_from_api
+from modules.processing.extras import EXTRAS_API_FIELDS, extras_request_from_api
 from modules.processing.extras_job import ExtrasJob, images_in_folder
 from modules.processing.hires import LATENT_UPSCALE_MODES
 from modules.processing.hooks import StepHook
+from modules.processing.image_formats import ImageFormat
 from modules.processing.image_input import decode_base64_image
 from modules.processing.img2img import run_img2img
 from modules.processing.img2img_batch import (
@@ -48,11 +56,12 @@ from modules.processing.job import Job
 from modules.processing.job_store import JobStore
 from modules.processing.outpainting import OUTPAINT_SCRIPTS
 from modules.processing.queue import JobQueue, JobStatus
-from modules.processing.saving import remove_orphan_temp_files, save_png
-from modules.processing.styles import StyleStore, apply_payload_styles
+from modules.processing.saving import remove_orphan_temp_files, save_image
+from modules.processing.styles import StyleStore
 from modules.processing.txt2img import GenerationResult, OutputOptions, run_txt2img
 from modules.processing.upscaling import library_image_upscale
 from modules.settings import SettingsStore, output_dir
+from modules.submission import Submission, image_format, read_submission, setting_defaults
 
 __all__ = ["Studio"]
 
@@ -95,9 +104,10 @@ class Studio:
         self.context = context
         self.store = store
         self.settings, warnings = store.load()
-        # Extensions' settings are the file's keys this version does not know: not worth a warning.
-        declared = extension_settings(context.scripts)
-        self.settings_warnings = [w for w in warnings if not any(f"setting {key!r}" in w for key in declared)]
+        # Extensions' settings and the A1111 options a client stored are the file's keys this
+        # version does not use: not worth a warning.
+        kept = {*extension_settings(context.scripts), *A1111_OPTION_DEFAULTS}
+        self.settings_warnings = [w for w in warnings if not any(f"setting {key!r}" in w for key in kept)]
         self._apply_memory_settings()
         self._settings_lock = threading.Lock()
         self.styles = StyleStore(context.paths.styles)
@@ -126,6 +136,12 @@ class Studio:
 
     def _run(self, job: Job) -> GenerationResult:
         self.ensure_libraries()
+        result = self._run_job(job)
+        if job.notices:  # what the submission asked for that did not run, first
+            result.notices[:0] = job.notices
+        return result
+
+    def _run_job(self, job: Job) -> GenerationResult:
         request = job.request
         if isinstance(request, ExtrasJob):
             return request.run(self.context.upscalers)
@@ -151,11 +167,13 @@ class Studio:
         """One generation of the job: ``(request, extra hooks, save) -> result``. The model is
         looked up per request, so a script may vary the checkpoint or VAE (X/Y/Z plot).
         ``output`` None: the tab's output folder from the settings."""
-        settings = self.settings
+        settings = dataclasses.replace(self.settings, **job.output_overrides)
         if output is None:
             folder = self.output_folder("outdir_img2img_samples" if is_img2img else "outdir_txt2img_samples")
             save = settings.samples_save if job.save is None else job.save
             output = OutputOptions(folder, save=save, date_subfolder=settings.save_to_dirs)
+        output = dataclasses.replace(output, embed_infotext=settings.enable_pnginfo,
+                                     image_format=image_format(settings))
         run = run_img2img if is_img2img else functools.partial(
             run_txt2img, upscale=library_image_upscale(self.context.upscalers))
 
@@ -171,15 +189,15 @@ class Studio:
         """Where scripts' own images and grids go: ``(image, request, infotext, is_grid) -> path``."""
         settings = self.settings
 
-        def save_image(image: Image.Image, request: Any, infotext: str, is_grid: bool) -> Path | None:
+        def save_script_image(image: Image.Image, request: Any, infotext: str, is_grid: bool) -> Path | None:
             if not (settings.grid_save if is_grid else settings.samples_save):
                 return None
             tab = "img2img" if is_img2img else "txt2img"
             folder = self.output_folder(f"outdir_{tab}_{'grids' if is_grid else 'samples'}")
             target = OutputOptions(folder, date_subfolder=settings.save_to_dirs).target()
-            return save_png(image, target, "grid" if is_grid else str(request.seed), infotext or None)
+            return save_image(image, target, "grid" if is_grid else str(request.seed), infotext or None)
 
-        return save_image
+        return save_script_image
 
     def _style_applier(self) -> Any:
         def apply_styles(request: Any, names: Any) -> Any:
@@ -187,6 +205,11 @@ class Studio:
             return dataclasses.replace(request, prompt=prompt, negative_prompt=negative)
 
         return apply_styles
+
+    def image_format(self, overrides: Any = None) -> ImageFormat:
+        """The file format of images and API answers (A1111's ``samples_format``...), with the
+        output options of a request's ``override_settings`` (already checked at submit)."""
+        return image_format(self.settings, overrides if isinstance(overrides, Mapping) else None)
 
     def output_folder(self, key: str) -> Path:
         """The folder an output setting (``outdir_txt2img_samples``, ``outdir_save``) names, in the data dir."""
@@ -204,14 +227,38 @@ class Studio:
         ``job_id`` is for jobs recovered from the store: they keep their id and are not recorded again.
         """
         record = {"payload": payload}
-        payload, scripts = self._job_scripts(payload, is_img2img=False)
-        payload = apply_payload_styles(payload, self.styles)
-        request = txt2img_request_from_api(payload, **self._setting_defaults(payload))
+        submission = self._read_submission(payload, TXT2IMG_API_FIELDS, "txt2img")
+        payload, scripts = self._job_scripts(submission.payload, is_img2img=False)
+        request = txt2img_request_from_api(payload, **setting_defaults(payload, self.settings))
         if request.hires is not None and request.hires.upscaler not in self.hires_upscalers():
             raise RequestValidationError("hr_upscaler", f"no upscaler {request.hires.upscaler!r}; available: "
                                                         f"{', '.join(self.hires_upscalers())}")
-        job = Job(request, scripts=scripts, save=_save_images(record["payload"]), **_id(job_id))
+        self._check_scripts(scripts, request)
+        job = self._job(request, submission, scripts=scripts, save=_save_images(record["payload"]), **_id(job_id))
         return self._enqueue(job, "txt2img", record, job_id)
+
+    def _check_scripts(self, scripts: JobScripts, request: Any) -> None:
+        """The scripts' submit-time checks against the checkpoint the job will use (the request's,
+        else the setting's, as ``_model_for`` picks it); RequestValidationError if one refuses."""
+        try:
+            info = self.context.models.resolve(request.checkpoint or self.settings.sd_model_checkpoint or None)
+        except LookupError:  # no such checkpoint: the job reports it when it loads the model
+            info = None
+        # A pickled checkpoint's family is known only once it is loaded: None, the job checks then.
+        model = JobModel(info.name, info.family) if info is not None and info.family is not None else None
+        check_job_scripts(scripts, request, model)
+
+    def _read_submission(self, payload: Any, known: frozenset[str], kind: str) -> Submission:
+        return read_submission(payload, known, kind, self.styles, frozenset(self.extension_settings()))
+
+    @staticmethod
+    def _job(request: Any, submission: Submission, **fields: Any) -> Job:
+        """A job with what the tolerant reader noted about its submission (also written to the log)."""
+        job = Job(request, warnings=submission.warnings, notices=submission.notices,
+                  output_overrides=submission.output_overrides, **fields)
+        if job.warnings:
+            logger.warning("job %s: %s", job.id, "; ".join(job.warnings))
+        return job
 
     def hires_upscalers(self) -> list[str]:
         """Hires. fix's upscaler choices: the latent modes, then the image upscalers."""
@@ -222,10 +269,11 @@ class Studio:
         """Validate an A1111 img2img payload (``init_images``, optional ``mask``, as PIL images or
         base64) and queue it; returns the job id. Errors as ``submit_txt2img``."""
         record = {"payload": payload}
-        payload, scripts = self._job_scripts(payload, is_img2img=True)
-        payload = apply_payload_styles(payload, self.styles)
-        request = img2img_request_from_api(payload, **self._setting_defaults(payload))
-        job = Job(request, scripts=scripts, save=_save_images(record["payload"]), **_id(job_id))
+        submission = self._read_submission(payload, IMG2IMG_API_FIELDS, "img2img")
+        payload, scripts = self._job_scripts(submission.payload, is_img2img=True)
+        request = img2img_request_from_api(payload, **setting_defaults(payload, self.settings))
+        self._check_scripts(scripts, request)
+        job = self._job(request, submission, scripts=scripts, save=_save_images(record["payload"]), **_id(job_id))
         return self._enqueue(job, "img2img", record, job_id)
 
     def _job_scripts(self, payload: Mapping[str, Any], is_img2img: bool) -> tuple[dict[str, Any], JobScripts]:
@@ -270,14 +318,17 @@ class Studio:
                                   "--enable-insecure-extension-access to allow it, or upload the images instead.")
         record = {"payload": payload, "input_dir": input_dir, "output_dir": output_dir, "mask_dir": mask_dir}
         # The settings are checked now, on a stand-in image; each file replaces it when its turn comes.
-        payload, scripts = self._job_scripts(payload, is_img2img=True)
-        payload = apply_payload_styles({**payload, "init_images": [batch_stand_in()]}, self.styles)
-        template = img2img_request_from_api(payload, **self._setting_defaults(payload))
+        submission = self._read_submission({**payload, "init_images": [batch_stand_in()]}, IMG2IMG_API_FIELDS,
+                                           "img2img")
+        payload, scripts = self._job_scripts(submission.payload, is_img2img=True)
+        template = img2img_request_from_api(payload, **setting_defaults(payload, self.settings))
+        self._check_scripts(scripts, template)
         target = Path(output_dir.strip()).expanduser() if output_dir.strip() else self.output_folder(
             "outdir_img2img_samples")
         masks = Path(mask_dir.strip()).expanduser() if mask_dir.strip() else None
         request = batch_request(template, Path(input_dir.strip()).expanduser(), target, masks)
-        return self._enqueue(Job(request, scripts=scripts, **_id(job_id)), "img2img_batch", record, job_id)
+        return self._enqueue(self._job(request, submission, scripts=scripts, **_id(job_id)), "img2img_batch", record,
+                             job_id)
 
     def submit_extras(self, payload: Mapping[str, Any], images: Sequence[tuple[str, Image.Image]],
                       output_dir: str = "", *, job_id: str | None = None,
@@ -292,12 +343,16 @@ class Studio:
         request = extras_request_from_api(payload, self.context.upscalers.names())
         if not images:
             raise RequestValidationError("image", "no image to process")
+        file_format = {"image_format": image_format(self.settings), "embed_infotext": self.settings.enable_pnginfo}
         if output_dir.strip():
-            output = OutputOptions(self._server_folder(output_dir, "output_dir"), date_subfolder=False)
+            output = OutputOptions(self._server_folder(output_dir, "output_dir"), date_subfolder=False, **file_format)
         else:
             output = OutputOptions(self.output_folder("outdir_extras_samples"),
-                                   date_subfolder=self.settings.save_to_dirs)
-        return self._enqueue(Job(ExtrasJob(request, tuple(images), output), **_id(job_id)), kind, stored, job_id)
+                                   date_subfolder=self.settings.save_to_dirs, **file_format)
+        submission = Submission(dict(payload), tuple(unknown_fields(payload, EXTRAS_API_FIELDS, "extras")),
+                                tuple(request.notices()))
+        job = self._job(ExtrasJob(request, tuple(images), output), submission, **_id(job_id))
+        return self._enqueue(job, kind, stored, job_id)
 
     def submit_extras_directory(self, payload: Mapping[str, Any], input_dir: str, output_dir: str = "", *,
                                 job_id: str | None = None) -> str:
@@ -367,19 +422,6 @@ class Studio:
         if not path.is_absolute():
             raise RequestValidationError(field, f"must be an absolute folder path, got {folder!r}")
         return path
-
-    def _setting_defaults(self, payload: Mapping[str, Any]) -> dict[str, Any]:
-        """Request fields that settings fill when the payload leaves them out."""
-        settings = self.settings
-        defaults: dict[str, Any] = {}
-        overrides = payload.get("override_settings") or {}
-        if "CLIP_stop_at_last_layers" not in overrides:
-            defaults["clip_skip"] = settings.CLIP_stop_at_last_layers
-        if "emphasis" not in overrides:
-            defaults["emphasis"] = settings.emphasis
-        if payload.get("eta") is None and settings.eta_ddim:
-            defaults["eta"] = settings.eta_ddim  # A1111 "Eta for DDIM"; only DDIM uses it
-        return defaults
 
     def status(self, job_id: str) -> JobStatus:
         return self.queue.status(job_id)

@@ -27,6 +27,7 @@ import pytest
 from PIL import Image
 
 from modules import cli
+from modules.processing.image_formats import embedded_infotext
 from tests.tiny_models import write_tiny_checkpoint
 
 pytestmark = pytest.mark.slow
@@ -255,6 +256,7 @@ def test_bad_flag_exits_2_in_one_line_before_heavy_imports(tmp_path: Path) -> No
         (["--scheduler", "Nope"], "scheduler"),
         (["--precision", "fp8"], "--precision"),
         (["--no-such-flag"], "--no-such-flag"),
+        (["--negative", "y"], "--negative"),  # a prefix of --negative-prompt: no prefix matching
     ],
 )
 def test_bad_generate_input_exits_2_with_one_line_naming_it(
@@ -272,15 +274,15 @@ def test_bad_generate_input_exits_2_with_one_line_naming_it(
 @pytest.mark.parametrize(
     ("content", "named"),
     [
-        (json.dumps({"prompt": "x", "stepz": 3}), "stepz"),
         (json.dumps({"prompt": "x", "steps": "many"}), "steps"),
-        (json.dumps({"prompt": "x", "override_settings": {"sd_foo": 1}}), "override_settings.sd_foo"),
+        (json.dumps({"prompt": "x", "override_settings": {"samples_format": "gif"}}),
+         "override_settings.samples_format"),
         (json.dumps([{"prompt": "x"}]), "JSON object"),
         (json.dumps("prompt"), "JSON object"),
         ('{"prompt": "x", "steps": 2,', "not valid JSON"),
         (None, "cannot read"),
     ],
-    ids=["unknown-field", "wrong-type", "unknown-setting", "array", "string", "invalid-json", "missing-file"],
+    ids=["wrong-type", "bad-setting", "array", "string", "invalid-json", "missing-file"],
 )
 def test_bad_json_exits_2_with_one_line_naming_it(
     content: str | None, named: str, data_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
@@ -295,6 +297,24 @@ def test_bad_json_exits_2_with_one_line_naming_it(
     assert named in run.stderr
     if content is None or "JSON" in named:
         assert "--config" in run.stderr and str(config) in run.stderr
+
+
+def test_json_with_unknown_fields_runs_and_reports_them(data_dir: Path, tmp_path: Path,
+                                                       capsys: pytest.CaptureFixture[str]) -> None:
+    # Payloads saved by other A1111/Forge versions' clients: A1111 ignores what it does not know.
+    config = tmp_path / "cfg.json"
+    payload = {**API_FIELDS, "n_iter": 1, "seed_enable_extras": True,
+               "override_settings": {"sd_foo": 1, "samples_format": "webp"}}
+    config.write_text(json.dumps(payload), encoding="utf-8")
+    run = run_in_process(["generate-from-json", "--config", str(config), "--data-dir", str(data_dir),
+                          "--out", str(tmp_path / "out")], capsys)
+    assert run.code == 0, run.stderr
+    warnings = run.summary()["warnings"]
+    assert [w.split(":")[0] for w in warnings] == ["seed_enable_extras", "override_settings.sd_foo"]
+    assert all(f"aigen: warning: {w}" in run.stderr for w in warnings)
+    [path] = run.summary()["paths"]
+    with Image.open(path) as image:  # the infotext rides in the WEBP's EXIF UserComment
+        assert path.endswith(".webp") and image.format == "WEBP" and "Seed: 5" in embedded_infotext(image)
 
 
 def test_generate_inpaints_with_flags_and_keeps_the_input_size(data_dir: Path, tmp_path: Path,

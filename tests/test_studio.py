@@ -91,8 +91,12 @@ def test_styles_expand_into_the_prompt_that_is_recorded(studio: Studio) -> None:
     studio.styles.save(PromptStyle("Art", "oil painting, {prompt}", "blurry"))
     result = _generate(studio, prompt="a cat", styles=["Art"])
     assert result.infotexts[0].startswith("oil painting, a cat\nNegative prompt: blurry\n")
+    # A style this install lacks (a client of another install named it) is a notice, not an error.
+    missing = studio.wait(studio.submit_txt2img({"prompt": "x", "styles": ["Missing"], "steps": 1, "width": 64,
+                                                 "height": 64})).result
+    assert any("'Missing'" in notice for notice in missing.notices)
     with pytest.raises(RequestValidationError, match="styles"):
-        studio.submit_txt2img({"prompt": "x", "styles": ["Missing"]})
+        studio.submit_txt2img({"prompt": "x", "styles": "Art"})
 
 
 def test_default_size_follows_the_checkpoint(studio: Studio, tmp_path: Path) -> None:

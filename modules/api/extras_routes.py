@@ -15,7 +15,8 @@ from modules.api.jobs import http_error
 from modules.models.memory import memory_usage
 from modules.processing.errors import ProcessingError, RequestValidationError
 from modules.processing.hires import LATENT_UPSCALE_MODES
-from modules.processing.image_input import png_base64
+from modules.processing.image_formats import encode_base64
+from modules.processing.queue import JobStatus
 
 if TYPE_CHECKING:
     from modules.studio import Studio
@@ -25,8 +26,8 @@ __all__ = ["add_extras_routes"]
 _IMAGE_FIELDS = ("image", "imageList")
 
 
-def _run(studio: Studio, submit: Callable[[], str]) -> Any:
-    """Submit, wait, and return the finished result; errors as HTTP statuses."""
+def _run(studio: Studio, submit: Callable[[], str]) -> JobStatus:
+    """Submit, wait, and return the finished job; errors as HTTP statuses."""
     try:
         job_id = submit()
     except (RequestValidationError, ProcessingError) as error:
@@ -34,7 +35,12 @@ def _run(studio: Studio, submit: Callable[[], str]) -> Any:
     status = studio.wait(job_id)
     if status.result is None:
         raise HTTPException(500, status.error or "extras failed")
-    return status.result
+    return status
+
+
+def _messages(status: JobStatus) -> dict[str, list[str]]:
+    """Our additions to A1111's extras answer: what did not run, and what the reader ignored."""
+    return {"notices": list(status.result.notices), "warnings": list(status.warnings)}
 
 
 def _settings(payload: Any) -> dict[str, Any]:
@@ -48,8 +54,10 @@ def _extras(router: APIRouter, studio: Studio, decode: Callable[[Any, str], Any]
     def extra_single_image(payload: Any = Body(...)) -> dict[str, Any]:  # noqa: B008 - FastAPI idiom
         settings = _settings(payload)
         image = decode(payload.get("image"), "image")
-        result = _run(studio, lambda: studio.submit_extras(settings, [("image", image)]))
-        return {"html_info": result.infotexts[0], "image": png_base64(result.images[0], result.infotexts[0])}
+        status = _run(studio, lambda: studio.submit_extras(settings, [("image", image)]))
+        result, image_format = status.result, studio.image_format()
+        return {"html_info": result.infotexts[0],
+                "image": encode_base64(result.images[0], result.infotexts[0], image_format), **_messages(status)}
 
     @router.post("/extra-batch-images")
     def extra_batch_images(payload: Any = Body(...)) -> dict[str, Any]:  # noqa: B008 - FastAPI idiom
@@ -62,10 +70,13 @@ def _extras(router: APIRouter, studio: Studio, decode: Callable[[Any, str], Any]
             if not isinstance(entry, dict):
                 raise HTTPException(422, f"imageList.{k}: must be an object with data and name")
             images.append((str(entry.get("name") or f"image{k}"), decode(entry.get("data"), f"imageList.{k}.data")))
-        result = _run(studio, lambda: studio.submit_extras(settings, images))
+        status = _run(studio, lambda: studio.submit_extras(settings, images))
+        result, image_format = status.result, studio.image_format()
         return {"html_info": "\n".join(result.infotexts),
-                "images": [png_base64(image, info) for image, info in zip(result.images, result.infotexts,
-                                                                         strict=True)]}
+                "images": [encode_base64(image, info, image_format) for image, info in zip(result.images,
+                                                                                           result.infotexts,
+                                                                                           strict=True)],
+                **_messages(status)}
 
 
 def add_extras_routes(router: APIRouter, studio: Studio, decode: Callable[[Any, str], Any]) -> None:

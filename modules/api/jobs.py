@@ -85,12 +85,13 @@ def describe_job(studio: Studio, job_id: str) -> dict[str, Any]:
         raise HTTPException(404, f"no job {job_id!r}")
     body: dict[str, Any] = stored.summary() if stored else {"id": job_id, "kind": None}
     if status is not None:
-        body.update(state=status.state, position=status.position, error=status.error,
+        body.update(state=status.state, position=status.position, error=status.error, warnings=list(status.warnings),
                     progress={"step": status.step, "total_steps": status.total_steps, "fraction": status.fraction,
                               "eta_s": status.eta_s, "batch": status.batch_index, "batch_count": status.batch_count})
         result = status.result
         count = len(result.images) if result is not None else 0
         body["infotexts"] = list(result.infotexts) if result is not None else []
+        body["notices"] = list(result.notices) if result is not None else []
     else:
         count = len(stored.result.get("paths", [])) if stored else 0
         body.update(position=None, infotexts=stored.result.get("infotexts", []) if stored else [])
@@ -157,7 +158,8 @@ def build_jobs_router(studio: Studio, decode: Callable[[Any, str], Any], depende
             job_id = _submit(studio, body.get("type"), body.get("payload"), decode)
         except (RequestValidationError, ProcessingError) as error:
             raise http_error(error) from None
-        return {"id": job_id, "position": studio.status(job_id).position}
+        status = studio.status(job_id)
+        return {"id": job_id, "position": status.position, "warnings": list(status.warnings)}
 
     @router.get("/jobs")
     # SQLite integers are 64-bit: a larger offset would be an OverflowError (a 500), not a 422.

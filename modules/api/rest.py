@@ -7,8 +7,7 @@ through the same job queue as the browser, so API and UI jobs run one at a time 
 
 from __future__ import annotations
 
-import dataclasses
-import json
+import datetime as dt
 import secrets
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
@@ -17,17 +16,20 @@ from fastapi import APIRouter, Body, Depends, HTTPException
 from fastapi.security import HTTPBasic, HTTPBasicCredentials
 from PIL import Image
 
+from modules.api.a1111_response import IMG2IMG_REQUEST_DEFAULTS, TXT2IMG_REQUEST_DEFAULTS, generation_response
+from modules.api.a1111_routes import add_a1111_routes
 from modules.api.extras_routes import add_extras_routes
 from modules.api.jobs import http_error
 from modules.api.listings import add_listing_routes
 from modules.api.networks import add_network_routes
+from modules.api.options_routes import add_options_routes
 from modules.extensions.job_scripts import describe_scripts
 from modules.processing.errors import ProcessingError, RequestValidationError
+from modules.processing.image_formats import embedded_infotext
 from modules.processing.image_input import decode_base64_image, png_base64
 from modules.processing.infotext import parse_infotext
 from modules.processing.preview import latents_to_preview
 from modules.processing.samplers import SAMPLERS, SCHEDULE_TYPES
-from modules.settings import FOLDER_SETTINGS
 
 if TYPE_CHECKING:
     from modules.studio import Studio
@@ -59,8 +61,13 @@ def decode_image(data: Any, field: str = "image") -> Image.Image:
         raise HTTPException(413 if "limit" in error.message else 422, str(error)) from None
 
 
-def _generate(payload: dict[str, Any], submit: Callable[[dict[str, Any]], str], studio: Studio) -> dict[str, Any]:
-    """Queue a txt2img/img2img payload with ``submit``, wait, and answer in A1111's shape."""
+def _generate(payload: Any, submit: Callable[[dict[str, Any]], str], studio: Studio,
+              defaults: Mapping[str, Any]) -> dict[str, Any]:
+    """Queue a txt2img/img2img payload with ``submit``, wait, and answer in A1111's shape.
+
+    An interrupted job answers 200 with the images it got to (A1111 returns the partly
+    denoised ones); ``info.interrupted`` says so.
+    """
     if not isinstance(payload, dict):
         raise HTTPException(422, "body: must be a JSON object")
     # A1111's API defaults: images are not saved unless asked (``save_images``), and are sent back.
@@ -72,36 +79,37 @@ def _generate(payload: dict[str, Any], submit: Callable[[dict[str, Any]], str], 
     status = studio.wait(job_id)
     if status.state == "failed":
         raise HTTPException(500, status.error or "generation failed")
-    result = status.result
-    images = [png_base64(image, info) for image, info in zip(result.images, result.infotexts, strict=True)]
-    if payload.get("send_images") is False:
-        images = []
-    info = {"prompt": result.request.prompt, "negative_prompt": result.request.negative_prompt,
-            "seed": result.seeds[0] if result.seeds else result.request.seed, "all_seeds": result.seeds,
-            "all_subseeds": result.subseeds, "infotexts": result.infotexts, "job_id": job_id,
-            "interrupted": result.interrupted, "notices": result.notices}
-    # A1111 echoes the request but blanks the images, which would double the response.
-    parameters = {k: None if k in ("init_images", "mask") else v for k, v in payload.items()}
-    return {"images": images, "parameters": parameters, "info": json.dumps(info, ensure_ascii=False)}
+    if status.result is None:  # cancelled while waiting in the queue: nothing was made
+        raise HTTPException(409, f"job {job_id} was cancelled before it started")
+    started = dt.datetime.now() - dt.timedelta(seconds=status.elapsed_s)
+    return generation_response(payload, status.result, job_id, defaults=defaults, warnings=status.warnings,
+                               image_format=studio.image_format(payload.get("override_settings")), started=started)
+
+
+def _idle_state() -> dict[str, Any]:
+    """A1111's ``state`` when nothing runs (``webuiapi.util_wait_for_ready`` waits for ``job_count`` 0)."""
+    return {"skipped": False, "interrupted": False, "stopping_generation": False, "job": "", "job_count": 0,
+            "job_timestamp": "0", "job_no": 0, "sampling_step": 0, "sampling_steps": 0}
 
 
 def _progress(studio: Studio, skip_current_image: bool = False) -> dict[str, Any]:
     job_id = studio.queue.current_id()
-    if job_id is None:
-        return {"progress": 0.0, "eta_relative": 0.0, "state": {"job": "", "sampling_step": 0, "sampling_steps": 0,
-                "interrupted": False, "skipped": False}, "current_image": None, "textinfo": None}
-    status = studio.status(job_id)
+    status = studio.status(job_id) if job_id is not None else None
+    if status is None or status.is_finished:
+        return {"progress": 0.0, "eta_relative": 0.0, "state": _idle_state(), "current_image": None,
+                "textinfo": None}
     current_image = None
     if not skip_current_image and status.preview_latents is not None:
         # The cheap latent preview (no VAE decode), as the UI's live preview shows it.
         preview = latents_to_preview(status.preview_latents, status.family or "sd15")
         current_image = png_base64(preview.resize((preview.width * 8, preview.height * 8),
                                                   Image.Resampling.NEAREST), "")
-    return {"progress": status.fraction, "eta_relative": status.eta_s or 0.0,
-            "state": {"job": job_id, "job_count": status.batch_count, "job_no": status.batch_index,
-                      "sampling_step": status.step, "sampling_steps": status.total_steps,
-                      "interrupted": False, "skipped": False},
-            "current_image": current_image, "textinfo": None}
+    started = dt.datetime.now() - dt.timedelta(seconds=status.elapsed_s)
+    state = {**_idle_state(), "job": job_id, "job_count": status.batch_count, "job_no": status.batch_index,
+             "job_timestamp": started.strftime("%Y%m%d%H%M%S"), "sampling_step": status.step,
+             "sampling_steps": status.total_steps}
+    return {"progress": status.fraction, "eta_relative": status.eta_s or 0.0, "state": state,
+            "current_image": current_image, "textinfo": f"Step {status.step}/{status.total_steps}"}
 
 
 def build_router(studio: Studio, credentials: Sequence[tuple[str, str]] = (),
@@ -112,16 +120,16 @@ def build_router(studio: Studio, credentials: Sequence[tuple[str, str]] = (),
 
     @router.post("/txt2img")
     def txt2img(payload: Any = Body(...)) -> dict[str, Any]:  # noqa: B008 - FastAPI idiom
-        return _generate(payload, studio.submit_txt2img, studio)
+        return _generate(payload, studio.submit_txt2img, studio, TXT2IMG_REQUEST_DEFAULTS)
 
     @router.post("/img2img")
     def img2img(payload: Any = Body(...)) -> dict[str, Any]:  # noqa: B008 - FastAPI idiom
-        return _generate(payload, studio.submit_img2img, studio)
+        return _generate(payload, studio.submit_img2img, studio, IMG2IMG_REQUEST_DEFAULTS)
 
     @router.post("/png-info")
     def png_info(payload: dict[str, Any] = Body(...)) -> dict[str, Any]:  # noqa: B008
         image = decode_image(payload.get("image"))
-        text = str(image.info.get("parameters", ""))
+        text = embedded_infotext(image)
         return {"info": text, "items": {k: v for k, v in image.info.items() if isinstance(v, str)},
                 "parameters": parse_infotext(text) if text.strip() else {}}
 
@@ -138,9 +146,11 @@ def build_router(studio: Studio, credentials: Sequence[tuple[str, str]] = (),
         return {"skipped": studio.skip()}
 
     _model_routes(router, studio)
+    add_options_routes(router, studio)
     add_network_routes(router, studio)
     add_extras_routes(router, studio, decode_image)
     add_listing_routes(router, studio, flags or {})
+    add_a1111_routes(router, studio, decode_image)
     return router
 
 
@@ -174,23 +184,3 @@ def _model_routes(router: APIRouter, studio: Studio) -> None:
     @router.post("/refresh-checkpoints")
     def refresh_checkpoints() -> None:
         studio.refresh_checkpoints()
-
-    @router.get("/options")
-    def get_options() -> dict[str, Any]:
-        return dataclasses.asdict(studio.settings)
-
-    @router.post("/options")
-    def set_options(changes: dict[str, Any] = Body(...)) -> None:  # noqa: B008
-        folders = sorted(FOLDER_SETTINGS & set(changes))
-        if folders:
-            raise HTTPException(422, f"{folders[0]}: folder settings are not settable over the API; "
-                                     "change them in the Settings tab")
-        if "sd_model_checkpoint" in changes:
-            try:
-                chosen = studio.set_checkpoint(str(changes["sd_model_checkpoint"]))
-                changes = {**changes, "sd_model_checkpoint": chosen}
-            except LookupError as error:
-                raise HTTPException(422, f"sd_model_checkpoint: {error}") from None
-        warnings = studio.update_settings(changes)
-        if warnings:
-            raise HTTPException(422, "; ".join(warnings))

@@ -14,14 +14,14 @@ from typing import Any
 
 from PIL import Image
 
-from modules.processing.api_fields import txt2img_fields
+from modules.processing.api_fields import TXT2IMG_API_FIELDS, TXT2IMG_ONLY_FIELDS, txt2img_fields
 from modules.processing.errors import RequestValidationError
 from modules.processing.image_input import decode_base64_image
 from modules.processing.image_ops import RESIZE_MODES
 from modules.processing.img2img_request import MASKED_CONTENT, Img2ImgRequest
 from modules.processing.outpainting import OUTPAINT_SCRIPTS, apply_outpaint_script
 
-__all__ = ["API_DEFAULTS", "img2img_request_from_api"]
+__all__ = ["API_DEFAULTS", "IMG2IMG_API_FIELDS", "img2img_request_from_api"]
 
 #: A1111's API defaults (``StableDiffusionProcessingImg2Img``), ours where they differ.
 API_DEFAULTS: Mapping[str, Any] = {
@@ -30,10 +30,12 @@ API_DEFAULTS: Mapping[str, Any] = {
 }
 # Accepted and ignored: image CFG only matters to instruct-pix2pix checkpoints, which the loader
 # does not take yet; the others only change what the response carries or mean "off".
-_IGNORED = {"image_cfg_scale", "include_init_images", "mask_round", "initial_noise_multiplier", "latent_mask"}
+_IGNORED = {"image_cfg_scale", "include_init_images", "mask_round", "latent_mask"}
 _HANDLED = frozenset({"init_images", "mask", "denoising_strength", "resize_mode", "mask_blur", "mask_blur_x",
                       "mask_blur_y", "inpainting_fill", "inpaint_full_res", "inpaint_full_res_padding",
-                      "inpainting_mask_invert", "script_name", "script_args", *_IGNORED})
+                      "inpainting_mask_invert", "initial_noise_multiplier", "script_name", "script_args", *_IGNORED})
+#: Every field of A1111's ``/sdapi/v1/img2img`` this reader knows (txt2img-only ones are unknown here).
+IMG2IMG_API_FIELDS: frozenset[str] = (TXT2IMG_API_FIELDS - TXT2IMG_ONLY_FIELDS) | _HANDLED
 
 
 def _image(value: Any, field: str) -> Image.Image:
@@ -73,9 +75,8 @@ def img2img_request_from_api(payload: Mapping[str, Any], **extra: Any) -> Img2Im
     Raises:
         RequestValidationError: naming the offending field (A1111's name).
     """
-    if payload.get("enable_hr"):  # hires_from_api refuses a bad value; a true one is a txt2img option
-        raise RequestValidationError("enable_hr", "Hires. fix is a txt2img option; img2img sets its size directly")
-    fields = {**API_DEFAULTS, **txt2img_fields(payload, "img2img", _HANDLED | {"enable_hr"}), **_image_fields(payload)}
+    fields = {**API_DEFAULTS, **extra, **txt2img_fields(payload, "img2img", _HANDLED | TXT2IMG_ONLY_FIELDS),
+              **_image_fields(payload)}
     given = {key: value for key, value in payload.items() if value is not None}
     if "denoising_strength" in given:
         fields["strength"] = given["denoising_strength"]
@@ -90,11 +91,12 @@ def img2img_request_from_api(payload: Mapping[str, Any], **extra: Any) -> Img2Im
             fields[key] = given[key]
     if "inpaint_full_res" in given:
         fields["inpaint_only_masked"] = _flag(given["inpaint_full_res"], "inpaint_full_res")
+    if "initial_noise_multiplier" in given:
+        fields["initial_noise_multiplier"] = given["initial_noise_multiplier"]
     if "inpaint_full_res_padding" in given:
         fields["only_masked_padding"] = given["inpaint_full_res_padding"]
     if "inpainting_mask_invert" in given:
         fields["inpaint_not_masked"] = _flag(given["inpainting_mask_invert"], "inpainting_mask_invert")
-    fields.update(extra)
     request = Img2ImgRequest(**fields)
     script = given.get("script_name") or ""
     if not script:

@@ -21,19 +21,20 @@ from PIL import Image
 
 from modules.models.upscalers import BUILTIN_UPSCALERS, UnknownUpscalerError, Upscaler, UpscalerLibrary
 from modules.processing.errors import RequestValidationError
+from modules.processing.image_formats import embedded_infotext
 from modules.processing.infotext import build_infotext, parse_infotext
 from modules.processing.requests import check_float, check_int
-from modules.processing.saving import save_png
+from modules.processing.saving import save_image
 from modules.processing.upscaling import blend_upscalers, upscale_by, upscale_to
 
 if TYPE_CHECKING:  # txt2img pulls in the whole generation engine; only the type is needed here
     from modules.processing.txt2img import OutputOptions
 
-__all__ = ["ExtrasRequest", "ExtrasResult", "extras_infotext", "extras_parameters", "extras_request_from_api",
-           "run_extras"]
+__all__ = ["EXTRAS_API_FIELDS", "ExtrasRequest", "ExtrasResult", "extras_infotext", "extras_parameters",
+           "extras_request_from_api", "run_extras"]
 
 # Face restoration needs a face detector besides GFPGAN/CodeFormer weights, and none is
-# installed, so these fields are accepted only when they are off. ``codeformer_weight`` does
+# installed, so these fields turn into a notice when they are on. ``codeformer_weight`` does
 # nothing while CodeFormer is off, and A1111 clients send its 0.5 default: only its range is checked.
 _FACE_FIELDS = ("gfpgan_visibility", "codeformer_visibility")
 # Payload keys the API layer reads itself (the pictures, and whether to send them back).
@@ -85,9 +86,11 @@ class ExtrasRequest:
         check_float("codeformer_weight", self.codeformer_weight, 0.0, 1.0)
         for name in _FACE_FIELDS:
             check_float(name, getattr(self, name), 0.0, 1.0)
-            if getattr(self, name) != 0:
-                raise RequestValidationError(name, "face restoration (GFPGAN/CodeFormer) is not installed in "
-                                             "this studio; only 0 is accepted")
+
+    def notices(self) -> list[str]:
+        """What the request asks for that is not installed here (the job runs without it)."""
+        return [f"{name}: face restoration (GFPGAN/CodeFormer) is not installed here; the images are not "
+                "face-restored" for name in _FACE_FIELDS if getattr(self, name) != 0]
 
     @property
     def uses_upscaler_1(self) -> bool:
@@ -120,6 +123,8 @@ class ExtrasResult:
 
 
 _REQUEST_FIELDS = frozenset(f.name for f in fields(ExtrasRequest))
+#: Every field of A1111's extras endpoints this reader knows; others are ignored (and reported).
+EXTRAS_API_FIELDS: frozenset[str] = _REQUEST_FIELDS | _HANDLED_ELSEWHERE
 
 
 def extras_request_from_api(payload: Mapping[str, Any], upscaler_names: Sequence[str]) -> ExtrasRequest:
@@ -128,18 +133,18 @@ def extras_request_from_api(payload: Mapping[str, Any], upscaler_names: Sequence
     ``image``, ``imageList`` and ``show_extras_results`` are skipped (the API layer reads them).
     Whole-number floats are accepted for the integer fields, as JSON clients often send them.
 
+    Fields it does not know are skipped (``EXTRAS_API_FIELDS`` lists those it knows).
+
     Raises:
-        RequestValidationError: naming the field: unknown, wrong type, out of range, face
-            restoration asked for, or an upscaler not in ``upscaler_names``.
+        RequestValidationError: naming the field: wrong type, out of range, or an upscaler not
+            in ``upscaler_names``.
     """
     if not isinstance(payload, Mapping):
         raise RequestValidationError("payload", "must be a JSON object")
     values: dict[str, Any] = {}
     for key, value in payload.items():
-        if key in _HANDLED_ELSEWHERE or value is None:
+        if key in _HANDLED_ELSEWHERE or key not in _REQUEST_FIELDS or value is None:
             continue
-        if key not in _REQUEST_FIELDS:
-            raise RequestValidationError(key, "is not a known extras field")
         is_whole_float = isinstance(value, float) and value.is_integer()
         if key in ("resize_mode", "upscaling_resize_w", "upscaling_resize_h") and is_whole_float:
             value = int(value)
@@ -238,11 +243,11 @@ def run_extras(images: Sequence[tuple[str, Image.Image]], request: ExtrasRequest
                                            request.extras_upscaler_2_visibility)
             image = upscaled
         # 3. Keep the source's infotext, add the Postprocess keys, save.
-        source_text = source.info.get("parameters")
-        infotext = extras_infotext(source_text if isinstance(source_text, str) else None, parameters)
+        infotext = extras_infotext(embedded_infotext(source) or None, parameters)
         path = None
         if output is not None and output.save:
             embedded = infotext if output.embed_infotext else None
-            path = save_png(image, output.target(), _file_stem(name), embedded or None)
+            path = save_image(image, output.target(), _file_stem(name), embedded or None,
+                              image_format=output.image_format)
         results.append(ExtrasResult(name, image, infotext, path))
     return results

@@ -8,7 +8,7 @@ from __future__ import annotations
 import threading
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -94,6 +94,15 @@ class Job:
     scripts: Any = None
     # Whether to save the images (A1111's API ``save_images``); None follows the settings.
     save: bool | None = None
+    # What the tolerant API reader ignored in the submission (unknown fields, options with no
+    # effect here), reported back to the client with the result.
+    warnings: tuple[str, ...] = ()
+    # What the submission asked for that this studio does not do (``restore_faces``, a style
+    # that does not exist): the job runs without it, and these join the result's notices.
+    notices: tuple[str, ...] = ()
+    # A1111 options the submission overrides for this job alone (``override_settings``) that
+    # decide how the studio saves and encodes its images; the engine never looks at them.
+    output_overrides: Mapping[str, Any] = field(default_factory=dict)
 
     def elapsed_s(self) -> float:
         return time.monotonic() - self.started_at

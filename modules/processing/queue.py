@@ -83,6 +83,8 @@ class JobStatus:
     error: str | None = None
     preview_latents: torch.Tensor | None = field(default=None, repr=False)
     family: str | None = None
+    #: What the API reader ignored in the submission (``Job.warnings``).
+    warnings: tuple[str, ...] = ()
 
     @property
     def is_finished(self) -> bool:
@@ -326,16 +328,19 @@ class JobQueue:
         job_id = entry.job.id
         if job_id == self._current:
             elapsed = time.monotonic() - (entry.started_at or time.monotonic())
-            return JobStatus(job_id, "running", 0, elapsed_s=elapsed, **_progress_fields(entry, elapsed, True))
+            return JobStatus(job_id, "running", 0, elapsed_s=elapsed, warnings=entry.job.warnings,
+                             **_progress_fields(entry, elapsed, True))
         position = self._pending.index(job_id) + 1
-        return JobStatus(job_id, "queued", position, **_progress_fields(entry, 0.0, False))
+        return JobStatus(job_id, "queued", position, warnings=entry.job.warnings,
+                         **_progress_fields(entry, 0.0, False))
 
     def _final_status(self, entry: _Entry, state: JobState, result: Any, error: str | None) -> JobStatus:
         elapsed = 0.0 if entry.started_at is None else time.monotonic() - entry.started_at
         fields = _progress_fields(entry, elapsed, keep_latents=False)
         if state == "done":
             fields.update(fraction=1.0, eta_s=0.0)
-        return JobStatus(entry.job.id, state, None, elapsed_s=elapsed, result=result, error=error, **fields)
+        return JobStatus(entry.job.id, state, None, elapsed_s=elapsed, result=result, error=error,
+                         warnings=entry.job.warnings, **fields)
 
     def _finish_locked(self, entry: _Entry, state: JobState, result: Any = None, error: str | None = None,
                        final: JobStatus | None = None) -> None:

@@ -131,19 +131,24 @@ class StyleStore:
             raise
 
 
-def apply_payload_styles(payload: Mapping[str, Any], store: StyleStore) -> dict[str, Any]:
-    """An A1111 payload with its ``styles`` expanded into ``prompt``/``negative_prompt``.
+def apply_payload_styles(payload: Mapping[str, Any], store: StyleStore) -> tuple[dict[str, Any], list[str]]:
+    """An A1111 payload with its ``styles`` expanded into ``prompt``/``negative_prompt``, and a
+    notice per style name that does not exist (it is left out; the job runs with the others).
 
     Raises:
-        RequestValidationError: ``styles`` is not a list of names, or names an unknown style.
+        RequestValidationError: ``styles`` is not a list of names.
     """
     result = dict(payload)
     names = result.pop("styles", None) or []
     if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
         raise RequestValidationError("styles", "must be a list of style names")
-    if names:
+    known = store.load()
+    notices = [f"styles: no style named {name!r} in {store.path.name}; left out" for name in names
+               if name not in known]
+    found = [name for name in names if name in known]
+    if found:
         prompt, negative = result.get("prompt") or "", result.get("negative_prompt") or ""
         if not isinstance(prompt, str) or not isinstance(negative, str):
             raise RequestValidationError("prompt", "must be a string")
-        result["prompt"], result["negative_prompt"] = store.apply(names, prompt, negative)
-    return result
+        result["prompt"], result["negative_prompt"] = store.apply(found, prompt, negative)
+    return result, notices

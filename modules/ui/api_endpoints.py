@@ -14,6 +14,7 @@ import gradio as gr
 from PIL import Image
 
 from modules.processing.errors import ProcessingError, RequestValidationError
+from modules.processing.image_formats import embedded_infotext
 from modules.processing.image_input import decode_base64_image, png_base64
 from modules.processing.infotext import parse_infotext
 from modules.ui.generation_form import prompt_plan
@@ -61,9 +62,13 @@ def _generate(studio: Studio, submit: Callable[[dict[str, Any]], str], payload: 
     if status.state == "failed":
         raise gr.Error(status.error or "generation failed")
     result = status.result
+    if result is None:
+        raise gr.Error(f"job {job_id} was cancelled before it started")
+    # An interrupted job brings the images it got to (partly denoised), as A1111's do.
     images = [png_base64(image, info) for image, info in zip(result.images, result.infotexts, strict=True)]
     return {"job_id": job_id, "images": images, "infotexts": result.infotexts, "seeds": result.seeds,
-            "interrupted": result.interrupted, "paths": [str(p) for p in result.paths], "notices": result.notices}
+            "interrupted": result.interrupted, "paths": [str(p) for p in result.paths], "notices": result.notices,
+            "warnings": list(status.warnings)}
 
 
 def _status_dict(studio: Studio, job_id: str) -> dict[str, Any]:
@@ -161,7 +166,7 @@ def _instant_endpoints(studio: Studio) -> tuple[Endpoint, ...]:
     def png_info(image: str) -> dict[str, Any]:
         """Read the A1111 infotext of a base64 image: {"info": text, "parameters": parsed fields}."""
         decoded = _decode_image(image)
-        text = str(decoded.info.get("parameters", ""))
+        text = embedded_infotext(decoded)
         return {"info": text, "parameters": parse_infotext(text) if text.strip() else {}}
 
     def prompt_preview(prompt: str, steps: int = 20) -> dict[str, Any]:

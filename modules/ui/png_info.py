@@ -13,6 +13,7 @@ import gradio as gr
 from PIL import Image, UnidentifiedImageError
 
 from modules.processing.errors import RequestValidationError
+from modules.processing.image_formats import embedded_infotext
 from modules.processing.infotext import parse_infotext
 from modules.processing.request_infotext import txt2img_values_from_infotext
 from modules.ui.img2img import Img2ImgTab
@@ -30,12 +31,10 @@ def read_infotext(path: str | Path | None) -> tuple[str, dict[str, str]]:
         return "", {}
     try:
         with Image.open(path) as image:
-            text = image.info.get("parameters") or image.info.get("comment") or ""
+            text = embedded_infotext(image)
     except (UnidentifiedImageError, OSError) as error:
         raise gr.Error(f"Not an image this app can read: {error}") from None
-    if isinstance(text, bytes):
-        text = text.decode("utf-8", errors="replace")
-    text = str(text)[:MAX_INFOTEXT_CHARS]
+    text = text[:MAX_INFOTEXT_CHARS]
     return text, (parse_infotext(text) if text.strip() else {})
 
 

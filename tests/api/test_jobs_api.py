@@ -28,7 +28,7 @@ def _events(client: httpx.Client, job_id: str) -> list[tuple[str, dict]]:
 
 def test_submit_follow_events_and_fetch_the_image(jobs_api: httpx.Client) -> None:
     body = jobs_api.post("/jobs", json={"type": "txt2img", "payload": {**TINY, "steps": 20}}).json()
-    assert set(body) == {"id", "position"}
+    assert set(body) == {"id", "position", "warnings"} and body["warnings"] == []
     events = _events(jobs_api, body["id"])
     names = [name for name, _ in events]
     assert names[-1] == "succeeded" and "started" in names and names.count("progress") >= 1

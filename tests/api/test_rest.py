@@ -36,7 +36,7 @@ def test_txt2img_as_an_a1111_client_sends_it(api: httpx.Client) -> None:
 
 @pytest.mark.parametrize(
     ("payload", "field"),
-    [({"prompt": "x", "steps": 0}, "steps"), ({"prompt": "x", "stepz": 3}, "stepz"),
+    [({"prompt": "x", "steps": 0}, "steps"), ({"prompt": "x", "send_images": "no"}, "send_images"),
      ({"prompt": "x", "sampler_name": "Nope"}, "sampler_name"), ({"prompt": "x", "width": "wide"}, "width")],
 )
 def test_bad_fields_are_422_naming_the_field(api: httpx.Client, payload: dict, field: str) -> None:
@@ -169,7 +169,7 @@ def test_extras_batch_and_its_errors(api: httpx.Client) -> None:
     sizes = [Image.open(io.BytesIO(base64.b64decode(data))).size for data in body["images"]]
     assert sizes == [(64, 64), (64, 64)]
     for payload, field in (({"image": _png((1, 1, 1)), "upscaler_1": "4x-missing"}, "upscaler_1"),
-                           ({"image": _png((1, 1, 1)), "gfpgan_visibility": 1}, "gfpgan_visibility"),
+                           ({"image": _png((1, 1, 1)), "gfpgan_visibility": 2}, "gfpgan_visibility"),
                            ({"image": "not base64"}, "image")):
         response = api.post("/extra-single-image", json=payload)
         assert response.status_code == 422 and field in response.json()["detail"], response.text

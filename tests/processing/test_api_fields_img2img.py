@@ -8,7 +8,8 @@ import io
 import pytest
 from PIL import Image
 
-from modules.processing.api_fields_img2img import img2img_request_from_api
+from modules.processing.api_fields import unknown_fields
+from modules.processing.api_fields_img2img import IMG2IMG_API_FIELDS, img2img_request_from_api
 from modules.processing.errors import RequestValidationError
 
 
@@ -51,12 +52,22 @@ def test_integer_choices_and_flags_translate() -> None:
     ({"init_images": [IMAGE], "inpainting_fill": "paint"}, "inpainting_fill"),
     ({"init_images": [IMAGE], "inpaint_full_res": "yes"}, "inpaint_full_res"),
     ({"init_images": [IMAGE], "mask_blur_x": 100}, "mask_blur_x"),
-    ({"init_images": [IMAGE], "denoise": 0.5}, "denoise"),
+    ({"init_images": [IMAGE], "initial_noise_multiplier": 2.0}, "initial_noise_multiplier"),
 ])
 def test_bad_fields_are_named(payload: dict, field: str) -> None:
     with pytest.raises(RequestValidationError) as error:
         img2img_request_from_api(payload)
     assert error.value.field == field
+
+
+def test_unknown_and_txt2img_only_fields_are_ignored_and_listed() -> None:
+    # A1111's reader ignores fields it does not know; clients of other versions send them.
+    payload = {"init_images": [IMAGE], "denoise": 0.5, "enable_hr": True, "hr_scale": 2, "seed_enable_extras": True,
+               "include_init_images": True, "initial_noise_multiplier": 0.5}
+    request = img2img_request_from_api(payload)
+    assert request.hires is None and request.initial_noise_multiplier == 0.5
+    warnings = unknown_fields(payload, IMG2IMG_API_FIELDS, "img2img")
+    assert [w.split(":")[0] for w in warnings] == ["denoise", "enable_hr", "hr_scale", "seed_enable_extras"]
 
 
 def test_oversized_image_is_refused_before_its_pixels_decode() -> None:

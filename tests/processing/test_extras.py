@@ -14,6 +14,7 @@ from PIL import Image, PngImagePlugin
 from modules.models.upscalers import UpscalerLibrary
 from modules.processing.errors import RequestValidationError
 from modules.processing.extras import (
+    EXTRAS_API_FIELDS,
     ExtrasRequest,
     extras_infotext,
     extras_parameters,
@@ -165,10 +166,9 @@ def test_api_payload_with_defaults_nulls_and_image_fields() -> None:
     ({"upscaler_1": "4x-UltraSharp"}, "upscaler_1"),
     ({"upscaler_2": 5}, "upscaler_2"),
     ({"extras_upscaler_2_visibility": 1.5}, "extras_upscaler_2_visibility"),
-    ({"gfpgan_visibility": 0.5}, "gfpgan_visibility"),
-    ({"codeformer_visibility": 1}, "codeformer_visibility"),
+    ({"gfpgan_visibility": 1.5}, "gfpgan_visibility"),
+    ({"codeformer_visibility": "1"}, "codeformer_visibility"),
     ({"codeformer_weight": 2}, "codeformer_weight"),
-    ({"upscaling_scale": 2}, "upscaling_scale"),
 ])
 def test_bad_api_fields_are_named(payload: dict[str, Any], field: str) -> None:
     with pytest.raises(RequestValidationError) as caught:
@@ -176,9 +176,17 @@ def test_bad_api_fields_are_named(payload: dict[str, Any], field: str) -> None:
     assert caught.value.field == field
 
 
-def test_face_restoration_is_reported_as_not_installed() -> None:
-    with pytest.raises(RequestValidationError, match="face restoration .* not installed"):
-        extras_request_from_api({"gfpgan_visibility": 1.0}, ["None"])
+def test_face_restoration_is_a_notice_that_it_is_not_installed() -> None:
+    request = extras_request_from_api({"gfpgan_visibility": 1.0, "codeformer_visibility": 0}, ["None"])
+    assert len(request.notices()) == 1 and "face restoration" in request.notices()[0]
+    assert "not installed" in request.notices()[0] and request.notices()[0].startswith("gfpgan_visibility")
+
+
+def test_unknown_fields_are_ignored() -> None:
+    # ``model`` and ``upscaling_scale`` come from other A1111/Forge versions' clients.
+    request = extras_request_from_api({"upscaling_scale": 2, "model": "x", "upscaling_resize": 3}, ["None"])
+    assert request.upscaling_resize == 3
+    assert "upscaling_scale" not in EXTRAS_API_FIELDS and "upscaling_resize" in EXTRAS_API_FIELDS
 
 
 def test_payload_must_be_an_object() -> None:

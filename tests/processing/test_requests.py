@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from modules.processing.api_fields import txt2img_request_from_api
+from modules.processing.api_fields import TXT2IMG_API_FIELDS, payload_notices, txt2img_request_from_api, unknown_fields
 from modules.processing.errors import RequestValidationError
 from modules.processing.requests import Txt2ImgRequest
 
@@ -86,17 +86,38 @@ def test_api_payload_uses_a1111_names() -> None:
 @pytest.mark.parametrize(
     ("payload", "field_name"),
     [
-        ({"stepz": 3}, "stepz"),
         ({"steps": "many"}, "steps"),
+        ({"send_images": "yes"}, "send_images"),
+        ({"s_churn": "lots"}, "s_churn"),
+        ({"refiner_checkpoint": "xl-refiner"}, "refiner_checkpoint"),
         ({"enable_hr": "yes"}, "enable_hr"),
         ({"enable_hr": True, "hr_scale": 20}, "hr_scale"),
         ({"enable_hr": True, "hr_sampler_name": "Euler z"}, "hr_sampler_name"),
         ({"enable_hr": True, "hr_second_pass_steps": -1}, "hr_second_pass_steps"),
         ({"enable_hr": True, "hr_checkpoint_name": "other.safetensors"}, "hr_checkpoint_name"),
-        ({"override_settings": {"outdir_samples": "/etc"}}, "override_settings.outdir_samples"),
+        ({"override_settings": ["CLIP_stop_at_last_layers"]}, "override_settings"),
+        ({"override_settings": {"randn_source": "NV"}}, "randn_source"),
     ],
 )
 def test_api_payload_errors_name_the_field(payload: dict, field_name: str) -> None:
     with pytest.raises(RequestValidationError) as caught:
         txt2img_request_from_api(payload)
     assert caught.value.field == field_name
+
+
+def test_unknown_fields_are_ignored_and_listed_known_ones_still_read() -> None:
+    # Fields of other A1111/Forge versions: A1111's own reader ignores them, so does ours.
+    payload = {"prompt": "p", "steps": 3, "seed_enable_extras": True, "distilled_cfg_scale": 3.5,
+               "override_settings": {"eta_noise_seed_delta": 31337, "randn_source": "GPU"}}
+    request = txt2img_request_from_api(payload)
+    assert (request.num_inference_steps, request.eta_noise_seed_delta, request.randn_source) == (3, 31337, "GPU")
+    warnings = unknown_fields(payload, TXT2IMG_API_FIELDS, "txt2img")
+    assert [w.split(":")[0] for w in warnings] == ["seed_enable_extras", "distilled_cfg_scale"]
+    assert all("ignored" in w for w in warnings)
+
+
+def test_features_not_here_are_notices_not_errors() -> None:
+    payload = {"prompt": "p", "restore_faces": True}
+    assert txt2img_request_from_api(payload).prompt == "p"
+    assert [n.split(":")[0] for n in payload_notices(payload)] == ["restore_faces"]
+    assert payload_notices({"restore_faces": False}) == []

@@ -44,10 +44,20 @@ def test_saving_adds_or_replaces_and_keeps_others(tmp_path: Path) -> None:
 def test_payload_styles_expand_and_are_validated(tmp_path: Path) -> None:
     store = StyleStore(tmp_path / "styles.csv")
     store.save(PromptStyle("Art", "oil painting", "blurry"))
-    payload = apply_payload_styles({"prompt": "a cat", "styles": ["Art"], "steps": 3}, store)
+    payload, notices = apply_payload_styles({"prompt": "a cat", "styles": ["Art"], "steps": 3}, store)
     assert payload == {"prompt": "a cat, oil painting", "negative_prompt": "blurry", "steps": 3}
+    assert notices == []
     with pytest.raises(RequestValidationError, match="styles"):
         apply_payload_styles({"styles": "Art"}, store)
+
+
+def test_an_unknown_style_is_left_out_with_a_notice(tmp_path: Path) -> None:
+    # A1111 clients send style names of their own install; the job runs with the styles that exist.
+    store = StyleStore(tmp_path / "styles.csv")
+    store.save(PromptStyle("Art", "oil painting"))
+    payload, notices = apply_payload_styles({"prompt": "a cat", "styles": ["Nope", "Art"]}, store)
+    assert payload["prompt"] == "a cat, oil painting"
+    assert len(notices) == 1 and "'Nope'" in notices[0] and "left out" in notices[0]
 
 
 def test_delete_removes_only_that_style_and_keeps_the_a1111_format(tmp_path: Path) -> None:
