@@ -45,7 +45,7 @@ def resolve_script_args(script: Script, is_img2img: bool, given: Mapping[str, An
     if given is None:
         given = {}
     elif not isinstance(given, Mapping):
-        if isinstance(given, str | bytes):
+        if not isinstance(given, list | tuple):
             raise ScriptArgError(f"{title}: expected a list or an object of arguments, got {given!r}")
         given = _named(script, list(given), is_img2img)
     unknown = sorted(set(given) - set(schema))

@@ -84,7 +84,9 @@ def test_arguments_by_name_or_a1111_position_with_defaults_and_checks() -> None:
                            ({"enabled": "yes"}, "Darken: enabled: expected true or false"),
                            ({"steps_seen": 1.5}, "Darken: steps_seen: expected a whole number"),
                            ({"strength": 1}, "Darken: unknown argument 'strength'"),
-                           ([1, True, "last", 0, "extra"], "Darken: expected at most 4 arguments")):
+                           ([1, True, "last", 0, "extra"], "Darken: expected at most 4 arguments"),
+                           (5, "Darken: expected a list or an object of arguments"),
+                           ("1, 2", "Darken: expected a list or an object of arguments")):
         with pytest.raises(ScriptArgError, match=message.replace(".", r"\.").replace("(", r"\(")):
             resolve_script_args(script, False, given)
 
