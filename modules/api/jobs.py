@@ -24,9 +24,10 @@ from typing import TYPE_CHECKING, Any
 
 from fastapi import APIRouter, Body, HTTPException, Query, Response
 from fastapi.responses import StreamingResponse
-from PIL import Image, PngImagePlugin
+from PIL import Image
 
 from modules.processing.errors import ProcessingError, RequestValidationError
+from modules.processing.image_formats import write_image
 from modules.processing.image_input import png_base64
 from modules.processing.preview import latents_to_preview
 from modules.processing.queue import JobStatus, QueueFullError
@@ -132,10 +133,8 @@ async def _events(studio: Studio, job_id: str, preview: bool) -> AsyncIterator[s
 def _image_bytes(studio: Studio, job_id: str, index: int) -> bytes:
     status = _live(studio, job_id)
     if status is not None and status.result is not None and 0 <= index < len(status.result.images):
-        info = PngImagePlugin.PngInfo()
-        info.add_text("parameters", status.result.infotexts[index])
         buffer = io.BytesIO()
-        status.result.images[index].save(buffer, format="PNG", pnginfo=info)
+        write_image(status.result.images[index], buffer, status.result.infotexts[index])
         return buffer.getvalue()
     stored = studio.jobs.get(job_id)
     paths = stored.result.get("paths", []) if stored else []
