@@ -87,7 +87,8 @@ def launch_ui(args: argparse.Namespace) -> int:
     from modules.app import build_app_context
     from modules.settings import SettingsStore
     from modules.studio import Studio
-    from modules.ui.app import CSS, build_app
+    from modules.ui.app import build_app
+    from modules.ui.page_assets import page_css, page_head
 
     context = build_app_context(args)
     studio = Studio(context, SettingsStore(context.paths.root / "config.json"))
@@ -120,8 +121,8 @@ def launch_ui(args: argparse.Namespace) -> int:
     host = "0.0.0.0" if args.listen else (args.server_name or "127.0.0.1")
     try:
         demo.launch(server_name=host, server_port=args.port, share=args.share, auth=credentials or None,
-                    inbrowser=args.autolaunch, css=CSS, footer_links=["api"], max_file_size="50mb",
-                    show_error=True, quiet=False, prevent_thread_lock=True,
+                    inbrowser=args.autolaunch, css=page_css(), head=page_head(), footer_links=["api"],
+                    max_file_size="50mb", show_error=True, quiet=False, prevent_thread_lock=True,
                     # The REST routes are part of the app from its first request: added after
                     # launch, an early client (or the readiness probe's next call) got a 404.
                     app_kwargs={"routes": [*router.routes, *health.routes, *internal.routes, *jobs.routes,

@@ -24,17 +24,10 @@ from modules.ui.send_to import wire_send_to
 from modules.ui.settings_tab import build_settings_tab, component_for, value_from_component
 from modules.ui.txt2img import HIRES_FIELDS, PAYLOAD_FIELDS, build_txt2img_tab
 
-__all__ = ["CSS", "build_app"]
+__all__ = ["build_app"]
 
 logger = logging.getLogger(__name__)
 
-CSS = """
-.aigen-progress { position: relative; height: 1.6em; background: var(--block-background-fill);
-  border: 1px solid var(--border-color-primary); border-radius: 4px; overflow: hidden; }
-.aigen-progress-bar { position: absolute; inset: 0 auto 0 0; background: var(--color-accent-soft); }
-.aigen-progress-text { position: relative; padding-left: 0.5em; font-size: 0.9em; }
-.aigen-warning { padding: 0.5em 1em; border: 1px solid #d97706; background: #fef3c7; color: #78350f; }
-"""
 
 def _warning_banner(studio: Studio) -> str:
     lines = list(studio.settings_warnings)
