@@ -15,6 +15,7 @@ from modules.processing.api_fields import TXT2IMG_API_FIELDS, txt2img_request_fr
 from modules.processing.api_fields_img2img import IMG2IMG_API_FIELDS, img2img_request_from_api
 from modules.processing.dynamic_prompts import has_dynamic_syntax, run_with_dynamic_prompts
 from modules.processing.errors import RequestValidationError
+from modules.processing.grids import GridOptions, add_batch_grid
 from modules.processing.img2img import run_img2img
 from modules.processing.img2img_request import Img2ImgRequest
 from modules.processing.job import Job, ProgressUpdate
@@ -110,8 +111,12 @@ def run_generate(context: AppContext, payload: dict[str, Any], out: Path | None)
     if exact:
         result.paths = [save_image(image, target.parent, "", info, exact_path=target)
                         for image, info, target in zip(result.images, result.infotexts, targets, strict=False)]
+    grid = None
+    if out is None:  # A1111's folders: a job of several images saves their grid too (grid_save)
+        grids = context.paths.outputs / ("img2img-grids" if is_img2img else "txt2img-grids")
+        grid = add_batch_grid(result, GridOptions(show=False, save=Settings().grid_save, folder=grids))
     result.notices[:0] = submission.notices
-    return {**_summary(result), "warnings": list(submission.warnings)}
+    return {**_summary(result), "grid": str(grid) if grid else None, "warnings": list(submission.warnings)}
 
 
 def _default_size(context: AppContext, payload: dict[str, Any], is_img2img: bool) -> dict[str, int]:

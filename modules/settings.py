@@ -106,6 +106,11 @@ class Settings:
     outdir_img2img_samples: str = _folder("Output directory for img2img images")
     outdir_extras_samples: str = _folder("Output directory for images from extras tab")
     grid_save: bool = _opt(True, "Always save all generated image grids", _SAVING, "checkbox")
+    grid_only_if_multiple: bool = _opt(True, "Do not save grids consisting of one picture", _SAVING, "checkbox")
+    grid_prevent_empty_spots: bool = _opt(False, "Prevent empty spots in grid (when set to autodetect)", _SAVING,
+                                          "checkbox")
+    n_rows: int = _slider(-1, "Grid row count; use -1 for autodetect and 0 for it to be same as batch size", _SAVING,
+                          (-1, 16, 1))
     outdir_grids: str = _folder("Output directory for grids; if empty, defaults to the folders below")
     outdir_txt2img_grids: str = _folder("Output directory for txt2img grids")
     outdir_img2img_grids: str = _folder("Output directory for img2img grids")
@@ -142,6 +147,8 @@ class Settings:
         ("sd_model_checkpoint", "sd_vae", "CLIP_stop_at_last_layers"), "Quicksettings list", _UI, "dropdown",
         multiselect=True, choices_from="settings", info="settings shown at the top of the page (after a reload)")
     disable_token_counters: bool = _opt(False, "Disable prompt token counters", _UI, "checkbox")
+    return_grid: bool = _opt(True, "Show grid in gallery", _UI, "checkbox",
+                             info="a job of several images shows their grid first (with the first image's infotext)")
 
 
 def _collect_infos() -> tuple[SettingInfo, ...]:

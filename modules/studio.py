@@ -39,8 +39,9 @@ from modules.processing.dynamic_prompts import run_with_dynamic_prompts
 from modules.processing.errors import ProcessingError, RequestValidationError
 from modules.processing.extras import EXTRAS_API_FIELDS, extras_request_from_api
 from modules.processing.extras_job import ExtrasJob, images_in_folder
+from modules.processing.grids import GridOptions, add_batch_grid
 from modules.processing.hires import LATENT_UPSCALE_MODES
-from modules.processing.hooks import StepHook
+from modules.processing.hooks import HookDispatcher, StepHook
 from modules.processing.image_formats import ImageFormat
 from modules.processing.image_input import decode_base64_image
 from modules.processing.img2img import run_img2img
@@ -56,7 +57,7 @@ from modules.processing.job import Job
 from modules.processing.job_store import JobStore
 from modules.processing.outpainting import OUTPAINT_SCRIPTS
 from modules.processing.queue import JobQueue, JobStatus
-from modules.processing.saving import remove_orphan_temp_files, save_image
+from modules.processing.saving import remove_orphan_temp_files, save_grid, save_image
 from modules.processing.styles import StyleStore
 from modules.processing.txt2img import GenerationResult, OutputOptions, run_txt2img
 from modules.processing.upscaling import library_image_upscale
@@ -75,6 +76,12 @@ def _save_images(payload: Mapping[str, Any]) -> bool | None:
     """A1111's ``save_images``: True/False when the payload says, None (the settings) otherwise."""
     value = payload.get("save_images")
     return value if isinstance(value, bool) else None
+
+
+def _wants_grid(payload: Mapping[str, Any]) -> bool:
+    """Whether a job may make A1111's batch grid: not with ``do_not_save_grid``, and not when
+    ``save_images`` is false (A1111's API sets ``do_not_save_grid = not save_images``)."""
+    return payload.get("do_not_save_grid") is not True and payload.get("save_images") is not False
 
 
 logger = logging.getLogger(__name__)
@@ -151,7 +158,18 @@ class Studio:
             # As in A1111, each file is a job of its own for the scripts: a selected script runs per file.
             generate = self._generator(job, True, batch_output(request))
             return run_img2img_batch(request, lambda r: run_with_scripts(job.scripts, r, generate, saver, styles))
-        return run_with_scripts(job.scripts, request, self._generator(job, is_img2img), saver, styles)
+        # A1111's batch grid, unless a selected script runs the job: it makes its own grids.
+        grid = self._grid_options(job, is_img2img) if job.scripts is None or job.scripts.selected is None else None
+        return run_with_scripts(job.scripts, request, self._generator(job, is_img2img, grid=grid), saver, styles)
+
+    def _grid_options(self, job: Job, is_img2img: bool) -> GridOptions:
+        """A1111's batch-grid options for ``job``: the settings (with the job's overrides), the tab's grids folder."""
+        settings = dataclasses.replace(self.settings, **job.output_overrides)
+        folder = self.output_folder("outdir_img2img_grids" if is_img2img else "outdir_txt2img_grids")
+        return GridOptions(show=job.grid and settings.return_grid, save=job.grid and settings.grid_save,
+                           folder=folder, date_subfolder=settings.save_to_dirs, embed_infotext=settings.enable_pnginfo,
+                           only_if_multiple=settings.grid_only_if_multiple, n_rows=settings.n_rows,
+                           prevent_empty_spots=settings.grid_prevent_empty_spots)
 
     def _model_for(self, request: Any) -> Any:
         """The loaded model a request names (checkpoint and VAE), or the settings' choice; the
@@ -163,10 +181,12 @@ class Studio:
             self.context.scripts.run_callbacks("on_model_loaded", model.pipeline)
         return model
 
-    def _generator(self, job: Job, is_img2img: bool, output: OutputOptions | None = None) -> Any:
+    def _generator(self, job: Job, is_img2img: bool, output: OutputOptions | None = None,
+                   grid: GridOptions | None = None) -> Any:
         """One generation of the job: ``(request, extra hooks, save) -> result``. The model is
         looked up per request, so a script may vary the checkpoint or VAE (X/Y/Z plot).
-        ``output`` None: the tab's output folder from the settings."""
+        ``output`` None: the tab's output folder from the settings. ``grid``: make A1111's batch
+        grid of the images, before the always-on scripts' ``postprocess`` adds theirs (as A1111)."""
         settings = dataclasses.replace(self.settings, **job.output_overrides)
         if output is None:
             folder = self.output_folder("outdir_img2img_samples" if is_img2img else "outdir_txt2img_samples")
@@ -181,7 +201,11 @@ class Studio:
             saved_hook = [_ImageSavedCallbacks(self.context.scripts)] if self.context.scripts.callbacks else []
             part = Job(request, [*job.hooks, *hooks, *saved_hook], job.on_progress, job.id, job.cancel)
             options = dataclasses.replace(output, save=output.save and save)
-            return run_with_dynamic_prompts(run, self._model_for(request), part, options, self.context.paths.wildcards)
+            result = run_with_dynamic_prompts(run, self._model_for(request), part, options,
+                                              self.context.paths.wildcards)
+            if grid is not None:
+                add_batch_grid(result, grid, HookDispatcher(saved_hook))
+            return result
 
         return generate
 
@@ -195,7 +219,9 @@ class Studio:
             tab = "img2img" if is_img2img else "txt2img"
             folder = self.output_folder(f"outdir_{tab}_{'grids' if is_grid else 'samples'}")
             target = OutputOptions(folder, date_subfolder=settings.save_to_dirs).target()
-            return save_image(image, target, "grid" if is_grid else str(request.seed), infotext or None)
+            if is_grid:
+                return save_grid(image, target, infotext or None)
+            return save_image(image, target, str(request.seed), infotext or None)
 
         return save_script_image
 
@@ -234,7 +260,8 @@ class Studio:
             raise RequestValidationError("hr_upscaler", f"no upscaler {request.hires.upscaler!r}; available: "
                                                         f"{', '.join(self.hires_upscalers())}")
         self._check_scripts(scripts, request)
-        job = self._job(request, submission, scripts=scripts, save=_save_images(record["payload"]), **_id(job_id))
+        job = self._job(request, submission, scripts=scripts, save=_save_images(record["payload"]),
+                        grid=_wants_grid(record["payload"]), **_id(job_id))
         return self._enqueue(job, "txt2img", record, job_id)
 
     def _check_scripts(self, scripts: JobScripts, request: Any) -> None:
@@ -273,7 +300,8 @@ class Studio:
         payload, scripts = self._job_scripts(submission.payload, is_img2img=True)
         request = img2img_request_from_api(payload, **setting_defaults(payload, self.settings))
         self._check_scripts(scripts, request)
-        job = self._job(request, submission, scripts=scripts, save=_save_images(record["payload"]), **_id(job_id))
+        job = self._job(request, submission, scripts=scripts, save=_save_images(record["payload"]),
+                        grid=_wants_grid(record["payload"]), **_id(job_id))
         return self._enqueue(job, "img2img", record, job_id)
 
     def _job_scripts(self, payload: Mapping[str, Any], is_img2img: bool) -> tuple[dict[str, Any], JobScripts]:

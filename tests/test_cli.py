@@ -336,3 +336,16 @@ def test_generate_inpaints_with_flags_and_keeps_the_input_size(data_dir: Path, t
     unreadable = run_in_process(["generate", "--prompt", "x", "--init-image", str(tmp_path / "nope.png"),
                                  "--data-dir", str(data_dir)], capsys)
     assert unreadable.code == 2 and "--init-image" in unreadable.stderr
+
+
+def test_a_batch_saves_a1111s_grid_beside_its_images(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Into A1111's folders (no ``--out``) a job of several images also saves their grid, as A1111 does."""
+    write_tiny_checkpoint(tmp_path / "models" / "Stable-diffusion", "sd15")
+    run = run_in_process(["generate", *FLAGS, "--batch-size", "2", "--data-dir", str(tmp_path)], capsys)
+    assert run.code == 0, run.stderr
+    summary = run.summary()
+    assert summary["seeds"] == [5, 6] and len(summary["paths"]) == 2  # the images; the grid is reported apart
+    grid = Path(summary["grid"])
+    assert grid.name == "grid-0000.png" and grid.parent.parent == tmp_path / "outputs" / "txt2img-grids"
+    with Image.open(grid) as image:
+        assert image.size == (128, 64) and image.info["parameters"] == summary["infotext"]

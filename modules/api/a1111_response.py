@@ -67,16 +67,17 @@ def _info(result: GenerationResult, payload: Mapping[str, Any], job_id: str,
           warnings: Sequence[str], started: dt.datetime) -> dict[str, Any]:
     """A1111's ``Processed.js()`` for ``result``, plus our own keys."""
     request = result.request
-    parsed = [parse_infotext(text) if text else {"Prompt": "", "Negative prompt": ""} for text in result.infotexts]
-    first = parsed[result.index_of_first_image] if len(parsed) > result.index_of_first_image else (
-        parsed[0] if parsed else {})
-    seeds, subseeds = result.seeds or [request.seed], result.subseeds or [request.subseed]
+    # A1111's all_* lists are the images' own: a grid shown first (index_of_first_image) is not one.
+    skip = result.index_of_first_image
+    parsed = [parse_infotext(text) if text else {"Prompt": "", "Negative prompt": ""}
+              for text in result.infotexts[skip:]]
+    first = parsed[0] if parsed else {}
+    seeds, subseeds = result.seeds[skip:] or [request.seed], result.subseeds[skip:] or [request.subseed]
     return {
         "prompt": request.prompt, "all_prompts": [p.get("Prompt", "") for p in parsed] or [request.prompt],
         "negative_prompt": request.negative_prompt,
         "all_negative_prompts": [p.get("Negative prompt", "") for p in parsed] or [request.negative_prompt],
-        "seed": seeds[result.index_of_first_image] if len(seeds) > result.index_of_first_image else seeds[0],
-        "all_seeds": list(seeds), "subseed": subseeds[0], "all_subseeds": list(subseeds),
+        "seed": seeds[0], "all_seeds": list(seeds), "subseed": subseeds[0], "all_subseeds": list(subseeds),
         "subseed_strength": getattr(request, "subseed_strength", 0), "width": getattr(request, "width", None),
         "height": getattr(request, "height", None), "sampler_name": getattr(request, "sampler_name", None),
         "cfg_scale": getattr(request, "guidance_scale", None), "steps": getattr(request, "num_inference_steps", None),

@@ -30,6 +30,7 @@ from modules.processing.image_input import decode_base64_image, png_base64
 from modules.processing.infotext import parse_infotext
 from modules.processing.preview import latents_to_preview
 from modules.processing.samplers import SAMPLERS, SCHEDULE_TYPES
+from modules.processing.schedules import DEFAULT_RHO
 
 if TYPE_CHECKING:
     from modules.studio import Studio
@@ -162,7 +163,8 @@ def _model_routes(router: APIRouter, studio: Studio) -> None:
 
     @router.get("/schedulers")
     def schedulers() -> list[dict[str, Any]]:
-        return [{"name": t.lower().replace(" ", "_"), "label": t} for t in SCHEDULE_TYPES]
+        return [{"name": t.lower().replace(" ", "_"), "label": t, "aliases": None,
+                 "default_rho": DEFAULT_RHO.get(t, -1)} for t in SCHEDULE_TYPES]
 
     @router.get("/sd-models")
     def sd_models() -> list[dict[str, Any]]:

@@ -38,7 +38,6 @@ from typing import TYPE_CHECKING, Any
 import torch
 from PIL import Image
 
-from modules.extensions.grid import image_grid
 from modules.extensions.script_args import (
     ArgSpec,
     Checkbox,
@@ -50,6 +49,7 @@ from modules.extensions.script_args import (
     Slider,
     Textbox,
 )
+from modules.processing.grids import image_grid
 from modules.processing.hooks import StepParams, UNetCall, UNetResiduals
 from modules.processing.img2img_request import Img2ImgRequest
 from modules.processing.requests import Txt2ImgRequest
@@ -144,11 +144,7 @@ def merge_results(parts: list[Processed]) -> Processed:
 def prepend_grid(result: Processed, grid: Image.Image, infotext: str = "") -> Processed:
     """Put ``grid`` first, as A1111 shows a script's grid before its images (with the first
     image's seeds, and its infotext unless another is given)."""
-    result.images.insert(0, grid)
-    result.index_of_first_image += 1
-    result.seeds.insert(0, result.seeds[0] if result.seeds else -1)
-    result.subseeds.insert(0, result.subseeds[0] if result.subseeds else -1)
-    result.infotexts.insert(0, infotext or (result.infotexts[0] if result.infotexts else ""))
+    result.prepend_grid(grid, infotext)
     return result
 
 

@@ -94,6 +94,9 @@ class Job:
     scripts: Any = None
     # Whether to save the images (A1111's API ``save_images``); None follows the settings.
     save: bool | None = None
+    # Whether the studio may make A1111's batch grid (A1111's ``do_not_save_grid`` inverted; its
+    # API turns it off unless ``save_images`` is true).
+    grid: bool = True
     # What the tolerant API reader ignored in the submission (unknown fields, options with no
     # effect here), reported back to the client with the result.
     warnings: tuple[str, ...] = ()

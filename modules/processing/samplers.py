@@ -14,38 +14,57 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
+from modules.processing.schedules import SCHEDULE_TYPES
+
 __all__ = [
     "SCHEDULE_TYPES",
     "SAMPLERS",
     "SamplerSpec",
     "UnknownSamplerError",
     "build_scheduler",
-    "expressible_schedule_types",
+    "concrete_schedule",
+    "partial_schedule",
     "resolve_sampler",
+    "schedule_choices",
     "supported_schedule_types",
+    "timed_scheduler",
 ]
 
-#: Schedule types in A1111's dropdown order. "Automatic" means the sampler's own default.
-SCHEDULE_TYPES: tuple[str, ...] = ("Automatic", "Uniform", "Karras", "Exponential", "SGM Uniform", "Beta")
+# How a sampler's diffusers scheduler takes a schedule (checked against diffusers by the tests):
+#   "sigmas"      set_timesteps(sigmas=...) takes our sigma list;
+#   "timesteps"   set_timesteps(timesteps=...) takes its (fractional) timesteps;
+#   "table"       the scheduler keeps one sigma per step plus the last and one timestep per step,
+#                 built by set_timesteps; ours replace those two tensors after it (schedule_input.py);
+#   "sigma_flags" only config flags (use_karras_sigmas, ...) and timestep_spacing;
+#   "spacing"     only timestep_spacing;
+#   "own"         only the scheduler's own schedule (LCM ignores timestep_spacing).
+_COMPUTED_INPUTS = ("sigmas", "timesteps", "table")
 
-# How each concrete schedule type is expressed in diffusers' scheduler config. "Uniform" is
-# k-diffusion's default: timesteps spaced evenly over the whole training range ("linspace").
-# "SGM Uniform" spaces them from t_max without reaching 0, which diffusers calls "trailing".
-_SCHEDULE_OVERRIDES: Mapping[str, Mapping[str, Any]] = MappingProxyType(
+# The schedule types diffusers' config expresses natively, for the samplers that take no list.
+# Each gives the same timesteps as schedules.py (Karras, Exponential and Beta use the same
+# formulas on the same sigma range; Polyexponential's default rho 1 is Exponential); the tests
+# compare them. "leading" spacing with offset 1 is DDIM's t = 1 + i * (T // n).
+_NATIVE: Mapping[str, Mapping[str, Any]] = MappingProxyType(
     {
         "Uniform": {"timestep_spacing": "linspace"},
         "Karras": {"timestep_spacing": "linspace", "use_karras_sigmas": True},
         "Exponential": {"timestep_spacing": "linspace", "use_exponential_sigmas": True},
+        "Polyexponential": {"timestep_spacing": "linspace", "use_exponential_sigmas": True},
         "SGM Uniform": {"timestep_spacing": "trailing"},
+        "Simple": {"timestep_spacing": "trailing"},
+        "Normal": {"timestep_spacing": "linspace"},
+        "DDIM": {"timestep_spacing": "leading", "steps_offset": 1},
         "Beta": {"timestep_spacing": "linspace", "use_beta_sigmas": True},
     }
 )
 _SIGMA_FLAGS = ("use_karras_sigmas", "use_exponential_sigmas", "use_beta_sigmas")
-# The scheduler argument without which a schedule type cannot be expressed at all.
-_REQUIRED_ARGUMENT: Mapping[str, str | None] = MappingProxyType(
-    {"Automatic": None, "Uniform": None, "Karras": "use_karras_sigmas",
-     "Exponential": "use_exponential_sigmas", "SGM Uniform": "timestep_spacing", "Beta": "use_beta_sigmas"}
-)
+
+
+def _sigma_flags_of(schedule_type: str) -> set[str]:
+    return set(_NATIVE[schedule_type]) & set(_SIGMA_FLAGS)
+# With a computed list the config only decides ``init_noise_sigma``: "linspace" makes it the
+# list's first sigma, as k-diffusion starts from noise * sigma_max.
+_COMPUTED_CONFIG: Mapping[str, Any] = MappingProxyType({"timestep_spacing": "linspace"})
 
 
 class UnknownSamplerError(ValueError):
@@ -70,9 +89,9 @@ class SamplerSpec:
     uses_ensd: bool = False
     #: Noise comes from a Brownian tree seeded per image instead of from the image generator.
     brownian_noise: bool = False
-    #: Schedule types the diffusers scheduler can express (declared, so that validating a request
-    #: needs no diffusers import; a test checks it against the scheduler's signature).
-    schedule_types: tuple[str, ...] = ()
+    #: How its scheduler takes a schedule (see ``_COMPUTED_INPUTS``; declared, so that validating a
+    #: request needs no diffusers import; the tests check it against the installed diffusers).
+    schedule_input: str = "table"
 
     @property
     def scheduler_cls(self) -> type:
@@ -82,12 +101,8 @@ class SamplerSpec:
         return getattr(diffusers, self.scheduler_class)
 
 
-_SPACING_ONLY = ("Automatic", "Uniform", "SGM Uniform")
-
-
 def _spec(name: str, cls: str, aliases: Sequence[str] = (), **kwargs: Any) -> SamplerSpec:
     options = MappingProxyType(dict(kwargs.pop("options", {})))
-    kwargs.setdefault("schedule_types", SCHEDULE_TYPES)
     return SamplerSpec(name, cls, options, tuple(aliases), **kwargs)
 
 
@@ -95,30 +110,30 @@ def _spec(name: str, cls: str, aliases: Sequence[str] = (), **kwargs: Any) -> Sa
 SAMPLERS: tuple[SamplerSpec, ...] = (
     _spec("DPM++ 2M", "DPMSolverMultistepScheduler", ["k_dpmpp_2m"], default_schedule="Karras",
           options={"algorithm_type": "dpmsolver++", "solver_order": 2}),
-    _spec("DPM++ SDE", "DPMSolverSDEScheduler", ["k_dpmpp_sde"], default_schedule="Karras", brownian_noise=True),
+    _spec("DPM++ SDE", "DPMSolverSDEScheduler", ["k_dpmpp_sde"], default_schedule="Karras", brownian_noise=True,
+          schedule_input="sigma_flags"),
     _spec("DPM++ 2M SDE", "DPMSolverMultistepScheduler", ["k_dpmpp_2m_sde"], default_schedule="Exponential",
           options={"algorithm_type": "sde-dpmsolver++", "solver_order": 2}),
     _spec("DPM++ 2M SDE Heun", "DPMSolverMultistepScheduler", ["k_dpmpp_2m_sde_heun"],
           default_schedule="Exponential",
           options={"algorithm_type": "sde-dpmsolver++", "solver_order": 2, "solver_type": "heun"}),
     _spec("DPM++ 2S a", "DPMSolverSinglestepScheduler", ["k_dpmpp_2s_a"], default_schedule="Karras",
-          options={"algorithm_type": "dpmsolver++", "solver_order": 2, "lower_order_final": True},
-          schedule_types=("Automatic", "Uniform", "Karras", "Exponential", "Beta")),
+          options={"algorithm_type": "dpmsolver++", "solver_order": 2, "lower_order_final": True}),
     _spec("DPM++ 3M SDE", "DPMSolverMultistepScheduler", ["k_dpmpp_3m_sde"], default_schedule="Exponential",
           options={"algorithm_type": "sde-dpmsolver++", "solver_order": 3}),
-    _spec("Euler a", "EulerAncestralDiscreteScheduler", ["k_euler_a", "k_euler_ancestral"], uses_ensd=True,
-          schedule_types=_SPACING_ONLY),
-    _spec("Euler", "EulerDiscreteScheduler", ["k_euler"]),
+    _spec("Euler a", "EulerAncestralDiscreteScheduler", ["k_euler_a", "k_euler_ancestral"], uses_ensd=True),
+    _spec("Euler", "EulerDiscreteScheduler", ["k_euler"], schedule_input="sigmas"),
     _spec("LMS", "LMSDiscreteScheduler", ["k_lms"]),
-    _spec("Heun", "HeunDiscreteScheduler", ["k_heun"]),
-    _spec("DPM2", "KDPM2DiscreteScheduler", ["k_dpm_2"], default_schedule="Karras"),
-    _spec("DPM2 a", "KDPM2AncestralDiscreteScheduler", ["k_dpm_2_a"], default_schedule="Karras", uses_ensd=True),
+    _spec("Heun", "HeunDiscreteScheduler", ["k_heun"], schedule_input="timesteps"),
+    _spec("DPM2", "KDPM2DiscreteScheduler", ["k_dpm_2"], default_schedule="Karras", schedule_input="sigma_flags"),
+    _spec("DPM2 a", "KDPM2AncestralDiscreteScheduler", ["k_dpm_2_a"], default_schedule="Karras", uses_ensd=True,
+          schedule_input="sigma_flags"),
     _spec("DDIM", "DDIMScheduler", (), keeps_model_spacing=True, uses_eta=True,
-          options={"set_alpha_to_one": False}, schedule_types=_SPACING_ONLY),
+          options={"set_alpha_to_one": False}, schedule_input="spacing"),
     _spec("PLMS", "PNDMScheduler", (), keeps_model_spacing=True, options={"skip_prk_steps": True},
-          schedule_types=_SPACING_ONLY),
+          schedule_input="spacing"),
     _spec("UniPC", "UniPCMultistepScheduler", (), keeps_model_spacing=True),
-    _spec("LCM", "LCMScheduler", ["k_lcm"], keeps_model_spacing=True, schedule_types=_SPACING_ONLY),
+    _spec("LCM", "LCMScheduler", ["k_lcm"], keeps_model_spacing=True, schedule_input="own"),
 )
 
 
@@ -134,14 +149,28 @@ _BY_NAME = _lookup_table()
 
 
 def supported_schedule_types(spec: SamplerSpec) -> tuple[str, ...]:
-    """Schedule types this sampler can use ("Automatic" always)."""
-    return spec.schedule_types
+    """Schedule types this sampler can use, in A1111's order ("Automatic" always)."""
+    if spec.schedule_input in _COMPUTED_INPUTS:
+        return SCHEDULE_TYPES
+    if spec.schedule_input == "sigma_flags":
+        return ("Automatic", *(s for s in SCHEDULE_TYPES if s in _NATIVE))
+    if spec.schedule_input == "spacing":
+        return ("Automatic", *(s for s in SCHEDULE_TYPES if s in _NATIVE and not _sigma_flags_of(s)))
+    return ("Automatic",)
 
 
-def expressible_schedule_types(spec: SamplerSpec) -> tuple[str, ...]:
-    """Schedule types the installed diffusers scheduler accepts (imports diffusers; for tests)."""
-    accepted = inspect.signature(spec.scheduler_cls.__init__).parameters
-    return tuple(s for s in SCHEDULE_TYPES if _REQUIRED_ARGUMENT[s] in (None, *accepted))
+def schedule_choices(sampler_name: str) -> tuple[str, ...]:
+    """The schedule types to offer for a sampler name (all of them for an unknown name)."""
+    spec = _BY_NAME.get(sampler_name.strip().lower())
+    return SCHEDULE_TYPES if spec is None else supported_schedule_types(spec)
+
+
+def concrete_schedule(spec: SamplerSpec, schedule_type: str) -> str | None:
+    """The schedule type "Automatic" stands for (the sampler's default), or None where the
+    timestep samplers keep the model's own spacing."""
+    if schedule_type != "Automatic":
+        return schedule_type
+    return None if spec.keeps_model_spacing else spec.default_schedule
 
 
 def resolve_sampler(name: str, schedule_type: str = "Automatic") -> tuple[SamplerSpec, str]:
@@ -183,6 +212,8 @@ def build_scheduler(
 ) -> Any:
     """Create the diffusers scheduler for ``spec`` on a model's noise schedule.
 
+    Its timesteps are not set yet: ``timed_scheduler`` does that, with the schedule type's sigmas.
+
     Args:
         spec: the sampler.
         schedule_type: one of ``SCHEDULE_TYPES`` that ``spec`` supports.
@@ -199,25 +230,43 @@ def build_scheduler(
     config = {k: v for k, v in model_scheduler_config.items() if k in keep}
     accepted = inspect.signature(spec.scheduler_cls.__init__).parameters
     config.update({flag: False for flag in _SIGMA_FLAGS if flag in accepted})
-    concrete = spec.default_schedule if schedule_type == "Automatic" else schedule_type
-    if not (schedule_type == "Automatic" and spec.keeps_model_spacing):
-        config.update(_SCHEDULE_OVERRIDES[concrete])
+    concrete = concrete_schedule(spec, schedule_type)
+    if concrete is not None:
+        config.update(_COMPUTED_CONFIG if spec.schedule_input in _COMPUTED_INPUTS else _NATIVE[concrete])
     config.update(spec.options)
     if spec.brownian_noise and seeds:
         config["noise_sampler_seed"] = list(seeds) if len(seeds) > 1 else int(seeds[0])
     return spec.scheduler_cls.from_config({k: v for k, v in config.items() if k in accepted})
 
 
+def timed_scheduler(spec: SamplerSpec, schedule_type: str, model_scheduler_config: Mapping[str, Any],
+                    steps: int, device: Any, seeds: Sequence[int] = (), is_xl: bool = False) -> Any:
+    """A fresh scheduler with its timesteps set for ``steps`` sampling steps of the schedule type.
+
+    Samplers whose scheduler takes a computed schedule get the sigmas of ``schedules.py``
+    (``is_xl`` picks Align Your Steps' SDXL table); the others get their config's own.
+    """
+    scheduler = build_scheduler(spec, schedule_type, model_scheduler_config, seeds)
+    concrete = concrete_schedule(spec, schedule_type)
+    if concrete is None or spec.schedule_input not in _COMPUTED_INPUTS:
+        scheduler.set_timesteps(steps, device=device)
+        return scheduler
+    from modules.processing.schedule_input import set_computed_schedule
+
+    set_computed_schedule(scheduler, spec.schedule_input, concrete, steps, device, is_xl)
+    return scheduler
+
+
 def partial_schedule(spec: SamplerSpec, schedule_type: str, model_scheduler_config: Mapping[str, Any],
-                     seeds: Sequence[int], total_steps: int, steps_to_run: int, device: Any) -> tuple[Any, int]:
+                     seeds: Sequence[int], total_steps: int, steps_to_run: int, device: Any,
+                     is_xl: bool = False) -> tuple[Any, int]:
     """A scheduler over ``total_steps`` that will run only the last ``steps_to_run`` of them
     (img2img, hires fix), and the index of its first call to run.
 
     The start is counted in scheduler calls (second-order samplers make ``order`` per step);
     ``set_begin_index`` tells the scheduler where its step counter starts.
     """
-    scheduler = build_scheduler(spec, schedule_type, model_scheduler_config, seeds)
-    scheduler.set_timesteps(total_steps, device=device)
+    scheduler = timed_scheduler(spec, schedule_type, model_scheduler_config, total_steps, device, seeds, is_xl)
     start = (total_steps - steps_to_run) * scheduler.order
     if hasattr(scheduler, "set_begin_index"):
         scheduler.set_begin_index(start)

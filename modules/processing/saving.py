@@ -2,7 +2,8 @@
 
 ``outputs/txt2img-images/YYYY-MM-DD/NNNNN-SEED.png`` (or ``.jpg``/``.webp``, A1111's "File format
 for images"): the five-digit counter continues from the
-highest number already in the folder. The image is written to a temporary file in the same
+highest number already in the folder. Grids are ``grid-NNNN.png``, with a four-digit counter
+of their own. The image is written to a temporary file in the same
 folder, flushed to disk, then hard-linked to its final name; linking fails if the name exists,
 so two writers can never overwrite each other (the loser takes the next number), and a crash
 leaves either no file or a complete one.
@@ -22,9 +23,10 @@ from PIL import Image
 
 from modules.processing.image_formats import PNG, ImageFormat, write_image
 
-__all__ = ["date_folder", "next_counter", "remove_orphan_temp_files", "save_image", "write_temp_file"]
+__all__ = ["date_folder", "next_counter", "remove_orphan_temp_files", "save_grid", "save_image", "write_temp_file"]
 
 _COUNTER_RE = re.compile(r"^(\d{5,})-")
+_GRID_COUNTER_RE = re.compile(r"^grid-(\d{4,})")
 
 
 def date_folder(outputs: Path, kind: str, today: dt.date | None = None) -> Path:
@@ -32,12 +34,13 @@ def date_folder(outputs: Path, kind: str, today: dt.date | None = None) -> Path:
     return outputs / kind / (today or dt.date.today()).isoformat()
 
 
-def next_counter(folder: Path) -> int:
-    """One past the highest NNNNN- prefix in ``folder`` (0 for an empty folder)."""
+def next_counter(folder: Path, pattern: re.Pattern[str] = _COUNTER_RE) -> int:
+    """One past the highest NNNNN- prefix in ``folder`` (0 for an empty folder); ``pattern``'s
+    first group is the number (the grids' ``grid-NNNN`` has its own)."""
     highest = -1
     if folder.is_dir():
         for entry in folder.iterdir():
-            match = _COUNTER_RE.match(entry.name)
+            match = pattern.match(entry.name)
             if match:
                 highest = max(highest, int(match.group(1)))
     return highest + 1
@@ -99,23 +102,45 @@ def save_image(image: Image.Image, folder: Path, stem_suffix: str, infotext: str
     Raises:
         FileExistsError: ``exact_path`` exists already.
     """
-    folder = exact_path.parent if exact_path else folder
+    if exact_path is None:
+        return _save_numbered(image, folder, infotext, image_format, next_counter,
+                              lambda n: f"{n:05d}-{stem_suffix}{image_format.suffix}")
+    folder = exact_path.parent
     folder.mkdir(parents=True, exist_ok=True)
     tmp = write_temp_file(folder, lambda handle: write_image(image, handle, infotext, image_format),
                           image_format.suffix)
     try:
-        if exact_path is not None:
-            os.link(tmp, exact_path)
-            final = exact_path
-        else:
-            counter = next_counter(folder)
-            while True:
-                final = folder / f"{counter:05d}-{stem_suffix}{image_format.suffix}"
-                try:
-                    os.link(tmp, final)
-                    break
-                except FileExistsError:
-                    counter += 1
+        os.link(tmp, exact_path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    _fsync_dir(folder)
+    return exact_path
+
+
+def save_grid(image: Image.Image, folder: Path, infotext: str | None = None,
+              image_format: ImageFormat = PNG) -> Path:
+    """Save a grid as ``folder/grid-NNNN.png`` (A1111's grid names: a four-digit counter of
+    their own), atomically and never overwriting, ``infotext`` inside as ``save_image`` does."""
+    return _save_numbered(image, folder, infotext, image_format,
+                          lambda f: next_counter(f, _GRID_COUNTER_RE), lambda n: f"grid-{n:04d}{image_format.suffix}")
+
+
+def _save_numbered(image: Image.Image, folder: Path, infotext: str | None, image_format: ImageFormat,
+                   first_counter: Callable[[Path], int], name: Callable[[int], str]) -> Path:
+    """Write ``image`` to a temp file in ``folder``, then hard-link it as ``name(n)`` from
+    ``first_counter(folder)`` on, taking the next number while a name is taken (another writer)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    tmp = write_temp_file(folder, lambda handle: write_image(image, handle, infotext, image_format),
+                          image_format.suffix)
+    try:
+        counter = first_counter(folder)
+        while True:
+            final = folder / name(counter)
+            try:
+                os.link(tmp, final)
+                break
+            except FileExistsError:
+                counter += 1
     finally:
         tmp.unlink(missing_ok=True)
     _fsync_dir(folder)

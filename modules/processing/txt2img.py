@@ -35,7 +35,7 @@ from modules.processing.job import CancelToken, Job, ProgressUpdate
 from modules.processing.prompt_conditioning import ScheduledConditioning
 from modules.processing.request_infotext import txt2img_parameters
 from modules.processing.requests import Txt2ImgRequest
-from modules.processing.samplers import SamplerSpec, build_scheduler, partial_schedule, resolve_sampler
+from modules.processing.samplers import SamplerSpec, partial_schedule, resolve_sampler, timed_scheduler
 from modules.processing.saving import date_folder, save_image
 from modules.processing.seeds import (
     ImageSeeds,
@@ -107,6 +107,15 @@ class GenerationResult:
         embedded = infotext if output.embed_infotext else None
         self.paths.append(save_image(image, output.target(), str(seed), embedded, image_format=output.image_format))
         return self.paths[-1]
+
+    def prepend_grid(self, grid: Image.Image, infotext: str = "") -> None:
+        """Put ``grid`` first, as A1111 shows a grid before the images (with the first image's
+        seeds, and its infotext unless another is given); ``index_of_first_image`` counts it."""
+        self.images.insert(0, grid)
+        self.index_of_first_image += 1
+        self.seeds.insert(0, self.seeds[0] if self.seeds else -1)
+        self.subseeds.insert(0, self.subseeds[0] if self.subseeds else -1)
+        self.infotexts.insert(0, infotext or (self.infotexts[0] if self.infotexts else ""))
 
     def extend(self, part: GenerationResult) -> None:
         """Append the images (and messages) of a part of this job run on its own."""
@@ -190,8 +199,8 @@ def _run_batch(model: LoadedModel, job: Job, batch_index: int, seeds: ImageSeeds
         resize = (request.seed_resize_from_h // factor, request.seed_resize_from_w // factor)
     spec, schedule = resolve_sampler(request.sampler_name, request.scheduler)
     noise, generators = batch_noise(model, request, spec, shape, batch_seeds, batch_subseeds, resize)
-    scheduler = build_scheduler(spec, schedule, model.scheduler_config, batch_seeds)
-    scheduler.set_timesteps(request.num_inference_steps, device=model.device)
+    scheduler = timed_scheduler(spec, schedule, model.scheduler_config, request.num_inference_steps, model.device,
+                                batch_seeds, is_xl=model.family.is_xl)
     inputs = DenoiseInputs(
         unet=model.pipeline.unet, scheduler=scheduler,
         latents=noise * scheduler.init_noise_sigma,
@@ -248,7 +257,7 @@ def _hires_pass(model: LoadedModel, job: Job, batch_index: int, seeds: ImageSeed
     spec, schedule = resolve_sampler(second.sampler_name, second.scheduler)
     noise, generators = batch_noise(model, request, spec, tuple(init.shape[1:]), batch_seeds, batch_subseeds)
     scheduler, start = partial_schedule(spec, schedule, model.scheduler_config, batch_seeds, total, steps_to_run,
-                                        model.device)
+                                        model.device, is_xl=model.family.is_xl)
     start_latents = scheduler.add_noise(init, noise, scheduler.timesteps[start:start + 1])
     inputs = DenoiseInputs(
         unet=model.pipeline.unet, scheduler=scheduler, latents=start_latents,

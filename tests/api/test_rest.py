@@ -37,7 +37,8 @@ def test_txt2img_as_an_a1111_client_sends_it(api: httpx.Client) -> None:
 @pytest.mark.parametrize(
     ("payload", "field"),
     [({"prompt": "x", "steps": 0}, "steps"), ({"prompt": "x", "send_images": "no"}, "send_images"),
-     ({"prompt": "x", "sampler_name": "Nope"}, "sampler_name"), ({"prompt": "x", "width": "wide"}, "width")],
+     ({"prompt": "x", "sampler_name": "Nope"}, "sampler_name"), ({"prompt": "x", "width": "wide"}, "width"),
+     ({"prompt": "x", "sampler_name": "DDIM", "scheduler": "Karras"}, "scheduler")],
 )
 def test_bad_fields_are_422_naming_the_field(api: httpx.Client, payload: dict, field: str) -> None:
     response = api.post("/txt2img", json=payload)
@@ -54,7 +55,10 @@ def test_bad_images_and_bodies_are_4xx(api: httpx.Client) -> None:
 def test_listings_and_options(api: httpx.Client) -> None:
     samplers = {s["name"] for s in api.get("/samplers").json()}
     assert {"Euler a", "DPM++ 2M", "DDIM"} <= samplers
-    assert "Karras" in {s["label"] for s in api.get("/schedulers").json()}
+    schedulers = api.get("/schedulers").json()
+    assert [s["label"] for s in schedulers][:3] == ["Automatic", "Uniform", "Karras"] and len(schedulers) == 12
+    assert {"align_your_steps", "kl_optimal", "sgm_uniform"} <= {s["name"] for s in schedulers}
+    assert [s["default_rho"] for s in schedulers if s["default_rho"] != -1] == [7.0, 1.0]  # Karras, Polyexponential
     models = api.get("/sd-models").json()
     assert models[0]["model_name"] == "tiny-sd15"
     assert api.post("/options", json={"sd_model_checkpoint": "tiny-sd15"}).status_code == 200

@@ -32,7 +32,7 @@ from modules.processing.requests import Txt2ImgRequest
         ({"clip_skip": 0}, "clip_skip"),
         ({"sampler_name": "Nope"}, "sampler_name"),
         ({"scheduler": "Weird"}, "scheduler"),
-        ({"sampler_name": "Euler a", "scheduler": "Karras"}, "scheduler"),
+        ({"sampler_name": "DDIM", "scheduler": "Karras"}, "scheduler"),
         ({"prompt": None}, "prompt"),
         ({"prompt": "a\x00b"}, "prompt"),
         ({"eta": -0.1}, "eta"),

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from modules.processing.saving import date_folder, next_counter, save_image
+from modules.processing.saving import date_folder, next_counter, save_grid, save_image
 
 
 def _image() -> Image.Image:
@@ -64,3 +64,12 @@ def test_orphan_temp_files_from_a_killed_save_are_removed(tmp_path: Path) -> Non
     (folder / "00001-5.png").write_bytes(b"kept")
     assert remove_orphan_temp_files(tmp_path / "outputs") == 1
     assert [p.name for p in folder.iterdir()] == ["00001-5.png"]
+
+
+def test_grids_are_named_grid_nnnn_with_a_counter_of_their_own(tmp_path: Path) -> None:
+    save_image(_image(), tmp_path, "7")  # an image beside them does not move the grids' counter
+    first = save_grid(_image(), tmp_path, "prompt\nSteps: 1")
+    assert first.name == "grid-0000.png" and Image.open(first).info["parameters"] == "prompt\nSteps: 1"
+    (tmp_path / "grid-0041.png").write_bytes(b"not ours")
+    assert save_grid(_image(), tmp_path).name == "grid-0042.png"
+    assert save_image(_image(), tmp_path, "8").name == "00001-8.png"
