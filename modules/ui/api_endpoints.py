@@ -64,9 +64,11 @@ def _generate(studio: Studio, submit: Callable[[dict[str, Any]], str], payload: 
     result = status.result
     if result is None:
         raise gr.Error(f"job {job_id} was cancelled before it started")
-    # An interrupted job brings the images it got to (partly denoised), as A1111's do.
+    # An interrupted job brings the images it got to (partly denoised), as A1111's do. Like the
+    # gallery, a job of several images starts with their grid: index_of_first_image says so.
     images = [png_base64(image, info) for image, info in zip(result.images, result.infotexts, strict=True)]
     return {"job_id": job_id, "images": images, "infotexts": result.infotexts, "seeds": result.seeds,
+            "index_of_first_image": result.index_of_first_image,
             "interrupted": result.interrupted, "paths": [str(p) for p in result.paths], "notices": result.notices,
             "warnings": list(status.warnings)}
 

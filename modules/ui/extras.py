@@ -15,6 +15,7 @@ import gradio as gr
 from PIL import Image
 
 from modules.processing.errors import ProcessingError, RequestValidationError
+from modules.ui.image_format import IMAGE_FORMAT
 
 if TYPE_CHECKING:
     from modules.studio import Studio
@@ -111,7 +112,7 @@ def build_extras_tab(studio: Studio) -> ExtrasTab:
         with gr.Column(scale=1):
             with gr.Tabs(elem_id="mode_extras") as mode_tabs:
                 with gr.Tab(_MODES[0], id=SINGLE_IMAGE_TAB_ID, elem_id=SINGLE_IMAGE_TAB_ID) as single:
-                    image = gr.Image(label="Source", type="pil", sources=["upload", "clipboard"],
+                    image = gr.Image(label="Source", type="pil", sources=["upload", "clipboard"], format=IMAGE_FORMAT,
                                      elem_id="extras_image", height=400)
                 with gr.Tab(_MODES[1], id="extras_batch_process_tab", elem_id="extras_batch_process_tab") as batch:
                     files = gr.File(label="Batch Process", file_count="multiple", elem_id="extras_image_batch")
@@ -126,7 +127,7 @@ def build_extras_tab(studio: Studio) -> ExtrasTab:
             generate = gr.Button("Generate", variant="primary", elem_id="extras_generate")
             _upscale_controls(c, studio.context.upscalers.names())
         with gr.Column(scale=1):
-            gallery = gr.Gallery(label="Result", format="png", type="pil", columns=2, elem_id="extras_gallery",
+            gallery = gr.Gallery(label="Result", format=IMAGE_FORMAT, type="pil", columns=2, elem_id="extras_gallery",
                                  interactive=False, height=400)
             info = gr.Textbox(label="Info", lines=4, interactive=False, elem_id="extras_info")
     names = ("resize_mode", "upscaling_resize", "upscaling_resize_w", "upscaling_resize_h", "upscaling_crop",

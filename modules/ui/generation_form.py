@@ -18,8 +18,10 @@ import gradio as gr
 from modules.processing.errors import ProcessingError, RequestValidationError
 from modules.processing.prompt_preview import preview_prompt, token_counter
 from modules.processing.queue import JobStatus
-from modules.processing.samplers import SAMPLERS, SCHEDULE_TYPES
-from modules.ui.output_panel import OutputPanel, build_output_panel, wire_save
+from modules.processing.samplers import SAMPLERS, schedule_choices
+from modules.ui.extra_networks import build_extra_networks
+from modules.ui.image_format import IMAGE_FORMAT
+from modules.ui.output_panel import OutputPanel, build_output_panel, gallery_entries, wire_save
 from modules.ui.progress import preview_image, progress_html
 from modules.ui.script_controls import ScriptControls, build_script_controls, wire_script_choice, with_scripts
 from modules.ui.style_editor import build_style_editor, wire_style_buttons
@@ -116,16 +118,26 @@ def stream_job(studio: Studio, job_id: str, preview_every: int,
         time.sleep(poll_seconds)
 
 
-def _final_outputs(status: JobStatus) -> tuple[list[Any], str, Any, list[str]]:
-    """Gallery entries, info text, last seed and the per-image infotexts of a finished job."""
+def _final_outputs(status: JobStatus) -> tuple[Any, Any, Any, Any]:
+    """Gallery entries, info text, last seed and the per-image infotexts of a finished job.
+
+    Generation info shows the first image's infotext (a batch grid's is the same), after the
+    job's notices. A job that made no image (failed, cancelled in the queue, interrupted before
+    its first step) leaves the previous results in the gallery, as A1111 does; a failure's
+    message goes to the info box.
+    """
     result = status.result
-    if result is None:
-        return [], status.error or "", gr.update(), []
-    images = [(image, f"Seed {seed}") for image, seed in zip(result.images, result.seeds, strict=True)]
-    info = "\n\n".join([*result.notices, *result.infotexts])
+    if result is None or not result.images:
+        notices = list(result.notices) if result is not None else []
+        message = "\n\n".join([*notices, *([status.error] if status.error else [])])
+        return gr.update(), message or gr.update(), gr.update(), gr.update()
+    first = min(result.index_of_first_image, len(result.images) - 1)
+    images = gallery_entries(result.images, result.seeds, result.index_of_first_image)
+    info = "\n\n".join([*result.notices, result.infotexts[first]])
     if result.hook_errors:
         info += "\n\nScript errors:\n" + "\n".join(result.hook_errors)
-    return images, info, result.seeds[0] if result.seeds else gr.update(), list(result.infotexts)
+    # Opened on the first result, large, as A1111's gallery does (the thumbnails below it).
+    return gr.update(value=images, selected_index=0), info, result.seeds[first], list(result.infotexts)
 
 
 def stream_outputs(studio: Studio, job_id: str) -> Iterator[tuple[Any, ...]]:
@@ -180,7 +192,7 @@ def _prompt_row(c: dict[str, Any], tab: str, show_counters: bool, style_names: l
             c["negative_prompt"] = gr.Textbox(label="Negative prompt", lines=2, elem_id=f"{tab}_neg_prompt")
             c["negative_tokens"] = gr.Markdown("0/75", elem_id=f"{tab}_negative_token_counter",
                                                visible=show_counters)
-        with gr.Column(scale=1, min_width=160):
+        with gr.Column(scale=1, min_width=160, elem_id=f"{tab}_actions_column"):
             c["generate"] = gr.Button("Generate", variant="primary", elem_id=f"{tab}_generate")
             with gr.Row():
                 c["interrupt"] = gr.Button("Interrupt", elem_id=f"{tab}_interrupt")
@@ -195,19 +207,35 @@ def _prompt_row(c: dict[str, Any], tab: str, show_counters: bool, style_names: l
                                          elem_id=f"{tab}_style_name")
 
 
+def scheduler_choices(sampler_name: str, schedule_type: str) -> Any:
+    """Schedule type dropdown update for a newly chosen sampler: its schedule types, keeping the
+    current one where the sampler can run it, else "Automatic"."""
+    choices = schedule_choices(sampler_name or "")
+    return gr.update(choices=list(choices), value=schedule_type if schedule_type in choices else "Automatic")
+
+
 def _sampler_and_size(c: dict[str, Any], tab: str, side: int) -> None:
     with gr.Row():
         c["sampler_name"] = gr.Dropdown([s.name for s in SAMPLERS], value="DPM++ 2M", label="Sampling method",
                                         elem_id=f"{tab}_sampling")
-        c["scheduler"] = gr.Dropdown(list(SCHEDULE_TYPES), value="Automatic", label="Schedule type",
+        c["scheduler"] = gr.Dropdown(list(schedule_choices("DPM++ 2M")), value="Automatic", label="Schedule type",
                                      elem_id=f"{tab}_scheduler")
-        c["steps"] = gr.Slider(1, 150, value=20, step=1, label="Sampling steps", elem_id=f"{tab}_steps")
-    with gr.Row():
-        c["width"] = gr.Slider(64, 2048, value=side, step=8, label="Width", elem_id=f"{tab}_width")
-        c["swap"] = gr.Button("⇅", elem_id=f"{tab}_res_switch_btn", min_width=40, scale=0)
-        c["height"] = gr.Slider(64, 2048, value=side, step=8, label="Height", elem_id=f"{tab}_height")
-        c["n_iter"] = gr.Slider(1, 100, value=1, step=1, label="Batch count", elem_id=f"{tab}_batch_count")
-        c["batch_size"] = gr.Slider(1, 8, value=1, step=1, label="Batch size", elem_id=f"{tab}_batch_size")
+    # Only the schedule types the chosen sampler can run are offered (A1111 offers all of them).
+    c["sampler_name"].change(scheduler_choices, inputs=[c["sampler_name"], c["scheduler"]], outputs=[c["scheduler"]],
+                             api_visibility="private", queue=False)
+    # Steps on a row of its own, as in A1111: beside the two dropdowns its label wrapped at 1280 px.
+    c["steps"] = gr.Slider(1, 150, value=20, step=1, label="Sampling steps", elem_id=f"{tab}_steps")
+    # A1111's layout: width over height, the ⇅ button beside them, batch count over size beside that,
+    # so every label has room at 1280 px.
+    with gr.Row(elem_id=f"{tab}_size_row"):
+        with gr.Column(scale=3, min_width=200, elem_id=f"{tab}_column_size"):
+            c["width"] = gr.Slider(64, 2048, value=side, step=8, label="Width", elem_id=f"{tab}_width")
+            c["height"] = gr.Slider(64, 2048, value=side, step=8, label="Height", elem_id=f"{tab}_height")
+        with gr.Column(scale=0, min_width=40, elem_id=f"{tab}_dimensions_row"):
+            c["swap"] = gr.Button("⇅", elem_id=f"{tab}_res_switch_btn", min_width=40, scale=0)
+        with gr.Column(scale=2, min_width=180, elem_id=f"{tab}_column_batch"):
+            c["n_iter"] = gr.Slider(1, 100, value=1, step=1, label="Batch count", elem_id=f"{tab}_batch_count")
+            c["batch_size"] = gr.Slider(1, 8, value=1, step=1, label="Batch size", elem_id=f"{tab}_batch_size")
 
 
 def _guidance_and_seed(c: dict[str, Any], tab: str) -> None:
@@ -246,6 +274,7 @@ def build_generation_tab(studio: Studio, tab: str, submit: Submit, extra_fields:
     c: dict[str, Any] = {}
     show_counters = not studio.settings.disable_token_counters
     _prompt_row(c, tab, show_counters, list(studio.styles.load()))
+    build_extra_networks(studio, c, tab)  # A1111's card browser, under the prompts
     style_editor = build_style_editor(tab)
     with gr.Row():  # A1111's layout: settings on the left, results on the right
         with gr.Column(scale=1):
@@ -262,7 +291,7 @@ def build_generation_tab(studio: Studio, tab: str, submit: Submit, extra_fields:
         with gr.Column(scale=1):
             progress = gr.HTML("", elem_id=f"{tab}_progress")
             preview = gr.Image(label="Live preview", type="pil", interactive=False, elem_id=f"{tab}_preview",
-                               height=192)
+                               height=192, format=IMAGE_FORMAT)
             panel = build_output_panel(tab)
     # The last job id lives in the browser, so a reloaded page can restore its progress/result.
     job_id = gr.BrowserState("", storage_key=f"aigen-{tab}-job")

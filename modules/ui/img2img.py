@@ -18,6 +18,7 @@ from modules.processing.image_ops import RESIZE_MODES
 from modules.processing.img2img_request import INPAINT_AREAS, MASK_MODES, MASKED_CONTENT
 from modules.processing.outpainting import DIRECTIONS, OUTPAINT_SCRIPTS
 from modules.ui.generation_form import GenerationTab, build_generation_tab
+from modules.ui.image_format import IMAGE_FORMAT
 from modules.ui.img2img_payload import INPAINT_MODES, build_img2img_payload, inpaint_flags, settings_payload
 from modules.ui.script_controls import pasted_script_values
 
@@ -71,8 +72,10 @@ def _editor(label: str, elem_id: str, colour_brush: bool) -> Any:
     brush = gr.Brush(default_size=16, colors=None if colour_brush else [MASK_COLOUR],
                      default_color="#ff0000" if colour_brush else MASK_COLOUR,
                      color_mode="defaults" if colour_brush else "fixed")
+    # The canvas takes each image's own size (not fixed_canvas), so a 64x64 image stays 64x64.
     return gr.ImageEditor(label=label, type="pil", image_mode="RGBA", sources=["upload", "clipboard"], brush=brush,
-                          eraser=gr.Eraser(default_size=16), layers=False, elem_id=elem_id, height=480)
+                          eraser=gr.Eraser(default_size=16), layers=False, elem_id=elem_id, height=480,
+                          format=IMAGE_FORMAT, fixed_canvas=False)
 
 
 def _input_tabs(c: dict[str, Any]) -> None:
@@ -81,7 +84,8 @@ def _input_tabs(c: dict[str, Any]) -> None:
         tabs = {}
         with gr.Tab("img2img", id=IMG2IMG_TAB_IDS["img2img"], elem_id=IMG2IMG_TAB_IDS["img2img"]) as tabs["img2img"]:
             c["init_image"] = gr.Image(label="Image for img2img", type="pil", image_mode="RGBA",
-                                       sources=["upload", "clipboard"], elem_id="img2img_image", height=480)
+                                       sources=["upload", "clipboard"], elem_id="img2img_image", height=480,
+                                       format=IMAGE_FORMAT)
         with gr.Tab("Sketch", id=IMG2IMG_TAB_IDS["sketch"], elem_id=IMG2IMG_TAB_IDS["sketch"]) as tabs["Sketch"]:
             c["sketch"] = _editor("Image for img2img", "img2img_sketch", colour_brush=True)
         with gr.Tab("Inpaint", id=IMG2IMG_TAB_IDS["inpaint"], elem_id=IMG2IMG_TAB_IDS["inpaint"]) as tabs["Inpaint"]:
@@ -92,9 +96,9 @@ def _input_tabs(c: dict[str, Any]) -> None:
         with gr.Tab("Inpaint upload", id=IMG2IMG_TAB_IDS["inpaint upload"],
                     elem_id=IMG2IMG_TAB_IDS["inpaint upload"]) as tabs["Inpaint upload"]:
             c["inpaint_upload_image"] = gr.Image(label="Image for img2img", type="pil", image_mode="RGBA",
-                                                 elem_id="img_inpaint_base")
+                                                 elem_id="img_inpaint_base", format=IMAGE_FORMAT)
             c["inpaint_upload_mask"] = gr.Image(label="Mask", type="pil", image_mode="RGBA",
-                                                elem_id="img_inpaint_mask")
+                                                elem_id="img_inpaint_mask", format=IMAGE_FORMAT)
         with gr.Tab("Batch", id=IMG2IMG_TAB_IDS["batch"], elem_id=IMG2IMG_TAB_IDS["batch"]) as tabs["Batch"]:
             gr.Markdown("Process every image of a folder on the server's disk (off when the server is reachable "
                         "by others).")

@@ -4,7 +4,12 @@ Buttons: 📂 open the output folder (local servers only), 💾 Save (the select
 them, into ``log/images`` with ``log.csv``), and the Send-to buttons (wired in ``send_to``).
 The gallery's infotexts travel beside it in a ``gr.State`` (one per image), and the index of
 the image the user clicked in another (None: nothing selected), so handlers never parse the
-info box back.
+info box back. Clicking an image shows its infotext alone in Generation info (a batch grid
+carries the first image's), as A1111 does.
+
+The gallery shows every image whole (``object_fit="contain"``: a tall X/Y/Z grid is letterboxed,
+never cropped) and opens in A1111's preview: the first result large, the others as thumbnails
+under it; clicking the large image shows it full size (gradio's fullscreen view).
 """
 
 from __future__ import annotations
@@ -20,12 +25,17 @@ from gradio import processing_utils
 from PIL import Image
 
 from modules.processing.save_log import save_to_log
+from modules.ui.image_format import IMAGE_FORMAT
 from modules.ui.open_folder import Opener, ServerBinding, open_folder, system_opener
 
-__all__ = ["OutputPanel", "build_output_panel", "gallery_images", "launched_binding", "open_output_folder",
-           "save_images", "selected_items", "wire_open_folder", "wire_save"]
+__all__ = ["GALLERY_HEIGHT", "OutputPanel", "build_output_panel", "gallery_entries", "gallery_images",
+           "launched_binding", "open_output_folder", "save_images", "selected_info", "selected_items",
+           "wire_open_folder", "wire_save"]
 
 GalleryValue = Sequence[Any] | None
+#: The gallery's height in pixels (A1111's ``gallery_height`` is empty: the theme's); tall enough
+#: for a 512x512 image beside the settings column at 1280 px, thumbnails included.
+GALLERY_HEIGHT = 560
 
 
 @dataclass
@@ -44,6 +54,22 @@ class OutputPanel:
 def gallery_images(gallery: GalleryValue) -> list[Image.Image]:
     """The images of a gallery value (gradio passes ``(image, caption)`` pairs)."""
     return [entry[0] if isinstance(entry, (tuple, list)) else entry for entry in gallery or []]
+
+
+def gallery_entries(images: Sequence[Image.Image], seeds: Sequence[int],
+                    index_of_first_image: int = 0) -> list[tuple[Image.Image, str]]:
+    """(image, caption) pairs for the gallery: "Grid" for the grids a result starts with, then "Seed N"."""
+    return [(image, "Grid" if k < index_of_first_image else f"Seed {seed}")
+            for k, (image, seed) in enumerate(zip(images, seeds, strict=True))]
+
+
+def selected_info(infotexts: Sequence[str] | None, index: int | None) -> Any:
+    """What Generation info shows once image ``index`` is clicked: its infotext alone (an update
+    that leaves the box as it is when there is none)."""
+    texts = list(infotexts or [])
+    if index is None or not 0 <= index < len(texts):
+        return gr.update()
+    return texts[index]
 
 
 def selected_items(gallery: GalleryValue, infotexts: Sequence[str] | None,
@@ -90,8 +116,9 @@ def launched_binding(blocks: gr.Blocks) -> ServerBinding:
 
 def build_output_panel(tabname: str) -> OutputPanel:
     """Gallery, buttons, download list, message line and info box; call inside the results column."""
-    gallery = gr.Gallery(label="Output", format="png", type="pil", columns=4, elem_id=f"{tabname}_gallery",
-                         interactive=False, height=360)
+    gallery = gr.Gallery(label="Output", format=IMAGE_FORMAT, type="pil", columns=4, elem_id=f"{tabname}_gallery",
+                         interactive=False, height=GALLERY_HEIGHT, object_fit="contain", allow_preview=True,
+                         preview=True, buttons=["download", "fullscreen"], elem_classes=["aigen-gallery"])
     with gr.Row(elem_id=f"image_buttons_{tabname}"):
         buttons = {
             # Hidden until the page learns the server is local (see wire_open_folder).
@@ -112,13 +139,15 @@ def build_output_panel(tabname: str) -> OutputPanel:
 
 
 def _track_selection(panel: OutputPanel) -> None:
-    """Remember the clicked image; new results or a closed preview mean "none selected"."""
+    """Remember the clicked image and show its infotext; new results or a closed preview mean
+    "none selected"."""
 
-    def select(event: gr.SelectData) -> int | None:
-        return event.index if isinstance(event.index, int) else None
+    def select(infotexts: list[str], event: gr.SelectData) -> tuple[int | None, Any]:
+        index = event.index if isinstance(event.index, int) else None
+        return index, selected_info(infotexts, index)
 
     private = {"api_visibility": "private", "queue": False}
-    panel.gallery.select(select, outputs=[panel.selected], **private)
+    panel.gallery.select(select, inputs=[panel.infotexts], outputs=[panel.selected, panel.info], **private)
     panel.gallery.change(lambda: None, outputs=[panel.selected], **private)
     panel.gallery.preview_close(lambda: None, outputs=[panel.selected], **private)
 

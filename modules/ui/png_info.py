@@ -16,6 +16,7 @@ from modules.processing.errors import RequestValidationError
 from modules.processing.image_formats import embedded_infotext
 from modules.processing.infotext import parse_infotext
 from modules.processing.request_infotext import txt2img_values_from_infotext
+from modules.ui.image_format import IMAGE_FORMAT
 from modules.ui.img2img import Img2ImgTab
 from modules.ui.send_to import send_to_img2img
 
@@ -59,7 +60,7 @@ def build_png_info_tab(txt2img_controls: dict[str, Any], tabs: Any, field_order:
     ``script_fields`` (scripts read their own infotext keys back); ``pasted(text, fields)`` may
     rewrite the parsed fields first."""
     with gr.Row():
-        image = gr.Image(label="Source", type="filepath", sources=["upload", "clipboard"],
+        image = gr.Image(label="Source", type="filepath", sources=["upload", "clipboard"], format=IMAGE_FORMAT,
                          elem_id="pnginfo_image", image_mode=None)
         with gr.Column():
             raw = gr.Textbox(label="Parameters", lines=8, interactive=False, elem_id="pnginfo_generation_info")

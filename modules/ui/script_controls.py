@@ -18,6 +18,7 @@ import gradio as gr
 
 from modules.extensions.api import ArgSpec
 from modules.extensions.job_scripts import script_args_from_infotext, tab_scripts
+from modules.ui.image_format import IMAGE_FORMAT
 
 if TYPE_CHECKING:
     from modules.studio import Studio
@@ -40,7 +41,8 @@ def _key(title: str, name: str) -> str:
 def component_for_spec(spec: ArgSpec, elem_id: str, value: Any = None) -> Any:
     """The Gradio control for one (non-group) argument description, showing ``value`` (default: the spec's)."""
     if spec.kind == "image":
-        return gr.Image(label=spec.label, type="pil", sources=["upload", "clipboard"], elem_id=elem_id, height=256)
+        return gr.Image(label=spec.label, type="pil", sources=["upload", "clipboard"], elem_id=elem_id, height=256,
+                        format=IMAGE_FORMAT)
     common = {"label": spec.label, "value": spec.default if value is None else value, "elem_id": elem_id}
     if spec.kind == "checkbox":
         return gr.Checkbox(**common)
@@ -89,7 +91,8 @@ def _group_controls(c: dict[str, Any], elem_id: str, key: str, spec: ArgSpec) ->
     if spec.preview is not None:
         preview, names = spec.preview, [name for name, _ in spec.fields]
         button = gr.Button("Preview", elem_id=f"{elem_id}_preview_button", size="sm")
-        shown = gr.Image(label="Preprocessor preview", interactive=False, elem_id=f"{elem_id}_preview", height=256)
+        shown = gr.Image(label="Preprocessor preview", interactive=False, elem_id=f"{elem_id}_preview", height=256,
+                         format=IMAGE_FORMAT)
 
         def run_preview(*values: Any) -> Any:
             try:

@@ -36,3 +36,18 @@ def generate_small(page, tab: str, prompt: str, seed: int) -> str:
         arg=[tab, seed], timeout=30_000,
     )
     return page.locator(f"#{tab}_info textarea").input_value()
+
+
+def draw_stroke(page, editor_id: str, points: list[tuple[float, float]]) -> None:
+    """Pick the Brush of the image editor ``#editor_id`` and drag the mouse through ``points``
+    (pixels from the centre of its canvas), as a person paints a mask."""
+    page.locator(f"#{editor_id} button[aria-label='Brush']").click()
+    canvas = page.locator(f"#{editor_id} canvas").last
+    canvas.wait_for(state="visible", timeout=30_000)
+    box = canvas.bounding_box()
+    centre_x, centre_y = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
+    page.mouse.move(centre_x + points[0][0], centre_y + points[0][1])
+    page.mouse.down()
+    for x, y in points[1:]:
+        page.mouse.move(centre_x + x, centre_y + y, steps=4)
+    page.mouse.up()

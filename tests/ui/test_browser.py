@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
 from tests.ui.browser_actions import generate_small, set_large_size, set_number, wait_for_progress
@@ -73,28 +71,3 @@ def test_a_reloaded_page_restores_the_running_job(page) -> None:
     page.locator("#txt2img_interrupt").click()
     wait_for_progress(page, "Interrupted")
 
-
-def test_inpaint_a_drawn_mask_stroke(page, tmp_path: Path) -> None:
-    """Upload into the Inpaint editor, paint a stroke with the mouse, generate: the stroke is the mask."""
-    from PIL import Image
-
-    source = tmp_path / "blue.png"
-    Image.new("RGB", (64, 64), (0, 0, 255)).save(source)
-    page.get_by_role("tab", name="img2img", exact=True).click()
-    page.get_by_role("tab", name="Inpaint", exact=True).click()
-    page.locator("#img2maskimg input[type=file]").first.set_input_files(str(source))
-    page.wait_for_selector("#img2img_inpaint_controls", state="visible", timeout=30_000)
-    page.locator("#img2maskimg button[aria-label='Brush']").click()
-    canvas = page.locator("#img2maskimg canvas").last
-    canvas.wait_for(state="visible", timeout=30_000)
-    box = canvas.bounding_box()
-    y = box["y"] + box["height"] * 0.5
-    page.mouse.move(box["x"] + box["width"] * 0.3, y)
-    page.mouse.down()
-    for step in range(1, 11):
-        page.mouse.move(box["x"] + box["width"] * (0.3 + 0.04 * step), y, steps=2)
-    page.mouse.up()
-    info = generate_small(page, "img2img", "a red circle", 77)
-    assert "Mask mode: Inpaint masked" in info and "Denoising strength: 0.75" in info
-    assert "mask is empty" not in info  # the painted stroke arrived as the mask
-    page.screenshot(path=str(ARTIFACTS / "img2img-inpaint.png"), full_page=True)

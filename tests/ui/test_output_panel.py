@@ -10,7 +10,14 @@ import pytest
 from PIL import Image
 
 from modules.ui.open_folder import ServerBinding
-from modules.ui.output_panel import launched_binding, open_output_folder, save_images, selected_items
+from modules.ui.output_panel import (
+    gallery_entries,
+    launched_binding,
+    open_output_folder,
+    save_images,
+    selected_info,
+    selected_items,
+)
 
 INFO_A = "a red cat\nNegative prompt: dog\nSteps: 3, Sampler: Euler a, CFG scale: 7, Seed: 11, Size: 8x8, Model: tiny"
 INFO_B = INFO_A.replace("Seed: 11", "Seed: 12")
@@ -72,3 +79,16 @@ def test_a_blocks_that_has_not_launched_counts_as_exposed() -> None:
         gr.Markdown("x")
     assert launched_binding(demo) == ServerBinding(None, False)
     assert not launched_binding(demo).is_local_only
+
+
+def test_gallery_captions_name_the_grid_and_the_seeds() -> None:
+    images = [Image.new("RGB", (16, 8)), Image.new("RGB", (8, 8)), Image.new("RGB", (8, 8))]
+    assert [caption for _, caption in gallery_entries(images, [11, 11, 12], 1)] == ["Grid", "Seed 11", "Seed 12"]
+    assert [caption for _, caption in gallery_entries(images[1:], [11, 12])] == ["Seed 11", "Seed 12"]
+
+
+def test_a_click_shows_that_images_infotext_alone() -> None:
+    assert selected_info([INFO_A, INFO_A, INFO_B], 2) == INFO_B
+    assert selected_info([INFO_A, INFO_A, INFO_B], 0) == INFO_A  # the grid: the first image's
+    for index in (None, 5):  # nothing known to show: the box stays as it is
+        assert selected_info([INFO_A], index) == gr.update()

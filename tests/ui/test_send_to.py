@@ -59,6 +59,17 @@ def test_send_to_inpaint_puts_the_image_under_the_mask_editor() -> None:
     assert top.selected == "img2img" and sub.selected == "img2img_inpaint_tab"
 
 
+def test_the_sent_image_is_the_gallery_image_itself_not_resized_or_converted() -> None:
+    """A non-square image goes to both inputs as it is (size, mode, pixels): the only encoding
+    on the way is the receiving component's lossless PNG (tests/ui/test_image_format.py)."""
+    image = Image.effect_noise((48, 80), 64).convert("RGB")
+    for mode in ("img2img", "inpaint"):
+        target = send_to_img2img([(image, "")], [""], 0, mode=mode)[0]
+        sent = target if mode == "img2img" else target["background"]
+        assert sent is image and sent.size == (48, 80) and sent.mode == "RGB"
+    assert send_to_extras([(image, "")], [""], 0)[0] is image
+
+
 def test_send_to_extras_switches_to_single_image() -> None:
     image, top, sub = send_to_extras(_gallery(), [INFO], None)
     assert image.getpixel((0, 0)) == (255, 0, 0)
