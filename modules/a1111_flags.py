@@ -217,7 +217,8 @@ A1111_FLAGS: tuple[A1111Flag, ...] = (
     *(_value(flag, "ignored: settings stay editable") for flag in (
         "--freeze-settings-in-sections", "--freeze-specific-settings")),
     # UI and misc
-    _value("--theme", "ignored: the UI follows the browser's light/dark preference (or ?__theme=dark)"),
+    _value("--theme", "light or dark: the page's theme while the Theme setting says system (?__theme= wins)",
+           _always_on("the page's theme while the Theme setting says system")),
     *(_switch(flag, _NO_SUCH) for flag in (
         "--use-textbox-seed", "--disable-console-progressbars", "--enable-console-prompts",
         "--no-progressbar-hiding", "--no-hashing", "--unix-filenames-sanitization", "--no-prompt-history",

@@ -141,7 +141,12 @@ class ModelTools:
         """The kind's files with their cheap facts (hashes shown are cached ones; nothing is
         hashed). Header facts (family, metadata, trigger words) come from a cache; missing ones
         are read now when few, else in the background (``SYNC_DETAILS_LIMIT``)."""
-        listed = list_models(kind, self.folders(kind), self.context.registry.hashes, read_headers=False)
+        folders = self.folders(kind)
+        if kind == "checkpoints":  # the registry's list: the bundled demo model's folder too (with
+            # --data-dir it lies outside ``folders``; never an install or delete target there)
+            folders += [root for root in self.context.registry.fallback_roots
+                        if not any(root.is_relative_to(folder.resolve()) for folder in folders)]
+        listed = list_models(kind, folders, self.context.registry.hashes, read_headers=False)
         with self._details_lock:
             missing = [e for e in listed if (e.path, e.mtime) not in self._details]
         if len(missing) <= SYNC_DETAILS_LIMIT:

@@ -114,7 +114,7 @@ def launch_ui(args: argparse.Namespace) -> int:
     if args.nowebui:
         context.scripts.run_callbacks("on_app_started", None, extension_routes)
         return _serve_api_only(args, studio, [router, health, internal, jobs, extension_routes])
-    demo = build_app(studio)
+    demo = build_app(studio, theme=getattr(args, "theme", None))  # A1111's --theme
     demo.queue(max_size=64, default_concurrency_limit=1)
     # Before launch, so the routes extensions add are served from the first request (as ours are).
     context.scripts.run_callbacks("on_app_started", demo, extension_routes)

@@ -27,7 +27,7 @@ from typing import Any, Literal, TypeVar, cast
 from modules.processing.image_formats import SAMPLES_FORMATS
 from modules.processing.seeds import RANDN_SOURCES
 
-__all__ = ["SECTIONS", "SETTING_INFOS", "SETTINGS_BY_KEY", "SettingInfo", "Settings", "SettingsStore",
+__all__ = ["SECTIONS", "SETTING_INFOS", "SETTINGS_BY_KEY", "THEMES", "SettingInfo", "Settings", "SettingsStore",
            "coerce_setting", "output_dir", "validate_settings"]
 
 logger = logging.getLogger(__name__)
@@ -36,6 +36,8 @@ SettingKind = Literal["checkbox", "slider", "number", "text", "dropdown"]
 _SAVING, _PATHS, _SD = "Saving images", "Paths for saving", "Stable Diffusion"
 _SAMPLER, _PREVIEWS, _UI = "Sampler parameters", "Live previews", "User interface"
 SECTIONS: tuple[str, ...] = (_SAVING, _PATHS, _SD, _SAMPLER, _PREVIEWS, _UI)
+#: The page's themes (A1111's ``--theme light|dark``; "system" follows the browser).
+THEMES: tuple[str, ...] = ("system", "light", "dark")
 _T = TypeVar("_T")
 
 
@@ -147,6 +149,9 @@ class Settings:
         ("sd_model_checkpoint", "sd_vae", "CLIP_stop_at_last_layers"), "Quicksettings list", _UI, "dropdown",
         multiselect=True, choices_from="settings", info="settings shown at the top of the page (after a reload)")
     disable_token_counters: bool = _opt(False, "Disable prompt token counters", _UI, "checkbox")
+    theme: str = _opt("system", "Theme", _UI, "dropdown", choices=THEMES,
+                      info="light or dark page; system = the browser's preference (or --theme); "
+                           "?__theme=dark in the address wins")
     return_grid: bool = _opt(True, "Show grid in gallery", _UI, "checkbox",
                              info="a job of several images shows their grid first (with the first image's infotext)")
 

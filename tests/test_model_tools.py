@@ -7,6 +7,7 @@ import pytest
 from safetensors.torch import load_file, save_file
 
 from modules.models.merge import MergeError
+from modules.paths import DEMO_MODEL_DIR
 from modules.studio import Studio
 from modules.ui.merger_tab import MERGE_FIELDS, run_merge
 from tests.studio_fixtures import data_dir, studio
@@ -83,7 +84,10 @@ def test_models_tab_lists_each_kind_with_family_notes_and_background_hashes(stud
     from tests.upscaler_files import write_tiny_upscaler
 
     tools = studio.model_tools
-    (checkpoint,) = tools.entries("checkpoints")
+    # The data dir's checkpoint and the bundled demo model (outside the data dir): the registry's list.
+    demo, checkpoint = tools.entries("checkpoints")
+    assert demo.path.parent == DEMO_MODEL_DIR
+    assert [c.path for c in studio.checkpoints()] == [checkpoint.path, demo.path]
     assert (checkpoint.name, checkpoint.family, checkpoint.short_hash) == ("tiny-sd15", "SD1.x", None)
     write_lora(studio.context.paths.lora / "style.safetensors", kohya_lora(sd15_model.pipeline))
     write_tiny_upscaler(studio.context.paths.upscalers[0] / "2x-tiny.safetensors", 2)
@@ -95,7 +99,7 @@ def test_models_tab_lists_each_kind_with_family_notes_and_background_hashes(stud
 
     assert table_rows(tools.entries("lora"))[0][4] == "in the style of x"
     hasher = tools.start_hashing("checkpoints")
-    assert hasher.join(60) and tools.entries("checkpoints")[0].short_hash == studio.context.registry.hashes.\
+    assert hasher.join(60) and tools.entries("checkpoints")[1].short_hash == studio.context.registry.hashes.\
         short_hash(checkpoint.path)
     assert tools.memory()["ram"]["total"]
 

@@ -281,24 +281,10 @@ _CHECKPOINT_BRIDGE = ("(function bind() { if (window.aigenExtraNetworks) "
                       "else setTimeout(bind, 100); })();")
 
 
-def _page_being_built() -> Any:
-    """The gr.Blocks being built (None outside one)."""
-    from gradio.context import get_blocks_context
-
-    config = get_blocks_context()
-    return config.root_block if config is not None else None
-
-
-def _rendered(page: Any, elem_id: str) -> Any:
-    """The component already built in ``page`` with ``elem_id`` (the quicksettings row is built
-    before the tabs), or None."""
-    blocks = page.blocks.values() if page is not None else ()
-    return next((block for block in blocks if getattr(block, "elem_id", None) == elem_id), None)
-
-
 def build_extra_networks(studio: Studio, c: dict[str, Any], tab: str) -> None:
     """The card browser (call under the prompt row); adds ``extra_networks`` (the accordion),
-    ``extra_refresh`` and ``<page>_cards`` to ``c``."""
+    ``extra_refresh``, ``<page>_cards`` and ``checkpoint_chosen`` (the event of a checkpoint card's
+    click, which the page chains its checkpoint lists' update to) to ``c``."""
     thumbnails = PreviewThumbnails()
     pages: dict[str, Any] = {}
     refreshes = []
@@ -310,16 +296,19 @@ def build_extra_networks(studio: Studio, c: dict[str, Any], tab: str) -> None:
                         gr.HTML(controls_html(tab, page), js_on_load=None, elem_id=f"{tab}_{page}_controls_html")
                         refreshes.append(gr.Button("🔄 Refresh", elem_id=f"{tab}_{page}_extra_refresh", size="sm",
                                                    scale=0, min_width=100))
+                    # Fresh when the (closed) accordion opens, on 🔄, and, for checkpoints, on
+                    # every page load (the page's checkpoint lists update it).
                     pages[page] = gr.HTML(
                         page_html(studio, tab, page, thumbnails), elem_id=f"{tab}_{page}_cards_html",
                         js_on_load=_CHECKPOINT_BRIDGE if page == "checkpoints" else None)
     c["extra_networks"], c["extra_refresh"] = accordion, refreshes
     c.update({f"{page}_cards": component for page, component in pages.items()})
-    _wire(studio, tab, accordion, refreshes, pages, thumbnails)
+    c["checkpoint_chosen"] = _wire(studio, tab, accordion, refreshes, pages, thumbnails)
 
 
 def _wire(studio: Studio, tab: str, accordion: Any, refreshes: list[Any], pages: dict[str, Any],
-          thumbnails: PreviewUrl) -> None:
+          thumbnails: PreviewUrl) -> Any:
+    """Wire the refreshes and the checkpoint cards' click; returns the click's event."""
     outputs = list(pages.values())
 
     def refresh() -> list[str]:
@@ -327,25 +316,18 @@ def _wire(studio: Studio, tab: str, accordion: Any, refreshes: list[Any], pages:
         return [page_html(studio, tab, page, thumbnails) for page in pages]
 
     private = {"api_visibility": "private", "queue": False}
-    blocks = _page_being_built()
-    loaded = [blocks.load] if blocks is not None else []  # each page load shows the folders as they are
-    for trigger in (*loaded, accordion.expand, *(button.click for button in refreshes)):
+    for trigger in (accordion.expand, *(button.click for button in refreshes)):
         trigger(refresh, outputs=outputs, **private)
-    dropdown = _rendered(blocks, "setting_sd_model_checkpoint")
 
-    def choose_checkpoint(event: gr.EventData) -> list[Any]:
+    def choose_checkpoint(event: gr.EventData) -> str:
         name = str(getattr(event, "checkpoint", "") or "")
         info = next((info for info in studio.checkpoints() if info.name == name), None)
         if info is None:
             raise gr.Error(f"No checkpoint named {name!r} any more: press 🔄 Refresh.")
         try:
-            title = studio.set_checkpoint(info.name)
+            studio.set_checkpoint(info.name)
         except LookupError as error:
             raise gr.Error(str(error)) from None
-        cards = page_html(studio, tab, "checkpoints", thumbnails)
-        if dropdown is None:
-            return [cards]
-        return [cards, gr.update(choices=studio.checkpoint_titles(), value=title)]
+        return page_html(studio, tab, "checkpoints", thumbnails)
 
-    pages["checkpoints"].click(choose_checkpoint, outputs=[pages["checkpoints"]] + [dropdown] * (dropdown is not None),
-                               api_visibility="private")
+    return pages["checkpoints"].click(choose_checkpoint, outputs=[pages["checkpoints"]], api_visibility="private")

@@ -16,6 +16,7 @@ from modules.models.merge import CONFIG_SOURCES, METHODS, MergeError
 
 if TYPE_CHECKING:
     from modules.studio import Studio
+    from modules.ui.checkpoint_lists import CheckpointLists
 
 __all__ = ["MERGE_FIELDS", "build_merger_tab", "run_merge"]
 
@@ -45,8 +46,9 @@ def run_merge(studio: Studio, values: tuple[Any, ...], progress: Any = None) -> 
     return f"Checkpoint saved: {title}"
 
 
-def build_merger_tab(studio: Studio) -> None:
-    """Build the tab's components and wire them; call inside a ``gr.Tab``."""
+def build_merger_tab(studio: Studio, lists: CheckpointLists | None = None) -> None:
+    """Build the tab's components and wire them; call inside a ``gr.Tab``. With ``lists``, the
+    page's other checkpoint lists show the merged model as soon as the merge is done."""
     c: dict[str, Any] = {}
     titles = ["", *studio.checkpoint_titles()]
     vaes = ["None", *studio.vae_choices()[2:]]
@@ -83,11 +85,14 @@ def build_merger_tab(studio: Studio) -> None:
         return (message, *(gr.update(choices=choices) for _ in range(3)))
 
     models = [c["primary_model"], c["secondary_model"], c["tertiary_model"]]
-    merge.click(do_merge, inputs=[c[name] for name in MERGE_FIELDS], outputs=[result, *models],
-                api_visibility="private")
+    merged = merge.click(do_merge, inputs=[c[name] for name in MERGE_FIELDS], outputs=[result, *models],
+                         api_visibility="private")
 
     def refresh_names() -> tuple[Any, ...]:
         choices = ["", *studio.refresh_checkpoints()]
         return tuple(gr.update(choices=choices) for _ in range(3))
 
-    refresh.click(refresh_names, outputs=models, api_visibility="private")
+    refreshed = refresh.click(refresh_names, outputs=models, api_visibility="private")
+    if lists is not None:
+        lists.optional.extend(models)
+        lists.after(merged, refreshed)

@@ -15,9 +15,11 @@ import gradio as gr
 from modules.models.catalog import USER_METADATA_FIELDS, ModelEntry
 from modules.models.files import ModelFileError
 from modules.models.install import ModelInstallError
+from modules.ui.image_format import IMAGE_FORMAT
 
 if TYPE_CHECKING:
     from modules.studio import Studio
+    from modules.ui.checkpoint_lists import CheckpointLists
 
 __all__ = ["KIND_LABELS", "TABLE_HEADERS", "build_models_tab", "table_rows"]
 
@@ -58,7 +60,8 @@ def _listing(studio: Studio, label: str) -> tuple[Any, Any]:
     return table_rows(entries), gr.update(choices=[e.name for e in entries], value=None)
 
 
-def _install_section(studio: Studio, kind: Any, status: Any, listing_outputs: list[Any]) -> None:
+def _install_section(studio: Studio, kind: Any, status: Any, listing_outputs: list[Any]) -> list[Any]:
+    """The install accordion; returns the install events (none where installing is off)."""
     allowed = studio.context.extension_install_allowed
     with gr.Accordion("Install a model", open=False, elem_id="models_install"):
         if not allowed:
@@ -92,11 +95,12 @@ def _install_section(studio: Studio, kind: Any, status: Any, listing_outputs: li
             raise _user_error(error) from None
         return (f"Installed {path.name}", *_listing(studio, label))
 
-    if allowed:
-        install_url.click(from_url, inputs=[kind, url, sha256, filename], outputs=[status, *listing_outputs],
-                          api_visibility="private")
-        install_path.click(from_path, inputs=[kind, source], outputs=[status, *listing_outputs],
-                           api_visibility="private")
+    if not allowed:
+        return []
+    return [install_url.click(from_url, inputs=[kind, url, sha256, filename], outputs=[status, *listing_outputs],
+                              api_visibility="private"),
+            install_path.click(from_path, inputs=[kind, source], outputs=[status, *listing_outputs],
+                               api_visibility="private")]
 
 
 def _memory_section(studio: Studio) -> None:
@@ -119,8 +123,10 @@ def _memory_section(studio: Studio) -> None:
     reload.click(reload_current, outputs=[usage], **private)
 
 
-def build_models_tab(studio: Studio) -> None:
-    """Build the tab's components and wire them; call inside a ``gr.Tab``."""
+def build_models_tab(studio: Studio, lists: CheckpointLists | None = None) -> None:
+    """Build the tab's components and wire them; call inside a ``gr.Tab``. With ``lists``, its
+    checkpoint table joins the page's checkpoint lists: an install, a delete or a 🔄 here
+    updates the others, and theirs update this one."""
     with gr.Row():
         kind = gr.Radio(list(KIND_LABELS), value="Checkpoints", label="Kind", elem_id="models_kind")
         refresh = gr.Button("🔄 Refresh", elem_id="models_refresh", scale=0)
@@ -132,7 +138,7 @@ def build_models_tab(studio: Studio) -> None:
         with gr.Column():
             chosen = gr.Dropdown([r[0] for r in rows], value=None, label="Model", elem_id="models_chosen")
             preview = gr.Image(label="Preview", type="filepath", interactive=False, height=200,
-                               elem_id="models_preview")
+                               elem_id="models_preview", format=IMAGE_FORMAT)
             details = gr.JSON(label="Details and file metadata", elem_id="models_details")
         with gr.Column():
             notes = [gr.Textbox(label=key.capitalize(), elem_id=f"models_note_{key.replace(' ', '_')}")
@@ -142,13 +148,18 @@ def build_models_tab(studio: Studio) -> None:
                                   interactive=studio.context.extension_install_allowed)
             delete = gr.Button("🗑️ Delete", variant="stop", elem_id="models_delete",
                                interactive=studio.context.extension_install_allowed)
-    _install_section(studio, kind, status, [table, chosen])
+    installs = _install_section(studio, kind, status, [table, chosen])
     _memory_section(studio)
-    _wire(studio, kind, refresh, hash_button, status, table, chosen, preview, details, notes, save, confirm, delete)
+    changes = _wire(studio, kind, refresh, hash_button, status, table, chosen, preview, details, notes, save,
+                    confirm, delete)
+    if lists is not None:
+        lists.models = (kind, table, chosen)
+        lists.after(*installs, *changes)
 
 
 def _wire(studio: Studio, kind: Any, refresh: Any, hash_button: Any, status: Any, table: Any, chosen: Any,
-          preview: Any, details: Any, notes: list[Any], save: Any, confirm: Any, delete: Any) -> None:
+          preview: Any, details: Any, notes: list[Any], save: Any, confirm: Any, delete: Any) -> list[Any]:
+    """Wire the tab; returns the events that change the files listed (🔄 and delete)."""
     private = {"api_visibility": "private"}
 
     def listing(label: str) -> tuple[Any, Any]:
@@ -156,8 +167,8 @@ def _wire(studio: Studio, kind: Any, refresh: Any, hash_button: Any, status: Any
             studio.context.registry.refresh()
         return _listing(studio, label)
 
-    for trigger in (kind.change, refresh.click):
-        trigger(listing, inputs=[kind], outputs=[table, chosen], **private)
+    kind.change(listing, inputs=[kind], outputs=[table, chosen], **private)
+    refreshed = refresh.click(listing, inputs=[kind], outputs=[table, chosen], **private)
     chosen.change(lambda label, name: _detail(studio, label, name), inputs=[kind, chosen],
                   outputs=[preview, details, *notes], **private)
 
@@ -203,4 +214,6 @@ def _wire(studio: Studio, kind: Any, refresh: Any, hash_button: Any, status: Any
             raise _user_error(error) from None
         return (f"Deleted {path.name}.", *_listing(studio, label), False)
 
-    delete.click(delete_file, inputs=[kind, chosen, confirm], outputs=[status, table, chosen, confirm], **private)
+    deleted = delete.click(delete_file, inputs=[kind, chosen, confirm], outputs=[status, table, chosen, confirm],
+                           **private)
+    return [refreshed, deleted]

@@ -1,21 +1,29 @@
 """Settings tab: every setting rendered from its description, grouped by section.
 
-"Apply settings" validates and saves atomically; bad values are reported, not applied.
+Every page load fills the tab from the settings as they are then (``config.json``), and keeps
+them as the page's baseline; "Apply settings" saves only the values that differ from it, so a
+page left open while another one applied changes does not revert them. Values are validated
+and saved atomically; bad values are reported, not applied.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import html
-from typing import Any
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 import gradio as gr
 
-from modules.settings import SETTING_INFOS, SettingInfo
+from modules.settings import SETTING_INFOS, SETTINGS_BY_KEY, SettingInfo
 from modules.studio import Studio
 from modules.ui.script_controls import component_for_spec
 
-__all__ = ["build_settings_tab", "component_for", "value_from_component"]
+if TYPE_CHECKING:
+    from modules.ui.checkpoint_lists import CheckpointLists
+
+__all__ = ["build_settings_tab", "changed_settings", "component_for", "dynamic_choices", "loaded_updates",
+           "shown_settings", "shown_value", "value_from_component"]
 
 
 def component_for(info: SettingInfo, value: Any, dynamic_choices: dict[str, list[str]], hint: bool = True) -> Any:
@@ -51,33 +59,100 @@ def value_from_component(value: Any, current: Any) -> Any:
     return value
 
 
-def build_settings_tab(studio: Studio) -> None:
-    """Build the tab inside a ``gr.Tab``."""
+def shown_value(studio: Studio, info: SettingInfo, value: Any) -> Any:
+    """``value`` as ``info``'s component shows it: a list for a multiselect, comma text for a
+    list in a textbox, and for an empty checkpoint the one the next job uses (never blank while
+    one exists, the demo model's title on a fresh install)."""
+    if info.key == "sd_model_checkpoint" and not value:
+        return studio.current_checkpoint() or None
+    if isinstance(value, (list, tuple)):
+        return list(value) if info.kind == "dropdown" else ", ".join(str(v) for v in value)
+    return value
+
+
+def shown_settings(studio: Studio, keys: Sequence[str]) -> dict[str, Any]:
+    """The components' values for ``keys`` from the studio's settings now (what config.json holds)."""
     current = dataclasses.asdict(studio.settings)
-    dynamic = {"checkpoints": studio.checkpoint_titles(), "vae": studio.vae_choices()}
+    return {key: shown_value(studio, SETTINGS_BY_KEY[key], current[key]) for key in keys}
+
+
+def dynamic_choices(studio: Studio) -> dict[str, list[str]]:
+    """The run-time lists that ``choices_from`` names, as they are now."""
+    return {"checkpoints": studio.checkpoint_titles(), "vae": studio.vae_choices()}
+
+
+def loaded_updates(studio: Studio, keys: Sequence[str]) -> tuple[dict[str, Any], list[Any]]:
+    """What a page load shows: the values by key (the page's baseline) and one update per key
+    (run-time choices refreshed too)."""
+    shown = shown_settings(studio, keys)
+    lists = dynamic_choices(studio)
+    updates = []
+    for key in keys:
+        info = SETTINGS_BY_KEY[key]
+        extra = {"choices": lists.get(info.choices_from, [])} if info.choices_from else {}
+        updates.append(gr.update(value=shown[key], **extra))
+    return shown, updates
+
+
+def changed_settings(values: Mapping[str, Any], baseline: Mapping[str, Any], current: Any) -> dict[str, Any]:
+    """The settings the user changed on this page: the components' ``values`` that differ from
+    the ``baseline`` the page loaded, in the types of the ``current`` settings. So a page loaded
+    before someone else's Apply changes only what its user touched, and an empty checkpoint
+    (nothing chosen) is never written."""
+    stored = dataclasses.asdict(current)
+    changes = {}
+    for key, value in values.items():
+        if key in baseline and value == baseline[key]:
+            continue
+        if key == "sd_model_checkpoint" and not value:
+            continue
+        changes[key] = value_from_component(value, stored[key])
+    return changes
+
+
+def build_settings_tab(studio: Studio, demo: gr.Blocks, lists: CheckpointLists | None = None,
+                       theme_js: str = "") -> None:
+    """Build the tab inside a ``gr.Tab``. Each page load fills it from the settings as they are
+    then; Apply saves only what was changed on this page. ``lists``: the page's checkpoint lists,
+    which the checkpoint dropdown joins; ``theme_js``: applies the Theme setting once saved."""
+    dynamic = dynamic_choices(studio)
     components: dict[str, Any] = {}
     sections: dict[str, list[SettingInfo]] = {}
     for info in SETTING_INFOS:
         sections.setdefault(info.section, []).append(info)
     apply = gr.Button("Apply settings", variant="primary", elem_id="settings_submit")
     result = gr.Markdown(elem_id="settings_result")
+    shown = shown_settings(studio, [info.key for info in SETTING_INFOS])
+    baseline = gr.State(shown)  # this page's values as loaded (or last applied)
     for section, infos in sections.items():
         with gr.Accordion(section, open=True):
             for info in infos:
-                components[info.key] = component_for(info, current[info.key], dynamic)
+                components[info.key] = component_for(info, shown[info.key], dynamic)
     keys = list(components)
+    outputs = [baseline, *components.values()]
 
-    def apply_settings(*values: Any) -> str:
+    def load() -> list[Any]:
+        shown, updates = loaded_updates(studio, keys)
+        return [shown, *updates]
+
+    def apply_settings(loaded: dict[str, Any], *values: Any) -> list[Any]:
         before = dataclasses.asdict(studio.settings)
-        changes = {key: value_from_component(value, before[key]) for key, value in zip(keys, values, strict=True)}
-        warnings = studio.update_settings(changes)
-        changed = [k for k in keys if dataclasses.asdict(studio.settings)[k] != before[k]]
+        changes = changed_settings(dict(zip(keys, values, strict=True)), loaded, studio.settings)
+        warnings = studio.update_settings(changes) if changes else []
+        after = dataclasses.asdict(studio.settings)
+        changed = [k for k in keys if after[k] != before[k]]
         text = f"{len(changed)} settings changed" + (f": {', '.join(changed)}." if changed else ".")
         if warnings:
             text += "\n\n" + "\n".join(f"- {w}" for w in warnings)
-        return text
+        return [text, *load()]
 
-    apply.click(apply_settings, inputs=[components[k] for k in keys], outputs=[result], api_visibility="private")
+    loaded = demo.load(load, outputs=outputs, show_progress="hidden", api_visibility="private")
+    applied = apply.click(apply_settings, inputs=[baseline, *components.values()], outputs=[result, *outputs],
+                          show_progress_on=[result], api_visibility="private")
+    for event in (loaded, applied) if theme_js else ():  # the page takes the saved Theme at once
+        event.then(None, inputs=[components["theme"]], js=theme_js, api_visibility="private")
+    if lists is not None:
+        lists.plain.append(components["sd_model_checkpoint"])
     _extension_settings(studio)
 
 

@@ -143,11 +143,13 @@ def test_a_checkpoint_card_click_sets_the_checkpoint_and_the_dropdown(studio: St
     (handler,) = [fn for fn in demo.fns.values()
                   if any(getattr(ids.get(target), "elem_id", "") == "txt2img_checkpoints_cards_html"
                          for target, _ in fn.targets)]
-    assert [block.elem_id for block in handler.outputs] == ["txt2img_checkpoints_cards_html",
-                                                            "setting_sd_model_checkpoint"]
-    cards, dropdown = handler.fn(gr.EventData(None, {"checkpoint": "tiny-sd15"}))
-    assert dropdown["value"].startswith("tiny-sd15.safetensors [") and dropdown["value"] in dropdown["choices"]
-    assert studio.settings.sd_model_checkpoint == dropdown["value"]
+    assert [block.elem_id for block in handler.outputs] == ["txt2img_checkpoints_cards_html"]
+    cards = handler.fn(gr.EventData(None, {"checkpoint": "tiny-sd15"}))
+    assert studio.settings.sd_model_checkpoint.startswith("tiny-sd15.safetensors [")
     assert "aigen-card-selected" in cards
+    # Then every checkpoint list, the quicksettings dropdown among them, shows the choice.
+    (lists,) = [fn for fn in demo.fns.values() if fn.trigger_after == handler._id]
+    dropdown = lists.fn("Checkpoints")[[b.elem_id for b in lists.outputs].index("setting_sd_model_checkpoint")]
+    assert dropdown["value"] == studio.settings.sd_model_checkpoint and dropdown["value"] in dropdown["choices"]
     with pytest.raises(gr.Error, match="No checkpoint named 'gone'"):
         handler.fn(gr.EventData(None, {"checkpoint": "gone"}))

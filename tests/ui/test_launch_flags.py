@@ -113,8 +113,10 @@ def test_a1111_launch_flags_parse_and_the_ignored_ones_are_named_once() -> None:
     assert args.api_auth is None  # --api is its own flag now, not a prefix of --api-auth
     resolved, lines = resolve_a1111_flags(args)
     assert len(lines) == 2, lines
-    assert lines[0] == "A1111 flags applied: --api (the REST API is always on)"
-    assert sorted(_ignored(lines)) == sorted(f for f in A1111_SCRIPT_FLAGS if f.startswith("--") and f != "--api")
+    assert lines[0] == ("A1111 flags applied: --api (the REST API is always on), "
+                        "--theme (the page's theme while the Theme setting says system)")
+    assert sorted(_ignored(lines)) == sorted(f for f in A1111_SCRIPT_FLAGS
+                                             if f.startswith("--") and f not in ("--api", "--theme"))
     assert vars(resolved) == vars(args)  # nothing here maps onto one of our flags
 
 
