@@ -22,6 +22,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -47,6 +48,7 @@ from modules.extensions.api import (
     append_image,
     register_callback,
 )
+from modules.paths import DataPaths
 from modules.processing.control_preprocess import PREPROCESSORS, UnknownPreprocessorError
 from modules.processing.controlnet_units import (
     CONTROL_MODES,
@@ -75,6 +77,20 @@ def _settings() -> dict[str, ArgSpec]:
 
 
 register_callback("on_ui_settings", _settings)
+
+
+#: Where ControlNet models go, relative to the data folder: the paths module's name for it, not
+#: the server's absolute path (the message is also shown on shared servers).
+MODEL_FOLDER = DataPaths(Path()).controlnet.as_posix()
+NO_MODEL_MESSAGE = ("No ControlNet model installed: put ControlNet models (.safetensors files, or diffusers "
+                    f"folders) into {MODEL_FOLDER} in the data folder (--data-dir), or a folder given with "
+                    "--controlnet-dir, then restart the web UI.")
+
+
+def _model_dropdown(names: list[str]) -> ArgSpec:
+    """The unit's Model choice; with no model installed it says so and where they go, instead of
+    offering an empty list."""
+    return Dropdown("Model", ("None", *names), "None", info="" if names else NO_MODEL_MESSAGE)
 
 
 def _reason(error: Exception) -> str:
@@ -114,7 +130,7 @@ class ControlNet(Script):
             "enabled": Checkbox("Enable"),
             "image": ImageArg("Control image (empty: the img2img input)" if is_img2img else "Control image"),
             "module": Dropdown("Preprocessor", tuple(PREPROCESSORS), "none"),
-            "model": Dropdown("Model", ("None", *(library.names() if library else ())), "None"),
+            "model": _model_dropdown(library.names() if library else []),
             "weight": Slider("Control Weight", 0.0, 2.0, 1.0, step=0.05),
             "guidance_start": Slider("Starting Control Step", 0.0, 1.0, 0.0, step=0.01),
             "guidance_end": Slider("Ending Control Step", 0.0, 1.0, 1.0, step=0.01),
@@ -180,7 +196,7 @@ class ControlNet(Script):
             return "no ControlNet model chosen (the 'model' field)"
         names = library.names() if library is not None else []
         if isinstance(model, str) and model not in names:
-            return (f"no ControlNet model {model!r} in models/ControlNet; available: {', '.join(names) or 'none'} "
+            return (f"no ControlNet model {model!r} in {MODEL_FOLDER}; available: {', '.join(names) or 'none'} "
                     "(GET /controlnet/model_list?update=true rescans the folder)")
         if unit.get("image") in (None, "") and not is_img2img:
             return "no control image in 'image' (only img2img can use its input image)"

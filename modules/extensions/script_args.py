@@ -32,7 +32,8 @@ class ArgSpec:
 
     ``kind`` is "slider", "number", "checkbox", "dropdown", "text", "image" or "group";
     ``minimum``/``maximum`` bound numbers, ``choices`` lists a dropdown's values, ``integer``
-    makes numbers whole; a group's ``fields`` are its own named ``ArgSpec``s.
+    makes numbers whole; a group's ``fields`` are its own named ``ArgSpec``s. ``info`` is a
+    line the web UI shows under the control (e.g. why a dropdown has nothing to choose).
     """
 
     kind: str
@@ -50,6 +51,7 @@ class ArgSpec:
     parse_text: Callable[[str], Any] | None = field(default=None, compare=False)
     #: group: the web UI's "Preview" button: ``{field: value}`` -> an image to show.
     preview: Callable[[Mapping[str, Any]], Image.Image] | None = field(default=None, compare=False)
+    info: str = ""
 
     def coerce(self, value: Any, where: str) -> Any:
         """The value as this argument holds it; ``where`` ("Brighten: amount") starts any error.
@@ -117,6 +119,8 @@ class ArgSpec:
                 info[key] = getattr(self, key)
         if self.choices:
             info["choices"] = list(self.choices)
+        if self.info:
+            info["info"] = self.info
         if self.fields:
             info["fields"] = {name: spec.describe() for name, spec in self.fields}
         return info
@@ -159,9 +163,11 @@ def Checkbox(label: str, default: bool = False) -> ArgSpec:  # noqa: N802
     return ArgSpec("checkbox", label, default)
 
 
-def Dropdown(label: str, choices: tuple[str, ...] | list[str], default: str | None = None) -> ArgSpec:  # noqa: N802
+def Dropdown(label: str, choices: tuple[str, ...] | list[str], default: str | None = None,  # noqa: N802
+             info: str = "") -> ArgSpec:
+    """One of ``choices`` (default: the first); ``info`` is shown under it in the web UI."""
     choices = tuple(choices)
-    return ArgSpec("dropdown", label, default if default is not None else choices[0], choices=choices)
+    return ArgSpec("dropdown", label, default if default is not None else choices[0], choices=choices, info=info)
 
 
 def Textbox(label: str, default: str = "") -> ArgSpec:  # noqa: N802

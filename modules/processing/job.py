@@ -71,7 +71,11 @@ class ProgressUpdate:
 
     @property
     def eta_s(self) -> float:
-        """Estimated seconds left: elapsed / progress - elapsed."""
+        """A1111's estimate from this update alone: elapsed / progress - elapsed.
+
+        Far too high early on (the first step includes loading the model); what a job's status
+        shows comes from the pace between steps instead (``modules.processing.eta``).
+        """
         fraction = self.fraction
         return self.elapsed_s / fraction - self.elapsed_s if fraction > 0 else float("inf")
 

@@ -32,6 +32,7 @@ from typing import Any, Literal
 import torch
 
 from modules.processing.errors import JobInterrupted, ProcessingError
+from modules.processing.eta import remaining_s
 from modules.processing.job import Job, ProgressUpdate
 
 __all__ = [
@@ -98,16 +99,9 @@ class _Entry:
 
     job: Job
     progress: ProgressUpdate | None = None
+    first_progress: ProgressUpdate | None = None  # the ETA's pace is measured from here
     started_at: float | None = None
     final: JobStatus | None = None
-
-
-def _eta(update: ProgressUpdate, elapsed_now: float) -> float | None:
-    """Seconds left: the update's estimate minus the time spent since it was made."""
-    eta = update.eta_s
-    if eta == float("inf"):
-        return None
-    return max(0.0, eta - max(0.0, elapsed_now - update.elapsed_s))
 
 
 def _progress_fields(entry: _Entry, elapsed_s: float, keep_latents: bool) -> dict[str, Any]:
@@ -120,7 +114,8 @@ def _progress_fields(entry: _Entry, elapsed_s: float, keep_latents: bool) -> dic
     return {
         "step": update.step, "total_steps": update.total_steps,
         "batch_index": update.batch_index, "batch_count": update.batch_count,
-        "fraction": update.fraction, "eta_s": _eta(update, elapsed_s), "family": update.family,
+        "fraction": update.fraction, "eta_s": remaining_s(entry.first_progress, update, elapsed_s),
+        "family": update.family,
         "preview_latents": update.latents if keep_latents else None,
     }
 
@@ -319,6 +314,7 @@ class JobQueue:
                 entry = self._active.get(job.id)
                 if entry is not None:
                     entry.progress = update
+                    entry.first_progress = entry.first_progress or update
             if original is not None:
                 original(update)
 
@@ -346,7 +342,7 @@ class JobQueue:
                        final: JobStatus | None = None) -> None:
         job_id = entry.job.id
         entry.final = final or self._final_status(entry, state, result, error)
-        entry.progress = None  # drop the latent reference; the result holds the images
+        entry.progress = entry.first_progress = None  # drop the latents; the result holds the images
         del self._active[job_id]
         if self._current == job_id:
             self._current = None

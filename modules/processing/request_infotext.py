@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from types import MappingProxyType
 from typing import Any
 
 from modules.processing.errors import RequestValidationError
@@ -12,8 +13,8 @@ from modules.processing.infotext import VERSION, parse_infotext
 from modules.processing.requests import Txt2ImgRequest
 from modules.processing.samplers import resolve_sampler
 
-__all__ = ["apply_payload_infotext", "img2img_parameters", "request_from_infotext", "request_from_params",
-           "txt2img_parameters", "txt2img_values_from_infotext"]
+__all__ = ["INFOTEXT_SETTING_KEYS", "apply_payload_infotext", "img2img_parameters", "request_from_infotext",
+           "request_from_params", "txt2img_parameters", "txt2img_values_from_infotext"]
 
 
 def txt2img_parameters(
@@ -195,10 +196,17 @@ _INFOTEXT_FIELDS = {
     "subseed": "Variation seed", "subseed_strength": "Variation seed strength",
     "seed_resize_from_w": "Seed resize from-1", "seed_resize_from_h": "Seed resize from-2",
 }
-# Settings an infotext records (they go under ``override_settings``), by request field.
-_INFOTEXT_SETTINGS = {"clip_skip": ("CLIP_stop_at_last_layers", "Clip skip"),
-                      "eta_noise_seed_delta": ("eta_noise_seed_delta", "ENSD"),
-                      "randn_source": ("randn_source", "RNG"), "emphasis": ("emphasis", "Emphasis")}
+#: Infotext keys that record a setting, and the A1111 option each one overrides for a job
+#: (A1111's ``infotext_to_setting_name_mapping``; "Model hash" names the checkpoint). Pasting an
+#: infotext (UI and API) puts these under ``override_settings``.
+INFOTEXT_SETTING_KEYS: Mapping[str, str] = MappingProxyType({
+    "Clip skip": "CLIP_stop_at_last_layers", "Model hash": "sd_model_checkpoint", "VAE": "sd_vae",
+    "ENSD": "eta_noise_seed_delta", "RNG": "randn_source", "Emphasis": "emphasis", "Eta": "eta_ddim",
+})
+# The request field holding each setting the request parser reads (typed and checked there).
+_INFOTEXT_SETTINGS = {field: (INFOTEXT_SETTING_KEYS[key], key) for field, key in
+                      (("clip_skip", "Clip skip"), ("eta_noise_seed_delta", "ENSD"), ("randn_source", "RNG"),
+                       ("emphasis", "Emphasis"))}
 
 
 def apply_payload_infotext(payload: Mapping[str, Any]) -> dict[str, Any]:

@@ -21,8 +21,10 @@ from modules.processing.queue import JobStatus
 from modules.processing.samplers import SAMPLERS, schedule_choices
 from modules.ui.extra_networks import build_extra_networks
 from modules.ui.image_format import IMAGE_FORMAT
+from modules.ui.infotext_paste import build_override_dropdown, current_options, with_override_chips
 from modules.ui.output_panel import OutputPanel, build_output_panel, gallery_entries, wire_save
 from modules.ui.progress import preview_image, progress_html
+from modules.ui.prompt_plan_view import plan_markdown
 from modules.ui.script_controls import ScriptControls, build_script_controls, wire_script_choice, with_scripts
 from modules.ui.style_editor import build_style_editor, wire_style_buttons
 
@@ -60,6 +62,8 @@ class GenerationTab:
     outputs: list[Any]
     resume: Any
     scripts: ScriptControls = field(default_factory=ScriptControls)
+    #: The options a pasted infotext's settings are compared with (``infotext_paste.current_options``).
+    current_options: Callable[[], dict[str, Any]] = dict
 
 
 def payload_from_values(values: tuple[Any, ...], fields: tuple[str, ...] = PAYLOAD_FIELDS) -> dict[str, Any]:
@@ -94,7 +98,7 @@ def token_count(text: str) -> str:
 
 def prompt_plan(studio: Studio, text: str, steps: float) -> dict[str, Any]:
     """The prompt's schedule, sub-prompts, weights, chunks, LoRAs and embeddings (``preview_prompt``)
-    for the JSON view; LoRA and embedding names are looked up in the studio's folders."""
+    for the API and for 🔍's tables; LoRA and embedding names are looked up in the studio's folders."""
     models = studio.context.models
     return preview_prompt(_tokenizer(), text or "", max(1, int(steps or 1)), models.loras, models.embeddings)
 
@@ -188,7 +192,10 @@ def _prompt_row(c: dict[str, Any], tab: str, show_counters: bool, style_names: l
                 c["prompt_tokens"] = gr.Markdown("0/75", elem_id=f"{tab}_token_counter", visible=show_counters)
                 c["preview_prompt"] = gr.Button("🔍 Show what the prompt does", elem_id=f"{tab}_prompt_preview",
                                                 size="sm", scale=0, min_width=40)
-            c["prompt_plan"] = gr.JSON(label="Prompt plan", visible=False, elem_id=f"{tab}_prompt_plan")
+            # Tables a person reads (modules.ui.prompt_plan_view); the API's /prompt_preview gives the JSON.
+            # No LaTeX: a prompt's "$$" is text.
+            c["prompt_plan"] = gr.Markdown("", visible=False, elem_id=f"{tab}_prompt_plan", latex_delimiters=[],
+                                           elem_classes=["aigen-prompt-plan"])
             c["negative_prompt"] = gr.Textbox(label="Negative prompt", lines=2, elem_id=f"{tab}_neg_prompt")
             c["negative_tokens"] = gr.Markdown("0/75", elem_id=f"{tab}_negative_token_counter",
                                                visible=show_counters)
@@ -285,6 +292,7 @@ def build_generation_tab(studio: Studio, tab: str, submit: Submit, extra_fields:
             if below_size:
                 below_size(c)
             _guidance_and_seed(c, tab)
+            c["override_settings"] = build_override_dropdown(tab)  # filled by a pasted infotext
             scripts = build_script_controls(studio, c, tab, builtin_scripts)
             if after_scripts:
                 after_scripts(c)
@@ -295,8 +303,9 @@ def build_generation_tab(studio: Studio, tab: str, submit: Submit, extra_fields:
             panel = build_output_panel(tab)
     # The last job id lives in the browser, so a reloaded page can restore its progress/result.
     job_id = gr.BrowserState("", storage_key=f"aigen-{tab}-job")
-    fields = PAYLOAD_FIELDS + extra_fields + ("script_name",) * ("script_name" not in extra_fields) + scripts.fields
-    submit = with_scripts(submit, scripts, studio, tab == "img2img")
+    fields = (PAYLOAD_FIELDS + extra_fields + ("script_name",) * ("script_name" not in extra_fields) + scripts.fields
+              + ("override_settings",))
+    submit = with_override_chips(with_scripts(submit, scripts, studio, tab == "img2img"))
     wire_script_choice(c, scripts)
     outputs = [job_id, progress, preview, panel.gallery, panel.info, gr.State(-1), panel.infotexts]
     for trigger in (c["generate"].click, c["prompt"].submit):
@@ -306,7 +315,7 @@ def build_generation_tab(studio: Studio, tab: str, submit: Submit, extra_fields:
     wire_style_buttons(studio.styles, c, style_editor)
     wire_save(panel, lambda: studio.output_folder("outdir_save"))
     return GenerationTab(c, c["generate"], c["interrupt"], c["skip"], panel, progress, preview, job_id, outputs,
-                         _resume_handler(studio), scripts)
+                         _resume_handler(studio), scripts, lambda: current_options(studio))
 
 
 def _wire_buttons(studio: Studio, c: dict[str, Any], job_id: Any, last_seed: Any, show_counters: bool) -> None:
@@ -322,12 +331,13 @@ def _wire_buttons(studio: Studio, c: dict[str, Any], job_id: Any, last_seed: Any
         studio.ensure_libraries()
         return token_count(text)
 
-    def show_plan(text: str, steps: float) -> Any:
+    def show_plan(text: str, negative: str, steps: float) -> Any:
         studio.ensure_libraries()
-        return gr.update(value=prompt_plan(studio, text, steps), visible=True)
+        plan = plan_markdown(prompt_plan(studio, text, steps), prompt_plan(studio, negative, steps))
+        return gr.update(value=plan, visible=True)
 
-    c["preview_prompt"].click(show_plan, inputs=[c["prompt"], c["steps"]], outputs=[c["prompt_plan"]],
-                              api_visibility="private")
+    c["preview_prompt"].click(show_plan, inputs=[c["prompt"], c["negative_prompt"], c["steps"]],
+                              outputs=[c["prompt_plan"]], api_visibility="private")
     counters = (("prompt", "prompt_tokens"), ("negative_prompt", "negative_tokens")) if show_counters else ()
     for box, counter in counters:
         c[box].change(count_tokens, inputs=[c[box]], outputs=[c[counter]], trigger_mode="always_last", **instant)

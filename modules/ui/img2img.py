@@ -3,7 +3,9 @@ upload, Batch), resize mode, inpaint controls, denoising strength and the outpai
 scripts, on the same generation form as txt2img.
 
 "Send to img2img/inpaint" fills the image, the prompts and ``received`` (a ``gr.State`` of the
-sent image's parameters by A1111 payload name), which sets the sampler/steps/CFG/seed/size.
+sent image's parameters by A1111 payload name), which sets the sampler/steps/CFG/seed/size,
+denoising strength, the inpaint controls and the "Override settings" chips; a PNG dropped onto
+the prompt fills ``received`` the same way (``infotext_paste``).
 """
 
 from __future__ import annotations
@@ -20,6 +22,13 @@ from modules.processing.outpainting import DIRECTIONS, OUTPAINT_SCRIPTS
 from modules.ui.generation_form import GenerationTab, build_generation_tab
 from modules.ui.image_format import IMAGE_FORMAT
 from modules.ui.img2img_payload import INPAINT_MODES, build_img2img_payload, inpaint_flags, settings_payload
+from modules.ui.infotext_paste import (
+    INFOTEXT_FIELDS,
+    current_options,
+    img2img_values,
+    override_update,
+    wire_infotext_drop,
+)
 from modules.ui.script_controls import pasted_script_values
 
 if TYPE_CHECKING:
@@ -34,9 +43,8 @@ IMG2IMG_TAB_IDS = {"img2img": "img2img_img2img_tab", "sketch": "img2img_sketch_t
                    "inpaint upload": "img2img_inpaint_upload_tab", "batch": "img2img_batch_tab"}
 MASK_COLOUR = "#ffffff"
 #: The controls "Send to" sets from the sent image's parameters, by A1111 payload name.
-#: Key of the received values holding the sent image's parsed infotext (scripts read theirs back).
-INFOTEXT_FIELDS = "infotext_fields"
-RECEIVED_FIELDS = ("sampler_name", "scheduler", "steps", "cfg_scale", "seed", "width", "height")
+RECEIVED_FIELDS = ("sampler_name", "scheduler", "steps", "cfg_scale", "seed", "width", "height", "denoising_strength",
+                   "mask_blur", "mask_mode", "inpainting_fill", "inpaint_area", "inpaint_full_res_padding")
 EXTRA_FIELDS = (
     "mode", "init_image", "sketch", "inpaint_image", "inpaint_sketch", "inpaint_upload_image", "inpaint_upload_mask",
     "batch_input_dir", "batch_output_dir", "batch_mask_dir", "resize_mode", "mask_blur", "mask_mode",
@@ -185,6 +193,16 @@ def _wire_mode_switches(c: dict[str, Any]) -> None:
                                      c["noise_q"], c["color_variation"]], api_visibility="private", queue=False)
 
 
+def _wire_drop(studio: Studio, c: dict[str, Any], received: Any) -> None:
+    """A PNG dropped onto the prompt fills the prompts and, through ``received``, the rest (as
+    Send to img2img does, less the image; the size is the infotext's)."""
+    def paste(text: str) -> tuple[Any, ...]:
+        values = img2img_values(text, current_options(studio))
+        return values.get("prompt", ""), values.get("negative_prompt", ""), values
+
+    wire_infotext_drop("img2img", paste, [c["prompt"], c["negative_prompt"], received])
+
+
 def build_img2img_tab(studio: Studio) -> Img2ImgTab:
     """Build the tab's components and wire them; call inside a ``gr.Tab``."""
     form = build_generation_tab(studio, "img2img", img2img_submit(studio), EXTRA_FIELDS, _above_settings, _below_size,
@@ -195,12 +213,15 @@ def build_img2img_tab(studio: Studio) -> Img2ImgTab:
     scripts = form.scripts
 
     def received_with_scripts(values: Mapping[str, Any] | None) -> tuple[Any, ...]:
-        fields = (values or {}).get(INFOTEXT_FIELDS) or {}
-        return (*received_updates(values), *pasted_script_values(studio, scripts, True, fields))
+        values = values or {}
+        chips = override_update(values["override_settings"]) if "override_settings" in values else gr.update()
+        fields = values.get(INFOTEXT_FIELDS) or {}
+        return (*received_updates(values), chips, *pasted_script_values(studio, scripts, True, fields))
 
     received.change(received_with_scripts, inputs=[received],
                     outputs=[*(c[name] for name in RECEIVED_FIELDS), c["mode"], c["inpaint_controls"],
-                             *(c[key] for key in scripts.fields)],
+                             c["override_settings"], *(c[key] for key in scripts.fields)],
                     api_visibility="private", queue=False)
+    _wire_drop(studio, c, received)
     return Img2ImgTab(form, c["mode_tabs"], c["init_image"], c["inpaint_image"], c["prompt"],
                       c["negative_prompt"], received)

@@ -26,7 +26,7 @@ from PIL import Image
 
 from modules.processing.save_log import save_to_log
 from modules.ui.image_format import IMAGE_FORMAT
-from modules.ui.open_folder import Opener, ServerBinding, open_folder, system_opener
+from modules.ui.open_folder import NoFileBrowserError, Opener, ServerBinding, open_folder, system_opener
 
 __all__ = ["GALLERY_HEIGHT", "OutputPanel", "build_output_panel", "gallery_entries", "gallery_images",
            "launched_binding", "open_output_folder", "save_images", "selected_info", "selected_items",
@@ -99,12 +99,22 @@ def save_images(folder: Path, gallery: GalleryValue, infotexts: Sequence[str] | 
     return paths, f"<p>Saved: {html.escape(', '.join(p.name for p in paths))}</p>"
 
 
-def open_output_folder(folder: Path, binding: ServerBinding, opener: Opener) -> None:
-    """📂: open ``folder`` on this machine; a refusal or failure becomes a warning."""
+def open_output_folder(folder: Path, binding: ServerBinding, opener: Opener) -> str | None:
+    """📂: open ``folder`` on this machine; a refusal or failure becomes a warning.
+
+    Returns the message for the results' line when the folder could not be shown (a server
+    without a desktop): where it is. Only a local server gets that far (``open_folder`` refuses
+    an exposed one first), so the path goes to the person at that machine. None otherwise.
+    """
     try:
         open_folder(folder, binding, opener)
-    except OSError as error:
+    except NoFileBrowserError as error:
         gr.Warning(html.escape(str(error)))
+        return (f"<p>{html.escape(error.reason)}, so the folder cannot be opened here. The files are in: "
+                f"<code>{html.escape(str(error.folder))}</code></p>")
+    except OSError as error:  # refused (no path in it), or the folder cannot be created
+        gr.Warning(html.escape(str(error)))
+    return None
 
 
 def launched_binding(blocks: gr.Blocks) -> ServerBinding:
@@ -168,10 +178,15 @@ def wire_save(panel: OutputPanel, folder: Callable[[], Path]) -> None:
 
 def wire_open_folder(blocks: gr.Blocks, panel: OutputPanel, folder: Callable[[], Path],
                      opener: Opener | None = None) -> None:
-    """Show 📂 on page load only when ``blocks`` serves on loopback; the click re-checks."""
+    """Show 📂 on page load only when ``blocks`` serves on loopback; the click re-checks, and where
+    the server has no desktop to open it in, the line under the images says where the folder is."""
     button = panel.buttons["open_folder"]
     blocks.load(lambda: gr.update(visible=launched_binding(blocks).is_local_only), outputs=[button],
                 api_visibility="private", queue=False)
+
+    def open_() -> Any:
+        message = open_output_folder(folder(), launched_binding(blocks), opener or system_opener())
+        return gr.update() if message is None else message
+
     # Queued, so that a refusal's gr.Warning reaches the page.
-    button.click(lambda: open_output_folder(folder(), launched_binding(blocks), opener or system_opener()),
-                 api_visibility="private")
+    button.click(open_, outputs=[panel.html_log], api_visibility="private")

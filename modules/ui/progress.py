@@ -13,10 +13,12 @@ __all__ = ["progress_html", "preview_image"]
 
 
 def _eta(seconds: float | None) -> str:
+    """The line's " · ETA m:ss" part, or nothing while the job has no estimate yet (before its second step:
+    the queue measures the pace from the first completed step, see ``modules.processing.eta``)."""
     if seconds is None or seconds != seconds or seconds == float("inf"):
-        return "--"
+        return ""
     minutes, secs = divmod(int(round(seconds)), 60)
-    return f"{minutes:d}:{secs:02d}"
+    return f" · ETA {minutes:d}:{secs:02d}"
 
 
 def progress_html(status: JobStatus) -> str:
@@ -26,7 +28,7 @@ def progress_html(status: JobStatus) -> str:
         fraction = 0.0
     elif status.state == "running":
         text = (f"Batch {status.batch_index + 1}/{status.batch_count} · step {status.step}/{status.total_steps}"
-                f" · {status.fraction * 100:.0f}% · ETA {_eta(status.eta_s)}")
+                f" · {status.fraction * 100:.0f}%{_eta(status.eta_s)}")
         fraction = status.fraction
     else:
         text = {"done": "Done", "interrupted": "Interrupted", "cancelled": "Cancelled"}.get(status.state, "Failed")

@@ -47,7 +47,7 @@ def component_for_spec(spec: ArgSpec, elem_id: str, value: Any = None) -> Any:
     if spec.kind == "checkbox":
         return gr.Checkbox(**common)
     if spec.kind == "dropdown":
-        return gr.Dropdown(list(spec.choices), **common)
+        return gr.Dropdown(list(spec.choices), info=spec.info or None, **common)
     if spec.kind == "text":
         return gr.Textbox(**common)
     if spec.kind == "slider":

@@ -9,24 +9,20 @@ A1111 payload name, with width/height taken from the image itself (A1111 "send s
 from __future__ import annotations
 
 import html
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import gradio as gr
 from PIL import Image
 
-from modules.processing.errors import RequestValidationError
-from modules.processing.infotext import parse_infotext
-from modules.processing.request_infotext import txt2img_values_from_infotext
 from modules.ui.extras import SINGLE_IMAGE_TAB_ID, ExtrasTab
-from modules.ui.img2img import IMG2IMG_TAB_IDS, INFOTEXT_FIELDS, Img2ImgTab
+from modules.ui.img2img import IMG2IMG_TAB_IDS, Img2ImgTab
+from modules.ui.infotext_paste import img2img_values
 from modules.ui.output_panel import GalleryValue, OutputPanel, gallery_images
 
 __all__ = ["pick_image", "received_values", "send_to_extras", "send_to_img2img", "wire_send_to"]
 
 NOTHING_TO_SEND = "Nothing to send: generate an image first."
-# Payload fields that describe a txt2img run, not an image: the receiving tab keeps its own.
-_RUN_ONLY_FIELDS = ("batch_size", "n_iter", "styles")
 
 
 def pick_image(gallery: GalleryValue, infotexts: Sequence[str] | None,
@@ -40,24 +36,13 @@ def pick_image(gallery: GalleryValue, infotexts: Sequence[str] | None,
     return images[chosen], texts[chosen] if chosen < len(texts) else ""
 
 
-def received_values(infotext: str, image: Image.Image) -> dict[str, Any]:
-    """The values a receiving tab uses, by A1111 payload name (prompts, sampler, steps, seeds, size ...).
-
-    An infotext whose values do not make a valid request (another tool's, edited by hand)
-    still gives its prompts.
-    """
-    values: dict[str, Any] = {}
-    if infotext.strip():
-        try:
-            values = txt2img_values_from_infotext(infotext)
-        except RequestValidationError:
-            fields = parse_infotext(infotext)
-            values = {"prompt": fields["Prompt"], "negative_prompt": fields["Negative prompt"]}
-    for name in _RUN_ONLY_FIELDS:
-        values.pop(name, None)
-    values["width"], values["height"] = image.size
-    # The raw fields too: scripts read their own keys back from them (``paste_fields``).
-    values[INFOTEXT_FIELDS] = dict(parse_infotext(infotext)) if infotext.strip() else {}
+def received_values(infotext: str, image: Image.Image | None = None,
+                    current: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The values a receiving tab uses, by A1111 payload name (``infotext_paste.img2img_values``),
+    with width/height taken from ``image`` when there is one (A1111 "send size")."""
+    values = img2img_values(infotext, current)
+    if image is not None:
+        values["width"], values["height"] = image.size
     return values
 
 
@@ -67,16 +52,17 @@ def _nothing(count: int) -> tuple[Any, ...]:
 
 
 def send_to_img2img(gallery: GalleryValue, infotexts: Sequence[str] | None, index: int | None,
-                    mode: str = "img2img") -> tuple[Any, ...]:
+                    mode: str = "img2img", current: Mapping[str, Any] | None = None) -> tuple[Any, ...]:
     """Updates for (image, prompt, negative prompt, received, top tabs, img2img sub-tabs).
 
-    ``mode``: "img2img" fills the plain image input, "inpaint" the mask editor (as its background).
+    ``mode``: "img2img" fills the plain image input, "inpaint" the mask editor (as its background);
+    ``current``: the options the infotext's settings are compared with (``received_values``).
     """
     picked = pick_image(gallery, infotexts, index)
     if picked is None:
         return _nothing(6)
     image, infotext = picked
-    values = {**received_values(infotext, image), "mode": "Inpaint" if mode == "inpaint" else "img2img"}
+    values = {**received_values(infotext, image, current), "mode": "Inpaint" if mode == "inpaint" else "img2img"}
     target: Any = image if mode == "img2img" else {"background": image, "layers": [], "composite": image}
     return (target, values.get("prompt", ""), values.get("negative_prompt", ""), values,
             gr.Tabs(selected="img2img"), gr.Tabs(selected=IMG2IMG_TAB_IDS[mode]))
@@ -95,9 +81,10 @@ def wire_send_to(panel: OutputPanel, tabs: Any, img2img: Img2ImgTab, extras: Ext
     inputs = [panel.gallery, panel.infotexts, panel.selected]
     received = [img2img.prompt, img2img.negative_prompt, img2img.received, tabs, img2img.mode_tabs]
     # Queued (the default), so that "nothing to send" reaches the page as a warning.
-    panel.buttons["img2img"].click(lambda *v: send_to_img2img(*v, mode="img2img"), inputs=inputs,
+    options = img2img.form.current_options
+    panel.buttons["img2img"].click(lambda *v: send_to_img2img(*v, mode="img2img", current=options()), inputs=inputs,
                                    outputs=[img2img.init_image, *received], api_visibility="private")
-    panel.buttons["inpaint"].click(lambda *v: send_to_img2img(*v, mode="inpaint"), inputs=inputs,
+    panel.buttons["inpaint"].click(lambda *v: send_to_img2img(*v, mode="inpaint", current=options()), inputs=inputs,
                                    outputs=[img2img.inpaint_image, *received], api_visibility="private")
     panel.buttons["extras"].click(send_to_extras, inputs=inputs, outputs=[extras.image, tabs, extras.mode_tabs],
                                   api_visibility="private")

@@ -35,8 +35,9 @@ def browser_data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="package")
 def server(browser_data_dir: Path) -> Iterator[str]:
-    """The URL of the shared live server (``webui.py --data-dir browser_data_dir``)."""
-    yield from start_server(browser_data_dir)
+    """The URL of the shared live server (``webui.py --data-dir browser_data_dir``), run without a
+    desktop whatever the machine has (📂 then says where the folder is instead of opening a window)."""
+    yield from start_server(browser_data_dir, env={"DISPLAY": "", "WAYLAND_DISPLAY": ""})
 
 
 @pytest.fixture(scope="package")

@@ -135,7 +135,7 @@ def test_settings_tab_shows_the_settings_extensions_declare(config: dict[str, An
 def test_a_sent_image_sets_img2img_script_controls_too(config: dict[str, Any]) -> None:
     ids = _ids(config)
     received = [d for d in config["dependencies"]
-                if ids["img2img_mask_blur"]["id"] not in d["outputs"] and ids["img2img_steps"]["id"] in d["outputs"]
+                if ids["img2img_steps"]["id"] in d["outputs"] and ids["img2img_mask_blur"]["id"] in d["outputs"]
                 and ids["script_img2img_dynamic_thresholding_limit"]["id"] in d["outputs"]]
     assert received, "the received-values handler does not update the script controls"
 

@@ -37,6 +37,7 @@ def test_an_unusable_infotext_still_gives_its_prompts() -> None:
     values = received_values("just a prompt\nNegative prompt: n\nSteps: many, Seed: x, Size: 8x8",
                              Image.new("RGB", (8, 8)))
     fields = values.pop("infotext_fields")
+    assert values.pop("override_settings") == []  # a pasted infotext clears the tab's chips
     assert values == {"prompt": "just a prompt", "negative_prompt": "n", "width": 8, "height": 8}
     assert fields["Steps"] == "many"  # the raw fields go along, for scripts to read theirs back
     assert received_values("", Image.new("RGB", (8, 4))) == {"width": 8, "height": 4, "infotext_fields": {}}
