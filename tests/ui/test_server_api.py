@@ -79,10 +79,12 @@ def test_txt2img_through_gradio_client(server: str) -> None:
     client = Client(server, verbose=False)
     result = client.predict(prompt="a red circle", steps=2, width=64, height=64, seed=3, batch_size=2,
                             sampler_name="Euler a", api_name="/txt2img")
-    assert result["seeds"] == [3, 4]
-    image = Image.open(io.BytesIO(base64.b64decode(result["images"][1])))
-    assert image.size == (64, 64) and "Seed: 4" in image.info["parameters"]
-    info = client.predict(image=result["images"][0], api_name="/png_info")
+    # As in the UI's gallery, a batch starts with its grid (it carries the first image's seed).
+    assert result["seeds"] == [3, 3, 4] and result["index_of_first_image"] == 1
+    grid = Image.open(io.BytesIO(base64.b64decode(result["images"][0])))
+    image = Image.open(io.BytesIO(base64.b64decode(result["images"][2])))
+    assert grid.size == (128, 64) and image.size == (64, 64) and "Seed: 4" in image.info["parameters"]
+    info = client.predict(image=result["images"][1], api_name="/png_info")
     assert info["parameters"]["Seed"] == "3" and info["parameters"]["Steps"] == "2"
     assert client.predict(api_name="/progress")["state"] == "idle"
     plan = client.predict(prompt="a [red:blue:0.5] cat", steps=10, api_name="/prompt_preview")
