@@ -15,6 +15,14 @@ def set_large_size(page) -> None:
     set_number(page, "txt2img_height", 512)
 
 
+def prepare_long_job(page, batch_count: int = 1) -> None:
+    """Set txt2img up for a job that runs long enough to interrupt, reload or queue behind:
+    150 steps at 512x512, ``batch_count`` times."""
+    set_number(page, "txt2img_steps", 150)
+    set_number(page, "txt2img_batch_count", batch_count)
+    set_large_size(page)
+
+
 def wait_for_progress(page, text: str) -> None:
     """Wait until the progress line contains ``text`` (queue position, "step", "Interrupted")."""
     page.wait_for_function(

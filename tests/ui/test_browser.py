@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.ui.browser_actions import generate_small, set_large_size, set_number, wait_for_progress
+from tests.ui.browser_actions import generate_small, prepare_long_job, wait_for_progress
 from tests.ui.conftest import ARTIFACTS
 
 pytestmark = pytest.mark.slow
@@ -50,9 +50,7 @@ def test_style_editor_saves_a_new_style(page) -> None:
 
 
 def test_interrupt_stops_a_long_job(page) -> None:
-    set_number(page, "txt2img_steps", 150)
-    set_number(page, "txt2img_batch_count", 20)
-    set_large_size(page)
+    prepare_long_job(page, batch_count=20)
     page.locator("#txt2img_generate").click()
     wait_for_progress(page, "step")
     page.locator("#txt2img_interrupt").click()
@@ -61,9 +59,7 @@ def test_interrupt_stops_a_long_job(page) -> None:
 
 
 def test_a_reloaded_page_restores_the_running_job(page) -> None:
-    set_number(page, "txt2img_steps", 150)
-    set_number(page, "txt2img_batch_count", 4)
-    set_large_size(page)
+    prepare_long_job(page, batch_count=4)
     page.locator("#txt2img_generate").click()
     wait_for_progress(page, "step")
     page.reload()

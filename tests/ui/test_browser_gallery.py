@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from tests.ui.browser_actions import set_large_size, set_number, wait_for_progress
+from tests.ui.browser_actions import prepare_long_job, set_number, wait_for_progress
 from tests.ui.conftest import ARTIFACTS
 
 pytestmark = pytest.mark.slow
@@ -115,9 +115,8 @@ def test_clicking_an_image_shows_its_infotext_alone(page) -> None:
 
 def test_interrupt_keeps_the_partly_denoised_image(page) -> None:
     page.locator("#txt2img_seed input").fill("900")
-    set_number(page, "txt2img_steps", 150)
     set_number(page, "txt2img_batch_size", 1)
-    set_large_size(page)
+    prepare_long_job(page)
     page.locator("#txt2img_generate").click()
     wait_for_progress(page, "step")
     page.locator("#txt2img_interrupt").click()
@@ -135,8 +134,7 @@ def test_a_job_that_makes_nothing_keeps_the_previous_gallery(page, open_page) ->
     info = _generate(page, 1000)
     other = open_page()
     other.locator("#txt2img_prompt textarea").fill("a long job")
-    set_number(other, "txt2img_steps", 150)
-    set_large_size(other)
+    prepare_long_job(other)
     other.locator("#txt2img_generate").click()
     wait_for_progress(other, "step")
     page.locator("#txt2img_seed input").fill("1001")

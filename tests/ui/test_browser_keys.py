@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 
 from modules.processing.image_formats import write_image
-from tests.ui.browser_actions import set_large_size, set_number, wait_for_progress
+from tests.ui.browser_actions import prepare_long_job, set_number, wait_for_progress
 from tests.ui.conftest import ARTIFACTS
 
 pytestmark = pytest.mark.slow
@@ -66,9 +66,7 @@ def test_ctrl_enter_in_the_prompt_generates(page) -> None:
 
 
 def test_escape_interrupts_the_running_job(page) -> None:
-    set_number(page, "txt2img_steps", 150)
-    set_number(page, "txt2img_batch_count", 20)
-    set_large_size(page)
+    prepare_long_job(page, batch_count=20)
     page.locator("#txt2img_neg_prompt textarea").press("Control+Enter")
     wait_for_progress(page, "step")
     page.keyboard.press("Escape")
