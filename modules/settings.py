@@ -24,6 +24,7 @@ from pathlib import Path, PurePosixPath, PureWindowsPath
 from types import MappingProxyType
 from typing import Any, Literal, TypeVar, cast
 
+from modules.processing.errors import StorageFullError, no_space_as_storage_full
 from modules.processing.image_formats import SAMPLES_FORMATS
 from modules.processing.seeds import RANDN_SOURCES
 
@@ -390,14 +391,21 @@ class SettingsStore:
         A crash at any point leaves the old or the new file, whole.
 
         Raises:
-            OSError: the folder is not writable, the disk is full, ...
+            StorageFullError: the disk is full (an OSError too); the file is as it was.
+            OSError: the folder is not writable, ...
         """
         with self._lock:
-            payload = {**dataclasses.asdict(settings), **self._unknown}
+            self._write(settings, self._unknown)
+
+    def _write(self, settings: Settings, unknown: Mapping[str, Any]) -> None:
+        """``save`` with these unknown keys; they and ``settings`` become current only once written."""
+        payload = {**dataclasses.asdict(settings), **unknown}
+        data = (json.dumps(payload, indent=4, ensure_ascii=False) + "\n").encode("utf-8")
+        with no_space_as_storage_full("save the settings"):
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._keep_previous()
-            _atomic_write(self.path, (json.dumps(payload, indent=4, ensure_ascii=False) + "\n").encode("utf-8"))
-            self._settings = settings
+            _atomic_write(self.path, data)
+        self._settings, self._unknown = settings, dict(unknown)
 
     def extra(self) -> dict[str, Any]:
         """The file's keys this version does not know: extensions' settings (and newer options)."""
@@ -418,8 +426,7 @@ class SettingsStore:
             raise ValueError(f"{clash[0]!r} is a built-in setting, not an extension's")
         with self._lock:
             settings = self.current
-            self._unknown.update(values)
-            self.save(settings)
+            self._write(settings, {**self._unknown, **values})  # unchanged in memory if the write fails
 
     def apply(self, changes: Mapping[str, Any]) -> tuple[Settings, list[str]]:
         """Validate ``changes`` over the current settings, save, and return the result.
@@ -427,6 +434,9 @@ class SettingsStore:
         A rejected value keeps the current value of that key (with a warning); unknown keys are
         ignored with a warning. Nothing is written when nothing changed. If the file cannot be
         written, the current settings come back unchanged, with a warning saying why.
+
+        Raises:
+            StorageFullError: the disk is full; nothing changed.
         """
         with self._lock:
             base = self.current
@@ -435,10 +445,12 @@ class SettingsStore:
                 return base, warnings
             try:
                 self.save(settings)
+            except StorageFullError:
+                raise  # a full disk is the caller's to answer (507), not a warning among others
             except OSError as error:
                 logger.warning("could not save settings to %s: %s", self.path, error)
-                return base, [*warnings, f"Could not save settings to {self.path} "
-                                         f"({error.strerror or error}); nothing was changed."]
+                return base, [*warnings, f"Could not save settings to {self.path.name} "
+                                         f"({error.strerror or type(error).__name__}); nothing was changed."]
             return settings, warnings
 
     def _read_with_fallback(self) -> tuple[dict[str, Any], list[str]]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import doctest
+import errno
 import json
 import math
 import os
@@ -13,6 +14,7 @@ from typing import Any
 import pytest
 
 import modules.settings as settings_module
+from modules.processing.errors import StorageFullError
 from modules.settings import (
     SECTIONS,
     SETTING_INFOS,
@@ -351,18 +353,46 @@ def test_a_crash_during_save_leaves_the_old_file_intact_and_no_temp_file(
 
     def crash(src: str | Path, dst: str | Path) -> None:
         if Path(dst).name == failing:
-            raise OSError(28, "No space left on device")
+            raise OSError(errno.EIO, "Input/output error")
         real_replace(src, dst)
 
     monkeypatch.setattr(settings_module.os, "replace", crash)
-    with pytest.raises(OSError, match="No space left"):
+    with pytest.raises(OSError, match="Input/output error"):
         store.save(dataclasses.replace(Settings(), eta_ddim=0.9))
     assert store.path.read_bytes() == before
     assert _leftovers(store.path.parent) == []
     settings, warnings = store.apply({"eta_ddim": 0.9})
     assert settings.eta_ddim == 0.2 and "Could not save settings" in warnings[-1]
+    assert str(store.path.parent) not in warnings[-1]  # the warning may reach an API client
     assert store.current.eta_ddim == 0.2 and store.path.read_bytes() == before
     assert _leftovers(store.path.parent) == []
+
+
+@pytest.mark.parametrize("code", [errno.ENOSPC, errno.EDQUOT, errno.EFBIG])
+def test_a_full_disk_during_save_is_a_storage_full_error_and_changes_nothing(
+        store: SettingsStore, monkeypatch: pytest.MonkeyPatch, code: int) -> None:
+    _saved(store, eta_ddim=0.2)
+    before = store.path.read_bytes()
+    real_replace = os.replace
+
+    def full(src: str | Path, dst: str | Path) -> None:
+        if Path(dst).name == "config.json":
+            raise OSError(code, os.strerror(code), str(dst))
+        real_replace(src, dst)
+
+    monkeypatch.setattr(settings_module.os, "replace", full)
+    with pytest.raises(StorageFullError, match="Not enough disk space to save the settings") as raised:
+        store.apply({"eta_ddim": 0.9})
+    assert str(store.path) not in str(raised.value)
+    with pytest.raises(StorageFullError):
+        store.set_extra({"my_extension_strength": 0.5})
+    assert store.current.eta_ddim == 0.2 and store.path.read_bytes() == before
+    assert "my_extension_strength" not in store.extra()  # a refused value is not kept for the next save
+    assert _leftovers(store.path.parent) == []
+    monkeypatch.setattr(settings_module.os, "replace", real_replace)
+    store.set_extra({"other_extension_mode": "fast"})  # room again: the next save has only what was saved
+    assert json.loads(store.path.read_text())["other_extension_mode"] == "fast"
+    assert "my_extension_strength" not in json.loads(store.path.read_text())
 
 
 def test_extension_settings_are_kept_beside_ours_and_survive_a_save(tmp_path: Path) -> None:
