@@ -304,17 +304,46 @@ def test_an_unreadable_path_is_a_warning_not_a_crash(store: SettingsStore) -> No
     assert settings == Settings() and "could not be read" in warnings[0]
 
 
-def test_saving_over_a_corrupt_file_keeps_it_as_broken_and_the_backup_intact(store: SettingsStore) -> None:
+def test_saving_over_a_corrupt_file_keeps_a_copy_of_it_and_the_backup_intact(store: SettingsStore) -> None:
     _saved(store, eta_ddim=0.1)
     _saved(store, eta_ddim=0.2)
     good_backup = store.backup_path.read_bytes()
     store.path.write_bytes(b'{"eta_ddim": 0.3,')  # a hand edit gone wrong
     loaded, warnings = store.load()
-    assert loaded.eta_ddim == 0.1 and "config.json.broken" in warnings[0]
+    assert loaded.eta_ddim == 0.1 and "config.json.corrupt-<time>" in warnings[0]
+    assert store.config_error is not None and "uses the last good settings, from config.json.bak" in store.config_error
     store.apply({"eta_ddim": 0.4})
-    assert store.broken_path.read_bytes() == b'{"eta_ddim": 0.3,'
+    (copy,) = _corrupt_copies(store)
+    assert copy.read_bytes() == b'{"eta_ddim": 0.3,' and store.corrupt_copy == copy
+    assert f"kept as {copy.name}" in store.config_error  # still reported, now saying where the file is
     assert store.backup_path.read_bytes() == good_backup  # a broken file never replaces a good backup
     assert SettingsStore(store.path).load()[0].eta_ddim == 0.4
+
+
+def _corrupt_copies(store: SettingsStore) -> list[Path]:
+    return sorted(store.path.parent.glob("config.json.corrupt-*"))
+
+
+def test_a_second_corruption_never_replaces_the_copy_of_the_first(store: SettingsStore) -> None:
+    for damage in (b"first broken", b"second broken"):
+        store.path.write_bytes(damage)
+        store.load()
+        store.apply({"eta_ddim": 0.5 if damage.startswith(b"first") else 0.6})
+    assert sorted(p.read_bytes() for p in _corrupt_copies(store)) == [b"first broken", b"second broken"]
+    assert not [p.name for p in store.path.parent.iterdir() if p.name.endswith(".tmp")]
+
+
+def test_the_config_error_names_no_folder_and_is_none_for_a_good_file(store: SettingsStore) -> None:
+    store.load()
+    assert store.config_error is None
+    store.path.write_bytes(b"\xff\xfe not utf-8")
+    store.load()
+    message = store.config_error
+    assert message is not None and message.startswith("config.json is not UTF-8 text")
+    assert "default settings" in message and str(store.path.parent) not in message
+    _saved(store, eta_ddim=0.3)
+    store.load()
+    assert store.config_error is None
 
 
 def test_apply_validates_saves_and_returns(store: SettingsStore) -> None:
