@@ -30,6 +30,8 @@ from modules.processing.errors import no_space_as_storage_full
 __all__ = ["POISON_ERROR", "JobStore", "StoredJob"]
 
 POISON_ERROR = "the server died twice while running this job; it is not tried again"
+_WAL_CHECKPOINT_PAGES = 64  # about 256 KB of 4 KB pages; a job's three commits write about 36 KB
+_WAL_SIZE_LIMIT_BYTES = 512 * 1024  # what a checkpoint truncates the WAL file back to, at most
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -101,6 +103,10 @@ class JobStore:
             db.row_factory = sqlite3.Row
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA synchronous=FULL")  # a commit survives a power cut, not only a crash
+            # Keep the WAL small (SQLite's default lets it grow to 1000 pages, about 4 MB, per
+            # checkpoint): on a nearly full disk the job records must still fit.
+            db.execute(f"PRAGMA wal_autocheckpoint={_WAL_CHECKPOINT_PAGES}")
+            db.execute(f"PRAGMA journal_size_limit={_WAL_SIZE_LIMIT_BYTES}")
             self._local.db = db
         yield db
 

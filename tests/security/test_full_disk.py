@@ -7,9 +7,17 @@ running process with ``prlimit(2)`` right after it started): a write past the li
 ``modules.storage.is_no_space``). Python ignores ``SIGXFSZ``, so the process is not killed.
 
 Sizes seen on the tiny SD1.x model: a 512x512 PNG is about 600 KB; ``config.json`` about 1 KB;
-the job store's WAL grows by about 37 KB per job (three commits) from 25 KB. ``LIMIT`` lets the
-WAL hold well over ten jobs, so the jobs' own records still fit while an image does not. The
-limit is set after start-up so that nothing the server writes while starting is at stake.
+the job store's WAL grows by about 36 KB per job (three commits) and is checkpointed back at
+64 pages, so it stays under about 280 KB (26 jobs seen; before the store bounded it, it reached
+448 KB after 13 jobs and SQLite failed). ``LIMIT`` is above the WAL's bound and below an
+image. The server also starts and runs under this limit from its first instruction (checked
+by hand with ``prlimit --fsize``); the test sets it right after start-up, on the running
+process, which needs no wrapper around the command ``launch_server`` runs.
+
+Under ``RLIMIT_FSIZE`` SQLite reports ``EFBIG`` as "disk I/O error" (``SQLITE_IOERR_WRITE``), not
+``SQLITE_FULL`` (which its unix VFS gives for ``ENOSPC``), so the test keeps SQLite's files under
+the limit and checks the job store's own full-disk answer with SQLite's page limit instead
+(tests/processing/test_storage_full.py).
 """
 
 from __future__ import annotations
