@@ -357,7 +357,7 @@ def _stream(response: http.client.HTTPResponse, out: BinaryIO, total: int | None
         if done > max_bytes:
             raise ModelInstallError("max_bytes", f"the download is larger than the {max_bytes}-byte limit")
         digest.update(chunk)
-        _write(out, chunk)
+        out.write(chunk)
         if progress:
             progress(done, total)
     if total is not None and done != total:
@@ -365,9 +365,12 @@ def _stream(response: http.client.HTTPResponse, out: BinaryIO, total: int | None
     return digest.hexdigest()
 
 
-def _write(out: BinaryIO, chunk: bytes) -> None:
+def _download_to(tmp: Path, response: http.client.HTTPResponse, total: int | None, max_bytes: int,
+                 progress: ProgressCallback | None, pace: _Pace) -> str:
+    """``_stream`` into the new file ``tmp``; a full disk (while writing or closing) is said in words."""
     try:
-        out.write(chunk)
+        with tmp.open("xb") as out:
+            return _stream(response, out, total, max_bytes, progress, pace)
     except OSError as error:
         if is_no_space(error):
             raise ModelInstallError("url", no_space_message("store the download") + " Nothing was installed.") \
@@ -428,8 +431,7 @@ def install_from_url(url: str, folder: Path, *, expected_sha256: str | None = No
         folder.mkdir(parents=True, exist_ok=True)
         tmp = _part_path(folder, target.name)
         try:
-            with tmp.open("xb") as out:
-                digest = _stream(response, out, total, max_bytes, progress, pace)
+            digest = _download_to(tmp, response, total, max_bytes, progress, pace)
             if expected is not None and digest != expected:
                 raise ModelInstallError("sha256", f"the download's SHA-256 is {digest}, expected {expected}")
             _check_content(tmp, target)
