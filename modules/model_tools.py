@@ -23,7 +23,13 @@ from modules.models.catalog import (
     read_details,
     save_user_metadata,
 )
-from modules.models.install import ModelInstallError, install_from_path, install_from_url
+from modules.models.install import (
+    DEFAULT_DOWNLOAD_LIMITS,
+    DownloadLimits,
+    ModelInstallError,
+    install_from_path,
+    install_from_url,
+)
 from modules.models.memory import memory_usage
 from modules.models.merge import MergeError, MergeRequest, default_output_name, merge_checkpoints
 from modules.models.vae import find_vae_files
@@ -41,8 +47,10 @@ SYNC_DETAILS_LIMIT = 150
 class ModelTools:
     """Merging, listing, installing and memory for one running studio."""
 
-    def __init__(self, context: AppContext) -> None:
+    def __init__(self, context: AppContext, download_limits: DownloadLimits = DEFAULT_DOWNLOAD_LIMITS) -> None:
+        """``download_limits``: the deadline and minimum rate of installs from a URL."""
         self.context = context
+        self.download_limits = download_limits
         self._merge_lock = threading.Lock()  # merges read and write gigabytes: one at a time
         self._hash_lock = threading.Lock()
         self._hasher: BackgroundHasher | None = None
@@ -200,7 +208,8 @@ class ModelTools:
         """Download a model into the kind's folder (see ``install_from_url``)."""
         self._require_file_access()
         path = install_from_url(url, self.folders(kind)[0], expected_sha256=sha256.strip() or None,
-                                max_bytes=MAX_INSTALL_BYTES, progress=progress, filename=filename.strip() or None)
+                                max_bytes=MAX_INSTALL_BYTES, progress=progress, filename=filename.strip() or None,
+                                limits=self.download_limits)
         self._after_change(kind)
         return path
 

@@ -100,7 +100,7 @@ def launch_ui(args: argparse.Namespace) -> int:
     from modules.api.a1111_routes import build_internal_router
     from modules.api.controlnet_routes import add_controlnet_routes
     from modules.api.health import build_health_router
-    from modules.api.jobs import build_jobs_router
+    from modules.api.jobs import build_jobs_router, storage_full_handlers
     from modules.api.limits import BodyLimit
     from modules.api.rest import build_router, decode_image
 
@@ -128,6 +128,7 @@ def launch_ui(args: argparse.Namespace) -> int:
                     app_kwargs={"routes": [*router.routes, *health.routes, *internal.routes, *jobs.routes,
                                                   *extension_routes.routes],
                                        "middleware": [Middleware(BodyLimit)],
+                                       "exception_handlers": storage_full_handlers(),  # 507, disk full
                                        "docs_url": "/docs", "openapi_url": "/openapi.json"})
         if args.share and not demo.share_url:
             _report_share_failure(demo.local_url)
@@ -158,9 +159,11 @@ def _serve_api_only(args: argparse.Namespace, studio: Any, routers: list[Any]) -
     from fastapi import FastAPI
     from starlette.middleware import Middleware
 
+    from modules.api.jobs import storage_full_handlers
     from modules.api.limits import BodyLimit
 
-    app = FastAPI(title="AIGen Studio API", middleware=[Middleware(BodyLimit)])
+    app = FastAPI(title="AIGen Studio API", middleware=[Middleware(BodyLimit)],
+                  exception_handlers=storage_full_handlers())
     for router in routers:  # REST, /health, /api/v1/jobs, then the routes extensions added
         app.include_router(router)
     studio.load_default_in_background()

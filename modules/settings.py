@@ -18,12 +18,14 @@ import os
 import reprlib
 import tempfile
 import threading
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath, PureWindowsPath
 from types import MappingProxyType
 from typing import Any, Literal, TypeVar, cast
 
+from modules.processing.errors import StorageFullError, no_space_as_storage_full
 from modules.processing.image_formats import SAMPLES_FORMATS
 from modules.processing.seeds import RANDN_SOURCES
 
@@ -344,21 +346,54 @@ def _atomic_write(target: Path, data: bytes) -> None:
             os.close(folder)
 
 
+def _keep_copy(path: Path, data: bytes) -> Path:
+    """``data`` in a new file ``<path>.corrupt-<UTC time>`` (``-2``, ``-3``... if that exists),
+    written whole before it appears, never replacing anything."""
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    tmp = path.with_name(f".{path.name}.corrupt.tmp")
+    _atomic_write(tmp, data)
+    try:
+        for attempt in range(1, 1000):
+            target = path.with_name(f"{path.name}.corrupt-{stamp}" + (f"-{attempt}" if attempt > 1 else ""))
+            try:
+                os.link(tmp, target)  # fails if the name exists: an older copy is never replaced
+                return target
+            except FileExistsError:
+                continue
+        raise FileExistsError(f"too many copies of {path.name} from {stamp}")
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
 class SettingsStore:
     """``config.json`` (normally ``<data dir>/config.json``) with the previous good version in ``.bak``.
 
     Thread-safe. Keys of the file that this version does not know (extension settings, newer
     options) are kept aside and written back on save. A corrupt file is never silently lost:
-    the next save keeps it as ``config.json.broken``.
+    the next save keeps it as ``config.json.corrupt-<UTC time>`` (a new name each time, so one
+    corruption never replaces the copy of another), and ``config_error`` says what happened in
+    words that name no folder (for ``/health`` and API clients on other machines).
     """
 
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
         self.backup_path = self.path.with_name(self.path.name + ".bak")
-        self.broken_path = self.path.with_name(self.path.name + ".broken")
         self._lock = threading.RLock()
+        self._load_problem: str | None = None  # why the file could not be used at the last load
+        #: Where the unreadable file was kept when settings were next saved (None until then).
+        self.corrupt_copy: Path | None = None
         self._settings: Settings | None = None
         self._unknown: dict[str, Any] = {}
+
+    @property
+    def config_error(self) -> str | None:
+        """Why the file could not be used at the last load, what the server uses instead and
+        where the file is kept; None when it could be used. Names files, never folders."""
+        if self._load_problem is None:
+            return None
+        kept = (f"the unreadable file is kept as {self.corrupt_copy.name}" if self.corrupt_copy is not None
+                else f"it will be kept as a {self.path.name}.corrupt-<time> copy when settings are next saved")
+        return f"{self._load_problem} ({kept})"
 
     @property
     def current(self) -> Settings:
@@ -390,14 +425,21 @@ class SettingsStore:
         A crash at any point leaves the old or the new file, whole.
 
         Raises:
-            OSError: the folder is not writable, the disk is full, ...
+            StorageFullError: the disk is full (an OSError too); the file is as it was.
+            OSError: the folder is not writable, ...
         """
         with self._lock:
-            payload = {**dataclasses.asdict(settings), **self._unknown}
+            self._write(settings, self._unknown)
+
+    def _write(self, settings: Settings, unknown: Mapping[str, Any]) -> None:
+        """``save`` with these unknown keys; they and ``settings`` become current only once written."""
+        payload = {**dataclasses.asdict(settings), **unknown}
+        data = (json.dumps(payload, indent=4, ensure_ascii=False) + "\n").encode("utf-8")
+        with no_space_as_storage_full("save the settings"):
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._keep_previous()
-            _atomic_write(self.path, (json.dumps(payload, indent=4, ensure_ascii=False) + "\n").encode("utf-8"))
-            self._settings = settings
+            _atomic_write(self.path, data)
+        self._settings, self._unknown = settings, dict(unknown)
 
     def extra(self) -> dict[str, Any]:
         """The file's keys this version does not know: extensions' settings (and newer options)."""
@@ -418,8 +460,7 @@ class SettingsStore:
             raise ValueError(f"{clash[0]!r} is a built-in setting, not an extension's")
         with self._lock:
             settings = self.current
-            self._unknown.update(values)
-            self.save(settings)
+            self._write(settings, {**self._unknown, **values})  # unchanged in memory if the write fails
 
     def apply(self, changes: Mapping[str, Any]) -> tuple[Settings, list[str]]:
         """Validate ``changes`` over the current settings, save, and return the result.
@@ -427,6 +468,9 @@ class SettingsStore:
         A rejected value keeps the current value of that key (with a warning); unknown keys are
         ignored with a warning. Nothing is written when nothing changed. If the file cannot be
         written, the current settings come back unchanged, with a warning saying why.
+
+        Raises:
+            StorageFullError: the disk is full; nothing changed.
         """
         with self._lock:
             base = self.current
@@ -435,30 +479,39 @@ class SettingsStore:
                 return base, warnings
             try:
                 self.save(settings)
+            except StorageFullError:
+                raise  # a full disk is the caller's to answer (507), not a warning among others
             except OSError as error:
                 logger.warning("could not save settings to %s: %s", self.path, error)
-                return base, [*warnings, f"Could not save settings to {self.path} "
-                                         f"({error.strerror or error}); nothing was changed."]
+                return base, [*warnings, f"Could not save settings to {self.path.name} "
+                                         f"({error.strerror or type(error).__name__}); nothing was changed."]
             return settings, warnings
 
     def _read_with_fallback(self) -> tuple[dict[str, Any], list[str]]:
+        """The file's object (or the backup's) and the warnings; sets ``config_error``."""
+        self._load_problem = None
         try:
             return _read_object(self.path), []
         except FileNotFoundError:
             return {}, []
         except _Unreadable as problem:
-            first = f"Settings file {self.path} {problem}."
+            first, reason = f"Settings file {self.path} {problem}.", f"{self.path.name} {problem}"
         try:
             raw = _read_object(self.backup_path)
         except FileNotFoundError:
+            self._load_problem = f"{reason}; the server uses the default settings"
             return {}, [f"{first} There is no backup {self.backup_path.name}; using the default settings."]
         except _Unreadable as problem:
+            self._load_problem = (f"{reason}, and its backup {self.backup_path.name} cannot be used either; "
+                                  "the server uses the default settings")
             return {}, [f"{first} The backup {self.backup_path} {problem} too; using the default settings."]
+        self._load_problem = f"{reason}; the server uses the last good settings, from {self.backup_path.name}"
         return raw, [f"{first} Loaded the backup {self.backup_path} instead; the broken file will be kept as "
-                     f"{self.broken_path.name} when settings are next saved."]
+                     f"a {self.path.name}.corrupt-<time> copy when settings are next saved."]
 
     def _keep_previous(self) -> None:
-        """Copy the file about to be replaced to .bak (if it is good) or .broken (if not)."""
+        """Copy the file about to be replaced to .bak (if it is good) or to a new
+        ``.corrupt-<time>`` copy (if not), so no save ever loses a file someone may want back."""
         try:
             previous = self.path.read_bytes()
         except OSError:
@@ -466,6 +519,7 @@ class SettingsStore:
         try:
             _parse_object(previous)
         except _Unreadable:
-            _atomic_write(self.broken_path, previous)
+            self.corrupt_copy = _keep_copy(self.path, previous)
+            logger.warning("settings file %s could not be used; kept it as %s", self.path, self.corrupt_copy)
             return
         _atomic_write(self.backup_path, previous)

@@ -36,7 +36,7 @@ from modules.models.vae import AUTOMATIC, BUILTIN, find_vae_files
 from modules.processing.api_fields import TXT2IMG_API_FIELDS, txt2img_request_from_api, unknown_fields
 from modules.processing.api_fields_img2img import IMG2IMG_API_FIELDS, img2img_request_from_api
 from modules.processing.dynamic_prompts import run_with_dynamic_prompts
-from modules.processing.errors import ProcessingError, RequestValidationError
+from modules.processing.errors import ProcessingError, RequestValidationError, StorageFullError
 from modules.processing.extras import EXTRAS_API_FIELDS, extras_request_from_api
 from modules.processing.extras_job import ExtrasJob, images_in_folder
 from modules.processing.grids import GridOptions, add_batch_grid
@@ -396,7 +396,8 @@ class Studio:
             self.jobs.mark_running(job_id)
         else:
             self.jobs.mark_finished(job_id, state, status.error if status else None,
-                                    result_record(status.result if status else None))
+                                    result_record(status.result if status else None),
+                                    status.error_code if status else None)
 
     def _recover_jobs(self) -> list[str]:
         """Queue again what the store says was waiting (or running) when the server stopped;
@@ -600,8 +601,11 @@ class Studio:
         if accepted:
             try:
                 self.store.set_extra(accepted)
+            except StorageFullError:
+                raise  # answered as a full disk (507), not as one warning among others
             except OSError as error:
-                warnings.append(f"Could not save settings ({error}); nothing was changed.")
+                warnings.append(f"Could not save settings ({error.strerror or type(error).__name__}); "
+                                "nothing was changed.")
         return warnings
 
     # -- settings ---------------------------------------------------------------------------

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import doctest
+import errno
 import json
 import math
 import os
@@ -13,6 +14,7 @@ from typing import Any
 import pytest
 
 import modules.settings as settings_module
+from modules.processing.errors import StorageFullError
 from modules.settings import (
     SECTIONS,
     SETTING_INFOS,
@@ -302,17 +304,46 @@ def test_an_unreadable_path_is_a_warning_not_a_crash(store: SettingsStore) -> No
     assert settings == Settings() and "could not be read" in warnings[0]
 
 
-def test_saving_over_a_corrupt_file_keeps_it_as_broken_and_the_backup_intact(store: SettingsStore) -> None:
+def test_saving_over_a_corrupt_file_keeps_a_copy_of_it_and_the_backup_intact(store: SettingsStore) -> None:
     _saved(store, eta_ddim=0.1)
     _saved(store, eta_ddim=0.2)
     good_backup = store.backup_path.read_bytes()
     store.path.write_bytes(b'{"eta_ddim": 0.3,')  # a hand edit gone wrong
     loaded, warnings = store.load()
-    assert loaded.eta_ddim == 0.1 and "config.json.broken" in warnings[0]
+    assert loaded.eta_ddim == 0.1 and "config.json.corrupt-<time>" in warnings[0]
+    assert store.config_error is not None and "uses the last good settings, from config.json.bak" in store.config_error
     store.apply({"eta_ddim": 0.4})
-    assert store.broken_path.read_bytes() == b'{"eta_ddim": 0.3,'
+    (copy,) = _corrupt_copies(store)
+    assert copy.read_bytes() == b'{"eta_ddim": 0.3,' and store.corrupt_copy == copy
+    assert f"kept as {copy.name}" in store.config_error  # still reported, now saying where the file is
     assert store.backup_path.read_bytes() == good_backup  # a broken file never replaces a good backup
     assert SettingsStore(store.path).load()[0].eta_ddim == 0.4
+
+
+def _corrupt_copies(store: SettingsStore) -> list[Path]:
+    return sorted(store.path.parent.glob("config.json.corrupt-*"))
+
+
+def test_a_second_corruption_never_replaces_the_copy_of_the_first(store: SettingsStore) -> None:
+    for damage in (b"first broken", b"second broken"):
+        store.path.write_bytes(damage)
+        store.load()
+        store.apply({"eta_ddim": 0.5 if damage.startswith(b"first") else 0.6})
+    assert sorted(p.read_bytes() for p in _corrupt_copies(store)) == [b"first broken", b"second broken"]
+    assert not [p.name for p in store.path.parent.iterdir() if p.name.endswith(".tmp")]
+
+
+def test_the_config_error_names_no_folder_and_is_none_for_a_good_file(store: SettingsStore) -> None:
+    store.load()
+    assert store.config_error is None
+    store.path.write_bytes(b"\xff\xfe not utf-8")
+    store.load()
+    message = store.config_error
+    assert message is not None and message.startswith("config.json is not UTF-8 text")
+    assert "default settings" in message and str(store.path.parent) not in message
+    _saved(store, eta_ddim=0.3)
+    store.load()
+    assert store.config_error is None
 
 
 def test_apply_validates_saves_and_returns(store: SettingsStore) -> None:
@@ -351,18 +382,46 @@ def test_a_crash_during_save_leaves_the_old_file_intact_and_no_temp_file(
 
     def crash(src: str | Path, dst: str | Path) -> None:
         if Path(dst).name == failing:
-            raise OSError(28, "No space left on device")
+            raise OSError(errno.EIO, "Input/output error")
         real_replace(src, dst)
 
     monkeypatch.setattr(settings_module.os, "replace", crash)
-    with pytest.raises(OSError, match="No space left"):
+    with pytest.raises(OSError, match="Input/output error"):
         store.save(dataclasses.replace(Settings(), eta_ddim=0.9))
     assert store.path.read_bytes() == before
     assert _leftovers(store.path.parent) == []
     settings, warnings = store.apply({"eta_ddim": 0.9})
     assert settings.eta_ddim == 0.2 and "Could not save settings" in warnings[-1]
+    assert str(store.path.parent) not in warnings[-1]  # the warning may reach an API client
     assert store.current.eta_ddim == 0.2 and store.path.read_bytes() == before
     assert _leftovers(store.path.parent) == []
+
+
+@pytest.mark.parametrize("code", [errno.ENOSPC, errno.EDQUOT, errno.EFBIG])
+def test_a_full_disk_during_save_is_a_storage_full_error_and_changes_nothing(
+        store: SettingsStore, monkeypatch: pytest.MonkeyPatch, code: int) -> None:
+    _saved(store, eta_ddim=0.2)
+    before = store.path.read_bytes()
+    real_replace = os.replace
+
+    def full(src: str | Path, dst: str | Path) -> None:
+        if Path(dst).name == "config.json":
+            raise OSError(code, os.strerror(code), str(dst))
+        real_replace(src, dst)
+
+    monkeypatch.setattr(settings_module.os, "replace", full)
+    with pytest.raises(StorageFullError, match="Not enough disk space to save the settings") as raised:
+        store.apply({"eta_ddim": 0.9})
+    assert str(store.path) not in str(raised.value)
+    with pytest.raises(StorageFullError):
+        store.set_extra({"my_extension_strength": 0.5})
+    assert store.current.eta_ddim == 0.2 and store.path.read_bytes() == before
+    assert "my_extension_strength" not in store.extra()  # a refused value is not kept for the next save
+    assert _leftovers(store.path.parent) == []
+    monkeypatch.setattr(settings_module.os, "replace", real_replace)
+    store.set_extra({"other_extension_mode": "fast"})  # room again: the next save has only what was saved
+    assert json.loads(store.path.read_text())["other_extension_mode"] == "fast"
+    assert "my_extension_strength" not in json.loads(store.path.read_text())
 
 
 def test_extension_settings_are_kept_beside_ours_and_survive_a_save(tmp_path: Path) -> None:

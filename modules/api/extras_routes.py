@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from fastapi import APIRouter, Body, HTTPException
 
-from modules.api.jobs import http_error
+from modules.api.jobs import failed_job_error, http_error
 from modules.models.memory import memory_usage
 from modules.processing.errors import ProcessingError, RequestValidationError
 from modules.processing.hires import LATENT_UPSCALE_MODES
@@ -34,7 +34,7 @@ def _run(studio: Studio, submit: Callable[[], str]) -> JobStatus:
         raise http_error(error) from None
     status = studio.wait(job_id)
     if status.result is None:
-        raise HTTPException(500, status.error or "extras failed")
+        raise failed_job_error(status, "extras failed")  # 507 when the disk was full
     return status
 
 

@@ -30,7 +30,9 @@ def _gpu() -> dict[str, Any] | None:
 
 
 def health_report(studio: Studio, started_at: float) -> dict[str, Any]:
-    """Version, uptime (s), device, torch/CUDA versions, GPU, loaded model(s) and queue length."""
+    """Version, uptime (s), device, torch/CUDA versions, GPU, loaded model(s), queue length, and
+    the problems a monitor should see: the default model's (``model_error``) and an unreadable
+    ``config.json``'s (``config_error``); each None when there is none."""
     models = studio.context.models
     return {
         "status": "ok",
@@ -45,6 +47,8 @@ def health_report(studio: Studio, started_at: float) -> dict[str, Any]:
         "running_job": studio.queue.current_id(),
         "queue_length": len(studio.queue.pending_ids()),
         "model_error": studio.model_error,
+        # An unreadable config.json: what was wrong and what the server uses instead (no folder named).
+        "config_error": studio.store.config_error,
     }
 
 

@@ -18,38 +18,69 @@ from __future__ import annotations
 import asyncio
 import io
 import json
+import sqlite3
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from fastapi import APIRouter, Body, HTTPException, Query, Response
-from fastapi.responses import StreamingResponse
+from fastapi import APIRouter, Body, HTTPException, Query, Request, Response
+from fastapi.responses import JSONResponse, StreamingResponse
 from PIL import Image
 
-from modules.processing.errors import ProcessingError, RequestValidationError
+from modules.processing.errors import ProcessingError, RequestValidationError, StorageFullError
 from modules.processing.image_formats import write_image
 from modules.processing.image_input import png_base64
 from modules.processing.preview import latents_to_preview
 from modules.processing.queue import JobStatus, QueueFullError
+from modules.storage import is_no_space, no_space_message
 
 if TYPE_CHECKING:
     from modules.studio import Studio
 
-__all__ = ["EVENT_OF_STATE", "build_jobs_router", "http_error"]
+__all__ = ["EVENT_OF_STATE", "INSUFFICIENT_STORAGE", "build_jobs_router", "failed_job_error", "http_error",
+           "storage_full_handlers"]
 
 #: The terminal event each final state sends.
 EVENT_OF_STATE = {"done": "succeeded", "failed": "failed", "interrupted": "interrupted", "cancelled": "cancelled"}
 POLL_S = 0.2
 RETRY_AFTER_S = 10
+#: WebDAV's "507 Insufficient Storage" (RFC 4918): the server cannot store what the request needs.
+INSUFFICIENT_STORAGE = 507
 
 
 def http_error(error: Exception) -> HTTPException:
-    """The HTTP answer to a refused submission: 422/413 naming the field, 429 when the queue is full."""
+    """The HTTP answer to a refused submission: 422/413 naming the field, 429 when the queue is
+    full, 507 when the disk is full."""
     if isinstance(error, RequestValidationError):
         return HTTPException(413 if "limit" in error.message else 422, f"{error.field}: {error.message}")
     if isinstance(error, QueueFullError):
         return HTTPException(429, str(error), headers={"Retry-After": str(RETRY_AFTER_S)})
+    if isinstance(error, StorageFullError):
+        return HTTPException(INSUFFICIENT_STORAGE, str(error))
     return HTTPException(503, str(error))
+
+
+async def _no_space_answer(request: Request, error: Exception) -> JSONResponse:
+    """507 for a write that found the disk full anywhere in a route; any other error goes on
+    to the server's own handler (a 500 without details)."""
+    if isinstance(error, StorageFullError):
+        return JSONResponse({"detail": str(error)}, status_code=INSUFFICIENT_STORAGE)
+    if is_no_space(error):
+        return JSONResponse({"detail": no_space_message("finish this request")}, status_code=INSUFFICIENT_STORAGE)
+    raise error
+
+
+def storage_full_handlers() -> dict[Any, Callable[[Request, Exception], Any]]:
+    """Exception handlers (FastAPI's ``exception_handlers``) that answer a full disk with 507,
+    for routes that do not catch it themselves: ``StorageFullError`` and raw "no space" errors."""
+    return {OSError: _no_space_answer, sqlite3.Error: _no_space_answer}
+
+
+def failed_job_error(status: JobStatus, fallback: str = "generation failed") -> HTTPException:
+    """The HTTP answer to a job that failed: 507 when the disk was full, else a server fault (500)."""
+    if status.error_code == StorageFullError.code:
+        return HTTPException(INSUFFICIENT_STORAGE, status.error or fallback)
+    return HTTPException(500, status.error or fallback)
 
 
 def _submit(studio: Studio, kind: Any, payload: Any, decode: Callable[[Any, str], Any]) -> str:
@@ -86,7 +117,8 @@ def describe_job(studio: Studio, job_id: str) -> dict[str, Any]:
         raise HTTPException(404, f"no job {job_id!r}")
     body: dict[str, Any] = stored.summary() if stored else {"id": job_id, "kind": None}
     if status is not None:
-        body.update(state=status.state, position=status.position, error=status.error, warnings=list(status.warnings),
+        body.update(state=status.state, position=status.position, error=status.error, error_code=status.error_code,
+                    warnings=list(status.warnings),
                     progress={"step": status.step, "total_steps": status.total_steps, "fraction": status.fraction,
                               "eta_s": status.eta_s, "batch": status.batch_index, "batch_count": status.batch_count})
         result = status.result

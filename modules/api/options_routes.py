@@ -7,6 +7,11 @@ extension settings are checked strictly (a bad value is a 422 naming the key, an
 changes), A1111 keys we do not implement are stored and reported, and unknown keys are ignored
 and reported; the answer lists what changed and the ``warnings``. Folder options stay out of
 the API's reach (A1111's restricted options), so a remote client cannot redirect outputs.
+
+An unreadable ``config.json`` does not change the answer's shape: A1111 clients read options as
+one flat dict (and some post it back whole), so ``GET`` still answers every key, with the values
+in use (the backup's or the defaults), and says what went wrong in the ``X-AIGen-Config-Error``
+header (and in ``/health``'s ``config_error``). A write that finds the disk full is a 507.
 """
 
 from __future__ import annotations
@@ -16,7 +21,7 @@ import logging
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from fastapi import APIRouter, Body, HTTPException
+from fastapi import APIRouter, Body, HTTPException, Response
 
 from modules.a1111_options import (
     A1111_API_RESTRICTED_OPTIONS,
@@ -29,9 +34,12 @@ from modules.settings import FOLDER_SETTINGS, SETTINGS_BY_KEY, coerce_setting
 if TYPE_CHECKING:
     from modules.studio import Studio
 
-__all__ = ["add_options_routes", "current_options"]
+__all__ = ["CONFIG_ERROR_HEADER", "add_options_routes", "current_options"]
 
 logger = logging.getLogger(__name__)
+
+#: The response header of ``GET /options`` that says why ``config.json`` could not be used.
+CONFIG_ERROR_HEADER = "X-AIGen-Config-Error"
 
 
 def current_options(studio: Studio) -> dict[str, Any]:
@@ -79,7 +87,10 @@ def add_options_routes(router: APIRouter, studio: Studio) -> None:
     """``GET`` and ``POST /options`` on ``router``."""
 
     @router.get("/options")
-    def get_options() -> dict[str, Any]:
+    def get_options(response: Response) -> dict[str, Any]:
+        problem = studio.store.config_error
+        if problem:  # headers are Latin-1, one line
+            response.headers[CONFIG_ERROR_HEADER] = " ".join(problem.encode("ascii", "replace").decode().split())
         return current_options(studio)
 
     @router.post("/options")

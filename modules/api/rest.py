@@ -19,7 +19,7 @@ from PIL import Image
 from modules.api.a1111_response import IMG2IMG_REQUEST_DEFAULTS, TXT2IMG_REQUEST_DEFAULTS, generation_response
 from modules.api.a1111_routes import add_a1111_routes
 from modules.api.extras_routes import add_extras_routes
-from modules.api.jobs import http_error
+from modules.api.jobs import failed_job_error, http_error
 from modules.api.listings import add_listing_routes
 from modules.api.networks import add_network_routes
 from modules.api.options_routes import add_options_routes
@@ -79,7 +79,7 @@ def _generate(payload: Any, submit: Callable[[dict[str, Any]], str], studio: Stu
         raise http_error(error) from None  # 422/413 naming the field, 429 when the queue is full
     status = studio.wait(job_id)
     if status.state == "failed":
-        raise HTTPException(500, status.error or "generation failed")
+        raise failed_job_error(status)  # 507 when the disk was full, else 500
     if status.result is None:  # cancelled while waiting in the queue: nothing was made
         raise HTTPException(409, f"job {job_id} was cancelled before it started")
     started = dt.datetime.now() - dt.timedelta(seconds=status.elapsed_s)

@@ -23,6 +23,7 @@ __all__ = [
     "SAFETENSORS_SUFFIXES",
     "ModelFileError",
     "SafetensorsHeader",
+    "check_model_content",
     "load_pickle",
     "load_state_dict",
     "read_safetensors_header",
@@ -189,3 +190,34 @@ def load_pickle(path: Path, allow_pickle: bool, device: str = "cpu") -> Any:
         return torch.load(str(path), map_location=device, weights_only=True)
     except Exception as error:  # weights_only raises UnpicklingError and others on unsafe content
         raise ModelFileError(path, "pickle_unsafe", f"could not be loaded safely: {error}") from None
+
+
+_ZIP_MAGIC = b"PK\x03\x04"  # torch.save's format since PyTorch 1.6
+_PICKLE_PROTOCOLS = range(2, 6)  # the legacy torch.save format starts with a pickle PROTO opcode
+
+
+def check_model_content(path: Path | str, suffix: str | None = None) -> None:
+    """Check ``path`` as the loader would before it reads any weights, from its suffix
+    (or ``suffix``: the one it will have, for a download still in its temp file).
+
+    safetensors: the whole header (``read_safetensors_header``). Pickle formats: not a git-lfs
+    pointer or a web page, and a PyTorch zip archive or a pickle (what ``torch.load`` reads).
+    Nothing is unpickled. Other suffixes: only the impostor check.
+
+    Raises:
+        ModelFileError: with ``kind`` saying what is wrong.
+    """
+    path = Path(path)
+    suffix = (suffix if suffix is not None else path.suffix).lower()
+    if suffix in SAFETENSORS_SUFFIXES:
+        read_safetensors_header(path)
+        return
+    try:
+        with path.open("rb") as handle:
+            head = handle.read(512)
+    except FileNotFoundError:
+        raise ModelFileError(path, "missing", "does not exist") from None
+    _sniff_text_file(path, head)
+    is_pickle = len(head) >= 2 and head[0] == 0x80 and head[1] in _PICKLE_PROTOCOLS
+    if suffix in PICKLE_SUFFIXES and not (head.startswith(_ZIP_MAGIC) or is_pickle):
+        raise ModelFileError(path, "unsupported", "is neither a PyTorch archive nor a pickle, so not a model file")

@@ -12,10 +12,13 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import tempfile
 import threading
 from pathlib import Path
+
+logger = logging.getLogger(__name__)
 
 __all__ = ["HashCache", "sha256_of_file", "sha256_of_safetensors_data"]
 
@@ -59,13 +62,21 @@ class HashCache:
         return data if isinstance(data, dict) else {}
 
     def _write(self) -> None:
-        self._file.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=self._file.parent, prefix=".hashes-", suffix=".tmp")
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            json.dump(self._entries, handle, indent=1, sort_keys=True)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, self._file)
+        """Replace the cache file atomically. A cache that cannot be written (a full disk, a
+        read-only folder) is only slower next time: it never fails the hash that was asked for."""
+        tmp: str | None = None
+        try:
+            self._file.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=self._file.parent, prefix=".hashes-", suffix=".tmp")
+            with os.fdopen(fd, "w", encoding="utf-8") as handle:
+                json.dump(self._entries, handle, indent=1, sort_keys=True)
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(tmp, self._file)
+        except OSError as error:
+            if tmp is not None:
+                Path(tmp).unlink(missing_ok=True)
+            logger.warning("hash cache %s not saved: %s", self._file, error.strerror or error)
 
     def sha256(self, path: Path, data_only: bool = False) -> str:
         """Full SHA-256 of ``path``, from the cache when size and mtime still match.

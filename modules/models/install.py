@@ -3,8 +3,11 @@
 Nothing here runs by itself; the Models tab (or the CLI) calls it when the user asks.
 
 A download is streamed into a hidden ``.part`` file in the target folder while its SHA-256
-is computed, then published under its final name in one atomic step, so a model folder
-never shows a half-written model and a failed install leaves nothing behind.
+is computed, checked as the loader would check it (``check_model_content``: a web page or a
+git-lfs pointer saved as ``.safetensors`` is refused), then published under its final name in
+one atomic step, so a model folder never shows a half-written or bogus model and a failed
+install leaves nothing behind. ``DownloadLimits`` bounds how long a download may take and how
+slow it may get, so a server that trickles bytes cannot hold an install for hours.
 
 Redirects are followed here, not by urllib, so that each target is checked before anything
 is sent to it: the URL the user typed may point at this machine or the LAN (a local mirror),
@@ -23,16 +26,23 @@ import secrets
 import shutil
 import socket
 import ssl
+import time
 import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 
+from modules.models.files import ModelFileError, check_model_content
+from modules.storage import is_no_space, no_space_message
+
 __all__ = [
+    "DEFAULT_DOWNLOAD_LIMITS",
     "MAX_REDIRECTS",
     "MODEL_SUFFIXES",
+    "DownloadLimits",
     "ModelInstallError",
     "ProgressCallback",
     "install_from_path",
@@ -67,6 +77,56 @@ class ModelInstallError(ValueError):
         super().__init__(f"{field}: {message}")
         self.field = field
         self.message = message
+
+
+@dataclass(frozen=True)
+class DownloadLimits:
+    """How long a download may take, and how slow it may get (the one place these are set).
+
+    Attributes:
+        deadline_s: the whole install, connecting included, ends by then.
+        min_rate_bytes_s: the slowest transfer accepted, averaged over each ``rate_window_s``;
+            a server that sends nothing for a whole window fails too.
+        rate_window_s: how long a slow stretch is tolerated (TCP start-up, a busy mirror).
+    """
+
+    deadline_s: float = 4 * 3600.0  # a 7 GB checkpoint at 0.5 MB/s still fits
+    min_rate_bytes_s: float = 16 * 1024.0
+    rate_window_s: float = 30.0
+
+    def __post_init__(self) -> None:
+        for name in ("deadline_s", "min_rate_bytes_s", "rate_window_s"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"DownloadLimits.{name} must be positive")
+
+
+DEFAULT_DOWNLOAD_LIMITS = DownloadLimits()
+
+
+class _Pace:
+    """Enforces ``DownloadLimits`` as bytes arrive; ``check`` raises when a limit is passed."""
+
+    def __init__(self, limits: DownloadLimits, timeout_s: float) -> None:
+        self.limits = limits
+        #: The socket timeout of each connect and read: a silent server is noticed within one window.
+        self.read_timeout_s = min(timeout_s, limits.rate_window_s, limits.deadline_s)
+        self.started = self.window_started = time.monotonic()
+        self.window_done = 0
+
+    def check(self, done: int) -> None:
+        now = time.monotonic()
+        limits = self.limits
+        if now - self.started > limits.deadline_s:
+            raise ModelInstallError("url", f"the download took longer than the {limits.deadline_s:g}-second limit "
+                                    f"({done} bytes received); nothing was installed")
+        elapsed = now - self.window_started
+        if elapsed >= limits.rate_window_s:
+            rate = (done - self.window_done) / elapsed
+            if rate < limits.min_rate_bytes_s:
+                raise ModelInstallError("url", f"the download is too slow: {rate:.0f} bytes/s over the last "
+                                        f"{elapsed:.0f} s, under the minimum of {limits.min_rate_bytes_s:g} "
+                                        "bytes/s; nothing was installed")
+            self.window_started, self.window_done = now, done
 
 
 def is_public_address(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
@@ -273,16 +333,24 @@ def _content_length(response: http.client.HTTPResponse) -> int | None:
 
 
 def _stream(response: http.client.HTTPResponse, out: BinaryIO, total: int | None, max_bytes: int,
-            progress: ProgressCallback | None) -> str:
-    """Copy the body to ``out``, reporting progress; returns the SHA-256 hex of what was copied."""
+            progress: ProgressCallback | None, pace: _Pace) -> str:
+    """Copy the body to ``out``, reporting progress; returns the SHA-256 hex of what was copied.
+
+    ``read1`` returns what has arrived (up to a chunk) instead of waiting for a whole chunk,
+    so the pace is checked as bytes come, however slowly they come.
+    """
     digest, done = hashlib.sha256(), 0
     if progress:
         progress(0, total)
     while True:
         try:
-            chunk = response.read(_CHUNK)
+            chunk = response.read1(_CHUNK)
+        except TimeoutError:
+            raise ModelInstallError("url", f"the server sent nothing for {pace.read_timeout_s:g} s "
+                                    f"({done} bytes received); nothing was installed") from None
         except (OSError, http.client.HTTPException) as error:
             raise ModelInstallError("url", f"the download was interrupted: {error!r}") from None
+        pace.check(done + len(chunk))
         if not chunk:
             break
         done += len(chunk)
@@ -297,9 +365,31 @@ def _stream(response: http.client.HTTPResponse, out: BinaryIO, total: int | None
     return digest.hexdigest()
 
 
+def _download_to(tmp: Path, response: http.client.HTTPResponse, total: int | None, max_bytes: int,
+                 progress: ProgressCallback | None, pace: _Pace) -> str:
+    """``_stream`` into the new file ``tmp``; a full disk (while writing or closing) is said in words."""
+    try:
+        with tmp.open("xb") as out:
+            return _stream(response, out, total, max_bytes, progress, pace)
+    except OSError as error:
+        if is_no_space(error):
+            raise ModelInstallError("url", no_space_message("store the download") + " Nothing was installed.") \
+                from error
+        raise
+
+
+def _check_content(tmp: Path, target: Path) -> None:
+    """Refuse a download the loader would refuse (read under its final name's suffix)."""
+    try:
+        check_model_content(tmp, target.suffix)
+    except ModelFileError as error:
+        raise ModelInstallError("url", f"the download {error.detail}; nothing was installed") from None
+
+
 def install_from_url(url: str, folder: Path, *, expected_sha256: str | None = None, max_bytes: int,
                      progress: ProgressCallback | None, filename: str | None = None, timeout_s: float = 30,
-                     allow_private_redirects: bool = False) -> Path:
+                     allow_private_redirects: bool = False,
+                     limits: DownloadLimits = DEFAULT_DOWNLOAD_LIMITS) -> Path:
     """Download a model file into ``folder``.
 
     Args:
@@ -309,15 +399,18 @@ def install_from_url(url: str, folder: Path, *, expected_sha256: str | None = No
         max_bytes: the largest file accepted, checked against Content-Length and while streaming.
         progress: called with (bytes done, total from Content-Length or None).
         filename: the name to save under; default: Content-Disposition, else the URL's path.
-        timeout_s: socket timeout for connecting and for each read.
+        timeout_s: socket timeout for connecting and for each read (at most the rate window).
         allow_private_redirects: let redirects reach private/loopback addresses (a LAN mirror
             that redirects within itself); off by default.
+        limits: the overall deadline and the minimum transfer rate.
 
     Returns:
         The installed file.
 
     Raises:
-        ModelInstallError: on "url", "sha256", "filename" or "max_bytes"; nothing is left behind.
+        ModelInstallError: on "url" (unreachable, too slow, past the deadline, not a model the
+            loader would read, no disk space), "sha256", "filename" or "max_bytes"; nothing is
+            left behind, not even the temp file.
     """
     _check_url(url)
     expected = _normalise_sha256(expected_sha256)
@@ -327,7 +420,8 @@ def install_from_url(url: str, folder: Path, *, expected_sha256: str | None = No
     folder = Path(folder)
     if chosen:
         _refuse_existing(folder / chosen)  # before any network traffic
-    response, final_url = _open_following_redirects(url, timeout_s, allow_private_redirects)
+    pace = _Pace(limits, timeout_s)  # the deadline counts from here: connecting and redirects included
+    response, final_url = _open_following_redirects(url, pace.read_timeout_s, allow_private_redirects)
     with response:
         target = folder / (chosen or _filename_from_response(response, final_url))
         _refuse_existing(target)
@@ -337,10 +431,10 @@ def install_from_url(url: str, folder: Path, *, expected_sha256: str | None = No
         folder.mkdir(parents=True, exist_ok=True)
         tmp = _part_path(folder, target.name)
         try:
-            with tmp.open("xb") as out:
-                digest = _stream(response, out, total, max_bytes, progress)
+            digest = _download_to(tmp, response, total, max_bytes, progress, pace)
             if expected is not None and digest != expected:
                 raise ModelInstallError("sha256", f"the download's SHA-256 is {digest}, expected {expected}")
+            _check_content(tmp, target)
             _publish(tmp, target)
         finally:
             tmp.unlink(missing_ok=True)

@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from modules.storage import is_no_space, no_space_message
+
 
 class ProcessingError(Exception):
     """Base class of every error the engine raises on purpose."""
@@ -31,3 +36,34 @@ class DenoiseInterrupted(JobInterrupted):
 
 class BatchSkipped(ProcessingError):
     """The job's cancel token asked to skip the batch that is being denoised."""
+
+
+class StorageFullError(ProcessingError, OSError):
+    """A write failed because the disk, a quota or a file-size limit left no room (see
+    ``modules.storage.is_no_space``). The message says what could not be written and never
+    names a path; the API answers it with 507. Being an ``OSError`` too, code that already
+    handles failed writes keeps handling it."""
+
+    #: What a job that failed with this error records as its ``error_code``.
+    code = "storage_full"
+
+    def __init__(self, what: str) -> None:
+        super().__init__(no_space_message(what))
+        self.what = what
+
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
+@contextmanager
+def no_space_as_storage_full(what: str) -> Iterator[None]:
+    """Turn a "no space" failure inside the block into ``StorageFullError(what)``; any other
+    error passes through unchanged."""
+    try:
+        yield
+    except StorageFullError:
+        raise
+    except Exception as error:
+        if is_no_space(error):
+            raise StorageFullError(what) from error
+        raise

@@ -9,7 +9,8 @@ each job ended. On start, ``recover`` hands back the jobs to queue again:
 - one that was running at two deaths is failed as a poison job and not tried again.
 
 SQLite in WAL mode (https://www.sqlite.org/wal.html): readers never block the writer, and a
-commit is durable once it returns. One connection per thread, as sqlite3 requires.
+commit is durable once it returns. One connection per thread, as sqlite3 requires. A write that
+finds the disk full raises ``StorageFullError`` and changes nothing (SQLite rolls it back).
 """
 
 from __future__ import annotations
@@ -24,9 +25,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from modules.processing.errors import no_space_as_storage_full
+
 __all__ = ["POISON_ERROR", "JobStore", "StoredJob"]
 
 POISON_ERROR = "the server died twice while running this job; it is not tried again"
+_WAL_CHECKPOINT_PAGES = 64  # about 256 KB of 4 KB pages; a job's three commits write about 36 KB
+_WAL_SIZE_LIMIT_BYTES = 512 * 1024  # what a checkpoint truncates the WAL file back to, at most
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -36,6 +41,7 @@ CREATE TABLE IF NOT EXISTS jobs (
     state TEXT NOT NULL,
     restarts INTEGER NOT NULL DEFAULT 0,
     error TEXT,
+    error_code TEXT,
     result TEXT,
     created_at REAL NOT NULL,
     started_at REAL,
@@ -56,6 +62,7 @@ class StoredJob:
     state: str
     restarts: int
     error: str | None
+    error_code: str | None
     result: dict[str, Any]
     created_at: float
     started_at: float | None
@@ -64,14 +71,15 @@ class StoredJob:
     def summary(self) -> dict[str, Any]:
         """The row without its payload (which may hold megabytes of base64)."""
         return {"id": self.id, "kind": self.kind, "state": self.state, "restarts": self.restarts,
-                "error": self.error, "created_at": self.created_at, "started_at": self.started_at,
-                "finished_at": self.finished_at, "images": len(self.result.get("paths", []))}
+                "error": self.error, "error_code": self.error_code, "created_at": self.created_at,
+                "started_at": self.started_at, "finished_at": self.finished_at,
+                "images": len(self.result.get("paths", []))}
 
 
 def _row(row: sqlite3.Row) -> StoredJob:
     return StoredJob(row["id"], row["kind"], json.loads(row["payload"]), row["state"], row["restarts"],
-                     row["error"], json.loads(row["result"] or "{}"), row["created_at"], row["started_at"],
-                     row["finished_at"])
+                     row["error"], row["error_code"], json.loads(row["result"] or "{}"), row["created_at"],
+                     row["started_at"], row["finished_at"])
 
 
 class JobStore:
@@ -81,8 +89,11 @@ class JobStore:
         self.path = path
         path.parent.mkdir(parents=True, exist_ok=True)
         self._local = threading.local()
-        with self._connection() as db:
+        with self._writing() as db:
             db.executescript(_SCHEMA)
+            columns = {row["name"] for row in db.execute("PRAGMA table_info(jobs)")}
+            if "error_code" not in columns:  # a store written before failures had a code
+                db.execute("ALTER TABLE jobs ADD COLUMN error_code TEXT")
 
     @contextmanager
     def _connection(self) -> Iterator[sqlite3.Connection]:
@@ -92,30 +103,45 @@ class JobStore:
             db.row_factory = sqlite3.Row
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA synchronous=FULL")  # a commit survives a power cut, not only a crash
+            # Keep the WAL small (SQLite's default lets it grow to 1000 pages, about 4 MB, per
+            # checkpoint): on a nearly full disk the job records must still fit.
+            db.execute(f"PRAGMA wal_autocheckpoint={_WAL_CHECKPOINT_PAGES}")
+            db.execute(f"PRAGMA journal_size_limit={_WAL_SIZE_LIMIT_BYTES}")
             self._local.db = db
         yield db
 
+    @contextmanager
+    def _writing(self) -> Iterator[sqlite3.Connection]:
+        """The thread's connection for a write; a full disk becomes ``StorageFullError``."""
+        with no_space_as_storage_full("record the job"), self._connection() as db:
+            try:
+                yield db
+            except BaseException:
+                if db.in_transaction:  # an explicit transaction cut short: leave the connection usable
+                    db.rollback()
+                raise
+
     def add(self, job_id: str, kind: str, payload: Mapping[str, Any]) -> None:
-        """Record a job just accepted (state "queued")."""
-        with self._connection() as db:
+        """Record a job just accepted (state "queued"). Raises StorageFullError on a full disk."""
+        with self._writing() as db:
             db.execute("INSERT INTO jobs (id, kind, payload, state, created_at) VALUES (?, ?, ?, 'queued', ?)",
                        (job_id, kind, json.dumps(payload), time.time()))
 
     def forget(self, job_id: str) -> None:
         """Remove a job the queue refused after it was recorded."""
-        with self._connection() as db:
+        with self._writing() as db:
             db.execute("DELETE FROM jobs WHERE id = ?", (job_id,))
 
     def mark_running(self, job_id: str) -> None:
-        with self._connection() as db:
+        with self._writing() as db:
             db.execute("UPDATE jobs SET state = 'running', started_at = ? WHERE id = ?", (time.time(), job_id))
 
     def mark_finished(self, job_id: str, state: str, error: str | None = None,
-                      result: Mapping[str, Any] | None = None) -> None:
+                      result: Mapping[str, Any] | None = None, error_code: str | None = None) -> None:
         """Record a terminal state ("done", "failed", "interrupted", "cancelled")."""
-        with self._connection() as db:
-            db.execute("UPDATE jobs SET state = ?, error = ?, result = ?, finished_at = ? WHERE id = ?",
-                       (state, error, json.dumps(dict(result or {})), time.time(), job_id))
+        with self._writing() as db:
+            db.execute("UPDATE jobs SET state = ?, error = ?, error_code = ?, result = ?, finished_at = ? "
+                       "WHERE id = ?", (state, error, error_code, json.dumps(dict(result or {})), time.time(), job_id))
 
     def get(self, job_id: str) -> StoredJob | None:
         with self._connection() as db:
@@ -136,7 +162,7 @@ class JobStore:
 
         Jobs that were running are counted as restarted; at their second restart they fail.
         """
-        with self._connection() as db:
+        with self._writing() as db:
             db.execute("BEGIN IMMEDIATE")
             db.execute("UPDATE jobs SET restarts = restarts + 1, state = 'queued' WHERE state = 'running'")
             db.execute("UPDATE jobs SET state = 'failed', error = ?, finished_at = ? "

@@ -82,6 +82,8 @@ class JobStatus:
     elapsed_s: float = 0.0
     result: Any = None
     error: str | None = None
+    #: The failure's kind when the engine raised a typed error that has one ("storage_full").
+    error_code: str | None = None
     preview_latents: torch.Tensor | None = field(default=None, repr=False)
     family: str | None = None
     #: What the API reader ignored in the submission (``Job.warnings``).
@@ -330,13 +332,14 @@ class JobQueue:
         return JobStatus(job_id, "queued", position, warnings=entry.job.warnings,
                          **_progress_fields(entry, 0.0, False))
 
-    def _final_status(self, entry: _Entry, state: JobState, result: Any, error: str | None) -> JobStatus:
+    def _final_status(self, entry: _Entry, state: JobState, result: Any, error: str | None,
+                      error_code: str | None = None) -> JobStatus:
         elapsed = 0.0 if entry.started_at is None else time.monotonic() - entry.started_at
         fields = _progress_fields(entry, elapsed, keep_latents=False)
         if state == "done":
             fields.update(fraction=1.0, eta_s=0.0)
         return JobStatus(entry.job.id, state, None, elapsed_s=elapsed, result=result, error=error,
-                         warnings=entry.job.warnings, **fields)
+                         error_code=error_code, warnings=entry.job.warnings, **fields)
 
     def _finish_locked(self, entry: _Entry, state: JobState, result: Any = None, error: str | None = None,
                        final: JobStatus | None = None) -> None:
@@ -373,19 +376,23 @@ class JobQueue:
                 self._changed.notify_all()
                 return entry
 
-    def _execute(self, job: Job) -> tuple[JobState, Any, str | None]:
-        """Run one job; never raises, so the worker thread survives any job."""
+    def _execute(self, job: Job) -> tuple[JobState, Any, str | None, str | None]:
+        """Run one job; never raises, so the worker thread survives any job. Returns the state,
+        the result, the error message and the error's ``code`` (typed engine errors that have one)."""
         try:
             result = self._run(job)
         except JobInterrupted:
-            return "interrupted", None, None
+            return "interrupted", None, None, None
         except BaseException as error:  # noqa: BLE001 - a job calling sys.exit() must not kill the worker
             logger.exception("job %s failed", job.id)
+            code = getattr(error, "code", None) if isinstance(error, ProcessingError) else None
+            if isinstance(code, str):  # a typed error with a code words itself for people
+                return "failed", None, str(error), code
             message = str(error)
-            return "failed", None, f"{type(error).__name__}: {message}" if message else type(error).__name__
+            return "failed", None, f"{type(error).__name__}: {message}" if message else type(error).__name__, None
         if getattr(result, "interrupted", False) is True:
-            return "interrupted", result, None
-        return "done", result, None
+            return "interrupted", result, None, None
+        return "done", result, None, None
 
     def _notify(self, job_id: str, state: str, status: JobStatus | None) -> None:
         if self._on_state is None:
@@ -398,9 +405,9 @@ class JobQueue:
     def _work(self) -> None:
         while (entry := self._take_next()) is not None:
             self._notify(entry.job.id, "running", None)
-            state, result, error = self._execute(entry.job)
+            state, result, error, code = self._execute(entry.job)
             with self._changed:
-                final = self._final_status(entry, state, result, error)
+                final = self._final_status(entry, state, result, error, code)
             # Recorded before anyone waiting is woken, so whoever sees the job end finds it stored.
             self._notify(entry.job.id, state, final)
             with self._changed:

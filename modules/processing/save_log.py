@@ -18,6 +18,7 @@ from pathlib import Path
 
 from PIL import Image
 
+from modules.processing.errors import no_space_as_storage_full
 from modules.processing.infotext import parse_infotext
 from modules.processing.saving import save_image, write_temp_file
 
@@ -119,11 +120,13 @@ def save_to_log(items: Sequence[tuple[Image.Image, str]], folder: Path) -> list[
     Existing files are never overwritten: the counter continues past the highest one.
 
     Raises:
+        StorageFullError: no room on the disk (an OSError too).
         OSError: the folder or log.csv cannot be written.
     """
     saved = []
     for image, infotext in items:
         path = save_image(image, folder, _seed_suffix(infotext), infotext or None)
-        append_log_row(folder, log_row(infotext, path.name))
+        with no_space_as_storage_full("add the image to log.csv"):
+            append_log_row(folder, log_row(infotext, path.name))
         saved.append(path)
     return saved

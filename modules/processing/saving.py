@@ -6,7 +6,8 @@ highest number already in the folder. Grids are ``grid-NNNN.png``, with a four-d
 of their own. The image is written to a temporary file in the same
 folder, flushed to disk, then hard-linked to its final name; linking fails if the name exists,
 so two writers can never overwrite each other (the loser takes the next number), and a crash
-leaves either no file or a complete one.
+leaves either no file or a complete one. A full disk (``modules.storage.is_no_space``) raises
+``StorageFullError``, and the temp file is gone.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from typing import BinaryIO
 
 from PIL import Image
 
+from modules.processing.errors import no_space_as_storage_full
 from modules.processing.image_formats import PNG, ImageFormat, write_image
 
 __all__ = ["date_folder", "next_counter", "remove_orphan_temp_files", "save_grid", "save_image", "write_temp_file"]
@@ -101,10 +103,16 @@ def save_image(image: Image.Image, folder: Path, stem_suffix: str, infotext: str
 
     Raises:
         FileExistsError: ``exact_path`` exists already.
+        StorageFullError: no room on the disk; nothing was left behind.
     """
-    if exact_path is None:
-        return _save_numbered(image, folder, infotext, image_format, next_counter,
-                              lambda n: f"{n:05d}-{stem_suffix}{image_format.suffix}")
+    with no_space_as_storage_full("save the image"):
+        if exact_path is None:
+            return _save_numbered(image, folder, infotext, image_format, next_counter,
+                                  lambda n: f"{n:05d}-{stem_suffix}{image_format.suffix}")
+        return _save_exact(image, exact_path, infotext, image_format)
+
+
+def _save_exact(image: Image.Image, exact_path: Path, infotext: str | None, image_format: ImageFormat) -> Path:
     folder = exact_path.parent
     folder.mkdir(parents=True, exist_ok=True)
     tmp = write_temp_file(folder, lambda handle: write_image(image, handle, infotext, image_format),
@@ -121,8 +129,9 @@ def save_grid(image: Image.Image, folder: Path, infotext: str | None = None,
               image_format: ImageFormat = PNG) -> Path:
     """Save a grid as ``folder/grid-NNNN.png`` (A1111's grid names: a four-digit counter of
     their own), atomically and never overwriting, ``infotext`` inside as ``save_image`` does."""
-    return _save_numbered(image, folder, infotext, image_format,
-                          lambda f: next_counter(f, _GRID_COUNTER_RE), lambda n: f"grid-{n:04d}{image_format.suffix}")
+    with no_space_as_storage_full("save the grid"):
+        return _save_numbered(image, folder, infotext, image_format, lambda f: next_counter(f, _GRID_COUNTER_RE),
+                              lambda n: f"grid-{n:04d}{image_format.suffix}")
 
 
 def _save_numbered(image: Image.Image, folder: Path, infotext: str | None, image_format: ImageFormat,

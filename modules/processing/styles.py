@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from modules.processing.errors import RequestValidationError
+from modules.processing.errors import RequestValidationError, no_space_as_storage_full
 
 __all__ = ["PromptStyle", "StyleStore", "apply_payload_styles", "apply_style_text"]
 
@@ -118,11 +118,15 @@ class StyleStore:
         writer.writeheader()
         for item in styles:
             writer.writerow({"name": item.name, "prompt": item.prompt, "negative_prompt": item.negative_prompt})
+        with no_space_as_storage_full("save the styles"):
+            self._replace_file(buffer.getvalue())
+
+    def _replace_file(self, text: str) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=".styles-", suffix=".tmp")
         try:
             with os.fdopen(fd, "w", encoding="utf-8") as handle:
-                handle.write(buffer.getvalue())
+                handle.write(text)
                 handle.flush()
                 os.fsync(handle.fileno())
             os.replace(tmp, self.path)

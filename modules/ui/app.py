@@ -9,6 +9,7 @@ from typing import Any
 
 import gradio as gr
 
+from modules.processing.errors import StorageFullError
 from modules.settings import SETTINGS_BY_KEY
 from modules.studio import Studio
 from modules.ui.api_endpoints import register_api
@@ -85,7 +86,10 @@ def _quicksettings(studio: Studio, demo: gr.Blocks, lists: CheckpointLists) -> N
             component = components[key] = component_for(SETTINGS_BY_KEY[key], shown[key], dynamic, hint=False)
 
             def apply(value: Any, key: str = key) -> None:
-                warnings = studio.update_settings({key: value_from_component(value, current[key])})
+                try:
+                    warnings = studio.update_settings({key: value_from_component(value, current[key])})
+                except StorageFullError as error:
+                    raise gr.Error(f"Setting not saved: {error}") from None
                 if warnings:
                     raise gr.Error("; ".join(warnings))
 

@@ -92,8 +92,8 @@ def save_images(folder: Path, gallery: GalleryValue, infotexts: Sequence[str] | 
         return [], ""
     try:
         paths = save_to_log(items, folder)
-    except OSError as error:
-        message = html.escape(f"Not saved: {error}")
+    except OSError as error:  # a full disk says so in words (StorageFullError); no server path either way
+        message = html.escape(f"Not saved: {error.strerror or error}")
         gr.Warning(message)
         return [], f"<p>{message}</p>"
     return paths, f"<p>Saved: {html.escape(', '.join(p.name for p in paths))}</p>"

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import gradio as gr
 
+from modules.processing.errors import StorageFullError
 from modules.settings import SETTING_INFOS, SETTINGS_BY_KEY, SettingInfo
 from modules.studio import Studio
 from modules.ui.script_controls import component_for_spec
@@ -138,7 +139,10 @@ def build_settings_tab(studio: Studio, demo: gr.Blocks, lists: CheckpointLists |
     def apply_settings(loaded: dict[str, Any], *values: Any) -> list[Any]:
         before = dataclasses.asdict(studio.settings)
         changes = changed_settings(dict(zip(keys, values, strict=True)), loaded, studio.settings)
-        warnings = studio.update_settings(changes) if changes else []
+        try:
+            warnings = studio.update_settings(changes) if changes else []
+        except StorageFullError as error:  # nothing changed; say why in words
+            return [f"Settings not saved: {error}", *load()]
         after = dataclasses.asdict(studio.settings)
         changed = [k for k in keys if after[k] != before[k]]
         text = f"{len(changed)} settings changed" + (f": {', '.join(changed)}." if changed else ".")
@@ -168,7 +172,10 @@ def _extension_settings(studio: Studio) -> None:
         result = gr.Markdown(elem_id="settings_extensions_result")
 
     def apply_values(*given: Any) -> str:
-        warnings = studio.update_extension_settings(dict(zip(controls, given, strict=True)))
+        try:
+            warnings = studio.update_extension_settings(dict(zip(controls, given, strict=True)))
+        except StorageFullError as error:
+            return html.escape(f"Settings not saved: {error}")
         return "Saved." if not warnings else "\n".join(f"- {html.escape(w)}" for w in warnings)
 
     apply.click(apply_values, inputs=list(controls.values()), outputs=[result], api_visibility="private")

@@ -5,6 +5,7 @@ nothing left behind when anything fails."""
 from __future__ import annotations
 
 import hashlib
+import io
 import ipaddress
 import threading
 from collections.abc import Iterator
@@ -13,6 +14,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
+import torch
+from safetensors.torch import save as save_safetensors
 
 from modules.models.install import (
     MAX_REDIRECTS,
@@ -24,8 +27,12 @@ from modules.models.install import (
     sanitize_filename,
 )
 
-PAYLOAD = bytes(range(256)) * 4096 + b"tail"  # 1 MiB + 4 bytes: more than one read chunk
+# A real safetensors file a little over 1 MiB: more than one read chunk, and what the loader reads.
+PAYLOAD = save_safetensors({"weight": torch.arange(2**18 + 1, dtype=torch.float32)})
 PAYLOAD_SHA = hashlib.sha256(PAYLOAD).hexdigest()
+_buffer = io.BytesIO()
+torch.save({"weight": torch.zeros(4)}, _buffer)
+PICKLE_PAYLOAD = _buffer.getvalue()  # what a .ckpt/.pt holds (never unpickled by the installer)
 
 
 @dataclass
@@ -173,7 +180,7 @@ def test_redirects_are_followed_up_to_the_limit_when_allowed(server: _Server, tm
 
 def test_filename_from_content_disposition_sanitised(server: _Server, tmp_path: Path) -> None:
     server.routes["/api/download/1"] = Route(headers={"Content-Disposition": 'attachment; filename="ink.safetensors"'})
-    server.routes["/api/download/2"] = Route(
+    server.routes["/api/download/2"] = Route(body=PICKLE_PAYLOAD,
         headers={"Content-Disposition": "attachment; filename*=UTF-8''..%2F..%2Fcaf%C3%A9.ckpt"})
     server.routes["/api/download/3"] = Route(headers={"Content-Disposition": 'attachment; filename="page.html"'})
     folder = tmp_path / "Lora"
@@ -182,7 +189,7 @@ def test_filename_from_content_disposition_sanitised(server: _Server, tmp_path: 
     assert _error(_install, f"{server.base}/api/download/3", folder).field == "url"
     assert _error(_install, f"{server.base}/api/download/4", folder).field == "url"  # 404
     assert _everything_in(folder) == ["café.ckpt", "ink.safetensors"]
-    assert _install(f"{server.base}/api/download/1", folder, filename="mine.pt") == folder / "mine.pt"
+    assert _install(f"{server.base}/api/download/2", folder, filename="mine.pt") == folder / "mine.pt"
     assert _error(_install, f"{server.base}/api/download/1", folder, filename="mine.exe").field == "filename"
 
 
@@ -230,3 +237,42 @@ def test_sanitize_filename() -> None:
     assert sanitize_filename('we:ird?"name.ckpt', "url") == "we_ird__name.ckpt"
     for bad in ("", "..", "model", "model.exe", "dir/", "x" * 300 + ".pt"):
         assert _error(sanitize_filename, bad, "filename").field == "filename"
+
+
+def test_a_download_is_checked_as_the_loader_would_before_it_gets_its_name(server: _Server, tmp_path: Path) -> None:
+    server.routes["/files/cut.safetensors"] = Route(body=PAYLOAD[:100])  # a download cut short upstream
+    server.routes["/files/text.pt"] = Route(body=b"just some text, not a pickle")
+    folder = tmp_path / "Lora"
+    assert "truncated" in _error(_install, f"{server.base}/files/cut.safetensors", folder).message
+    assert "neither a PyTorch archive nor a pickle" in _error(_install, f"{server.base}/files/text.pt", folder).message
+    assert _everything_in(folder) == []
+
+
+_INSTALL_ON_A_FULL_DISK = """
+import sys
+from pathlib import Path
+from modules.models.install import ModelInstallError, install_from_url
+try:
+    install_from_url(sys.argv[1], Path(sys.argv[2]), max_bytes=2**30, progress=None, timeout_s=10)
+    print("installed")
+except ModelInstallError as error:
+    print(error.message)
+"""
+
+
+def test_a_download_that_does_not_fit_on_the_disk_says_so_and_leaves_nothing(server: _Server, tmp_path: Path) -> None:
+    import resource
+    import subprocess
+    import sys
+
+    def limit() -> None:  # the child's writes past 256 KB fail with EFBIG, as a full disk fails with ENOSPC
+        resource.setrlimit(resource.RLIMIT_FSIZE, (256 * 1024, 256 * 1024))
+
+    server.routes["/files/model.safetensors"] = Route()
+    folder = tmp_path / "Lora"
+    done = subprocess.run([sys.executable, "-c", _INSTALL_ON_A_FULL_DISK, f"{server.base}/files/model.safetensors",
+                           str(folder)], capture_output=True, text=True, timeout=120, preexec_fn=limit, check=True,
+                          cwd=Path(__file__).resolve().parents[2])
+    message = done.stdout.strip().splitlines()[-1]
+    assert message.startswith("Not enough disk space to store the download") and "Nothing was installed" in message
+    assert _everything_in(folder) == []

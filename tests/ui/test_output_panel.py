@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import csv
+import json
+import resource
+import subprocess
+import sys
 from pathlib import Path
 
 import gradio as gr
@@ -63,7 +67,38 @@ def test_save_with_nothing_or_an_unwritable_folder_warns(tmp_path: Path) -> None
     blocker.write_text("not a folder", encoding="utf-8")
     with pytest.warns(UserWarning, match="Not saved"):
         paths, message = save_images(blocker / "images", _gallery(), [INFO_A, INFO_B], None)
-    assert paths == [] and "Not saved" in message
+    assert paths == [] and "Not saved" in message and str(tmp_path) not in message
+
+
+_SAVE_ON_A_FULL_DISK = """
+import json, sys, warnings
+import numpy as np
+from PIL import Image
+from pathlib import Path
+from modules.ui.output_panel import save_images
+noise = Image.fromarray(np.random.default_rng(0).integers(0, 256, (256, 256, 3), dtype=np.uint8))
+with warnings.catch_warnings(record=True) as shown:
+    warnings.simplefilter("always")
+    paths, message = save_images(Path(sys.argv[1]), [(noise, "Seed 11")], ["Seed: 11"], None)
+print(json.dumps({"paths": [str(p) for p in paths], "message": message, "warnings": [str(w.message) for w in shown]}))
+"""
+
+
+def _limit_file_size() -> None:
+    resource.setrlimit(resource.RLIMIT_FSIZE, (64 * 1024, 64 * 1024))  # a 256x256 noise PNG is ~200 KB
+
+
+def test_save_on_a_full_disk_says_so_in_words(tmp_path: Path) -> None:
+    # A child process with a file-size limit: past it, writes fail with EFBIG, as a full disk does.
+    done = subprocess.run([sys.executable, "-c", _SAVE_ON_A_FULL_DISK, str(tmp_path / "log")], capture_output=True,
+                          text=True, timeout=180, cwd=Path(__file__).resolve().parents[2],
+                          preexec_fn=_limit_file_size, check=True)
+    outcome = json.loads(done.stdout.strip().splitlines()[-1])
+    assert outcome["paths"] == []
+    assert outcome["message"].startswith("<p>Not saved: Not enough disk space to save the image")
+    assert any("Not enough disk space" in warning for warning in outcome["warnings"])
+    assert "Traceback" not in outcome["message"] and str(tmp_path) not in outcome["message"]
+    assert [p.name for p in (tmp_path / "log").iterdir()] == []  # no torn PNG, no temp file
 
 
 def test_open_folder_handler_warns_when_exposed(tmp_path: Path) -> None:

@@ -22,3 +22,13 @@ def test_no_eta_before_the_pace_is_known() -> None:
     text = _running(None)
     assert "step 1/20" in text and "5%" in text
     assert "ETA" not in text
+
+
+def test_a_job_that_found_the_disk_full_says_so_in_words() -> None:
+    from modules.processing.errors import StorageFullError
+
+    message = str(StorageFullError("save the image"))
+    text = progress_html(JobStatus(job_id="j", state="failed", position=None, error=message,
+                                   error_code=StorageFullError.code))
+    assert "Failed: Not enough disk space to save the image" in text
+    assert "Traceback" not in text and "Errno" not in text
