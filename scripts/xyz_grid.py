@@ -25,11 +25,13 @@ from typing import Any
 import numpy as np
 
 from modules.extensions.api import (
+    MAX_SCRIPT_IMAGES,
     Checkbox,
     Dropdown,
     Processed,
     Script,
     ScriptArgError,
+    ScriptCheckError,
     Slider,
     Textbox,
     Txt2ImgRequest,
@@ -39,8 +41,8 @@ from modules.extensions.api import (
     with_fixed_seeds,
 )
 
-#: A plot of more cells than this is refused rather than queued for hours.
-MAX_CELLS = 1000
+#: A plot of more cells than this is refused when it is submitted, rather than queued for hours.
+MAX_CELLS = MAX_SCRIPT_IMAGES
 _RANGE = re.compile(r"^\s*([+-]?\s*\d+(?:\.\d*)?)\s*-\s*([+-]?\s*\d+(?:\.\d*)?)"
                     r"(?:\s*\(([+-]\s*\d+(?:\.\d*)?)\s*\)|\s*\[(\d+)\s*\])?\s*$")
 
@@ -273,7 +275,9 @@ class XYZPlot(Script):
                 p = AXES[kind_name].apply(self, p, value)
         return p
 
-    def run(self, p: Txt2ImgRequest, **args: Any) -> Processed:
+    def _axes(self, p: Txt2ImgRequest, args: dict[str, Any]) -> tuple[list[str], list[list[Any]], dict[str, str]]:
+        """The axis types, their values and the Prompt S/R search words, checked: values parse, the
+        S/R word is in the prompt, and the plot (cells times the batch size) is within ``MAX_CELLS``."""
         is_img2img = hasattr(p, "init_images")
         types = [args["x_type"], args["y_type"], args["z_type"]]
         axes = [_axis_values(t, args[f"{a}_values"], a.upper(), is_img2img) for t, a in zip(types, "xyz", strict=True)]
@@ -284,8 +288,20 @@ class XYZPlot(Script):
                 raise ValueError(f"Prompt S/R: {word!r} (the first value) is not in the prompt")
             search["Prompt S/R"] = word
         cells = len(axes[0]) * len(axes[1]) * len(axes[2])
-        if cells > MAX_CELLS:
-            raise ValueError(f"X/Y/Z plot: {cells} images is more than {MAX_CELLS}")
+        if cells * p.batch_size > MAX_CELLS:
+            made = f"{cells} cells of {p.batch_size} images" if p.batch_size > 1 else f"{cells} images"
+            raise ValueError(f"X/Y/Z plot: {made} is more than {MAX_CELLS} images")
+        return types, axes, search
+
+    def check(self, p: Txt2ImgRequest, model: Any, **args: Any) -> None:
+        """Refuse at submit time (422 naming script_args) a plot that ``run`` would refuse."""
+        try:
+            self._axes(p, args)
+        except ValueError as error:
+            raise ScriptCheckError(str(error)) from None
+
+    def run(self, p: Txt2ImgRequest, **args: Any) -> Processed:
+        types, axes, search = self._axes(p, args)
         if not args["no_fixed_seeds"]:
             p = with_fixed_seeds(p)
         # Every cell's request is built (and so validated) before the first image is made.

@@ -28,6 +28,7 @@ from modules.processing.control_preprocess import (
 )
 from modules.processing.control_types import control_types as control_type_listing
 from modules.processing.image_input import png_base64
+from modules.processing.image_ops import flatten
 
 if TYPE_CHECKING:
     from modules.models.controlnet import ControlNetLibrary
@@ -126,7 +127,8 @@ def _detect_request(body: dict[str, Any], decode: Callable[[Any, str], Any]) -> 
     images = body.get("controlnet_input_images")
     if not isinstance(images, list) or not images:
         raise HTTPException(422, "controlnet_input_images: must be a non-empty list of base64 images")
-    decoded = [decode(image, f"controlnet_input_images.{k}").convert("RGB") for k, image in enumerate(images)]
+    # Size checked from the header before decoding; transparency laid on white, CMYK/16-bit made RGB.
+    decoded = [flatten(decode(image, f"controlnet_input_images.{k}")) for k, image in enumerate(images)]
     info = PREPROCESSORS[module]
     options: dict[str, Any] = {"resolution": info.resolution_default if info.resolution_default > 0 else 512}
     for field, key in (("controlnet_processor_res", "resolution"), ("controlnet_threshold_a", "threshold_a"),
