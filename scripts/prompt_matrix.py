@@ -72,11 +72,14 @@ class PromptMatrix(Script):
         return base, parts
 
     def check(self, p: Txt2ImgRequest, model: Any, **args: Any) -> None:
-        """Refuse at submit time (422 naming script_args) a prompt ``run`` would refuse."""
-        try:
-            self._parts(p, args.get("prompt_type", "positive"))
-        except ValueError as error:
-            raise ScriptCheckError(str(error)) from None
+        """Refuse at submit time (422 naming script_args) a matrix over ``MAX_VARIABLE_PARTS``
+        parts; a prompt without parts is left to ``run``, which reports it (the plain image is made)."""
+        text = p.prompt if args.get("prompt_type", "positive") == "positive" else p.negative_prompt
+        if text.count("|") > MAX_VARIABLE_PARTS:
+            try:
+                self._parts(p, args.get("prompt_type", "positive"))
+            except ValueError as error:
+                raise ScriptCheckError(str(error)) from None
 
     def run(self, p: Txt2ImgRequest, put_at_start: bool, different_seeds: bool, prompt_type: str,
             variations_delimiter: str, margin_size: int) -> Processed:

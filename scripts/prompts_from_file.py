@@ -38,6 +38,10 @@ A1111_ARGS = ("checkbox_iterate", "checkbox_iterate_batch", "prompt_position", "
 POSITIONS = ("start", "end")
 
 
+class TooManyImagesError(ValueError):
+    """The list would make more than ``MAX_SCRIPT_IMAGES`` images: refused at submit time."""
+
+
 def _bool(text: str) -> bool:
     if text.lower() in ("true", "1", "yes"):
         return True
@@ -159,16 +163,24 @@ class PromptsFromFile(Script):
         images = sum(max(1, job.get("n_iter", p.batch_count)) * max(1, job.get("batch_size", p.batch_size))
                      for job in jobs)
         if images > MAX_SCRIPT_IMAGES:
-            raise ValueError(f"Prompts from file: {len(jobs)} prompts make {images} images, more than "
-                             f"{MAX_SCRIPT_IMAGES}; split the list or lower the batch count")
+            raise TooManyImagesError(f"Prompts from file: {len(jobs)} prompts make {images} images, more than "
+                                     f"{MAX_SCRIPT_IMAGES}; split the list or lower the batch count")
         return jobs
 
     def check(self, p: Txt2ImgRequest, model: Any, **args: Any) -> None:
-        """Refuse at submit time (422 naming script_args) a list ``run`` would refuse."""
+        """Refuse at submit time (422 naming script_args) a list over ``MAX_LINES`` lines or
+        ``MAX_SCRIPT_IMAGES`` images; a bad line is left to ``run``, which reports it."""
+        text = args.get("prompt_txt", "")
+        if not isinstance(text, str):
+            return
+        if sum(1 for line in text.splitlines() if line.strip()) > MAX_LINES:
+            raise ScriptCheckError(f"Prompts from file: more than {MAX_LINES} prompts; split the list")
         try:
-            self._lines(p, args.get("prompt_txt", ""))
-        except ValueError as error:
+            self._lines(p, text)
+        except TooManyImagesError as error:
             raise ScriptCheckError(str(error)) from None
+        except ValueError:
+            return
 
     def run(self, p: Txt2ImgRequest, checkbox_iterate: bool, checkbox_iterate_batch: bool, prompt_position: str,
             prompt_txt: str) -> Processed:

@@ -24,6 +24,7 @@ from modules.processing.errors import RequestValidationError
 from modules.processing.image_formats import embedded_infotext
 from modules.processing.image_input import MAX_INPUT_PIXELS, check_input_pixels
 from modules.processing.infotext import build_infotext, parse_infotext
+from modules.processing.json_values import check_json_values
 from modules.processing.requests import check_float, check_int
 from modules.processing.saving import save_image
 from modules.processing.upscaling import blend_upscalers, cover_scale, upscale_by, upscale_to
@@ -142,11 +143,15 @@ def extras_request_from_api(payload: Mapping[str, Any], upscaler_names: Sequence
     Fields it does not know are skipped (``EXTRAS_API_FIELDS`` lists those it knows).
 
     Raises:
-        RequestValidationError: naming the field: wrong type, out of range, or an upscaler not
-            in ``upscaler_names``.
+        RequestValidationError: naming the field: wrong type, out of range, an upscaler not
+            in ``upscaler_names``, or (any field) a lone surrogate or NaN/Infinity.
     """
     if not isinstance(payload, Mapping):
         raise RequestValidationError("payload", "must be a JSON object")
+    check_json_values(payload)
+    shown = payload.get("show_extras_results")
+    if shown is not None and not isinstance(shown, bool):
+        raise RequestValidationError("show_extras_results", f"must be true or false, got {shown!r}")
     values: dict[str, Any] = {}
     for key, value in payload.items():
         if key in _HANDLED_ELSEWHERE or key not in _REQUEST_FIELDS or value is None:
