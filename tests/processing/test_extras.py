@@ -23,9 +23,11 @@ from modules.processing.extras import (
     extras_request_from_api,
     run_extras,
 )
+from modules.processing.extras_job import images_in_folder
 from modules.processing.infotext import parse_infotext
 from modules.processing.txt2img import OutputOptions
 from modules.processing.upscaling import blend_upscalers
+from tests.hostile_images import one_colour_png
 from tests.upscaler_files import random_image, write_tiny_upscaler
 
 SOURCE_INFOTEXT = "a red fox, snow\nNegative prompt: blurry\nSteps: 20, Sampler: Euler a, Seed: 7, Size: 32x24"
@@ -217,3 +219,12 @@ def test_sizes_within_the_limits_pass_and_upscaler_none_upscales_nothing() -> No
     with pytest.raises(RequestValidationError) as caught:
         check_extras_sizes([("a", Image.new("L", (8, 8))), ("b", Image.new("L", (4097, 4096)))], ExtrasRequest())
     assert caught.value.field == "image.1"
+
+
+def test_a_folder_skips_files_over_the_pixel_limit_and_says_why_when_none_is_left(tmp_path: Path) -> None:
+    (tmp_path / "big.png").write_bytes(one_colour_png(5000, 5000))
+    with pytest.raises(RequestValidationError, match="big.png is 5000x5000") as caught:
+        images_in_folder(tmp_path)
+    assert caught.value.field == "input_dir"
+    Image.new("RGB", (4, 4)).save(tmp_path / "small.png")
+    assert [name for name, _ in images_in_folder(tmp_path)] == ["small.png"]
