@@ -22,7 +22,7 @@ from PIL import Image
 from modules.models.upscalers import BUILTIN_UPSCALERS, UnknownUpscalerError, Upscaler, UpscalerLibrary
 from modules.processing.errors import RequestValidationError
 from modules.processing.image_formats import embedded_infotext
-from modules.processing.image_input import MAX_INPUT_PIXELS, check_input_pixels
+from modules.processing.image_input import MAX_INPUT_PIXELS, PixelBudget, check_input_pixels
 from modules.processing.infotext import build_infotext, parse_infotext
 from modules.processing.json_values import check_json_values
 from modules.processing.requests import check_float, check_int
@@ -35,9 +35,9 @@ if TYPE_CHECKING:  # txt2img pulls in the whole generation engine; only the type
 __all__ = ["EXTRAS_API_FIELDS", "MAX_UPSCALED_PIXELS", "ExtrasRequest", "ExtrasResult", "check_extras_sizes",
            "extras_infotext", "extras_parameters", "extras_request_from_api", "run_extras"]
 
-#: The largest image an upscale may make (width x height, the intermediate "cover" size of "Scale
-#: to" included): the largest input at 2x, or "Scale to" 8192x8192. 8192x8192 RGB is 200 MB, and
-#: the upscaler's float tiles of it several times that.
+#: The most pixels an Extras job may make (width x height, the intermediate "cover" size of "Scale
+#: to" included; a batch's results together): the largest input at 2x, or "Scale to" 8192x8192.
+#: 8192x8192 RGB is 200 MB, and the upscaler's float tiles of it several times that.
 MAX_UPSCALED_PIXELS = 4 * MAX_INPUT_PIXELS
 
 # Face restoration needs a face detector besides GFPGAN/CodeFormer weights, and none is
@@ -232,26 +232,33 @@ def _upscaled_size(size: tuple[int, int], request: ExtrasRequest) -> tuple[int, 
 
 def check_extras_sizes(images: Sequence[tuple[str, Image.Image]], request: ExtrasRequest,
                        field: str = "image") -> None:
-    """Refuse, before any upscaling, an input over ``MAX_INPUT_PIXELS`` or an upscale whose
-    result would be over ``MAX_UPSCALED_PIXELS``; only the images' sizes are read.
+    """Refuse, before any upscaling, an input over ``MAX_INPUT_PIXELS``, inputs adding up to more
+    than ``MAX_REQUEST_PIXELS``, or upscales whose results would be over ``MAX_UPSCALED_PIXELS``
+    (each, and all together: the job holds them all); only the images' sizes are read.
 
     Raises:
         RequestValidationError: naming ``field`` (the input) or the scale field that asks too much:
             ``upscaling_resize`` ("Scale by"), ``upscaling_resize_w`` ("Scale to").
     """
     scale_field = "upscaling_resize_w" if request.resize_mode == 1 else "upscaling_resize"
+    budget, made = PixelBudget(), 0
     for k, (_, image) in enumerate(images):
         where = field if len(images) == 1 else f"{field}.{k}"
         check_input_pixels(image.size, where)
+        budget.take(image, where)
         if not request.uses_upscaler_1:
             continue
         width, height = _upscaled_size(image.size, request)
+        made += width * height  # the results are held together until the job ends
         if width * height > MAX_UPSCALED_PIXELS:
             source = f"{image.width}x{image.height}"
             asked = (f"scaling {source} by {request.upscaling_resize:g}" if request.resize_mode == 0
                      else f"covering {request.upscaling_resize_w}x{request.upscaling_resize_h} from {source}")
             raise RequestValidationError(scale_field, f"{asked} would make {width}x{height} pixels; upscales are "
                                                       f"made up to {MAX_UPSCALED_PIXELS:,} pixels; ask for less")
+        if made > MAX_UPSCALED_PIXELS:
+            raise RequestValidationError(scale_field, f"the {len(images)} upscaled images would add up to more than "
+                                                      f"{MAX_UPSCALED_PIXELS:,} pixels; ask for less or send fewer")
 
 
 def _file_stem(name: str) -> str:

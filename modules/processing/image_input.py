@@ -24,13 +24,16 @@ from PIL import Image
 from modules.processing.errors import RequestValidationError
 from modules.processing.image_formats import encode_base64
 
-__all__ = ["ACCEPTED_FORMATS", "MAX_IMAGE_BYTES", "MAX_INPUT_PIXELS", "check_input_pixels", "decode_base64_image",
-           "open_image_file", "png_base64"]
+__all__ = ["ACCEPTED_FORMATS", "MAX_IMAGE_BYTES", "MAX_INPUT_PIXELS", "MAX_REQUEST_PIXELS", "PixelBudget",
+           "check_input_pixels", "decode_base64_image", "open_image_file", "png_base64"]
 
 MAX_IMAGE_BYTES = 50 * 1024 * 1024
 #: The largest image accepted from a client (width x height), on every route and tab; checked
 #: from the header, before the pixels are decoded. 4096x4096 RGB is 48 MB decoded.
 MAX_INPUT_PIXELS = 4096 * 4096
+#: All the images one request may bring, together (a 4096x4096 PNG of one colour is 50 KB, so a
+#: body limit alone would let a thousand of them in): a batch over it is refused; split it.
+MAX_REQUEST_PIXELS = 4 * MAX_INPUT_PIXELS
 ACCEPTED_FORMATS = ("PNG", "JPEG", "WEBP")
 # What Pillow raises on a damaged or truncated file while it decodes (zlib and struct errors
 # escape from some PNG chunks; SyntaxError from a bad chunk checksum; EOFError from a short file).
@@ -47,6 +50,23 @@ def check_input_pixels(size: tuple[int, int], field: str) -> None:
         side = int(MAX_INPUT_PIXELS ** 0.5)
         raise RequestValidationError(field, f"is {width}x{height} pixels; images are accepted up to "
                                             f"{MAX_INPUT_PIXELS:,} pixels ({side}x{side})")
+
+
+class PixelBudget:
+    """The pixels left to one request's images (``MAX_REQUEST_PIXELS``): ``take`` each image as it
+    is decoded (each is already within ``MAX_INPUT_PIXELS``), and the one that goes over is refused."""
+
+    def __init__(self, limit: int = MAX_REQUEST_PIXELS) -> None:
+        self.limit = limit
+        self.used = 0
+
+    def take(self, image: Image.Image, field: str) -> Image.Image:
+        """``image``, counted; RequestValidationError naming ``field`` once the request is over its budget."""
+        self.used += image.width * image.height
+        if self.used > self.limit:
+            raise RequestValidationError(field, f"the request's images add up to more than {self.limit:,} pixels; "
+                                                "send fewer or smaller images per request")
+        return image
 
 
 def _usual_mode(image: Image.Image) -> Image.Image:

@@ -13,6 +13,8 @@ from PIL import Image
 from modules.processing.errors import RequestValidationError
 from modules.processing.image_input import (
     MAX_INPUT_PIXELS,
+    MAX_REQUEST_PIXELS,
+    PixelBudget,
     check_input_pixels,
     decode_base64_image,
     open_image_file,
@@ -82,3 +84,13 @@ def test_an_uploaded_file_is_checked_the_same_way_and_its_path_is_never_shown(tm
     (tmp_path / "ok.png").write_bytes(encoded(Image.new("RGB", (6, 5), "red")))
     opened = open_image_file(tmp_path / "ok.png")
     assert opened.size == (6, 5) and opened.getpixel((0, 0)) == (255, 0, 0)
+
+
+def test_a_request_budget_refuses_the_image_that_goes_over() -> None:
+    budget = PixelBudget()
+    big = Image.new("L", (4096, 4096))
+    for k in range(MAX_REQUEST_PIXELS // MAX_INPUT_PIXELS):
+        budget.take(big, f"imageList.{k}.data")
+    with pytest.raises(RequestValidationError) as caught:
+        budget.take(Image.new("L", (1, 1)), "imageList.4.data")
+    assert caught.value.field == "imageList.4.data" and f"{MAX_REQUEST_PIXELS:,}" in caught.value.message

@@ -180,3 +180,21 @@ def test_odd_modes_are_accepted_on_extras_img2img_and_detect(api: httpx.Client, 
     detected = root_api.post("/controlnet/detect", json={"controlnet_module": "canny",
                                                          "controlnet_input_images": [image]})
     assert detected.status_code == 200, detected.text[:300]
+
+
+@pytest.mark.parametrize(("client", "path", "body", "field"), [
+    ("api", "/extra-batch-images",
+     lambda images: {"imageList": [{"data": i, "name": f"{k}.png"} for k, i in enumerate(images)],
+                     "upscaler_1": "None"}, "imageList.4.data"),
+    ("root_api", "/controlnet/detect",
+     lambda images: {"controlnet_module": "canny", "controlnet_input_images": images}, "controlnet_input_images.4"),
+    ("api", "/img2img", lambda images: {**SMALL, "init_images": images}, "init_images"),
+])
+def test_many_images_within_the_body_limit_are_refused_past_the_request_budget(
+        request: pytest.FixtureRequest, data_dir: Path, client: str, path: str, body: Callable, field: str) -> None:
+    # Five 4096x4096 PNGs of one colour are 250 KB together and 240 MB decoded: over MAX_REQUEST_PIXELS.
+    one = b64(one_colour_png(4096, 4096))
+    response = _client(request, client).post(path, json=body([one] * 5))
+    assert response.status_code == 422 and response.json()["detail"].startswith(field), response.text[:300]
+    assert "67,108,864 pixels" in response.json()["detail"]
+    assert_reveals_nothing(response, str(data_dir))
