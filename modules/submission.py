@@ -19,6 +19,7 @@ from modules.a1111_options import A1111_OPTION_DEFAULTS, A1111_RESTRICTED_OPTION
 from modules.processing.api_fields import OVERRIDE_FIELDS, payload_notices, unknown_fields
 from modules.processing.errors import RequestValidationError
 from modules.processing.image_formats import ImageFormat
+from modules.processing.json_values import check_json_values
 from modules.processing.request_infotext import apply_payload_infotext
 from modules.processing.styles import StyleStore, apply_payload_styles
 from modules.settings import FOLDER_SETTINGS, SETTINGS_BY_KEY, Settings, coerce_setting
@@ -78,10 +79,12 @@ def read_submission(payload: Any, known_fields: frozenset[str], kind: str, style
     applied, unknown fields and options reported, output overrides checked.
 
     Raises:
-        RequestValidationError: the payload is not an object, or a known field is malformed.
+        RequestValidationError: the payload is not an object, a known field is malformed, or
+            any field holds text with a lone surrogate or a NaN/Infinity number.
     """
     if not isinstance(payload, Mapping):
         raise RequestValidationError("payload", f"a {kind} payload must be a JSON object")
+    check_json_values(payload)
     warnings = unknown_fields(payload, known_fields, kind)
     expanded = apply_payload_infotext(payload)
     output, override_warnings = _read_overrides(expanded.get("override_settings"), extension_settings)

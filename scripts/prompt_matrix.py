@@ -20,6 +20,7 @@ from modules.extensions.api import (
     Dropdown,
     Processed,
     Script,
+    ScriptCheckError,
     Slider,
     Txt2ImgRequest,
     args_by_position,
@@ -29,7 +30,7 @@ from modules.extensions.api import (
     with_fixed_seeds,
 )
 
-#: 2**8 images is already a long job; more is almost surely a mistake.
+#: 2**8 images is already a long job (and within ``MAX_SCRIPT_IMAGES``); more is almost surely a mistake.
 MAX_VARIABLE_PARTS = 8
 #: A1111's ``run(p, *args)`` order, after ``p`` (its radio buttons send their text, not an index).
 A1111_ARGS = ("put_at_start", "different_seeds", "prompt_type", "variations_delimiter", "margin_size")
@@ -59,15 +60,31 @@ class PromptMatrix(Script):
     def api_args(self, positional: Sequence[Any], is_img2img: bool) -> dict[str, Any]:
         return args_by_position(self.title(), A1111_ARGS, positional)
 
-    def run(self, p: Txt2ImgRequest, put_at_start: bool, different_seeds: bool, prompt_type: str,
-            variations_delimiter: str, margin_size: int) -> Processed:
-        p = with_fixed_seeds(p)
+    @staticmethod
+    def _parts(p: Txt2ImgRequest, prompt_type: str) -> tuple[str, list[str]]:
+        """The prompt's fixed part and its optional parts (after '|'), at most ``MAX_VARIABLE_PARTS``."""
         text = p.prompt if prompt_type == "positive" else p.negative_prompt
         base, *parts = [part.strip() for part in text.split("|")]
         if not parts:
             raise ValueError("Prompt matrix: write the optional parts after '|', e.g. 'a castle|at night|in snow'")
         if len(parts) > MAX_VARIABLE_PARTS:
             raise ValueError(f"Prompt matrix: at most {MAX_VARIABLE_PARTS} parts after '|', got {len(parts)}")
+        return base, parts
+
+    def check(self, p: Txt2ImgRequest, model: Any, **args: Any) -> None:
+        """Refuse at submit time (422 naming script_args) a matrix over ``MAX_VARIABLE_PARTS``
+        parts; a prompt without parts is left to ``run``, which reports it (the plain image is made)."""
+        text = p.prompt if args.get("prompt_type", "positive") == "positive" else p.negative_prompt
+        if text.count("|") > MAX_VARIABLE_PARTS:
+            try:
+                self._parts(p, args.get("prompt_type", "positive"))
+            except ValueError as error:
+                raise ScriptCheckError(str(error)) from None
+
+    def run(self, p: Txt2ImgRequest, put_at_start: bool, different_seeds: bool, prompt_type: str,
+            variations_delimiter: str, margin_size: int) -> Processed:
+        p = with_fixed_seeds(p)
+        base, parts = self._parts(p, prompt_type)
         joiner = ", " if variations_delimiter == "comma" else " "
         results = []
         for combination in range(2 ** len(parts)):

@@ -18,10 +18,12 @@ from collections.abc import Sequence
 from typing import Any
 
 from modules.extensions.api import (
+    MAX_SCRIPT_IMAGES,
     Checkbox,
     Dropdown,
     Processed,
     Script,
+    ScriptCheckError,
     Textbox,
     Txt2ImgRequest,
     args_by_position,
@@ -30,10 +32,14 @@ from modules.extensions.api import (
 )
 
 #: A pasted file of tens of thousands of lines should not silently queue a day of work.
-MAX_LINES = 1000
+MAX_LINES = MAX_SCRIPT_IMAGES
 #: A1111's ``run(p, *args)`` order, after ``p``; older versions sent the first two and the text.
 A1111_ARGS = ("checkbox_iterate", "checkbox_iterate_batch", "prompt_position", "prompt_txt")
 POSITIONS = ("start", "end")
+
+
+class TooManyImagesError(ValueError):
+    """The list would make more than ``MAX_SCRIPT_IMAGES`` images: refused at submit time."""
 
 
 def _bool(text: str) -> bool:
@@ -146,11 +152,39 @@ class PromptsFromFile(Script):
             positional = [positional[0], positional[1], "start", positional[2]]
         return args_by_position(self.title(), A1111_ARGS, positional)
 
-    def run(self, p: Txt2ImgRequest, checkbox_iterate: bool, checkbox_iterate_batch: bool, prompt_position: str,
-            prompt_txt: str) -> Processed:
+    @staticmethod
+    def _lines(p: Txt2ImgRequest, prompt_txt: str) -> list[dict[str, Any]]:
+        """The lines' options, checked: at least one, and ``MAX_SCRIPT_IMAGES`` images in all
+        (each line makes its ``--n_iter`` x ``--batch_size``, the request's where it does not say)."""
         jobs = parse_prompt_lines(prompt_txt)
         if not jobs:
             raise ValueError("Prompts from file: the list of prompt inputs is empty")
+        # A bad count (0, negative) counts as 1 here; building the line's request refuses it.
+        images = sum(max(1, job.get("n_iter", p.batch_count)) * max(1, job.get("batch_size", p.batch_size))
+                     for job in jobs)
+        if images > MAX_SCRIPT_IMAGES:
+            raise TooManyImagesError(f"Prompts from file: {len(jobs)} prompts make {images} images, more than "
+                                     f"{MAX_SCRIPT_IMAGES}; split the list or lower the batch count")
+        return jobs
+
+    def check(self, p: Txt2ImgRequest, model: Any, **args: Any) -> None:
+        """Refuse at submit time (422 naming script_args) a list over ``MAX_LINES`` lines or
+        ``MAX_SCRIPT_IMAGES`` images; a bad line is left to ``run``, which reports it."""
+        text = args.get("prompt_txt", "")
+        if not isinstance(text, str):
+            return
+        if sum(1 for line in text.splitlines() if line.strip()) > MAX_LINES:
+            raise ScriptCheckError(f"Prompts from file: more than {MAX_LINES} prompts; split the list")
+        try:
+            self._lines(p, text)
+        except TooManyImagesError as error:
+            raise ScriptCheckError(str(error)) from None
+        except ValueError:
+            return
+
+    def run(self, p: Txt2ImgRequest, checkbox_iterate: bool, checkbox_iterate_batch: bool, prompt_position: str,
+            prompt_txt: str) -> Processed:
+        jobs = self._lines(p, prompt_txt)
         if checkbox_iterate or checkbox_iterate_batch:
             p = with_fixed_seeds(p)
         # Every line becomes a request before anything runs, so a bad value stops the job at once.

@@ -25,11 +25,13 @@ from typing import Any
 import numpy as np
 
 from modules.extensions.api import (
+    MAX_SCRIPT_IMAGES,
     Checkbox,
     Dropdown,
     Processed,
     Script,
     ScriptArgError,
+    ScriptCheckError,
     Slider,
     Textbox,
     Txt2ImgRequest,
@@ -39,8 +41,13 @@ from modules.extensions.api import (
     with_fixed_seeds,
 )
 
-#: A plot of more cells than this is refused rather than queued for hours.
-MAX_CELLS = 1000
+#: A plot of more cells than this is refused when it is submitted, rather than queued for hours.
+MAX_CELLS = MAX_SCRIPT_IMAGES
+
+
+class PlotTooLargeError(ValueError):
+    """An axis or the whole plot asks for more than ``MAX_CELLS``: refused at submit time (422),
+    where other bad values are reported when the job runs and the plain image is made, as in A1111."""
 _RANGE = re.compile(r"^\s*([+-]?\s*\d+(?:\.\d*)?)\s*-\s*([+-]?\s*\d+(?:\.\d*)?)"
                     r"(?:\s*\(([+-]\s*\d+(?:\.\d*)?)\s*\)|\s*\[(\d+)\s*\])?\s*$")
 
@@ -63,13 +70,13 @@ def _expand(entry: str, kind: type, axis: str) -> list[Any]:
     if match.group(4) is not None:  # [count]: evenly spaced, ends included
         count = int(match.group(4))
         if not 1 <= count <= MAX_CELLS:
-            raise ValueError(f"{axis} values: {entry!r} asks for {count} values")
+            raise PlotTooLargeError(f"{axis} values: {entry!r} asks for {count} values")
         return [kind(v) for v in np.linspace(start, end, count)]
     step = kind(float(match.group(3).replace(" ", ""))) if match.group(3) else (1 if end >= start else -1)
     if step == 0 or (end - start) / step < 0:
         raise ValueError(f"{axis} values: {entry!r} never gets from {start} to {end}")
     if (end - start) / step + 1 > MAX_CELLS:
-        raise ValueError(f"{axis} values: {entry!r} makes more than {MAX_CELLS} values")
+        raise PlotTooLargeError(f"{axis} values: {entry!r} makes more than {MAX_CELLS} values")
     count = int((end - start) / step + 1e-9) + 1
     return [kind(round(start + k * step, 10)) for k in range(count)]
 
@@ -86,7 +93,7 @@ def parse_axis_values(text: str, kind: type, axis: str = "X") -> list[Any]:
         return entries
     values = [value for entry in entries for value in _expand(entry, kind, axis)]
     if len(values) > MAX_CELLS:
-        raise ValueError(f"{axis} values: more than {MAX_CELLS}")
+        raise PlotTooLargeError(f"{axis} values: more than {MAX_CELLS}")
     return values
 
 
@@ -273,7 +280,9 @@ class XYZPlot(Script):
                 p = AXES[kind_name].apply(self, p, value)
         return p
 
-    def run(self, p: Txt2ImgRequest, **args: Any) -> Processed:
+    def _axes(self, p: Txt2ImgRequest, args: dict[str, Any]) -> tuple[list[str], list[list[Any]], dict[str, str]]:
+        """The axis types, their values and the Prompt S/R search words, checked: values parse, the
+        S/R word is in the prompt, and the plot (cells times the batch size) is within ``MAX_CELLS``."""
         is_img2img = hasattr(p, "init_images")
         types = [args["x_type"], args["y_type"], args["z_type"]]
         axes = [_axis_values(t, args[f"{a}_values"], a.upper(), is_img2img) for t, a in zip(types, "xyz", strict=True)]
@@ -284,8 +293,23 @@ class XYZPlot(Script):
                 raise ValueError(f"Prompt S/R: {word!r} (the first value) is not in the prompt")
             search["Prompt S/R"] = word
         cells = len(axes[0]) * len(axes[1]) * len(axes[2])
-        if cells > MAX_CELLS:
-            raise ValueError(f"X/Y/Z plot: {cells} images is more than {MAX_CELLS}")
+        if cells * p.batch_size > MAX_CELLS:
+            made = f"{cells} cells of {p.batch_size} images" if p.batch_size > 1 else f"{cells} images"
+            raise PlotTooLargeError(f"X/Y/Z plot: {made} is more than {MAX_CELLS} images")
+        return types, axes, search
+
+    def check(self, p: Txt2ImgRequest, model: Any, **args: Any) -> None:
+        """Refuse at submit time (422 naming script_args) a plot over ``MAX_CELLS``; other bad
+        values are left to ``run``, which reports them while the plain image is made."""
+        try:
+            self._axes(p, args)
+        except PlotTooLargeError as error:
+            raise ScriptCheckError(str(error)) from None
+        except ValueError:
+            return
+
+    def run(self, p: Txt2ImgRequest, **args: Any) -> Processed:
+        types, axes, search = self._axes(p, args)
         if not args["no_fixed_seeds"]:
             p = with_fixed_seeds(p)
         # Every cell's request is built (and so validated) before the first image is made.

@@ -27,7 +27,9 @@ from modules.processing.control_preprocess import (
     canonical_module,
 )
 from modules.processing.control_types import control_types as control_type_listing
-from modules.processing.image_input import png_base64
+from modules.processing.errors import RequestValidationError
+from modules.processing.image_input import PixelBudget, png_base64
+from modules.processing.image_ops import flatten
 
 if TYPE_CHECKING:
     from modules.models.controlnet import ControlNetLibrary
@@ -126,7 +128,15 @@ def _detect_request(body: dict[str, Any], decode: Callable[[Any, str], Any]) -> 
     images = body.get("controlnet_input_images")
     if not isinstance(images, list) or not images:
         raise HTTPException(422, "controlnet_input_images: must be a non-empty list of base64 images")
-    decoded = [decode(image, f"controlnet_input_images.{k}").convert("RGB") for k, image in enumerate(images)]
+    # Size checked from the header before decoding; transparency laid on white, CMYK/16-bit made RGB.
+    budget = PixelBudget()
+    decoded = []
+    for k, image in enumerate(images):
+        try:
+            decoded.append(flatten(budget.take(decode(image, f"controlnet_input_images.{k}"),
+                                               f"controlnet_input_images.{k}")))
+        except RequestValidationError as error:
+            raise HTTPException(422, str(error)) from None
     info = PREPROCESSORS[module]
     options: dict[str, Any] = {"resolution": info.resolution_default if info.resolution_default > 0 else 512}
     for field, key in (("controlnet_processor_res", "resolution"), ("controlnet_threshold_a", "threshold_a"),

@@ -16,6 +16,7 @@ from modules.models.memory import memory_usage
 from modules.processing.errors import ProcessingError, RequestValidationError
 from modules.processing.hires import LATENT_UPSCALE_MODES
 from modules.processing.image_formats import encode_base64
+from modules.processing.image_input import PixelBudget
 from modules.processing.queue import JobStatus
 
 if TYPE_CHECKING:
@@ -36,6 +37,14 @@ def _run(studio: Studio, submit: Callable[[], str]) -> JobStatus:
     if status.result is None:
         raise failed_job_error(status, "extras failed")  # 507 when the disk was full
     return status
+
+
+def _counted(budget: PixelBudget, image: Any, field: str) -> Any:
+    """``image`` counted against the request's pixel budget (HTTP 422 naming ``field`` once over)."""
+    try:
+        return budget.take(image, field)
+    except RequestValidationError as error:
+        raise http_error(error) from None
 
 
 def _messages(status: JobStatus) -> dict[str, list[str]]:
@@ -65,11 +74,13 @@ def _extras(router: APIRouter, studio: Studio, decode: Callable[[Any, str], Any]
         entries = payload.get("imageList")
         if not isinstance(entries, list) or not entries:
             raise HTTPException(422, "imageList: must be a list of {data, name} objects")
-        images = []
+        images, budget = [], PixelBudget()
         for k, entry in enumerate(entries):
             if not isinstance(entry, dict):
                 raise HTTPException(422, f"imageList.{k}: must be an object with data and name")
-            images.append((str(entry.get("name") or f"image{k}"), decode(entry.get("data"), f"imageList.{k}.data")))
+            field = f"imageList.{k}.data"
+            image = _counted(budget, decode(entry.get("data"), field), field)
+            images.append((str(entry.get("name") or f"image{k}"), image))
         status = _run(studio, lambda: studio.submit_extras(settings, images))
         result, image_format = status.result, studio.image_format()
         return {"html_info": "\n".join(result.infotexts),

@@ -29,7 +29,7 @@ from PIL import Image
 
 from modules.processing.errors import ProcessingError, RequestValidationError, StorageFullError
 from modules.processing.image_formats import write_image
-from modules.processing.image_input import png_base64
+from modules.processing.image_input import PixelBudget, png_base64
 from modules.processing.preview import latents_to_preview
 from modules.processing.queue import JobStatus, QueueFullError
 from modules.storage import is_no_space, no_space_message
@@ -94,7 +94,9 @@ def _submit(studio: Studio, kind: Any, payload: Any, decode: Callable[[Any, str]
         settings = {k: v for k, v in payload.items() if k not in ("image", "imageList")}
         if "imageList" in payload:
             entries = payload["imageList"] if isinstance(payload["imageList"], list) else []
-            images = [(str(e.get("name") or f"image{k}"), decode(e.get("data"), f"imageList.{k}.data"))
+            budget = PixelBudget()
+            images = [(str(e.get("name") or f"image{k}"),
+                       budget.take(decode(e.get("data"), f"imageList.{k}.data"), f"imageList.{k}.data"))
                       for k, e in enumerate(entries) if isinstance(e, dict)]
         else:
             images = [("image", decode(payload.get("image"), "image"))]

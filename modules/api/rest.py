@@ -18,6 +18,7 @@ from PIL import Image
 
 from modules.api.a1111_response import IMG2IMG_REQUEST_DEFAULTS, TXT2IMG_REQUEST_DEFAULTS, generation_response
 from modules.api.a1111_routes import add_a1111_routes
+from modules.api.body_values import check_body_values
 from modules.api.extras_routes import add_extras_routes
 from modules.api.jobs import failed_job_error, http_error
 from modules.api.listings import add_listing_routes
@@ -117,7 +118,9 @@ def build_router(studio: Studio, credentials: Sequence[tuple[str, str]] = (),
                  flags: Mapping[str, Any] | None = None) -> APIRouter:
     """The ``/sdapi/v1`` routes, all behind the given HTTP Basic credentials (if any);
     ``flags`` (the parsed command line) answer ``/cmd-flags``, secrets hidden."""
-    router = APIRouter(prefix="/sdapi/v1", dependencies=[Depends(_auth_dependency(credentials))])
+    # The other API routers take these dependencies too: the password, then the body's values.
+    router = APIRouter(prefix="/sdapi/v1", dependencies=[Depends(_auth_dependency(credentials)),
+                                                         Depends(check_body_values)])
 
     @router.post("/txt2img")
     def txt2img(payload: Any = Body(...)) -> dict[str, Any]:  # noqa: B008 - FastAPI idiom

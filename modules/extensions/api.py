@@ -63,13 +63,20 @@ if TYPE_CHECKING:
     from modules.processing.control_preprocess import Preprocessors
 
 __all__ = [
-    "CALLBACK_NAMES", "AlwaysVisible", "ArgSpec", "Checkbox", "Dropdown", "Group", "ImageArg", "ImageSaveParams",
+    "CALLBACK_NAMES", "MAX_SCRIPT_IMAGES", "AlwaysVisible", "ArgSpec", "Checkbox", "Dropdown", "Group", "ImageArg",
+    "ImageSaveParams",
     "Img2ImgRequest", "JobHandle", "JobModel", "Number", "Processed", "Script", "ScriptArgError", "ScriptCheckError",
     "ScriptResources", "Slider",
     "StepParams", "Textbox", "append_image", "args_by_position",
     "Txt2ImgRequest", "UNetCall", "UNetResiduals", "image_grid", "merge_results", "prepend_grid",
     "register_callback", "with_fixed_seeds",
 ]
+
+#: The most images one script may make in one job (X/Y/Z plot cells times the batch size,
+#: Prompt matrix combinations, the lines of Prompts from file times their batches): a request
+#: over it is refused when it is submitted (422 naming ``script_args``), not after hours of work.
+#: A plain request's own limit (100 batches of 8) stays under it.
+MAX_SCRIPT_IMAGES = 1000
 
 #: What a job produced (A1111 ``Processed``): images, seeds, infotexts, notices.
 Processed = GenerationResult

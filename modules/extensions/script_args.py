@@ -17,7 +17,8 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from modules.processing.image_input import decode_base64_image
+from modules.processing.image_input import check_input_pixels, decode_base64_image
+from modules.processing.image_ops import flatten
 
 __all__ = ["ArgSpec", "Checkbox", "Dropdown", "Group", "ImageArg", "Number", "ScriptArgError", "Slider", "Textbox"]
 
@@ -136,15 +137,20 @@ def _image(value: Any, where: str) -> Image.Image | None:
             if value.get(key) is not None:
                 return _image(value[key], where)
         return None
-    if isinstance(value, Image.Image):
-        return value.convert("RGB")
-    if isinstance(value, np.ndarray) and value.ndim in (2, 3):
-        return Image.fromarray(value.astype(np.uint8)).convert("RGB")
-    if isinstance(value, str):
-        try:
-            return decode_base64_image(value, where).convert("RGB")
-        except ValueError as error:
-            raise ScriptArgError(str(error)) from None
+    try:
+        if isinstance(value, Image.Image):
+            image = value
+        elif isinstance(value, np.ndarray) and value.ndim in (2, 3):
+            image = Image.fromarray(value.astype(np.uint8))
+        elif isinstance(value, str):
+            image = decode_base64_image(value, where)  # size checked from the header, then decoded
+        else:
+            image = None
+        if image is not None:
+            check_input_pixels(image.size, where)
+            return flatten(image)  # transparency on white, as img2img's input
+    except ValueError as error:
+        raise ScriptArgError(str(error)) from None
     raise ScriptArgError(f"{where}: expected a base64-encoded image, got {type(value).__name__}")
 
 

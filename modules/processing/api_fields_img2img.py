@@ -16,7 +16,7 @@ from PIL import Image
 
 from modules.processing.api_fields import TXT2IMG_API_FIELDS, TXT2IMG_ONLY_FIELDS, txt2img_fields
 from modules.processing.errors import RequestValidationError
-from modules.processing.image_input import decode_base64_image
+from modules.processing.image_input import PixelBudget, decode_base64_image
 from modules.processing.image_ops import RESIZE_MODES
 from modules.processing.img2img_request import MASKED_CONTENT, Img2ImgRequest
 from modules.processing.outpainting import OUTPAINT_SCRIPTS, apply_outpaint_script
@@ -63,9 +63,11 @@ def _image_fields(payload: Mapping[str, Any]) -> dict[str, Any]:
     images = payload.get("init_images")
     if not isinstance(images, (list, tuple)) or not images:
         raise RequestValidationError("init_images", "must be a list of at least one base64 image")
-    fields: dict[str, Any] = {"init_images": tuple(_image(v, "init_images") for v in images)}
+    budget = PixelBudget()
+    fields: dict[str, Any] = {"init_images": tuple(budget.take(_image(v, "init_images"), "init_images")
+                                                   for v in images)}
     if payload.get("mask") is not None:
-        fields["mask"] = _image(payload["mask"], "mask")
+        fields["mask"] = budget.take(_image(payload["mask"], "mask"), "mask")
     return fields
 
 

@@ -22,16 +22,23 @@ from PIL import Image
 from modules.models.upscalers import BUILTIN_UPSCALERS, UnknownUpscalerError, Upscaler, UpscalerLibrary
 from modules.processing.errors import RequestValidationError
 from modules.processing.image_formats import embedded_infotext
+from modules.processing.image_input import MAX_INPUT_PIXELS, PixelBudget, check_input_pixels
 from modules.processing.infotext import build_infotext, parse_infotext
+from modules.processing.json_values import check_json_values
 from modules.processing.requests import check_float, check_int
 from modules.processing.saving import save_image
-from modules.processing.upscaling import blend_upscalers, upscale_by, upscale_to
+from modules.processing.upscaling import blend_upscalers, cover_scale, upscale_by, upscale_to
 
 if TYPE_CHECKING:  # txt2img pulls in the whole generation engine; only the type is needed here
     from modules.processing.txt2img import OutputOptions
 
-__all__ = ["EXTRAS_API_FIELDS", "ExtrasRequest", "ExtrasResult", "extras_infotext", "extras_parameters",
-           "extras_request_from_api", "run_extras"]
+__all__ = ["EXTRAS_API_FIELDS", "MAX_UPSCALED_PIXELS", "ExtrasRequest", "ExtrasResult", "check_extras_sizes",
+           "extras_infotext", "extras_parameters", "extras_request_from_api", "run_extras"]
+
+#: The most pixels an Extras job may make (width x height, the intermediate "cover" size of "Scale
+#: to" included; a batch's results together): the largest input at 2x, or "Scale to" 8192x8192.
+#: 8192x8192 RGB is 200 MB, and the upscaler's float tiles of it several times that.
+MAX_UPSCALED_PIXELS = 4 * MAX_INPUT_PIXELS
 
 # Face restoration needs a face detector besides GFPGAN/CodeFormer weights, and none is
 # installed, so these fields turn into a notice when they are on. ``codeformer_weight`` does
@@ -136,11 +143,15 @@ def extras_request_from_api(payload: Mapping[str, Any], upscaler_names: Sequence
     Fields it does not know are skipped (``EXTRAS_API_FIELDS`` lists those it knows).
 
     Raises:
-        RequestValidationError: naming the field: wrong type, out of range, or an upscaler not
-            in ``upscaler_names``.
+        RequestValidationError: naming the field: wrong type, out of range, an upscaler not
+            in ``upscaler_names``, or (any field) a lone surrogate or NaN/Infinity.
     """
     if not isinstance(payload, Mapping):
         raise RequestValidationError("payload", "must be a JSON object")
+    check_json_values(payload)
+    shown = payload.get("show_extras_results")
+    if shown is not None and not isinstance(shown, bool):
+        raise RequestValidationError("show_extras_results", f"must be true or false, got {shown!r}")
     values: dict[str, Any] = {}
     for key, value in payload.items():
         if key in _HANDLED_ELSEWHERE or key not in _REQUEST_FIELDS or value is None:
@@ -209,6 +220,47 @@ def _upscale(image: Image.Image, request: ExtrasRequest, upscaler: Upscaler) -> 
     return upscale_by(upscaler, image, request.upscaling_resize)
 
 
+def _upscaled_size(size: tuple[int, int], request: ExtrasRequest) -> tuple[int, int]:
+    """The size the upscaler is asked to make from a ``size`` image (for "Scale to", the size
+    that covers the target, before the crop or stretch)."""
+    if request.resize_mode == 1:
+        scale = cover_scale(size, request.upscaling_resize_w, request.upscaling_resize_h)
+    else:
+        scale = request.upscaling_resize
+    return round(size[0] * scale), round(size[1] * scale)
+
+
+def check_extras_sizes(images: Sequence[tuple[str, Image.Image]], request: ExtrasRequest,
+                       field: str = "image") -> None:
+    """Refuse, before any upscaling, an input over ``MAX_INPUT_PIXELS``, inputs adding up to more
+    than ``MAX_REQUEST_PIXELS``, or upscales whose results would be over ``MAX_UPSCALED_PIXELS``
+    (each, and all together: the job holds them all); only the images' sizes are read.
+
+    Raises:
+        RequestValidationError: naming ``field`` (the input) or the scale field that asks too much:
+            ``upscaling_resize`` ("Scale by"), ``upscaling_resize_w`` ("Scale to").
+    """
+    scale_field = "upscaling_resize_w" if request.resize_mode == 1 else "upscaling_resize"
+    budget, made = PixelBudget(), 0
+    for k, (_, image) in enumerate(images):
+        where = field if len(images) == 1 else f"{field}.{k}"
+        check_input_pixels(image.size, where)
+        budget.take(image, where)
+        if not request.uses_upscaler_1:
+            continue
+        width, height = _upscaled_size(image.size, request)
+        made += width * height  # the results are held together until the job ends
+        if width * height > MAX_UPSCALED_PIXELS:
+            source = f"{image.width}x{image.height}"
+            asked = (f"scaling {source} by {request.upscaling_resize:g}" if request.resize_mode == 0
+                     else f"covering {request.upscaling_resize_w}x{request.upscaling_resize_h} from {source}")
+            raise RequestValidationError(scale_field, f"{asked} would make {width}x{height} pixels; upscales are "
+                                                      f"made up to {MAX_UPSCALED_PIXELS:,} pixels; ask for less")
+        if made > MAX_UPSCALED_PIXELS:
+            raise RequestValidationError(scale_field, f"the {len(images)} upscaled images would add up to more than "
+                                                      f"{MAX_UPSCALED_PIXELS:,} pixels; ask for less or send fewer")
+
+
 def _file_stem(name: str) -> str:
     """The part of the saved file name after the counter: the source's stem, made safe."""
     stem = _UNSAFE_NAME_CHARS.sub("_", Path(name).stem).strip("._")[:64]
@@ -224,10 +276,13 @@ def run_extras(images: Sequence[tuple[str, Image.Image]], request: ExtrasRequest
     with the infotext in the PNG's "parameters" chunk when ``output.embed_infotext``.
 
     Raises:
-        RequestValidationError: an upscaler name is unknown (the field is named).
+        RequestValidationError: an upscaler name is unknown, or a size is over the limits
+            (``check_extras_sizes``); the field is named.
         ModelFileError: an upscaler's model file cannot be used.
     """
-    # 1. Resolve both upscalers before any work, so a bad name fails before anything is saved.
+    # 1. Check the sizes and resolve both upscalers before any work, so a bad request fails
+    #    before anything is upscaled or saved.
+    check_extras_sizes(images, request)
     #    With two models, both stay referenced for the whole batch instead of reloading per image.
     first = _resolve(library, request.upscaler_1, "upscaler_1") if request.uses_upscaler_1 else None
     second = _resolve(library, request.upscaler_2, "upscaler_2") if request.uses_upscaler_2 else None

@@ -9,7 +9,8 @@ from PIL import Image
 
 from modules.models.upscalers import UpscalerLibrary
 from modules.processing.errors import RequestValidationError
-from modules.processing.extras import ExtrasRequest, run_extras
+from modules.processing.extras import ExtrasRequest, check_extras_sizes, run_extras
+from modules.processing.image_input import open_image_file
 from modules.processing.img2img_batch import image_files
 from modules.processing.txt2img import GenerationResult, OutputOptions
 
@@ -24,6 +25,10 @@ class ExtrasJob:
     images: tuple[tuple[str, Image.Image], ...]
     output: OutputOptions | None
 
+    def __post_init__(self) -> None:
+        # Refused at submit time, before the job waits in the queue holding its images.
+        check_extras_sizes(self.images, self.request, "imageList" if len(self.images) > 1 else "image")
+
     def run(self, library: UpscalerLibrary) -> GenerationResult:
         """Upscale every image; the result lists them with their infotexts and saved files
         (seeds are -1: nothing was sampled)."""
@@ -35,19 +40,21 @@ class ExtrasJob:
 
 
 def images_in_folder(folder: Path, field: str = "input_dir") -> list[tuple[str, Image.Image]]:
-    """The images of ``folder`` (by file name; unreadable files skipped), for "Batch from Directory".
+    """The images of ``folder`` (by file name), for "Batch from Directory"; each is checked from
+    its header (``MAX_INPUT_PIXELS``) before it is decoded, and unreadable or oversized files
+    are skipped.
 
     Raises:
-        RequestValidationError: the folder does not exist or holds no image.
+        RequestValidationError: the folder does not exist or holds no usable image (the first
+            skipped file's reason is given).
     """
-    images = []
+    images, skipped = [], []
     for path in image_files(folder, field):
         try:
-            with Image.open(path) as opened:
-                opened.load()
-                images.append((path.name, opened.copy()))
-        except OSError:
-            continue
+            images.append((path.name, open_image_file(path, path.name)))
+        except RequestValidationError as error:
+            skipped.append(f"{path.name} {error.message}")
     if not images:
-        raise RequestValidationError(field, f"{folder} holds no PNG, JPEG or WebP image")
+        reason = f" ({skipped[0]})" if skipped else ""
+        raise RequestValidationError(field, f"{folder} holds no PNG, JPEG or WebP image it can use{reason}")
     return images

@@ -9,17 +9,16 @@ from dataclasses import dataclass, field
 from PIL import Image
 
 from modules.processing.errors import RequestValidationError
+from modules.processing.image_input import check_input_pixels
 from modules.processing.image_ops import RESIZE_MODES
 from modules.processing.requests import Txt2ImgRequest, check_float, check_int
 
-__all__ = ["INPAINT_AREAS", "MASK_MODES", "MASKED_CONTENT", "MAX_INPUT_PIXELS", "Img2ImgRequest"]
+__all__ = ["INPAINT_AREAS", "MASK_MODES", "MASKED_CONTENT", "Img2ImgRequest"]
 
 #: A1111's "Masked content" choices, in the order of the API's integer ``inpainting_fill``.
 MASKED_CONTENT = ("fill", "original", "latent noise", "latent nothing")
 MASK_MODES = ("Inpaint masked", "Inpaint not masked")
 INPAINT_AREAS = ("Whole picture", "Only masked")
-#: Largest input image accepted (pixels), checked before the pixels are decoded where possible.
-MAX_INPUT_PIXELS = 4096 * 4096
 
 
 @dataclass(frozen=True)
@@ -67,9 +66,7 @@ class Img2ImgRequest(Txt2ImgRequest):
             name = "mask" if image is self.mask else "init_images"
             if not isinstance(image, Image.Image):
                 raise RequestValidationError(name, f"must be an image, got {type(image).__name__}")
-            if image.width * image.height > MAX_INPUT_PIXELS:
-                raise RequestValidationError(name, f"is {image.width}x{image.height} pixels; the limit is "
-                                                   f"{MAX_INPUT_PIXELS:,} pixels")
+            check_input_pixels(image.size, name)  # base64 ones were checked from their header already
         object.__setattr__(self, "init_images", tuple(images))
         check_float("denoising_strength", self.strength, 0.0, 1.0)
         check_int("mask_blur_x", self.mask_blur_x, 0, 64)

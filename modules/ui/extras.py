@@ -15,6 +15,7 @@ import gradio as gr
 from PIL import Image
 
 from modules.processing.errors import ProcessingError, RequestValidationError
+from modules.processing.image_input import open_image_file
 from modules.ui.image_format import IMAGE_FORMAT
 
 if TYPE_CHECKING:
@@ -46,19 +47,27 @@ def extras_payload(resize_mode: str, resize: float, width: float, height: float,
 
 
 def _uploaded(files: Sequence[Any] | None) -> list[tuple[str, Image.Image]]:
+    """The uploaded files that are images within the limits (each checked from its header before
+    it is decoded); the others are skipped with a warning that says why."""
     images = []
     for item in files or []:
         path = Path(getattr(item, "name", item))
         try:
-            with Image.open(path) as opened:
-                opened.load()
-                images.append((path.name, opened.copy()))
-        except OSError:
-            gr.Warning(f"{path.name} is not an image; skipped")
+            images.append((path.name, open_image_file(path, path.name)))
+        except RequestValidationError as error:
+            gr.Warning(f"{path.name} {error.message}; skipped")
     return images
 
 
-def run_extras_job(studio: Studio, mode: str, image: Image.Image | None, files: Sequence[Any] | None,
+def _single(image: Image.Image | str | None) -> list[tuple[str, Image.Image]]:
+    """The Single Image source: the upload's file (checked from its header before it is decoded),
+    or a picture another tab sent."""
+    if image is None or image == "":
+        return []
+    return [("image", image if isinstance(image, Image.Image) else open_image_file(image, "image"))]
+
+
+def run_extras_job(studio: Studio, mode: str, image: Image.Image | str | None, files: Sequence[Any] | None,
                    input_dir: str, output_dir: str, payload: dict[str, Any]) -> tuple[list[Any], str]:
     """Submit the chosen mode's images, wait, and return (gallery entries, info text).
 
@@ -68,7 +77,7 @@ def run_extras_job(studio: Studio, mode: str, image: Image.Image | None, files: 
         if mode == "Batch from Directory":
             job_id = studio.submit_extras_directory(payload, input_dir, output_dir)
         else:
-            images = _uploaded(files) if mode == "Batch Process" else ([("image", image)] if image else [])
+            images = _uploaded(files) if mode == "Batch Process" else _single(image)
             job_id = studio.submit_extras(payload, images)
     except RequestValidationError as error:
         raise gr.Error(f"{error.field}: {error.message}") from None
@@ -112,8 +121,10 @@ def build_extras_tab(studio: Studio) -> ExtrasTab:
         with gr.Column(scale=1):
             with gr.Tabs(elem_id="mode_extras") as mode_tabs:
                 with gr.Tab(_MODES[0], id=SINGLE_IMAGE_TAB_ID, elem_id=SINGLE_IMAGE_TAB_ID) as single:
-                    image = gr.Image(label="Source", type="pil", sources=["upload", "clipboard"], format=IMAGE_FORMAT,
-                                     elem_id="extras_image", height=400)
+                    # A file path, not pixels: gradio would decode an upload of any size before
+                    # the handler could check it (``open_image_file`` reads the size first).
+                    image = gr.Image(label="Source", type="filepath", image_mode=None, sources=["upload", "clipboard"],
+                                     format=IMAGE_FORMAT, elem_id="extras_image", height=400)
                 with gr.Tab(_MODES[1], id="extras_batch_process_tab", elem_id="extras_batch_process_tab") as batch:
                     files = gr.File(label="Batch Process", file_count="multiple", elem_id="extras_image_batch")
                 with gr.Tab(_MODES[2], id="extras_batch_directory_tab",

@@ -91,7 +91,9 @@ def _input_tabs(c: dict[str, Any]) -> None:
     with gr.Tabs(elem_id="mode_img2img") as c["mode_tabs"]:
         tabs = {}
         with gr.Tab("img2img", id=IMG2IMG_TAB_IDS["img2img"], elem_id=IMG2IMG_TAB_IDS["img2img"]) as tabs["img2img"]:
-            c["init_image"] = gr.Image(label="Image for img2img", type="pil", image_mode="RGBA",
+            # File paths, not pixels: gradio would decode an upload of any size before the handler
+            # could check it; ``build_img2img_payload`` opens them, reading the size first.
+            c["init_image"] = gr.Image(label="Image for img2img", type="filepath", image_mode=None,
                                        sources=["upload", "clipboard"], elem_id="img2img_image", height=480,
                                        format=IMAGE_FORMAT)
         with gr.Tab("Sketch", id=IMG2IMG_TAB_IDS["sketch"], elem_id=IMG2IMG_TAB_IDS["sketch"]) as tabs["Sketch"]:
@@ -103,9 +105,9 @@ def _input_tabs(c: dict[str, Any]) -> None:
             c["inpaint_sketch"] = _editor("Color sketch inpainting", "inpaint_sketch", colour_brush=True)
         with gr.Tab("Inpaint upload", id=IMG2IMG_TAB_IDS["inpaint upload"],
                     elem_id=IMG2IMG_TAB_IDS["inpaint upload"]) as tabs["Inpaint upload"]:
-            c["inpaint_upload_image"] = gr.Image(label="Image for img2img", type="pil", image_mode="RGBA",
+            c["inpaint_upload_image"] = gr.Image(label="Image for img2img", type="filepath", image_mode=None,
                                                  elem_id="img_inpaint_base", format=IMAGE_FORMAT)
-            c["inpaint_upload_mask"] = gr.Image(label="Mask", type="pil", image_mode="RGBA",
+            c["inpaint_upload_mask"] = gr.Image(label="Mask", type="filepath", image_mode=None,
                                                 elem_id="img_inpaint_mask", format=IMAGE_FORMAT)
         with gr.Tab("Batch", id=IMG2IMG_TAB_IDS["batch"], elem_id=IMG2IMG_TAB_IDS["batch"]) as tabs["Batch"]:
             gr.Markdown("Process every image of a folder on the server's disk (off when the server is reachable "

@@ -17,6 +17,7 @@ from typing import Any
 from PIL import Image, ImageChops
 
 from modules.processing.errors import RequestValidationError
+from modules.processing.image_input import open_image_file
 
 __all__ = ["INPAINT_MODES", "MODES", "build_img2img_payload", "inpaint_flags", "layers_mask", "settings_payload"]
 
@@ -59,12 +60,21 @@ def _editor_part(editor: Mapping[str, Any] | None, part: str, mode: str) -> Imag
     return image
 
 
+def _uploaded(value: Any, field: str) -> Image.Image | None:
+    """An image input's value as RGBA (as gradio's ``image_mode="RGBA"`` gave it): an uploaded
+    file's path is opened here, its size checked from the header before it is decoded."""
+    if isinstance(value, str) and value:
+        return open_image_file(value, field).convert("RGBA")
+    return value if isinstance(value, Image.Image) else None
+
+
 def _images(values: Mapping[str, Any]) -> tuple[Image.Image, Image.Image | None]:
     mode = values["mode"]
     if mode == "img2img":
-        if not isinstance(values.get("init_image"), Image.Image):
+        image = _uploaded(values.get("init_image"), "image")
+        if image is None:
             raise RequestValidationError("image", "upload an image in the img2img tab first")
-        return values["init_image"], None
+        return image, None
     if mode == "Sketch":
         return _editor_part(values.get("sketch"), "composite", mode), None
     if mode in ("Inpaint", "Inpaint sketch"):
@@ -73,8 +83,9 @@ def _images(values: Mapping[str, Any]) -> tuple[Image.Image, Image.Image | None]
         editor = values.get("inpaint_image" if mode == "Inpaint" else "inpaint_sketch")
         image = _editor_part(editor, "background" if mode == "Inpaint" else "composite", mode)
         return image, _painted_mask(editor, image.size)
-    image, mask = values.get("inpaint_upload_image"), values.get("inpaint_upload_mask")
-    if not isinstance(image, Image.Image) or not isinstance(mask, Image.Image):
+    image = _uploaded(values.get("inpaint_upload_image"), "image")
+    mask = _uploaded(values.get("inpaint_upload_mask"), "mask")
+    if image is None or mask is None:
         raise RequestValidationError("mask", "upload both an image and a mask in the Inpaint upload tab")
     return image, mask
 

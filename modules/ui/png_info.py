@@ -12,7 +12,9 @@ from typing import Any
 import gradio as gr
 from PIL import Image, UnidentifiedImageError
 
+from modules.processing.errors import RequestValidationError
 from modules.processing.image_formats import embedded_infotext
+from modules.processing.image_input import open_image_file
 from modules.processing.infotext import parse_infotext
 from modules.processing.request_infotext import txt2img_values_from_infotext
 from modules.ui.image_format import IMAGE_FORMAT
@@ -42,8 +44,10 @@ def send_file_to_img2img(path: str | None, text: str, mode: str,
     compared with the ``current`` options)."""
     if not path:
         raise gr.Error("Upload an image first.")
-    with Image.open(path) as opened:
-        image = opened.convert("RGBA")
+    try:  # the size is checked from the header before the pixels are decoded
+        image = open_image_file(path, "image").convert("RGBA")
+    except RequestValidationError as error:
+        raise gr.Error(f"{error.field}: {error.message}") from None
     return send_to_img2img([(image, "")], [text], 0, mode=mode, current=current)
 
 

@@ -18,13 +18,16 @@ import gradio as gr
 
 from modules.extensions.api import ArgSpec
 from modules.extensions.job_scripts import script_args_from_infotext, tab_scripts
+from modules.processing.errors import RequestValidationError
+from modules.processing.image_input import open_image_file
+from modules.processing.image_ops import flatten
 from modules.ui.image_format import IMAGE_FORMAT
 
 if TYPE_CHECKING:
     from modules.studio import Studio
 
 __all__ = ["ScriptControls", "build_script_controls", "component_for_spec", "pasted_script_values",
-           "script_payload", "wire_script_choice", "with_scripts"]
+           "script_payload", "uploaded_image", "wire_script_choice", "with_scripts"]
 
 _PREFIX = "script::"
 
@@ -41,8 +44,10 @@ def _key(title: str, name: str) -> str:
 def component_for_spec(spec: ArgSpec, elem_id: str, value: Any = None) -> Any:
     """The Gradio control for one (non-group) argument description, showing ``value`` (default: the spec's)."""
     if spec.kind == "image":
-        return gr.Image(label=spec.label, type="pil", sources=["upload", "clipboard"], elem_id=elem_id, height=256,
-                        format=IMAGE_FORMAT)
+        # A file path, not pixels: gradio would decode an upload of any size before the handler
+        # could check it; ``uploaded_image`` reads the size from the header first.
+        return gr.Image(label=spec.label, type="filepath", image_mode=None, sources=["upload", "clipboard"],
+                        elem_id=elem_id, height=256, format=IMAGE_FORMAT)
     common = {"label": spec.label, "value": spec.default if value is None else value, "elem_id": elem_id}
     if spec.kind == "checkbox":
         return gr.Checkbox(**common)
@@ -63,6 +68,24 @@ class ScriptControls:
     selectable: list[str] = field(default_factory=list)
     always_on: list[str] = field(default_factory=list)
     groups: dict[str, Any] = field(default_factory=dict)
+    #: The keys of image controls: their values arrive as uploaded files' paths.
+    image_fields: tuple[str, ...] = ()
+
+
+def uploaded_image(value: Any, where: str) -> Any:
+    """An image control's value for the request: an uploaded file's path opened (size checked from
+    its header, then decoded, transparency laid on white as before), anything else (a picture
+    sent from another tab, nothing) as it is.
+
+    Raises:
+        gr.Error: the file is not an image, is damaged, or is over the pixel limit (named ``where``).
+    """
+    if not isinstance(value, str) or not value:
+        return value or None
+    try:
+        return flatten(open_image_file(value, where))
+    except RequestValidationError as error:
+        raise gr.Error(f"{error.field}: {error.message}") from None
 
 
 def _controls_for(c: dict[str, Any], tab: str, title: str, schema: Mapping[str, ArgSpec]) -> list[str]:
@@ -94,9 +117,13 @@ def _group_controls(c: dict[str, Any], elem_id: str, key: str, spec: ArgSpec) ->
         shown = gr.Image(label="Preprocessor preview", interactive=False, elem_id=f"{elem_id}_preview", height=256,
                          format=IMAGE_FORMAT)
 
+        images = {name for name, field_spec in spec.fields if field_spec.kind == "image"}
+
         def run_preview(*values: Any) -> Any:
+            given = {name: uploaded_image(value, f"{spec.label}: {name}") if name in images else value
+                     for name, value in zip(names, values, strict=True)}
             try:
-                return preview(dict(zip(names, values, strict=True)))
+                return preview(given)
             except ValueError as error:  # bad settings are shown to the user, not raised as a crash
                 raise gr.Error(str(error)) from None
 
@@ -123,6 +150,7 @@ def build_script_controls(studio: Studio, c: dict[str, Any], tab: str, builtin_c
             keys += _controls_for(c, tab, script.title(), script.ui(is_img2img))
         controls.groups[script.title()] = group
     controls.fields = tuple(keys)
+    controls.image_fields = tuple(key for key in keys if isinstance(c[key], gr.Image))
     return controls
 
 
@@ -140,7 +168,10 @@ def wire_script_choice(c: dict[str, Any], controls: ScriptControls) -> None:
 
 
 def script_payload(values: Mapping[str, Any], controls: ScriptControls) -> dict[str, Any]:
-    """``values`` without the script controls, plus the A1111 script fields they mean."""
+    """``values`` without the script controls, plus the A1111 script fields they mean; uploaded
+    images (``controls.image_fields``) are opened here (gr.Error if one is refused)."""
+    values = {key: uploaded_image(value, key.removeprefix(_PREFIX).replace("::", ": "))
+              if key in controls.image_fields else value for key, value in values.items()}
     payload = {k: v for k, v in values.items() if not k.startswith(_PREFIX)}
     if payload.get("script_name") in (None, "None"):
         payload.pop("script_name", None)

@@ -15,15 +15,19 @@ from modules.models.upscalers import UpscalerLibrary
 from modules.processing.errors import RequestValidationError
 from modules.processing.extras import (
     EXTRAS_API_FIELDS,
+    MAX_UPSCALED_PIXELS,
     ExtrasRequest,
+    check_extras_sizes,
     extras_infotext,
     extras_parameters,
     extras_request_from_api,
     run_extras,
 )
+from modules.processing.extras_job import images_in_folder
 from modules.processing.infotext import parse_infotext
 from modules.processing.txt2img import OutputOptions
 from modules.processing.upscaling import blend_upscalers
+from tests.hostile_images import one_colour_png
 from tests.upscaler_files import random_image, write_tiny_upscaler
 
 SOURCE_INFOTEXT = "a red fox, snow\nNegative prompt: blurry\nSteps: 20, Sampler: Euler a, Seed: 7, Size: 32x24"
@@ -193,3 +197,34 @@ def test_payload_must_be_an_object() -> None:
     with pytest.raises(RequestValidationError) as caught:
         extras_request_from_api(["upscaler_1"], ["None"])  # type: ignore[arg-type]
     assert caught.value.field == "payload"
+
+
+@pytest.mark.parametrize(("fields", "size", "field"), [
+    ({"upscaling_resize": 4.0}, (4096, 4096), "upscaling_resize"),  # 16384x16384
+    ({"resize_mode": 1, "upscaling_resize_w": 8192, "upscaling_resize_h": 8192}, (64, 4000), "upscaling_resize_w"),
+])
+def test_an_upscale_over_the_output_limit_is_refused_before_it_runs(library: UpscalerLibrary, fields: dict,
+                                                                   size: tuple[int, int], field: str) -> None:
+    request = ExtrasRequest(upscaler_1="tiny_x2", **fields)
+    # Only the size is read: a lazy stand-in of that size would do; a real image of it is small enough.
+    image = Image.new("L", size)
+    with pytest.raises(RequestValidationError) as caught:
+        run_extras([("big", image)], request, library)
+    assert caught.value.field == field and f"{MAX_UPSCALED_PIXELS:,}" in caught.value.message
+
+
+def test_sizes_within_the_limits_pass_and_upscaler_none_upscales_nothing() -> None:
+    check_extras_sizes([("a", Image.new("L", (4096, 4096)))], ExtrasRequest(upscaler_1="Lanczos"))  # 8192x8192
+    check_extras_sizes([("a", Image.new("L", (4096, 4096)))], ExtrasRequest(upscaler_1="None", upscaling_resize=8))
+    with pytest.raises(RequestValidationError) as caught:
+        check_extras_sizes([("a", Image.new("L", (8, 8))), ("b", Image.new("L", (4097, 4096)))], ExtrasRequest())
+    assert caught.value.field == "image.1"
+
+
+def test_a_folder_skips_files_over_the_pixel_limit_and_says_why_when_none_is_left(tmp_path: Path) -> None:
+    (tmp_path / "big.png").write_bytes(one_colour_png(5000, 5000))
+    with pytest.raises(RequestValidationError, match="big.png is 5000x5000") as caught:
+        images_in_folder(tmp_path)
+    assert caught.value.field == "input_dir"
+    Image.new("RGB", (4, 4)).save(tmp_path / "small.png")
+    assert [name for name, _ in images_in_folder(tmp_path)] == ["small.png"]

@@ -5,9 +5,14 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
 from PIL import Image
 
+from modules.processing.errors import RequestValidationError
 from modules.processing.infotext import parse_infotext
+from modules.studio import Studio
+from scripts.prompt_matrix import MAX_VARIABLE_PARTS
+from tests.studio_fixtures import BASE
 
 
 def test_three_optional_parts_make_eight_images_and_a_grid(generate: Callable, data_dir: Path) -> None:
@@ -39,3 +44,10 @@ def test_a_prompt_without_parts_is_reported_and_the_image_still_made(generate: C
     result = generate(prompt="just a cat", script_name="Prompt matrix")
     assert len(result.images) == 1
     assert result.hook_errors[0].startswith("Prompt matrix: run failed: Prompt matrix: write the optional parts")
+
+
+def test_a_matrix_over_the_part_limit_is_refused_when_submitted(studio: Studio) -> None:
+    prompt = "a cat" + "|x" * (MAX_VARIABLE_PARTS + 1)
+    with pytest.raises(RequestValidationError) as caught:
+        studio.submit_txt2img({**BASE, "prompt": prompt, "script_name": "Prompt matrix"})
+    assert caught.value.field == "script_args" and f"at most {MAX_VARIABLE_PARTS}" in caught.value.message

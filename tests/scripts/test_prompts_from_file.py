@@ -6,10 +6,12 @@ from collections.abc import Callable
 
 import pytest
 
+from modules.processing.errors import RequestValidationError
 from modules.processing.infotext import parse_infotext
 from modules.processing.styles import PromptStyle
 from modules.studio import Studio
 from scripts.prompts_from_file import MAX_LINES, parse_prompt_lines
+from tests.studio_fixtures import BASE
 
 
 def test_lines_read_like_a1111() -> None:
@@ -67,3 +69,14 @@ def test_a_bad_value_stops_the_script_before_any_image(generate: Callable) -> No
                       script_args={"prompt_txt": "--prompt ok\n--prompt bad --steps 0"})
     assert len(result.images) == 1  # the plain generation, made instead
     assert "prompt 2 of the list: steps" in result.hook_errors[0]
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ("\n".join(f"p{k}" for k in range(MAX_LINES + 1)), f"more than {MAX_LINES} prompts"),
+    ("--prompt a --n_iter 100 --batch_size 8\n--prompt b --n_iter 100 --batch_size 8", "make 1600 images"),
+])
+def test_a_list_over_the_image_cap_is_refused_when_submitted(studio: Studio, text: str, message: str) -> None:
+    with pytest.raises(RequestValidationError) as caught:
+        studio.submit_txt2img({**BASE, "script_name": "Prompts from file or textbox",
+                               "script_args": {"prompt_txt": text}})
+    assert caught.value.field == "script_args" and message in caught.value.message

@@ -7,8 +7,11 @@ from pathlib import Path
 
 import pytest
 
+from modules.processing.errors import RequestValidationError
 from modules.processing.infotext import parse_infotext
+from modules.studio import Studio
 from scripts.xyz_grid import MAX_CELLS, parse_axis_values
+from tests.studio_fixtures import BASE
 
 
 @pytest.mark.parametrize(("text", "kind", "expected"), [
@@ -75,3 +78,20 @@ def test_bad_cell_stops_the_plot_before_any_image(generate: Callable) -> None:
     missing = generate(prompt="a cat", script_name="X/Y/Z plot",
                        script_args={"x_type": "Prompt S/R", "x_values": "dog, fox"})
     assert "'dog' (the first value) is not in the prompt" in missing.hook_errors[0]
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    ({"x_type": "Seed", "x_values": "1-100000"}, "makes more than"),
+    ({"x_type": "Seed", "x_values": "1-10", "y_type": "Steps", "y_values": "1-10", "z_type": "CFG Scale",
+      "z_values": "1-11"}, "1100 images is more than"),
+])
+def test_a_plot_over_the_cap_is_refused_when_submitted(studio: Studio, args: dict, message: str) -> None:
+    with pytest.raises(RequestValidationError) as caught:
+        studio.submit_txt2img({**BASE, "script_name": "X/Y/Z plot", "script_args": args})
+    assert caught.value.field == "script_args" and message in caught.value.message
+
+
+def test_the_cap_counts_images_so_a_batch_size_multiplies_it(studio: Studio) -> None:
+    args = {"x_type": "Seed", "x_values": "1-200"}
+    with pytest.raises(RequestValidationError, match="200 cells of 8 images"):
+        studio.submit_txt2img({**BASE, "batch_size": 8, "script_name": "X/Y/Z plot", "script_args": args})

@@ -10,6 +10,7 @@ from PIL import Image
 
 from modules.studio import Studio
 from modules.ui.extras import extras_payload, run_extras_job
+from tests.hostile_images import encoded, one_colour_png, truncated_png
 from tests.studio_fixtures import data_dir, studio
 
 __all__ = ["data_dir", "studio"]
@@ -47,3 +48,24 @@ def test_errors_name_the_field(studio: Studio, mode: str, payload: dict, message
     image = Image.new("RGB", (8, 8)) if "upscaler" in message else None
     with pytest.raises(gr.Error, match=message):
         run_extras_job(studio, mode, image, None, "/no/such/folder", "", payload)
+
+
+def test_uploads_are_files_checked_from_their_header_before_decoding(studio: Studio, tmp_path: Path) -> None:
+    (tmp_path / "ok.png").write_bytes(encoded(Image.new("RGB", (8, 4), "red")))
+    (tmp_path / "big.png").write_bytes(one_colour_png(5000, 5000))
+    (tmp_path / "cut.png").write_bytes(truncated_png())
+    images, _ = run_extras_job(studio, "Single Image", str(tmp_path / "ok.png"), None, "", "", SCALE_BY_2)
+    assert [i.size for i in images] == [(16, 8)]
+    for name, message in (("big.png", "5000x5000"), ("cut.png", "truncated")):
+        with pytest.raises(gr.Error, match=message) as caught:
+            run_extras_job(studio, "Single Image", str(tmp_path / name), None, "", "", SCALE_BY_2)
+        assert str(tmp_path) not in str(caught.value)
+    files = [str(tmp_path / n) for n in ("big.png", "ok.png", "cut.png")]
+    images, _ = run_extras_job(studio, "Batch Process", None, files, "", "", SCALE_BY_2)
+    assert [i.size for i in images] == [(16, 8)]  # the refused ones are skipped with a warning
+
+
+def test_an_upscale_over_the_output_limit_is_refused_in_the_tab(studio: Studio) -> None:
+    payload = extras_payload("Scale by", 8, 512, 512, True, "Lanczos", "None", 0)
+    with pytest.raises(gr.Error, match="upscaling_resize"):
+        run_extras_job(studio, "Single Image", Image.new("L", (2048, 2048)), None, "", "", payload)

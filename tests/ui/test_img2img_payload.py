@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from PIL import Image, ImageDraw
 
 from modules.processing.errors import RequestValidationError
 from modules.ui.img2img import received_updates
 from modules.ui.img2img_payload import build_img2img_payload, layers_mask, settings_payload
+from tests.hostile_images import encoded, one_colour_png, truncated_png
 
 BASE = {"prompt": "p", "steps": 5, "resize_mode": "Crop and resize", "mask_blur": 6, "mask_mode": "Inpaint masked",
         "inpainting_fill": "original", "inpaint_area": "Whole picture", "inpaint_full_res_padding": 32,
@@ -108,3 +111,17 @@ def test_slider_floats_become_the_integers_requests_need() -> None:
     payload = build_img2img_payload(payload_from_values(tuple(values[name] for name in fields), fields))
     request = img2img_request_from_api(payload)  # would name script_args.mask_blur if it stayed 8.0
     assert (request.width, request.height) == (128, 64) and request.mask_blur_x == 8  # grown to the left
+
+
+def test_uploaded_files_are_opened_as_rgba_after_their_size_is_checked(tmp_path: Path) -> None:
+    (tmp_path / "in.png").write_bytes(encoded(Image.new("RGB", (16, 8), "red")))
+    payload = build_img2img_payload({**BASE, "mode": "img2img", "init_image": str(tmp_path / "in.png")})
+    assert payload["init_images"][0].mode == "RGBA" and payload["init_images"][0].size == (16, 8)
+    (tmp_path / "big.png").write_bytes(one_colour_png(5000, 5000))
+    (tmp_path / "cut.png").write_bytes(truncated_png())
+    for values, field in (({"mode": "img2img", "init_image": str(tmp_path / "big.png")}, "image"),
+                          ({"mode": "Inpaint upload", "inpaint_upload_image": str(tmp_path / "in.png"),
+                            "inpaint_upload_mask": str(tmp_path / "cut.png")}, "mask")):
+        with pytest.raises(RequestValidationError) as caught:
+            build_img2img_payload({**BASE, **values})
+        assert caught.value.field == field and str(tmp_path) not in str(caught.value)

@@ -2,8 +2,15 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import gradio as gr
+import pytest
+from PIL import Image
+
 from modules.studio import Studio
-from modules.ui.script_controls import ScriptControls, pasted_script_values, script_payload
+from modules.ui.script_controls import ScriptControls, pasted_script_values, script_payload, uploaded_image
+from tests.hostile_images import encoded, one_colour_png
 from tests.studio_fixtures import data_dir, studio
 
 __all__ = ["data_dir", "studio"]  # fixtures, used by name
@@ -45,3 +52,17 @@ def test_a_pasted_controlnet_unit_sets_its_fields_but_not_its_image(studio: Stud
     text = '"Module: canny, Model: None, Weight: 0.6, Control Mode: My prompt is more important"'
     updates = pasted_script_values(studio, ScriptControls(fields=fields), False, {"ControlNet 0": text.strip('"')})
     assert [u.get("value", "unchanged") for u in updates] == [True, "canny", 0.6, "unchanged", "unchanged"]
+
+
+def test_an_uploaded_control_image_is_opened_from_its_file_and_checked_first(tmp_path: Path) -> None:
+    key = "script::ControlNet::unit_0.image"
+    controls = ScriptControls(always_on=["ControlNet"], image_fields=(key,))
+    (tmp_path / "ok.png").write_bytes(encoded(Image.new("RGBA", (8, 6), (0, 0, 0, 0))))
+    unit = script_payload({key: str(tmp_path / "ok.png")}, controls)["alwayson_scripts"]["ControlNet"]["args"]
+    image = unit["unit_0"]["image"]
+    assert image.size == (8, 6) and image.mode == "RGB" and image.getpixel((0, 0)) == (255, 255, 255)  # on white
+    (tmp_path / "big.png").write_bytes(one_colour_png(5000, 5000))
+    with pytest.raises(gr.Error, match="5000x5000") as caught:
+        script_payload({key: str(tmp_path / "big.png")}, controls)
+    assert str(tmp_path) not in str(caught.value)
+    assert uploaded_image(None, "x") is None
