@@ -128,6 +128,10 @@ class ModelTools:
 
     # -- the Models tab ---------------------------------------------------------------------
 
+    def all_folders(self) -> list[Path]:
+        """Every folder of every kind of model (where merges, installs and notes are written)."""
+        return [folder for kind in KINDS for folder in self.folders(kind)]
+
     def folders(self, kind: str) -> list[Path]:
         """The folders a kind of model lives in ("checkpoints", "lora", "vae", "embeddings",
         "upscalers", "controlnet"); the first is where installs go.

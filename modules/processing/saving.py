@@ -23,7 +23,7 @@ from PIL import Image
 
 from modules.processing.image_formats import PNG, ImageFormat, write_image
 
-__all__ = ["date_folder", "next_counter", "remove_orphan_temp_files", "save_grid", "save_image", "write_temp_file"]
+__all__ = ["date_folder", "next_counter", "save_grid", "save_image", "write_temp_file"]
 
 _COUNTER_RE = re.compile(r"^(\d{5,})-")
 _GRID_COUNTER_RE = re.compile(r"^grid-(\d{4,})")
@@ -70,18 +70,6 @@ def write_temp_file(folder: Path, write: Callable[[BinaryIO], object], suffix: s
         Path(tmp).unlink(missing_ok=True)
         raise
     return Path(tmp)
-
-
-def remove_orphan_temp_files(root: Path) -> int:
-    """Delete the ``.tmp-*`` files a killed process left under ``root`` (a save cut short
-    before its rename); returns how many. Run at start-up, before anything saves."""
-    removed = 0
-    if root.is_dir():
-        for path in root.rglob(".tmp-*"):
-            if path.is_file():
-                path.unlink(missing_ok=True)
-                removed += 1
-    return removed
 
 
 def save_image(image: Image.Image, folder: Path, stem_suffix: str, infotext: str | None = None,

@@ -55,17 +55,6 @@ def test_exact_path_is_never_overwritten(tmp_path: Path) -> None:
     assert [p.name for p in tmp_path.iterdir()] == ["out.png"]
 
 
-def test_orphan_temp_files_from_a_killed_save_are_removed(tmp_path: Path) -> None:
-    from modules.processing.saving import remove_orphan_temp_files
-
-    folder = tmp_path / "outputs" / "txt2img-images" / "2026-01-01"
-    folder.mkdir(parents=True)
-    (folder / ".tmp-abc.png").write_bytes(b"\x89PNG half")
-    (folder / "00001-5.png").write_bytes(b"kept")
-    assert remove_orphan_temp_files(tmp_path / "outputs") == 1
-    assert [p.name for p in folder.iterdir()] == ["00001-5.png"]
-
-
 def test_grids_are_named_grid_nnnn_with_a_counter_of_their_own(tmp_path: Path) -> None:
     save_image(_image(), tmp_path, "7")  # an image beside them does not move the grids' counter
     first = save_grid(_image(), tmp_path, "prompt\nSteps: 1")
