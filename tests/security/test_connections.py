@@ -130,3 +130,26 @@ def test_an_api_only_server_has_the_same_limits(data: Path, tmp_path: Path) -> N
     finally:
         process.terminate()
         process.wait(timeout=20)
+
+
+def test_silent_sockets_and_a_trickled_head_on_a_kept_alive_connection_are_closed(url: str) -> None:
+    silent = _stall(url, 10, b"")  # connect, send nothing
+    address = urlparse(url)
+    kept = socket.create_connection((address.hostname, address.port), timeout=10)
+    kept.sendall(b"GET /sdapi/v1/sd-models HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert kept.recv(65536).startswith(b"HTTP/1.1 200")
+    kept.settimeout(0.5)
+    closed, deadline = False, time.monotonic() + GRACE_S
+    while True:  # one byte of the next head every half second (each recv waits that long)
+        try:
+            kept.sendall(HALF_HEAD[:1])
+            closed = kept.recv(65536) == b""
+        except TimeoutError:
+            pass
+        except OSError:
+            closed = True
+        if closed or time.monotonic() > deadline:
+            break
+    kept.close()
+    assert closed, "a head trickled byte by byte must not hold the connection past the deadline"
+    assert _wait_all_closed(silent) == 10
