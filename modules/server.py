@@ -1,4 +1,5 @@
-"""Launching the web UI: A1111 launch flags, secure defaults, background model load."""
+"""Launching the web UI: A1111 launch flags, secure defaults (auth, a limit on failed logins,
+deadlines for slow clients and a connection cap), background model load."""
 
 from __future__ import annotations
 
