@@ -34,7 +34,7 @@ from modules.models.memory import memory_usage
 from modules.models.merge import MergeError, MergeRequest, default_output_name, merge_checkpoints
 from modules.models.vae import find_vae_files
 
-__all__ = ["MAX_INSTALL_BYTES", "SYNC_DETAILS_LIMIT", "ModelTools"]
+__all__ = ["MAX_INSTALL_BYTES", "MERGE_LOCKED", "SYNC_DETAILS_LIMIT", "ModelTools"]
 
 Progress = Callable[[int, int], None]
 MAX_INSTALL_BYTES = 16 * 2**30  # the largest SDXL/Flux checkpoints stay well under this
@@ -42,6 +42,9 @@ MAX_INSTALL_BYTES = 16 * 2**30  # the largest SDXL/Flux checkpoints stay well un
 # while listing; more are read on a background thread and appear at the next refresh, so a
 # folder of 1,000 files still lists in well under a second.
 SYNC_DETAILS_LIMIT = 150
+#: Why the Checkpoint Merger refuses on an exposed server (the tab shows it too).
+MERGE_LOCKED = ("merging checkpoints is off on a server others can reach; "
+                "start it with --enable-insecure-extension-access to allow it")
 
 
 class ModelTools:
@@ -68,9 +71,13 @@ class ModelTools:
         ``discard_weights``. The result goes into the first checkpoint folder.
 
         Raises:
-            MergeError: naming the field (a model that does not exist, a name already taken ...).
+            MergeError: naming the field (a model that does not exist, a name already taken ...),
+                or saying that merging is off on a server others can reach.
             ModelFileError: an input file that cannot be read.
         """
+        # A merge writes gigabytes into the model folder: the same rule as installing and deleting.
+        if not self.context.extension_install_allowed:
+            raise MergeError("primary_model", MERGE_LOCKED)
         request = self._merge_request(fields)
         if request.output.exists():
             raise MergeError("custom_name", f"{request.output.name} already exists; choose another name")
@@ -128,6 +135,10 @@ class ModelTools:
         return memory_usage([(m.name, m.pipeline) for m in self.context.models.loaded])
 
     # -- the Models tab ---------------------------------------------------------------------
+
+    def all_folders(self) -> list[Path]:
+        """Every folder of every kind of model (where merges, installs and notes are written)."""
+        return [folder for kind in KINDS for folder in self.folders(kind)]
 
     def folders(self, kind: str) -> list[Path]:
         """The folders a kind of model lives in ("checkpoints", "lora", "vae", "embeddings",

@@ -1,19 +1,34 @@
-"""Launching the web UI: A1111 launch flags, secure defaults, background model load."""
+"""Launching the web UI: A1111 launch flags, secure defaults (auth, a limit on failed logins,
+deadlines for slow clients and a connection cap), background model load."""
 
 from __future__ import annotations
 
 import argparse
+import json
 import logging
+import os
 import sys
+import threading
+import time
+import webbrowser
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from modules.a1111_flags import resolve_a1111_flags
 from modules.exposure import is_exposed
 
-__all__ = ["AuthError", "add_server_flags", "check_exposure", "launch_ui", "parse_auth"]
+if TYPE_CHECKING:
+    from modules.api.connections import ConnectionPolicy
+    from modules.api.login_limit import LoginPolicy
+
+__all__ = ["TEST_LIMITS_ENV", "AuthError", "add_server_flags", "check_exposure", "launch_ui", "parse_auth",
+           "server_policies"]
 
 logger = logging.getLogger(__name__)
+#: JSON of ``LoginPolicy``/``ConnectionPolicy`` fields to override, for tests only (a lockout of
+#: a minute or a 10 s deadline is too long to wait for in a test).
+TEST_LIMITS_ENV = "AIGEN_TEST_LIMITS"
 
 
 class AuthError(ValueError):
@@ -100,10 +115,14 @@ def launch_ui(args: argparse.Namespace) -> int:
     from modules.api.a1111_routes import build_internal_router
     from modules.api.controlnet_routes import add_controlnet_routes
     from modules.api.health import build_health_router
-    from modules.api.jobs import build_jobs_router, storage_full_handlers
+    from modules.api.jobs import build_jobs_router
     from modules.api.limits import BodyLimit
+    from modules.api.login_limit import LoginAttempts, LoginLimit
     from modules.api.rest import build_router, decode_image
 
+    login_policy, connection_policy = server_policies(os.environ)
+    # The failed-login records belong to this app (one table, shared by the UI's and the API's login).
+    middleware = [Middleware(LoginLimit, attempts=LoginAttempts(login_policy)), Middleware(BodyLimit)]
     router = build_router(studio, api_credentials, vars(args))
     health = build_health_router(studio, router.dependencies)
     internal = build_internal_router(router.dependencies)  # A1111's /internal/ping
@@ -113,33 +132,86 @@ def launch_ui(args: argparse.Namespace) -> int:
     add_controlnet_routes(extension_routes, studio, decode_image)
     if args.nowebui:
         context.scripts.run_callbacks("on_app_started", None, extension_routes)
-        return _serve_api_only(args, studio, [router, health, internal, jobs, extension_routes])
+        return _serve_api_only(args, studio, [router, health, internal, jobs, extension_routes], middleware,
+                               connection_policy)
     demo = build_app(studio, theme=getattr(args, "theme", None))  # A1111's --theme
     demo.queue(max_size=64, default_concurrency_limit=1)
     # Before launch, so the routes extensions add are served from the first request (as ours are).
     context.scripts.run_callbacks("on_app_started", demo, extension_routes)
-    host = "0.0.0.0" if args.listen else (args.server_name or "127.0.0.1")
+    host = _host(args)
+    # The REST routes are part of the app from its first request: added after launch, an early
+    # client (or the readiness probe's next call) got a 404.
+    routes = [*router.routes, *health.routes, *internal.routes, *jobs.routes, *extension_routes.routes]
+    page = {"auth": credentials or None, "css": page_css(), "head": page_head(), "footer_links": ["api"],
+            "max_file_size": "50mb", "show_error": True}
     try:
-        demo.launch(server_name=host, server_port=args.port, share=args.share, auth=credentials or None,
-                    inbrowser=args.autolaunch, css=page_css(), head=page_head(), footer_links=["api"],
-                    max_file_size="50mb", show_error=True, quiet=False, prevent_thread_lock=True,
-                    # The REST routes are part of the app from its first request: added after
-                    # launch, an early client (or the readiness probe's next call) got a 404.
-                    app_kwargs={"routes": [*router.routes, *health.routes, *internal.routes, *jobs.routes,
-                                                  *extension_routes.routes],
-                                       "middleware": [Middleware(BodyLimit)],
-                                       "exception_handlers": storage_full_handlers(),  # 507, disk full
-                                       "docs_url": "/docs", "openapi_url": "/openapi.json"})
-        if args.share and not demo.share_url:
-            _report_share_failure(demo.local_url)
+        if args.share:
+            wait = _launch_with_share(demo, host, args, page, routes, middleware)
+        else:
+            wait = _serve_ui(demo, host, args, page, routes, middleware, connection_policy)
         # Only now, with the page being served, start the slow part (diffusers import, weights).
         studio.load_default_in_background()
-        demo.block_thread()
+        wait()
     except KeyboardInterrupt:
         pass
+    except OSError as error:  # the port is taken, or the address is not this machine's
+        print(f"aigen: error: {error}", file=sys.stderr)
+        return 1
     finally:
         studio.close()
     return 0
+
+
+def server_policies(environ: Mapping[str, str]) -> tuple[LoginPolicy, ConnectionPolicy]:
+    """The login and connection limits; ``AIGEN_TEST_LIMITS`` (JSON, fields of either policy)
+    shrinks them for tests, which cannot wait out the real ones."""
+    from modules.api.connections import ConnectionPolicy
+    from modules.api.login_limit import LoginPolicy
+
+    overrides = json.loads(environ.get(TEST_LIMITS_ENV) or "{}")
+    login = {k: v for k, v in overrides.items() if k in LoginPolicy.__dataclass_fields__}
+    connection = {k: v for k, v in overrides.items() if k in ConnectionPolicy.__dataclass_fields__}
+    return LoginPolicy(**login), ConnectionPolicy(**connection)
+
+
+def _host(args: argparse.Namespace) -> str:
+    return "0.0.0.0" if args.listen else (args.server_name or "127.0.0.1")
+
+
+def _serve_ui(demo: Any, host: str, args: argparse.Namespace, page: dict[str, Any], routes: list[Any],
+              middleware: list[Any], policy: ConnectionPolicy) -> Callable[[], None]:
+    """Serve the page on our own uvicorn server (``gr.mount_gradio_app``, gradio's way to run
+    on a server of one's own), with ``policy``'s deadlines and connection cap; gradio's
+    ``launch`` builds a ``uvicorn.Config`` without them. Returns the wait until it stops."""
+    import gradio as gr
+    from fastapi import FastAPI
+
+    from modules.api.jobs import storage_full_handlers
+
+    app = FastAPI(routes=routes, middleware=middleware, exception_handlers=storage_full_handlers(),  # 507, disk full
+                  docs_url="/docs", openapi_url="/openapi.json")
+    gr.mount_gradio_app(app, demo, path="/", server_name=host, server_port=args.port, **page)
+    wait = _run_server(app, host, args.port, policy)
+    url = f"http://{'localhost' if host == '0.0.0.0' else host}:{args.port}/"
+    print(f"* Running on local URL:  {url}", flush=True)
+    if args.autolaunch:
+        webbrowser.open(url)
+    return wait
+
+
+def _launch_with_share(demo: Any, host: str, args: argparse.Namespace, page: dict[str, Any], routes: list[Any],
+                       middleware: list[Any]) -> Callable[[], None]:
+    """``--share``: gradio's ``launch``, which alone opens the gradio.live tunnel. Its server
+    has the login limit and body limit but not our connection deadlines (see ``_serve_ui``)."""
+    from modules.api.jobs import storage_full_handlers
+
+    demo.launch(server_name=host, server_port=args.port, share=True, inbrowser=args.autolaunch, quiet=False,
+                prevent_thread_lock=True, **page,
+                app_kwargs={"routes": routes, "middleware": middleware, "exception_handlers": storage_full_handlers(),
+                            "docs_url": "/docs", "openapi_url": "/openapi.json"})
+    if not demo.share_url:
+        _report_share_failure(demo.local_url)
+    return demo.block_thread
 
 
 def _report_share_failure(local_url: str | None) -> None:
@@ -153,23 +225,57 @@ def _report_share_failure(local_url: str | None) -> None:
           file=sys.stderr, flush=True)
 
 
-def _serve_api_only(args: argparse.Namespace, studio: Any, routers: list[Any]) -> int:
-    """``--nowebui``: the REST API (and the routes extensions added) alone, on uvicorn."""
-    import uvicorn
+def _serve_api_only(args: argparse.Namespace, studio: Any, routers: list[Any], middleware: list[Any],
+                    policy: ConnectionPolicy) -> int:
+    """``--nowebui``: the REST API (and the routes extensions added) alone, on the same server setup."""
     from fastapi import FastAPI
-    from starlette.middleware import Middleware
 
     from modules.api.jobs import storage_full_handlers
-    from modules.api.limits import BodyLimit
 
-    app = FastAPI(title="AIGen Studio API", middleware=[Middleware(BodyLimit)],
-                  exception_handlers=storage_full_handlers())
+    app = FastAPI(title="AIGen Studio API", middleware=middleware, exception_handlers=storage_full_handlers())
     for router in routers:  # REST, /health, /api/v1/jobs, then the routes extensions added
         app.include_router(router)
-    studio.load_default_in_background()
-    host = "0.0.0.0" if args.listen else (args.server_name or "127.0.0.1")
     try:
-        uvicorn.run(app, host=host, port=args.port, log_level="warning")
+        wait = _run_server(app, _host(args), args.port, policy)
+        studio.load_default_in_background()
+        wait()
+    except KeyboardInterrupt:
+        pass
     finally:
         studio.close()
     return 0
+
+
+def _run_server(app: Any, host: str, port: int, policy: ConnectionPolicy) -> Callable[[], None]:
+    """Start uvicorn on a thread (the main thread keeps Ctrl+C), wait until it listens, and
+    return the wait until it stops.
+
+    Raises:
+        OSError: the server could not start (the port is taken, the address is not this machine's).
+    """
+    import uvicorn
+
+    from modules.api.connections import server_config
+
+    server = uvicorn.Server(server_config(app, host, port, policy))
+    thread = threading.Thread(target=server.run, name="uvicorn", daemon=True)
+    thread.start()
+    while not server.started:
+        if not thread.is_alive():
+            raise OSError(f"could not serve on {host}:{port} (is the port in use?)")
+        time.sleep(0.01)
+    return _waiter(thread, server)
+
+
+def _waiter(thread: threading.Thread, server: Any) -> Callable[[], None]:
+    """A function that blocks until the server's thread ends; Ctrl+C stops the server first."""
+
+    def wait() -> None:
+        try:
+            while thread.is_alive():
+                thread.join(0.5)  # a timed join, so that Ctrl+C reaches this (the main) thread
+        except KeyboardInterrupt:
+            server.should_exit = True
+            thread.join(10)
+
+    return wait

@@ -57,12 +57,13 @@ from modules.processing.job import Job
 from modules.processing.job_store import JobStore
 from modules.processing.outpainting import OUTPAINT_SCRIPTS
 from modules.processing.queue import JobQueue, JobStatus
-from modules.processing.saving import remove_orphan_temp_files, save_grid, save_image
+from modules.processing.saving import save_grid, save_image
 from modules.processing.styles import StyleStore
 from modules.processing.txt2img import GenerationResult, OutputOptions, run_txt2img
 from modules.processing.upscaling import library_image_upscale
 from modules.settings import SettingsStore, output_dir
 from modules.submission import Submission, image_format, read_submission, setting_defaults
+from modules.temp_files import remove_orphan_temp_files, startup_folders
 
 __all__ = ["Studio"]
 
@@ -124,7 +125,8 @@ class Studio:
         self.model_error: str | None = None
         self._import_lock = threading.Lock()
         self._announced_models: set[int] = set()  # pipelines already given to on_model_loaded
-        remove_orphan_temp_files(context.paths.root / "outputs")  # saves a crash cut short
+        # What a crash cut short (saves, merges, downloads, settings writes), before anything writes.
+        remove_orphan_temp_files(startup_folders(context.paths, self.model_tools.all_folders()))
         self.recovered_jobs = self._recover_jobs()
         self.queue.start()
 

@@ -119,3 +119,13 @@ def test_install_and_delete_only_where_the_server_allows_it(studio: Studio, tmp_
     with pytest.raises(ModelInstallError):
         tools.delete("checkpoints", "tiny-sd15")
     assert (studio.context.paths.checkpoints / "tiny-sd15.safetensors").is_file()
+
+
+def test_merging_only_where_the_server_allows_installing(two_models: Studio) -> None:
+    import gradio as gr
+
+    two_models.context.extension_install_allowed = False
+    before = sorted(p.name for p in two_models.context.paths.checkpoints.iterdir())
+    with pytest.raises(gr.Error, match="--enable-insecure-extension-access"):
+        run_merge(two_models, _fields())
+    assert sorted(p.name for p in two_models.context.paths.checkpoints.iterdir()) == before

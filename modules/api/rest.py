@@ -12,7 +12,7 @@ import secrets
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from fastapi import APIRouter, Body, Depends, HTTPException
+from fastapi import APIRouter, Body, Depends, HTTPException, Request
 from fastapi.security import HTTPBasic, HTTPBasicCredentials
 from PIL import Image
 
@@ -22,6 +22,7 @@ from modules.api.body_values import check_body_values
 from modules.api.extras_routes import add_extras_routes
 from modules.api.jobs import failed_job_error, http_error
 from modules.api.listings import add_listing_routes
+from modules.api.login_limit import mark_password_ok
 from modules.api.networks import add_network_routes
 from modules.api.options_routes import add_options_routes
 from modules.extensions.job_scripts import describe_scripts
@@ -40,17 +41,19 @@ __all__ = ["build_router", "decode_image"]
 
 
 def _auth_dependency(credentials: Sequence[tuple[str, str]]) -> Any:
-    """HTTP Basic auth against ``credentials`` (constant-time compare); none = open."""
+    """HTTP Basic auth against ``credentials`` (constant-time compare); none = open. A right
+    password is marked for ``LoginLimit`` (which counts the wrong ones by their 401)."""
     if not credentials:
         return lambda: None
     basic = HTTPBasic()
 
-    def check(given: HTTPBasicCredentials = Depends(basic)) -> None:  # noqa: B008 - FastAPI idiom
+    def check(request: Request, given: HTTPBasicCredentials = Depends(basic)) -> None:  # noqa: B008 - FastAPI idiom
         ok = any(secrets.compare_digest(given.username.encode(), user.encode())
                  & secrets.compare_digest(given.password.encode(), password.encode())
                  for user, password in credentials)
         if not ok:
             raise HTTPException(401, "Incorrect username or password", headers={"WWW-Authenticate": "Basic"})
+        mark_password_ok(request.state)
 
     return check
 

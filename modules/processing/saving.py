@@ -22,18 +22,50 @@ from typing import BinaryIO
 
 from PIL import Image
 
-from modules.processing.errors import no_space_as_storage_full
+from modules.processing.errors import ProcessingError, no_space_as_storage_full
 from modules.processing.image_formats import PNG, ImageFormat, write_image
 
-__all__ = ["date_folder", "next_counter", "remove_orphan_temp_files", "save_grid", "save_image", "write_temp_file"]
+__all__ = ["OutputPathError", "date_folder", "inside_output_folder", "next_counter", "save_grid", "save_image",
+           "write_temp_file"]
 
 _COUNTER_RE = re.compile(r"^(\d{5,})-")
 _GRID_COUNTER_RE = re.compile(r"^grid-(\d{4,})")
 
 
+class OutputPathError(ProcessingError):
+    """A folder inside an output folder is a link that leads out of it: nothing is written there."""
+
+
 def date_folder(outputs: Path, kind: str, today: dt.date | None = None) -> Path:
-    """``outputs/<kind>/YYYY-MM-DD`` (A1111's default ``[date]`` directory pattern)."""
-    return outputs / kind / (today or dt.date.today()).isoformat()
+    """``outputs/<kind>/YYYY-MM-DD`` (A1111's default ``[date]`` directory pattern), checked
+    with ``inside_output_folder`` against ``outputs/<kind>``.
+
+    Raises:
+        OutputPathError: the date folder is a link out of ``outputs/<kind>``.
+    """
+    return inside_output_folder(outputs / kind, outputs / kind / (today or dt.date.today()).isoformat())
+
+
+def inside_output_folder(root: Path, folder: Path) -> Path:
+    """``folder``, once sure that it stays inside the output folder ``root`` after resolving links.
+
+    The owner may move an output folder as a whole: ``root`` itself (or ``outputs/``) may be a
+    link, and is followed. But a link below ``root`` that leads elsewhere would let whoever can
+    make links in the output tree send the server's writes anywhere on the disk, so it is refused.
+    The message names the folders relative to ``root``'s parent only (no server path).
+
+    Raises:
+        OutputPathError: ``folder`` resolves outside ``root``.
+    """
+    real_root, real = root.resolve(), folder.resolve()
+    if real != real_root and not real.is_relative_to(real_root):
+        try:
+            shown = folder.relative_to(root.parent).as_posix()
+        except ValueError:
+            shown = folder.name
+        raise OutputPathError(f"{shown} is a link that leads out of the output folder {root.name}; "
+                              "images are not written there (remove the link, or link the whole output folder)")
+    return folder
 
 
 def next_counter(folder: Path, pattern: re.Pattern[str] = _COUNTER_RE) -> int:
@@ -72,18 +104,6 @@ def write_temp_file(folder: Path, write: Callable[[BinaryIO], object], suffix: s
         Path(tmp).unlink(missing_ok=True)
         raise
     return Path(tmp)
-
-
-def remove_orphan_temp_files(root: Path) -> int:
-    """Delete the ``.tmp-*`` files a killed process left under ``root`` (a save cut short
-    before its rename); returns how many. Run at start-up, before anything saves."""
-    removed = 0
-    if root.is_dir():
-        for path in root.rglob(".tmp-*"):
-            if path.is_file():
-                path.unlink(missing_ok=True)
-                removed += 1
-    return removed
 
 
 def save_image(image: Image.Image, folder: Path, stem_suffix: str, infotext: str | None = None,

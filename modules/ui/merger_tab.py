@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 import gradio as gr
 
+from modules.model_tools import MERGE_LOCKED
 from modules.models.files import ModelFileError
 from modules.models.merge import CONFIG_SOURCES, METHODS, MergeError
 
@@ -52,9 +53,12 @@ def build_merger_tab(studio: Studio, lists: CheckpointLists | None = None) -> No
     c: dict[str, Any] = {}
     titles = ["", *studio.checkpoint_titles()]
     vaes = ["None", *studio.vae_choices()[2:]]
+    # Merging writes the server's disk: off where installing models is (``ModelTools.merge`` refuses too).
+    allowed = studio.context.extension_install_allowed
     with gr.Row():
         with gr.Column():
-            gr.Markdown("A merger of the checkpoints will be saved in your checkpoint folder as .safetensors.")
+            gr.Markdown("A merger of the checkpoints will be saved in your checkpoint folder as .safetensors."
+                        if allowed else MERGE_LOCKED[0].upper() + MERGE_LOCKED[1:] + ".")
             with gr.Row():
                 c["primary_model"] = gr.Dropdown(titles, value="", label="Primary model (A)",
                                                  elem_id="modelmerger_primary_model_name")
@@ -75,7 +79,7 @@ def build_merger_tab(studio: Studio, lists: CheckpointLists | None = None) -> No
             c["bake_in_vae"] = gr.Dropdown(vaes, value="None", label="Bake in VAE", elem_id="modelmerger_bake_in_vae")
             c["discard_weights"] = gr.Textbox(label="Discard weights with matching name",
                                               elem_id="modelmerger_discard_weights")
-            merge = gr.Button("Merge", variant="primary", elem_id="modelmerger_merge")
+            merge = gr.Button("Merge", variant="primary", elem_id="modelmerger_merge", interactive=allowed)
         with gr.Column():
             result = gr.Textbox(label="Result", interactive=False, elem_id="modelmerger_result")
 

@@ -55,17 +55,6 @@ def test_exact_path_is_never_overwritten(tmp_path: Path) -> None:
     assert [p.name for p in tmp_path.iterdir()] == ["out.png"]
 
 
-def test_orphan_temp_files_from_a_killed_save_are_removed(tmp_path: Path) -> None:
-    from modules.processing.saving import remove_orphan_temp_files
-
-    folder = tmp_path / "outputs" / "txt2img-images" / "2026-01-01"
-    folder.mkdir(parents=True)
-    (folder / ".tmp-abc.png").write_bytes(b"\x89PNG half")
-    (folder / "00001-5.png").write_bytes(b"kept")
-    assert remove_orphan_temp_files(tmp_path / "outputs") == 1
-    assert [p.name for p in folder.iterdir()] == ["00001-5.png"]
-
-
 def test_grids_are_named_grid_nnnn_with_a_counter_of_their_own(tmp_path: Path) -> None:
     save_image(_image(), tmp_path, "7")  # an image beside them does not move the grids' counter
     first = save_grid(_image(), tmp_path, "prompt\nSteps: 1")
@@ -73,3 +62,24 @@ def test_grids_are_named_grid_nnnn_with_a_counter_of_their_own(tmp_path: Path) -
     (tmp_path / "grid-0041.png").write_bytes(b"not ours")
     assert save_grid(_image(), tmp_path).name == "grid-0042.png"
     assert save_image(_image(), tmp_path, "8").name == "00001-8.png"
+
+
+def test_a_date_folder_linked_out_of_the_output_folder_is_refused_without_naming_paths(tmp_path: Path) -> None:
+    import datetime as dt
+
+    from modules.processing.saving import OutputPathError, date_folder
+
+    day = dt.date(2026, 1, 2)
+    outside, outputs = tmp_path / "outside", tmp_path / "data" / "outputs"
+    outside.mkdir()
+    (outputs / "txt2img-images").mkdir(parents=True)
+    (outputs / "txt2img-images" / day.isoformat()).symlink_to(outside)
+    with pytest.raises(OutputPathError) as raised:
+        date_folder(outputs, "txt2img-images", day)
+    assert "txt2img-images/2026-01-02" in str(raised.value) and str(tmp_path) not in str(raised.value)
+    # A link that stays inside the folder is fine, and so is the folder itself moved elsewhere.
+    (outputs / "txt2img-images" / "old").mkdir()
+    (outputs / "txt2img-images" / "2026-01-03").symlink_to(outputs / "txt2img-images" / "old")
+    assert date_folder(outputs, "txt2img-images", dt.date(2026, 1, 3)).name == "2026-01-03"
+    (outputs / "img2img-images").symlink_to(outside)
+    assert date_folder(outputs, "img2img-images", day) == outputs / "img2img-images" / "2026-01-02"
