@@ -118,9 +118,8 @@ def open_output_folder(folder: Path, binding: ServerBinding, opener: Opener) -> 
 
 
 def launched_binding(blocks: gr.Blocks) -> ServerBinding:
-    """Where ``blocks`` actually serves: its bound address and share state once launched (else unknown)."""
-    if not getattr(blocks, "has_launched", False):
-        return ServerBinding(None, False)
+    """Where ``blocks`` actually serves: its bound address and share state, once ``launch`` or
+    ``gr.mount_gradio_app`` (our own server) has set them; before that unknown (``server_name`` None)."""
     return ServerBinding(getattr(blocks, "server_name", None), bool(getattr(blocks, "share", False)))
 
 
