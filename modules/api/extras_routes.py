@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from fastapi import APIRouter, Body, HTTPException
 
-from modules.api.jobs import http_error
+from modules.api.jobs import failed_job_error, http_error
 from modules.models.memory import memory_usage
 from modules.processing.errors import ProcessingError, RequestValidationError
 from modules.processing.hires import LATENT_UPSCALE_MODES
@@ -33,8 +33,10 @@ def _run(studio: Studio, submit: Callable[[], str]) -> JobStatus:
     except (RequestValidationError, ProcessingError) as error:
         raise http_error(error) from None
     status = studio.wait(job_id)
+    if status.state == "failed":  # 422 for an upscaler file that will not load, 500 for our faults
+        raise failed_job_error(status)
     if status.result is None:
-        raise HTTPException(500, status.error or "extras failed")
+        raise HTTPException(409, f"job {job_id} was cancelled before it started")
     return status
 
 

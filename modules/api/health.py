@@ -30,7 +30,8 @@ def _gpu() -> dict[str, Any] | None:
 
 
 def health_report(studio: Studio, started_at: float) -> dict[str, Any]:
-    """Version, uptime (s), device, torch/CUDA versions, GPU, loaded model(s) and queue length."""
+    """Version, uptime (s), device, torch/CUDA versions, GPU, loaded model(s), queue length and
+    the checkpoints that are blocked."""
     models = studio.context.models
     return {
         "status": "ok",
@@ -45,6 +46,9 @@ def health_report(studio: Studio, started_at: float) -> dict[str, Any]:
         "running_job": studio.queue.current_id(),
         "queue_length": len(studio.queue.pending_ids()),
         "model_error": studio.model_error,
+        # Files in the checkpoint folders that cannot be loaded, and why (names only, no paths).
+        "blocked_models": [{"name": info.name, "reason": reason} for info in studio.context.registry.items
+                           if (reason := studio.context.registry.blocked(info)) is not None],
     }
 
 

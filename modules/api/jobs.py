@@ -35,7 +35,7 @@ from modules.processing.queue import JobStatus, QueueFullError
 if TYPE_CHECKING:
     from modules.studio import Studio
 
-__all__ = ["EVENT_OF_STATE", "build_jobs_router", "http_error"]
+__all__ = ["EVENT_OF_STATE", "build_jobs_router", "failed_job_error", "http_error"]
 
 #: The terminal event each final state sends.
 EVENT_OF_STATE = {"done": "succeeded", "failed": "failed", "interrupted": "interrupted", "cancelled": "cancelled"}
@@ -50,6 +50,17 @@ def http_error(error: Exception) -> HTTPException:
     if isinstance(error, QueueFullError):
         return HTTPException(429, str(error), headers={"Retry-After": str(RETRY_AFTER_S)})
     return HTTPException(503, str(error))
+
+
+def failed_job_error(status: JobStatus) -> HTTPException:
+    """The HTTP answer to a job that failed: 422 when the request was at fault (a bad value, a
+    model it named that would not load), 503 when the server's own settings name a broken
+    model, and 500 with a generic message for a fault of the server."""
+    if status.error_kind == "invalid_request":
+        return HTTPException(422, status.public_error)
+    if status.error_kind == "unavailable":
+        return HTTPException(503, status.public_error)
+    return HTTPException(500, status.public_error or "generation failed")
 
 
 def _submit(studio: Studio, kind: Any, payload: Any, decode: Callable[[Any, str], Any]) -> str:
@@ -86,7 +97,8 @@ def describe_job(studio: Studio, job_id: str) -> dict[str, Any]:
         raise HTTPException(404, f"no job {job_id!r}")
     body: dict[str, Any] = stored.summary() if stored else {"id": job_id, "kind": None}
     if status is not None:
-        body.update(state=status.state, position=status.position, error=status.error, warnings=list(status.warnings),
+        body.update(state=status.state, position=status.position, error=status.public_error,
+                    warnings=list(status.warnings),
                     progress={"step": status.step, "total_steps": status.total_steps, "fraction": status.fraction,
                               "eta_s": status.eta_s, "batch": status.batch_index, "batch_count": status.batch_count})
         result = status.result
