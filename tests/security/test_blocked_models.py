@@ -119,6 +119,7 @@ def test_a_hostile_or_missing_vae_is_a_422_naming_sd_vae(api: httpx.Client, host
 
 def test_hostile_upscalers_and_controlnets_are_never_a_5xx(api: httpx.Client, hostile_dir: Path) -> None:
     upscalers = [u["name"] for u in api.get("/sdapi/v1/upscalers").json() if u["name"].startswith("up-")]
+    assert len(upscalers) == 5  # listed (only loading finds them out), so each one is tried below
     for name in upscalers:
         extras = api.post("/sdapi/v1/extra-single-image", json={"image": _image(), "upscaler_1": name,
                                                                   "upscaling_resize": 2})
