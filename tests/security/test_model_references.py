@@ -118,3 +118,24 @@ def test_a_checkpoint_by_name_still_works(api: httpx.Client) -> None:
     answer = api.post("/txt2img", json={**BASE, "override_settings": {"sd_model_checkpoint": "tiny-sd15"}})
     assert answer.status_code == 200, answer.text[:400]
     assert "Model: tiny-sd15" in json.loads(answer.json()["info"])["infotexts"][0]
+
+
+def test_the_owners_ckpt_flag_may_name_a_file_anywhere_a_client_may_not(tmp_path: Path) -> None:
+    from tests.security.conftest import write_data_dir
+    from tests.tiny_models import write_tiny_checkpoint
+    from tests.ui.live_server import start_server
+
+    data = write_data_dir(tmp_path / "data")
+    elsewhere = write_tiny_checkpoint(tmp_path / "elsewhere", "sd15", name="owners-pick", seed=3)
+    for url in start_server(data, "--listen", "--gradio-auth", f"{USER}:{PASSWORD}", "--ckpt", str(elsewhere)):
+        with httpx.Client(base_url=url + "sdapi/v1", auth=(USER, PASSWORD), timeout=300) as api:
+            assert _current(api) == "owners-pick.safetensors"
+            answer = api.post("/txt2img", json=BASE)
+            assert answer.status_code == 200, answer.text[:400]
+            assert "Model: owners-pick" in json.loads(answer.json()["info"])["infotexts"][0]
+            assert "owners-pick" in {m["model_name"] for m in api.get("/sd-models").json()}
+            # By name, as a client names it, it works; by its path it does not, even though it is loaded.
+            assert api.post("/txt2img", json={**BASE, "sd_model_checkpoint": "owners-pick"}).status_code == 200
+            refused = api.post("/txt2img", json={**BASE, "sd_model_checkpoint": str(elsewhere)})
+            assert refused.status_code == 422
+            assert_reveals_nothing(refused, str(tmp_path), str(elsewhere))
