@@ -134,3 +134,27 @@ def test_hostile_upscalers_and_controlnets_are_never_a_5xx(api: httpx.Client, ho
             "ControlNet": {"args": [{**unit, "model": name}]}}})
         assert answer.status_code < 500, (name, answer.text[:400])
         assert_reveals_nothing(answer, str(hostile_dir))
+
+
+def test_with_allow_pickle_an_unsafe_pickle_is_a_422_without_torchs_colour_codes(tmp_path: Path) -> None:
+    """torch.load(weights_only=True) refuses a pickle holding an arbitrary object with a message in bold
+    terminal codes (``\\x1b[1m``): where the ANSI codes in answers came from. The client gets neither them
+    nor the path, and the unsafe file, although it sorts first, is not the default."""
+    import pickle
+    from fractions import Fraction
+
+    root = write_data_dir(tmp_path / "data")
+    unsafe = root / "models" / "Stable-diffusion" / "aa-unsafe.ckpt"
+    unsafe.write_bytes(pickle.dumps({"state_dict": {"ratio": Fraction(1, 2)}}, protocol=2))
+    for url in start_server(root, "--listen", "--gradio-auth", f"{USER}:{PASSWORD}", "--allow-pickle"):
+        with httpx.Client(base_url=url + "sdapi/v1", auth=(USER, PASSWORD), timeout=300) as api:
+            named = api.post("/txt2img", json={**BASE, "override_settings": {"sd_model_checkpoint": "aa-unsafe"}})
+            assert named.status_code == 422, named.text[:400]
+            assert named.json()["detail"].startswith("override_settings.sd_model_checkpoint: the checkpoint aa-unsafe")
+            assert "fractions.Fraction" in named.text
+            assert_reveals_nothing(named, str(root))
+            plain = api.post("/txt2img", json=BASE)
+            assert plain.status_code == 200, plain.text[:400]
+            assert "Model: tiny-sd15" in json.loads(plain.json()["info"])["infotexts"][0]
+            blocked = {m["model_name"]: m["blocked"] for m in api.get("/sd-models?include_blocked=true").json()}
+            assert "holds more than tensors" in blocked["aa-unsafe"]
