@@ -17,11 +17,12 @@ from pathlib import Path
 from typing import Any
 
 from modules.models.files import ModelFileError
+from modules.models.manager import ModelManager
 from modules.models.registry import CheckpointRegistry, ModelNotFoundError
 from modules.models.vae import AUTOMATIC, BUILTIN, find_vae
 from modules.processing.errors import ModelUnavailableError, RequestValidationError
 
-__all__ = ["MODEL_OPTIONS", "check_model_references", "model_failure", "model_fields"]
+__all__ = ["MODEL_OPTIONS", "check_model_references", "is_checkpoint_failure", "model_failure", "model_fields"]
 
 #: The request fields that name a model, and the A1111 option each comes from.
 MODEL_OPTIONS: Mapping[str, str] = {"checkpoint": "sd_model_checkpoint", "vae": "sd_vae"}
@@ -67,6 +68,19 @@ def check_model_references(payload: Mapping[str, Any], request: Any, registry: C
         except ModelNotFoundError as error:
             raise RequestValidationError(fields.get("vae", "sd_vae"), str(error)) from None
     return fields
+
+
+def is_checkpoint_failure(error: Exception, checkpoint: str | None, models: ModelManager) -> bool:
+    """Whether loading a job's models failed on its checkpoint (else on its VAE): the error is
+    about a file of the checkpoint list, or the checkpoint reference does not resolve."""
+    if isinstance(error, ModelFileError):
+        failed = error.path.resolve()
+        return any(info.path.resolve() == failed for info in models.registry.items)
+    try:
+        models.resolve(checkpoint)
+    except LookupError:
+        return True
+    return False
 
 
 def model_failure(error: ModelFileError | ModelNotFoundError, request: Any, is_checkpoint: bool,

@@ -30,7 +30,7 @@ from modules.extensions.job_scripts import (
 from modules.extensions.loader import ExtensionInfo, ScriptCatalog
 from modules.extensions.manager import install_from_folder, install_from_git, read_disabled, write_disabled
 from modules.job_records import json_record, result_record
-from modules.model_references import check_model_references, model_failure
+from modules.model_references import check_model_references, is_checkpoint_failure, model_failure
 from modules.model_tools import ModelTools
 from modules.models.files import ModelFileError, public_text
 from modules.models.registry import CheckpointInfo, ModelNotFoundError, native_resolution
@@ -181,23 +181,11 @@ class Studio:
         try:
             model = models.get(checkpoint, request.vae if request.vae is not None else self.settings.sd_vae)
         except (ModelNotFoundError, ModelFileError) as error:
-            raise model_failure(error, request, self._is_checkpoint_failure(error, checkpoint), fields) from None
+            raise model_failure(error, request, is_checkpoint_failure(error, checkpoint, models), fields) from None
         if id(model.pipeline) not in self._announced_models:
             self._announced_models.add(id(model.pipeline))
             self.context.scripts.run_callbacks("on_model_loaded", model.pipeline)
         return model
-
-    def _is_checkpoint_failure(self, error: Exception, checkpoint: str | None) -> bool:
-        """Whether loading failed on the checkpoint (else on the VAE): a file of the checkpoint
-        folders, or a checkpoint reference that does not resolve."""
-        if isinstance(error, ModelFileError):
-            failed = error.path.resolve()
-            return any(info.path.resolve() == failed for info in self.context.registry.items)
-        try:
-            self.context.models.resolve(checkpoint)
-        except LookupError:
-            return True
-        return False
 
     def _generator(self, job: Job, is_img2img: bool, output: OutputOptions | None = None,
                    grid: GridOptions | None = None) -> Any:
