@@ -120,7 +120,10 @@ def _memory_section(studio: Studio) -> None:
 
     def reload_current() -> Any:
         studio.ensure_libraries()
-        studio.context.models.reload_current()
+        try:
+            studio.context.models.reload_current()
+        except ModelFileError as error:  # changed on disk into a file that will not load
+            raise _user_error(error) from None
         return studio.model_tools.memory()
 
     reload.click(reload_current, outputs=[usage], **private)
