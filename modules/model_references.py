@@ -19,7 +19,7 @@ from typing import Any
 from modules.models.files import ModelFileError
 from modules.models.manager import ModelManager
 from modules.models.registry import CheckpointRegistry, ModelNotFoundError
-from modules.models.vae import AUTOMATIC, BUILTIN, find_vae
+from modules.models.vae import AUTOMATIC, BUILTIN, find_vae, vae_problem
 from modules.processing.errors import ModelUnavailableError, RequestValidationError
 
 __all__ = ["MODEL_OPTIONS", "check_model_references", "is_checkpoint_failure", "model_failure", "model_fields"]
@@ -63,10 +63,14 @@ def check_model_references(payload: Mapping[str, Any], request: Any, registry: C
         if reason is not None:
             raise RequestValidationError(field, f"the checkpoint {info.name!r} is blocked: {reason}")
     if request.vae not in (None, "", AUTOMATIC, BUILTIN):
+        field = fields.get("vae", "sd_vae")
         try:
-            find_vae(request.vae, vae_roots)
+            vae = find_vae(request.vae, vae_roots)
         except ModelNotFoundError as error:
-            raise RequestValidationError(fields.get("vae", "sd_vae"), str(error)) from None
+            raise RequestValidationError(field, str(error)) from None
+        problem = vae_problem(vae)
+        if problem is not None:
+            raise RequestValidationError(field, f"the VAE {vae.name!r} is blocked: {problem}")
     return fields
 
 

@@ -38,12 +38,15 @@ def registry(tmp_path: Path, tiny_checkpoint_dir: Path) -> CheckpointRegistry:
     ({"sd_model_checkpoint": "/etc/passwd"}, "sd_model_checkpoint", "names a file path"),
     ({"override_settings": {"sd_vae": "nope.safetensors"}}, "override_settings.sd_vae", "no VAE named"),
     ({"override_settings": {"sd_vae": "/tmp/x.safetensors"}}, "override_settings.sd_vae", "names a file path"),
+    ({"override_settings": {"sd_vae": "pointer-vae"}}, "override_settings.sd_vae", "git-lfs"),
 ])
 def test_a_bad_reference_is_refused_naming_its_field(registry: CheckpointRegistry, tmp_path: Path, payload: dict,
                                                      field: str, words: str) -> None:
     options = payload.get("override_settings", {})
     checkpoint = payload.get("sd_model_checkpoint", options.get("sd_model_checkpoint"))
     request = Txt2ImgRequest(prompt="x", checkpoint=checkpoint, vae=options.get("sd_vae"))
+    (tmp_path / "VAE").mkdir(exist_ok=True)
+    (tmp_path / "VAE" / "pointer-vae.safetensors").write_text("version https://git-lfs.github.com/spec/v1\n")
     with pytest.raises(RequestValidationError) as caught:
         check_model_references(payload, request, registry, [tmp_path / "VAE"])
     assert caught.value.field == field and words in caught.value.message

@@ -24,7 +24,7 @@ from modules.a1111_options import (
     A1111_RESTRICTED_OPTIONS,
     a1111_option_defaults,
 )
-from modules.models.vae import AUTOMATIC, BUILTIN, find_vae
+from modules.models.vae import AUTOMATIC, BUILTIN, find_vae, vae_problem
 from modules.settings import FOLDER_SETTINGS, SETTINGS_BY_KEY, coerce_setting
 
 if TYPE_CHECKING:
@@ -95,9 +95,12 @@ def add_options_routes(router: APIRouter, studio: Studio) -> None:
         # Models by name only, looked up in the folders (the message shows no server path).
         if ours.get("sd_vae") not in (None, "", AUTOMATIC, BUILTIN):
             try:
-                find_vae(ours["sd_vae"], studio.context.models.vae_roots)
+                vae = find_vae(ours["sd_vae"], studio.context.models.vae_roots)
             except LookupError as error:
                 raise HTTPException(422, f"sd_vae: {error}") from None
+            problem = vae_problem(vae)  # stored, a broken VAE would fail every job after it
+            if problem is not None:
+                raise HTTPException(422, f"sd_vae: the VAE {vae.name!r} is blocked: {problem}")
         if "sd_model_checkpoint" in ours:
             try:
                 ours["sd_model_checkpoint"] = studio.set_checkpoint(str(ours["sd_model_checkpoint"]))

@@ -21,12 +21,13 @@ from modules.models.registry import CheckpointInfo, ModelNotFoundError, not_foun
 from modules.models.walk import walk_files
 
 __all__ = ["AUTOMATIC", "BUILTIN", "VAE_FOLDER", "VaeFile", "find_vae", "find_vae_files", "load_vae",
-           "resolve_vae_choice"]
+           "resolve_vae_choice", "vae_problem"]
 
 AUTOMATIC = "Automatic"
 BUILTIN = "None"
 #: The VAE folder as messages name it (relative: no message shows where the data dir is).
 VAE_FOLDER = "models/VAE"
+_NOT_A_VAE = "is not a VAE (no decoder weights)"
 
 
 @dataclass(frozen=True)
@@ -75,6 +76,18 @@ def find_vae(name: str, roots: Sequence[Path]) -> VaeFile:
     raise ModelNotFoundError(not_found_message("VAE", name, VAE_FOLDER, "GET /sdapi/v1/sd-vae"))
 
 
+def vae_problem(vae: VaeFile) -> str | None:
+    """Why ``vae`` cannot be loaded, from its header alone (an impostor, a truncated file, not a
+    VAE), in words without its path; None when it looks loadable."""
+    try:
+        header = read_safetensors_header(vae.path)
+    except ModelFileError as error:
+        return public_text(error.detail)
+    if not any(k.endswith("decoder.conv_in.weight") for k in header.tensors):
+        return _NOT_A_VAE
+    return None
+
+
 def load_vae(vae: VaeFile, family: ModelFamily, config_dir: Path | None, dtype: torch.dtype,
              device: torch.device) -> Any:
     """Load a VAE file (LDM layout, with or without the ``first_stage_model.`` prefix).
@@ -88,7 +101,7 @@ def load_vae(vae: VaeFile, family: ModelFamily, config_dir: Path | None, dtype: 
 
     header = read_safetensors_header(vae.path)
     if not any(k.endswith("decoder.conv_in.weight") for k in header.tensors):
-        raise ModelFileError(vae.path, "unsupported", "is not a VAE (no decoder weights)")
+        raise ModelFileError(vae.path, "unsupported", _NOT_A_VAE)
     config = (config_dir or family.config_dir) / "vae"
     try:
         model = AutoencoderKL.from_single_file(str(vae.path), config=str(config), local_files_only=True,

@@ -112,8 +112,11 @@ def test_a_hostile_or_missing_vae_is_a_422_naming_sd_vae(api: httpx.Client, host
         assert answer.status_code == 422, (name, answer.text[:400])
         assert "override_settings.sd_vae" in answer.json()["detail"], answer.text[:400]
         assert_reveals_nothing(answer, str(hostile_dir))
-        chosen = api.post("/sdapi/v1/options", json={"sd_vae": "missing-vae.safetensors"})
-        assert chosen.status_code == 422 and "sd_vae" in chosen.text
+        # Stored as the setting, a broken VAE would fail every job after it: refused as well.
+        chosen = api.post("/sdapi/v1/options", json={"sd_vae": name})
+        assert chosen.status_code == 422 and chosen.json()["detail"].startswith("sd_vae: "), (name, chosen.text)
+        assert_reveals_nothing(chosen, str(hostile_dir))
+    assert api.get("/sdapi/v1/options").json()["sd_vae"] == "Automatic"
     assert api.post("/sdapi/v1/txt2img", json=BASE).status_code == 200  # the server is fine
 
 
