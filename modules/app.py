@@ -64,11 +64,13 @@ def build_app_context(args: argparse.Namespace) -> AppContext:
     paths = DataPaths(args.data_dir.resolve()) if getattr(args, "data_dir", None) else DataPaths()
     roots = [paths.checkpoints, *[Path(d).expanduser().resolve() for d in getattr(args, "ckpt_dir", [])]]
     # The shipped demo model is listed everywhere but is the default only on a fresh install.
-    registry = CheckpointRegistry(roots, HashCache(paths.cache / "hashes.json"), fallback_roots=[DEMO_MODEL_DIR])
+    allow_pickle = getattr(args, "allow_pickle", False)
+    registry = CheckpointRegistry(roots, HashCache(paths.cache / "hashes.json"), fallback_roots=[DEMO_MODEL_DIR],
+                                  allow_pickle=allow_pickle)
     memory = MemoryPolicy.from_flags(getattr(args, "medvram", False), getattr(args, "lowvram", False))
     placement = choose_placement(getattr(args, "precision", "auto"), getattr(args, "no_half", False),
                                  getattr(args, "device", None), memory)
-    models = ModelManager(registry, placement, allow_pickle=getattr(args, "allow_pickle", False),
+    models = ModelManager(registry, placement, allow_pickle=allow_pickle,
                           vae_roots=[paths.vae, *_extra_dirs(args, VAE_DIRS)],
                           lora_roots=[paths.lora, *_extra_dirs(args, "lora_dir")],
                           embedding_roots=[paths.embeddings, *_extra_dirs(args, "embeddings_dir")])
@@ -76,7 +78,6 @@ def build_app_context(args: argparse.Namespace) -> AppContext:
         getattr(args, "listen", False), getattr(args, "share", False), getattr(args, "server_name", None),
         getattr(args, "enable_insecure_extension_access", False))
     disable = getattr(args, "disable_extensions", "none")
-    allow_pickle = getattr(args, "allow_pickle", False)
     # The extra folders come from A1111 flags (--vae-dir, --esrgan-models-path, --controlnet-dir, ...).
     upscalers = UpscalerLibrary([*paths.upscalers, *_extra_dirs(args, UPSCALER_DIRS)], allow_pickle,
                                 str(placement.device))

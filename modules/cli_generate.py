@@ -91,7 +91,9 @@ def run_generate(context: AppContext, payload: dict[str, Any], out: Path | None)
     request = img2img_request_from_api(payload) if is_img2img else txt2img_request_from_api(payload)
     exact = out is not None and out.suffix.lower() == ".png"
     targets = _exact_targets(out, request.images_per_job) if exact and out is not None else []
-    model = context.models.get(request.checkpoint, request.vae)
+    # The CLI's user owns the machine: their --model may be a path to a file anywhere.
+    checkpoint = context.registry.find(request.checkpoint, allow_path=True) if request.checkpoint else None
+    model = context.models.get(checkpoint, request.vae)
     file_format = image_format(Settings(), submission.output_overrides)
     if out is None:
         folder = "img2img-images" if is_img2img else "txt2img-images"
@@ -124,7 +126,8 @@ def _default_size(context: AppContext, payload: dict[str, Any], is_img2img: bool
         image = img2img_request_from_api({**payload, "width": 64, "height": 64}).init_images[0]
         return {"width": max(64, image.width // 8 * 8), "height": max(64, image.height // 8 * 8)}
     checkpoint = txt2img_request_from_api(payload).checkpoint
-    side = native_resolution(context.models.resolve(checkpoint))
+    side = native_resolution(context.models.resolve(context.registry.find(checkpoint, allow_path=True)
+                                                    if checkpoint else None))
     return {"width": side, "height": side}
 
 

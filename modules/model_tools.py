@@ -23,6 +23,7 @@ from modules.models.catalog import (
     read_details,
     save_user_metadata,
 )
+from modules.models.files import PICKLE_REFUSED, PICKLE_SUFFIXES
 from modules.models.install import (
     DEFAULT_DOWNLOAD_LIMITS,
     DownloadLimits,
@@ -89,7 +90,7 @@ class ModelTools:
             self._merge_lock.release()
         registry = self.context.registry
         registry.refresh()
-        return registry.title(registry.find(str(request.output)))
+        return registry.title(registry.find(request.output.stem))  # written into the first checkpoint folder
 
     def _checkpoint_path(self, field: str, title: str) -> Path | None:
         if not title or title == "None":
@@ -173,7 +174,21 @@ class ModelTools:
         else:
             threading.Thread(target=self._read_details, args=(missing,), name="model-details", daemon=True).start()
         with self._details_lock:
-            return [self._merged(e, self._details.get((e.path, e.mtime))) for e in listed]
+            merged = [self._merged(e, self._details.get((e.path, e.mtime))) for e in listed]
+        return [self._with_status(kind, entry) for entry in merged]
+
+    def _with_status(self, kind: str, entry: ModelEntry) -> ModelEntry:
+        """The entry with why it is blocked: the registry's verdict for checkpoints (so the
+        Models tab, ``/sd-models`` and ``/health`` agree), the pickle policy for the others."""
+        if kind == "checkpoints":
+            registry = self.context.registry
+            resolved = entry.path.resolve()
+            info = next((i for i in registry.items if i.path.resolve() == resolved), None)
+            reason = registry.blocked(info) if info is not None else None
+            return dataclasses.replace(entry, blocked=reason or entry.blocked)
+        if entry.path.suffix.lower() in PICKLE_SUFFIXES and not self.context.models.allow_pickle:
+            return dataclasses.replace(entry, blocked=PICKLE_REFUSED)
+        return entry
 
     def _read_details(self, entries: list[ModelEntry]) -> None:
         for entry in entries:
@@ -187,7 +202,7 @@ class ModelTools:
         if detailed is None:
             return listed
         return dataclasses.replace(detailed, short_hash=listed.short_hash, user_metadata=listed.user_metadata,
-                                   preview=listed.preview, size_bytes=listed.size_bytes)
+                                   preview=listed.preview, size_bytes=listed.size_bytes, blocked=detailed.blocked)
 
     def entry(self, kind: str, name: str) -> ModelEntry:
         """One file of the kind by its listed name. Raises ModelInstallError("name")."""

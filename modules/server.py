@@ -107,8 +107,14 @@ def launch_ui(args: argparse.Namespace) -> int:
 
     context = build_app_context(args)
     studio = Studio(context, SettingsStore(context.paths.root / "config.json"))
-    if args.ckpt:
-        studio.update_settings({"sd_model_checkpoint": args.ckpt})
+    if args.ckpt:  # the owner's flag may name a file anywhere (a client's request never may)
+        try:
+            info = context.registry.find(args.ckpt, allow_path=True)
+        except LookupError as error:
+            print(f"aigen: error: --ckpt: {error}", file=sys.stderr)
+            studio.close()
+            return 2
+        studio.update_settings({"sd_model_checkpoint": context.registry.title(info)})
     from fastapi import APIRouter
     from starlette.middleware import Middleware
 

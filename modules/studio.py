@@ -30,8 +30,10 @@ from modules.extensions.job_scripts import (
 from modules.extensions.loader import ExtensionInfo, ScriptCatalog
 from modules.extensions.manager import install_from_folder, install_from_git, read_disabled, write_disabled
 from modules.job_records import json_record, result_record
+from modules.model_references import check_model_references, is_checkpoint_failure, model_failure
 from modules.model_tools import ModelTools
-from modules.models.registry import CheckpointInfo, native_resolution
+from modules.models.files import ModelFileError, public_text
+from modules.models.registry import CheckpointInfo, ModelNotFoundError, native_resolution
 from modules.models.vae import AUTOMATIC, BUILTIN, find_vae_files
 from modules.processing.api_fields import TXT2IMG_API_FIELDS, txt2img_request_from_api, unknown_fields
 from modules.processing.api_fields_img2img import IMG2IMG_API_FIELDS, img2img_request_from_api
@@ -173,11 +175,15 @@ class Studio:
                            only_if_multiple=settings.grid_only_if_multiple, n_rows=settings.n_rows,
                            prevent_empty_spots=settings.grid_prevent_empty_spots)
 
-    def _model_for(self, request: Any) -> Any:
+    def _model_for(self, request: Any, fields: Mapping[str, str]) -> Any:
         """The loaded model a request names (checkpoint and VAE), or the settings' choice; the
-        first time a pipeline is seen, extensions' ``on_model_loaded`` callbacks get it."""
-        model = self.context.models.get(request.checkpoint or self.settings.sd_model_checkpoint or None,
-                                        request.vae if request.vae is not None else self.settings.sd_vae)
+        first time a pipeline is seen, extensions' ``on_model_loaded`` callbacks get it. A model
+        that fails to load is reported against the field that named it (``fields``)."""
+        models, checkpoint = self.context.models, request.checkpoint or self.settings.sd_model_checkpoint or None
+        try:
+            model = models.get(checkpoint, request.vae if request.vae is not None else self.settings.sd_vae)
+        except (ModelNotFoundError, ModelFileError) as error:
+            raise model_failure(error, request, is_checkpoint_failure(error, checkpoint, models), fields) from None
         if id(model.pipeline) not in self._announced_models:
             self._announced_models.add(id(model.pipeline))
             self.context.scripts.run_callbacks("on_model_loaded", model.pipeline)
@@ -203,7 +209,7 @@ class Studio:
             saved_hook = [_ImageSavedCallbacks(self.context.scripts)] if self.context.scripts.callbacks else []
             part = Job(request, [*job.hooks, *hooks, *saved_hook], job.on_progress, job.id, job.cancel)
             options = dataclasses.replace(output, save=output.save and save)
-            result = run_with_dynamic_prompts(run, self._model_for(request), part, options,
+            result = run_with_dynamic_prompts(run, self._model_for(request, job.model_fields), part, options,
                                               self.context.paths.wildcards)
             if grid is not None:
                 add_batch_grid(result, grid, HookDispatcher(saved_hook))
@@ -261,9 +267,10 @@ class Studio:
         if request.hires is not None and request.hires.upscaler not in self.hires_upscalers():
             raise RequestValidationError("hr_upscaler", f"no upscaler {request.hires.upscaler!r}; available: "
                                                         f"{', '.join(self.hires_upscalers())}")
+        fields = check_model_references(payload, request, self.context.registry, self.context.models.vae_roots)
         self._check_scripts(scripts, request)
         job = self._job(request, submission, scripts=scripts, save=_save_images(record["payload"]),
-                        grid=_wants_grid(record["payload"]), **_id(job_id))
+                        grid=_wants_grid(record["payload"]), model_fields=fields, **_id(job_id))
         return self._enqueue(job, "txt2img", record, job_id)
 
     def _check_scripts(self, scripts: JobScripts, request: Any) -> None:
@@ -301,9 +308,10 @@ class Studio:
         submission = self._read_submission(payload, IMG2IMG_API_FIELDS, "img2img")
         payload, scripts = self._job_scripts(submission.payload, is_img2img=True)
         request = img2img_request_from_api(payload, **setting_defaults(payload, self.settings))
+        fields = check_model_references(payload, request, self.context.registry, self.context.models.vae_roots)
         self._check_scripts(scripts, request)
         job = self._job(request, submission, scripts=scripts, save=_save_images(record["payload"]),
-                        grid=_wants_grid(record["payload"]), **_id(job_id))
+                        grid=_wants_grid(record["payload"]), model_fields=fields, **_id(job_id))
         return self._enqueue(job, "img2img", record, job_id)
 
     def _job_scripts(self, payload: Mapping[str, Any], is_img2img: bool) -> tuple[dict[str, Any], JobScripts]:
@@ -352,13 +360,14 @@ class Studio:
                                            "img2img")
         payload, scripts = self._job_scripts(submission.payload, is_img2img=True)
         template = img2img_request_from_api(payload, **setting_defaults(payload, self.settings))
+        fields = check_model_references(payload, template, self.context.registry, self.context.models.vae_roots)
         self._check_scripts(scripts, template)
         target = Path(output_dir.strip()).expanduser() if output_dir.strip() else self.output_folder(
             "outdir_img2img_samples")
         masks = Path(mask_dir.strip()).expanduser() if mask_dir.strip() else None
         request = batch_request(template, Path(input_dir.strip()).expanduser(), target, masks)
-        return self._enqueue(self._job(request, submission, scripts=scripts, **_id(job_id)), "img2img_batch", record,
-                             job_id)
+        return self._enqueue(self._job(request, submission, scripts=scripts, model_fields=fields, **_id(job_id)),
+                             "img2img_batch", record, job_id)
 
     def submit_extras(self, payload: Mapping[str, Any], images: Sequence[tuple[str, Image.Image]],
                       output_dir: str = "", *, job_id: str | None = None,
@@ -397,9 +406,9 @@ class Studio:
         if state == "running":
             self.jobs.mark_running(job_id)
         else:
-            self.jobs.mark_finished(job_id, state, status.error if status else None,
+            self.jobs.mark_finished(job_id, state, status.public_error if status else None,
                                     result_record(status.result if status else None),
-                                    status.error_code if status else None)
+                                    status.error_kind if status else None)
 
     def _recover_jobs(self) -> list[str]:
         """Queue again what the store says was waiting (or running) when the server stopped;
@@ -482,7 +491,8 @@ class Studio:
     # -- models -----------------------------------------------------------------------------
 
     def checkpoints(self) -> list[CheckpointInfo]:
-        return [info for info in self.context.registry.items if info.error is None]
+        """The checkpoints a job can load (blocked files are left out: ``registry.blocked``)."""
+        return self.context.registry.usable()
 
     def checkpoint_titles(self) -> list[str]:
         """A1111 titles; hashes appear once computed (listing never hashes gigabytes)."""
@@ -512,7 +522,10 @@ class Studio:
 
     def set_checkpoint(self, title: str) -> str:
         """Make ``title`` the checkpoint of new jobs (persisted like A1111's quicksetting)."""
-        info = self.context.registry.find(title)
+        info = self.context.registry.find(title)  # a name: a client never names a path
+        reason = self.context.registry.blocked(info)
+        if reason is not None:
+            raise ModelNotFoundError(f"the checkpoint {info.name!r} is blocked: {reason}")
         full_title = self.context.registry.title(info, compute_hash=True)
         self.update_settings({"sd_model_checkpoint": full_title})
         return full_title
@@ -524,8 +537,9 @@ class Studio:
             self.ensure_libraries()
             try:
                 self.context.models.get(self.settings.sd_model_checkpoint or None, self.settings.sd_vae)
-            except Exception as error:  # reported in the UI; the server keeps running
-                self.model_error = str(error).splitlines()[0]
+            except Exception as error:  # reported in the UI and /health; the server keeps running
+                message = error.public_message if isinstance(error, ModelFileError) else public_text(str(error))
+                self.model_error = message.splitlines()[0] if message else type(error).__name__
                 logger.warning("default checkpoint not loaded: %s", self.model_error)
 
         thread = threading.Thread(target=load, name="aigen-model-load", daemon=True)

@@ -129,3 +129,30 @@ def test_merging_only_where_the_server_allows_installing(two_models: Studio) -> 
     with pytest.raises(gr.Error, match="--enable-insecure-extension-access"):
         run_merge(two_models, _fields())
     assert sorted(p.name for p in two_models.context.paths.checkpoints.iterdir()) == before
+
+
+def test_the_models_tab_shows_blocked_files_with_their_reason(studio: Studio) -> None:
+    from modules.ui.models_tab import TABLE_HEADERS, table_rows
+    from tests.security.hostile_files import write_hostile_checkpoints
+
+    folder = studio.context.paths.checkpoints
+    write_hostile_checkpoints(folder, folder / "tiny-sd15.safetensors")
+    (studio.context.paths.lora / "lfs.safetensors").parent.mkdir(parents=True, exist_ok=True)
+    (studio.context.paths.lora / "lfs.safetensors").write_text("version https://git-lfs.github.com/spec/v1\n")
+    studio.context.registry.refresh()
+    rows = table_rows(studio.model_tools.entries("checkpoints"))
+    status = {row[0]: row[TABLE_HEADERS.index("Status")] for row in rows}
+    assert status["tiny-sd15"] == "ok" and status["af-partial"] == "ok"  # only loading finds that one out
+    assert status["aa-pickle"].startswith("blocked: is a pickle file") and "git-lfs" in status["ab-lfs-pointer"]
+    assert all(status[name].startswith("blocked: ") for name in ("ac-truncated", "ad-html-page", "ae-not-a-model"))
+    assert str(folder) not in "".join(status.values())
+    assert "aa-pickle" not in [info.name for info in studio.checkpoints()]  # nor in any dropdown
+    lora = table_rows(studio.model_tools.entries("lora"))[0]
+    assert lora[0] == "lfs" and "git-lfs" in lora[TABLE_HEADERS.index("Status")]
+
+
+def test_the_merger_takes_model_names_only(studio: Studio) -> None:
+    path = str(studio.context.paths.checkpoints / "tiny-sd15.safetensors")
+    with pytest.raises(gr.Error, match="primary_model") as caught:
+        run_merge(studio, _fields(primary_model=path, secondary_model=""))
+    assert str(studio.context.paths.root) not in str(caught.value)

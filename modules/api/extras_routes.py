@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 from fastapi import APIRouter, Body, HTTPException
 
 from modules.api.jobs import failed_job_error, http_error
+from modules.models.files import ModelFileError
 from modules.models.memory import memory_usage
 from modules.processing.errors import ProcessingError, RequestValidationError
 from modules.processing.hires import LATENT_UPSCALE_MODES
@@ -34,8 +35,10 @@ def _run(studio: Studio, submit: Callable[[], str]) -> JobStatus:
     except (RequestValidationError, ProcessingError) as error:
         raise http_error(error) from None
     status = studio.wait(job_id)
+    if status.state == "failed":  # 422 for an upscaler file that will not load, 500 for our faults
+        raise failed_job_error(status)
     if status.result is None:
-        raise failed_job_error(status, "extras failed")  # 507 when the disk was full
+        raise HTTPException(409, f"job {job_id} was cancelled before it started")
     return status
 
 
@@ -118,5 +121,8 @@ def add_extras_routes(router: APIRouter, studio: Studio, decode: Callable[[Any, 
     @router.post("/reload-checkpoint")
     def reload_checkpoint() -> dict[str, Any]:
         studio.ensure_libraries()
-        studio.context.models.reload_current()
+        try:
+            studio.context.models.reload_current()
+        except ModelFileError as error:  # the file changed on disk into one that will not load
+            raise HTTPException(503, f"the checkpoint {error.public_message}") from None
         return {}

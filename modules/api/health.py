@@ -31,8 +31,9 @@ def _gpu() -> dict[str, Any] | None:
 
 def health_report(studio: Studio, started_at: float) -> dict[str, Any]:
     """Version, uptime (s), device, torch/CUDA versions, GPU, loaded model(s), queue length, and
-    the problems a monitor should see: the default model's (``model_error``) and an unreadable
-    ``config.json``'s (``config_error``); each None when there is none."""
+    the problems a monitor should see: the default model's (``model_error``), an unreadable
+    ``config.json``'s (``config_error``; each None when there is none) and the checkpoints that
+    are blocked (``blocked_models``)."""
     models = studio.context.models
     return {
         "status": "ok",
@@ -49,6 +50,9 @@ def health_report(studio: Studio, started_at: float) -> dict[str, Any]:
         "model_error": studio.model_error,
         # An unreadable config.json: what was wrong and what the server uses instead (no folder named).
         "config_error": studio.store.config_error,
+        # Files in the checkpoint folders that cannot be loaded, and why (names only, no paths).
+        "blocked_models": [{"name": info.name, "reason": reason} for info in studio.context.registry.items
+                           if (reason := studio.context.registry.blocked(info)) is not None],
     }
 
 

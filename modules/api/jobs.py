@@ -77,10 +77,12 @@ def storage_full_handlers() -> dict[Any, Callable[[Request, Exception], Any]]:
 
 
 def failed_job_error(status: JobStatus, fallback: str = "generation failed") -> HTTPException:
-    """The HTTP answer to a job that failed: 507 when the disk was full, else a server fault (500)."""
-    if status.error_code == StorageFullError.code:
-        return HTTPException(INSUFFICIENT_STORAGE, status.error or fallback)
-    return HTTPException(500, status.error or fallback)
+    """The HTTP answer to a job that failed: 422 when the request was at fault (a bad value, a
+    model it named that would not load), 503 when the server's own settings name a broken
+    model, 507 when a write found the disk full, and 500 with a generic message for a fault of
+    the server."""
+    status_code = {"invalid_request": 422, "unavailable": 503, StorageFullError.code: INSUFFICIENT_STORAGE}
+    return HTTPException(status_code.get(status.error_kind or "", 500), status.public_error or fallback)
 
 
 def _submit(studio: Studio, kind: Any, payload: Any, decode: Callable[[Any, str], Any]) -> str:
@@ -119,7 +121,8 @@ def describe_job(studio: Studio, job_id: str) -> dict[str, Any]:
         raise HTTPException(404, f"no job {job_id!r}")
     body: dict[str, Any] = stored.summary() if stored else {"id": job_id, "kind": None}
     if status is not None:
-        body.update(state=status.state, position=status.position, error=status.error, error_code=status.error_code,
+        body.update(state=status.state, position=status.position, error=status.public_error,
+                    error_code=status.error_kind,
                     warnings=list(status.warnings),
                     progress={"step": status.step, "total_steps": status.total_steps, "fraction": status.fraction,
                               "eta_s": status.eta_s, "batch": status.batch_index, "batch_count": status.batch_count})

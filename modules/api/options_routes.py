@@ -29,6 +29,7 @@ from modules.a1111_options import (
     A1111_RESTRICTED_OPTIONS,
     a1111_option_defaults,
 )
+from modules.models.vae import AUTOMATIC, BUILTIN, find_vae, vae_problem
 from modules.settings import FOLDER_SETTINGS, SETTINGS_BY_KEY, coerce_setting
 
 if TYPE_CHECKING:
@@ -37,6 +38,8 @@ if TYPE_CHECKING:
 __all__ = ["CONFIG_ERROR_HEADER", "add_options_routes", "current_options"]
 
 logger = logging.getLogger(__name__)
+#: Options that name a model: a name looked up in the model folders, never a path.
+_MODEL_OPTIONS = ("sd_model_checkpoint", "sd_vae")
 
 #: The response header of ``GET /options`` that says why ``config.json`` could not be used.
 CONFIG_ERROR_HEADER = "X-AIGen-Config-Error"
@@ -68,9 +71,11 @@ def _checked(studio: Studio, changes: Mapping[str, Any]) -> tuple[dict[str, Any]
         if key in A1111_API_RESTRICTED_OPTIONS:  # A1111 leaves these unchanged over the API, silently
             warnings.append(f"{key}: not settable over the API; ignored")
             continue
+        if key in _MODEL_OPTIONS and not isinstance(value, str):
+            raise HTTPException(422, f"{key}: must be a model name (a string), got {type(value).__name__}")
         try:
-            if key in SETTINGS_BY_KEY:
-                ours[key] = value if key == "sd_model_checkpoint" else coerce_setting(key, value)
+            if key in SETTINGS_BY_KEY:  # models are looked up by name below, not read as values here
+                ours[key] = value if key in _MODEL_OPTIONS else coerce_setting(key, value)
             elif key in extension_specs:
                 extension[key] = extension_specs[key].coerce(value, key)
             elif key in A1111_OPTION_DEFAULTS:
@@ -98,6 +103,15 @@ def add_options_routes(router: APIRouter, studio: Studio) -> None:
         if not isinstance(changes, Mapping):
             raise HTTPException(422, "body: must be a JSON object of option keys and values")
         ours, extension, a1111_only, warnings = _checked(studio, changes)
+        # Models by name only, looked up in the folders (the message shows no server path).
+        if ours.get("sd_vae") not in (None, "", AUTOMATIC, BUILTIN):
+            try:
+                vae = find_vae(ours["sd_vae"], studio.context.models.vae_roots)
+            except LookupError as error:
+                raise HTTPException(422, f"sd_vae: {error}") from None
+            problem = vae_problem(vae)  # stored, a broken VAE would fail every job after it
+            if problem is not None:
+                raise HTTPException(422, f"sd_vae: the VAE {vae.name!r} is blocked: {problem}")
         if "sd_model_checkpoint" in ours:
             try:
                 ours["sd_model_checkpoint"] = studio.set_checkpoint(str(ours["sd_model_checkpoint"]))

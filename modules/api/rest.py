@@ -82,8 +82,8 @@ def _generate(payload: Any, submit: Callable[[dict[str, Any]], str], studio: Stu
     except (RequestValidationError, ProcessingError) as error:
         raise http_error(error) from None  # 422/413 naming the field, 429 when the queue is full
     status = studio.wait(job_id)
-    if status.state == "failed":
-        raise failed_job_error(status)  # 507 when the disk was full, else 500
+    if status.state == "failed":  # 422 for the request's mistake (a model it named), 507 disk full, 500 ours
+        raise failed_job_error(status)
     if status.result is None:  # cancelled while waiting in the queue: nothing was made
         raise HTTPException(409, f"job {job_id} was cancelled before it started")
     started = dt.datetime.now() - dt.timedelta(seconds=status.elapsed_s)
@@ -173,11 +173,15 @@ def _model_routes(router: APIRouter, studio: Studio) -> None:
                  "default_rho": DEFAULT_RHO.get(t, -1)} for t in SCHEDULE_TYPES]
 
     @router.get("/sd-models")
-    def sd_models() -> list[dict[str, Any]]:
+    def sd_models(include_blocked: bool = False) -> list[dict[str, Any]]:
+        """A1111's list: the loadable checkpoints (clients pick from it); ``include_blocked``
+        adds the files that cannot be loaded, each with its ``blocked`` reason."""
         registry = studio.context.registry
+        listed = registry.items if include_blocked else studio.checkpoints()
         return [{"title": registry.title(info), "model_name": info.path.stem, "filename": str(info.path),
-                 "hash": registry.hashes.cached_short_hash(info.path), "sha256": None, "config": None}
-                for info in studio.checkpoints()]
+                 "hash": registry.hashes.cached_short_hash(info.path), "sha256": None, "config": None,
+                 **({"blocked": registry.blocked(info)} if include_blocked else {})}
+                for info in listed]
 
     @router.get("/scripts")
     def scripts() -> dict[str, list[str]]:

@@ -21,7 +21,13 @@ from types import MappingProxyType
 from typing import Any
 
 from modules.models.families import UnknownFamilyError, detect_diffusers_family, detect_family
-from modules.models.files import SAFETENSORS_SUFFIXES, ModelFileError, SafetensorsHeader, read_safetensors_header
+from modules.models.files import (
+    SAFETENSORS_SUFFIXES,
+    ModelFileError,
+    SafetensorsHeader,
+    public_text,
+    read_safetensors_header,
+)
 from modules.models.hashing import HashCache
 from modules.models.install import MODEL_SUFFIXES, ModelInstallError
 from modules.models.walk import FoundFile, folder_size, walk_files
@@ -62,6 +68,8 @@ class ModelEntry:
     both "" when unknown or not read. ``short_hash``: cached only, else None. ``metadata``: the
     safetensors ``__metadata__``; ``training``: its ``TRAINING_KEYS``; ``trained_words``: top
     ``ss_tag_frequency`` tags. ``user_metadata``: the sidecar's A1111 fields as strings.
+    ``blocked``: why the file cannot be loaded (broken, an impostor, a refused pickle), in words
+    without its path; "" when it can.
     """
 
     kind: str
@@ -78,6 +86,7 @@ class ModelEntry:
     preview: Path | None = None
     user_metadata: Mapping[str, str] = field(default_factory=dict)
     has_details: bool = False
+    blocked: str = ""
 
     @property
     def trigger_words(self) -> str:
@@ -172,8 +181,8 @@ def read_details(entry: ModelEntry) -> ModelEntry:
         return replace(entry, has_details=True)
     try:
         header = read_safetensors_header(entry.path)
-    except ModelFileError:
-        return replace(entry, has_details=True)
+    except ModelFileError as error:
+        return replace(entry, has_details=True, blocked=public_text(error.detail))
     family, base = _family(entry.kind, header)
     metadata = {str(k): str(v) for k, v in header.metadata.items()}
     return replace(entry, family=family, base=base, metadata=metadata, has_details=True,

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import struct
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -19,6 +20,7 @@ import torch
 
 __all__ = [
     "MAX_HEADER_BYTES",
+    "PICKLE_REFUSED",
     "PICKLE_SUFFIXES",
     "SAFETENSORS_SUFFIXES",
     "ModelFileError",
@@ -26,6 +28,7 @@ __all__ = [
     "check_model_content",
     "load_pickle",
     "load_state_dict",
+    "public_text",
     "read_safetensors_header",
 ]
 
@@ -38,6 +41,24 @@ _DTYPE_BYTES = {
 MAX_HEADER_BYTES = 100 * 1024 * 1024
 SAFETENSORS_SUFFIXES = (".safetensors", ".sft")
 PICKLE_SUFFIXES = (".ckpt", ".pt", ".pth", ".bin")
+#: Why a pickle file is not loaded without ``--allow-pickle`` (the one wording everywhere).
+PICKLE_REFUSED = ("is a pickle file, which can run code when loaded; convert it to .safetensors, or start with "
+                  "--allow-pickle to load it with torch.load(weights_only=True)")
+
+# Terminal colour and cursor codes (libraries put them in exception text, e.g. torch.load's
+# weights_only message), and absolute paths of either style (POSIX, Windows drive or share).
+_ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]|\x1b[@-_]")
+_PATH_PART = r"[^\s'\"`:;,()<>\[\]]"
+_ABSOLUTE_PATH = re.compile(rf"(?<![\w:/.~-])(?:[A-Za-z]:[\\/]|\\\\|/)(?:{_PATH_PART}+[\\/])+({_PATH_PART}*)")
+
+
+def public_text(text: str) -> str:
+    """``text`` fit for a client: no terminal codes, and each absolute path cut to its last part.
+
+    Library messages (diffusers, torch, spandrel) name files by their full path and some
+    colour their text; neither may reach an API client or a browser on another machine.
+    """
+    return _ABSOLUTE_PATH.sub(lambda match: match.group(1), _ANSI.sub("", text))
 
 
 class ModelFileError(Exception):
@@ -54,6 +75,12 @@ class ModelFileError(Exception):
         self.path = Path(path)
         self.kind = kind
         self.detail = detail
+
+    @property
+    def public_message(self) -> str:
+        """The message for a client: the file's name (never its folder) and the detail, with no
+        paths or terminal codes in it. ``str()`` starts with the full path: that is for the log."""
+        return f"{self.path.name}: {public_text(self.detail)}"
 
 
 @dataclass(frozen=True)
@@ -183,13 +210,16 @@ def load_pickle(path: Path, allow_pickle: bool, device: str = "cpu") -> Any:
             than tensors and plain containers ("pickle_unsafe").
     """
     if not allow_pickle:
-        raise ModelFileError(path, "pickle_refused", "is a pickle file, which can run code when loaded; "
-                             "convert it to .safetensors, or start with --allow-pickle to load it "
-                             "with torch.load(weights_only=True)")
+        raise ModelFileError(path, "pickle_refused", PICKLE_REFUSED)
     try:
         return torch.load(str(path), map_location=device, weights_only=True)
     except Exception as error:  # weights_only raises UnpicklingError and others on unsafe content
-        raise ModelFileError(path, "pickle_unsafe", f"could not be loaded safely: {error}") from None
+        # torch's own text is pages long, bold in terminal codes, and tells users to turn the
+        # safety off; what matters is which object it refused, when it names one.
+        named = re.search(r"GLOBAL (\S+) was not an allowed global", str(error))
+        what = f" (it holds {named.group(1)})" if named else ""
+        raise ModelFileError(path, "pickle_unsafe", f"holds more than tensors{what}, so it was not loaded: "
+                             "torch.load(weights_only=True) refuses objects that could run code") from None
 
 
 _ZIP_MAGIC = b"PK\x03\x04"  # torch.save's format since PyTorch 1.6

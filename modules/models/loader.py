@@ -17,8 +17,8 @@ from typing import Any
 import torch
 
 from modules.models.embeddings import EmbeddingLibrary
-from modules.models.families import ModelFamily, detect_family
-from modules.models.files import ModelFileError, load_state_dict, read_safetensors_header
+from modules.models.families import ModelFamily, UnknownFamilyError, detect_family
+from modules.models.files import ModelFileError, load_state_dict, public_text, read_safetensors_header
 from modules.models.lora import LoraLibrary
 from modules.models.memory import MemoryPolicy
 from modules.models.registry import CheckpointInfo
@@ -128,7 +128,10 @@ def _safetensors_source(info: CheckpointInfo, allow_pickle: bool, scratch: Path)
     from safetensors.torch import save_file
 
     state = load_state_dict(info.path, allow_pickle=allow_pickle)
-    family = detect_family(lambda key: key in state, lambda key: tuple(state[key].shape) if key in state else None)
+    try:
+        family = detect_family(lambda key: key in state, lambda key: tuple(state[key].shape) if key in state else None)
+    except UnknownFamilyError as error:
+        raise ModelFileError(info.path, "unsupported", str(error)) from None
     converted = scratch / (info.path.stem + ".safetensors")
     save_file({k: v.contiguous() for k, v in state.items()}, str(converted))
     return converted, family
@@ -173,6 +176,7 @@ def _prediction_type(info: CheckpointInfo, family: ModelFamily, has_v_key: bool,
 
 def _from_single_file(info: CheckpointInfo, allow_pickle: bool, dtype: torch.dtype) -> tuple[Any, ModelFamily]:
     import diffusers
+    from diffusers.loaders.single_file_utils import SingleFileComponentError
 
     with tempfile.TemporaryDirectory(prefix="aigen-convert-") as scratch:
         source, family = _safetensors_source(info, allow_pickle, Path(scratch))
@@ -185,12 +189,14 @@ def _from_single_file(info: CheckpointInfo, allow_pickle: bool, dtype: torch.dty
                 str(source), config=str(config_dir), local_files_only=True, torch_dtype=dtype,
                 safety_checker=None, feature_extractor=None, **_tokenizers(family),
             )
-        except NotImplementedError:  # torch refuses to copy weights that were never loaded
+        except (NotImplementedError, SingleFileComponentError):
+            # torch refuses to copy weights that were never loaded; diffusers finds a whole
+            # component (text encoder, VAE) missing: a partial file either way.
             raise ModelFileError(info.path, "incomplete", f"lacks weights of a {family.label} checkpoint "
                                  "(truncated export or a partial file)") from None
         except (RuntimeError, KeyError, ValueError, OSError) as error:
             raise ModelFileError(info.path, "unsupported", f"could not be loaded as {family.label} "
-                                 f"with configs from {config_dir}: {error}") from None
+                                 f"with the {config_dir.name} configs: {public_text(str(error))}") from None
     prediction = _prediction_type(info, family, has_v_key, pipeline.unet)
     if prediction is not None:
         pipeline.scheduler = pipeline.scheduler.from_config(pipeline.scheduler.config, prediction_type=prediction)

@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 
 from modules.models.embeddings import EmbeddingLibrary
-from modules.models.files import PICKLE_SUFFIXES, ModelFileError
+from modules.models.files import PICKLE_REFUSED, PICKLE_SUFFIXES, ModelFileError
 from modules.models.loader import LoadedModel, load_checkpoint
 from modules.models.lora import LoraLibrary
 from modules.models.memory import MemoryPolicy
@@ -100,8 +100,11 @@ class ModelManager:
         self._loaded_names: tuple[str, ...] = ()
         self._lock = threading.RLock()
 
-    def resolve(self, query: str | None) -> CheckpointInfo:
-        """The checkpoint a request names: by name/title/hash/path, else the current one."""
+    def resolve(self, query: str | CheckpointInfo | None) -> CheckpointInfo:
+        """The checkpoint a request names: by name/title/hash (a ``CheckpointInfo`` the owner's
+        CLI found by path as it is), else the current one, else the registry's default."""
+        if isinstance(query, CheckpointInfo):
+            return query
         if query:
             return self.registry.find(query)
         with self._lock:
@@ -109,12 +112,13 @@ class ModelManager:
                 return next(reversed(self._loaded.values())).info
         return self.registry.default()
 
-    def get(self, query: str | None = None, vae: str | None = None) -> LoadedModel:
+    def get(self, query: str | CheckpointInfo | None = None, vae: str | None = None) -> LoadedModel:
         """The loaded model for ``query`` (see ``resolve``), loading it if needed, with the VAE
         ``vae`` ("Automatic" when None, "None" for the checkpoint's own, or a file name) in place.
+        With no ``query``, a default that fails to load is blocked and the next one is tried.
 
         Raises:
-            ModelNotFoundError: no such checkpoint or VAE. ModelFileError: a broken file.
+            ModelNotFoundError: no such checkpoint or VAE. ModelFileError: a broken or refused file.
         """
         info = self.resolve(query)
         key = str(info.path)
@@ -127,8 +131,15 @@ class ModelManager:
                     self._unload(next(iter(self._loaded)))
                 short_hash = self.registry.short_hash(info)
                 placement = self.placement
-                self._loaded[key] = load_checkpoint(info, placement.device, placement.dtype, short_hash,
-                                                    self.allow_pickle, placement.memory)
+                try:
+                    self._loaded[key] = load_checkpoint(info, placement.device, placement.dtype, short_hash,
+                                                        self.allow_pickle, placement.memory)
+                except ModelFileError as error:  # blocked from now on, so it is never the default again
+                    self.registry.record_load_failure(info, error.detail)
+                    if query is None or isinstance(query, str) and not query:
+                        logger.warning("default checkpoint %s not loaded (%s); trying the next", info.name, error)
+                        return self.get(None, vae)  # each failure blocks one more file: this ends
+                    raise
                 self._loaded_names = tuple(m.name for m in self._loaded.values())
             model = self._loaded[key]
             model.loras, model.embeddings = self.loras, self.embeddings
@@ -156,17 +167,16 @@ class ModelManager:
             current = next(reversed(self._loaded.values()), None)
             if current is None:
                 return None
-            path, vae = current.info.path, current.vae_file
+            info, vae = current.info, current.vae_file
             self.unload_all()
             self.registry.refresh()
-            return self.get(str(path), vae.name if vae is not None else BUILTIN)
+            return self.get(info, vae.name if vae is not None else BUILTIN)
 
     def _refuse_known_failures(self, info: CheckpointInfo) -> None:
+        if info.path.suffix.lower() in PICKLE_SUFFIXES and not self.allow_pickle:
+            raise ModelFileError(info.path, "pickle_refused", PICKLE_REFUSED)
         if info.error is not None:
             raise ModelFileError(info.path, "unsupported", info.error)
-        if info.path.suffix.lower() in PICKLE_SUFFIXES and not self.allow_pickle:
-            raise ModelFileError(info.path, "pickle_refused", "is a pickle file, which can run code when loaded; "
-                                 "convert it to .safetensors, or start with --allow-pickle")
 
     def _use_vae(self, model: LoadedModel, choice: str | None) -> None:
         """Put the chosen VAE into the model's pipeline (the checkpoint's own one when None)."""

@@ -21,6 +21,11 @@ class RequestValidationError(ProcessingError, ValueError):
         self.message = message
 
 
+class ModelUnavailableError(ProcessingError):
+    """A model the server's own settings chose (not the request) cannot be used: the server is
+    set up wrong, not the client. The message names the model, never its path."""
+
+
 class JobInterrupted(ProcessingError):
     """The job's cancel token was interrupted; raised inside the loop, caught by the runner."""
 

@@ -110,6 +110,10 @@ class Job:
     # A1111 options the submission overrides for this job alone (``override_settings``) that
     # decide how the studio saves and encodes its images; the engine never looks at them.
     output_overrides: Mapping[str, Any] = field(default_factory=dict)
+    # The API field that named each model of the request ("checkpoint" ->
+    # "override_settings.sd_model_checkpoint"), so a model that fails to load is reported
+    # against the field the client wrote.
+    model_fields: Mapping[str, str] = field(default_factory=dict)
 
     def elapsed_s(self) -> float:
         return time.monotonic() - self.started_at

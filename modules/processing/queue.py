@@ -31,11 +31,20 @@ from typing import Any, Literal
 
 import torch
 
-from modules.processing.errors import JobInterrupted, ProcessingError
+from modules.models.files import ModelFileError
+from modules.models.registry import ModelNotFoundError
+from modules.processing.errors import (
+    JobInterrupted,
+    ModelUnavailableError,
+    ProcessingError,
+    RequestValidationError,
+    StorageFullError,
+)
 from modules.processing.eta import remaining_s
 from modules.processing.job import Job, ProgressUpdate
 
 __all__ = [
+    "ERROR_KINDS",
     "FINISHED_STATES",
     "WORKER_THREAD_NAME",
     "JobQueue",
@@ -43,6 +52,8 @@ __all__ = [
     "JobStatus",
     "QueueClosedError",
     "QueueFullError",
+    "SERVER_FAULT",
+    "classify_failure",
 ]
 
 logger = logging.getLogger(__name__)
@@ -50,6 +61,15 @@ logger = logging.getLogger(__name__)
 JobState = Literal["queued", "running", "done", "failed", "interrupted", "cancelled"]
 FINISHED_STATES: frozenset[str] = frozenset({"done", "failed", "interrupted", "cancelled"})
 WORKER_THREAD_NAME = "aigen-worker"
+#: What made a job fail: the request ("invalid_request": a bad value or a model it named that
+#: cannot be used; HTTP 422), the server's set-up ("unavailable": the settings' model is broken;
+#: 503), a write that found no room ("storage_full": 507, ``StorageFullError``), or a fault of the
+#: server ("server": 500, and clients see only ``SERVER_FAULT``).
+ERROR_KINDS = ("invalid_request", "unavailable", StorageFullError.code, "server")
+#: The kinds whose message is written for clients (no server paths, no library text).
+_PUBLIC_KINDS = frozenset(ERROR_KINDS) - {"server"}
+#: What clients are told of a server fault; the log has the exception.
+SERVER_FAULT = "the server failed to run this job (an internal error; the server's log has the details)"
 
 
 class QueueFullError(ProcessingError):
@@ -82,17 +102,42 @@ class JobStatus:
     elapsed_s: float = 0.0
     result: Any = None
     error: str | None = None
-    #: The failure's kind when the engine raised a typed error that has one ("storage_full").
-    error_code: str | None = None
     preview_latents: torch.Tensor | None = field(default=None, repr=False)
     family: str | None = None
     #: What the API reader ignored in the submission (``Job.warnings``).
     warnings: tuple[str, ...] = ()
+    #: For a failed job, one of ``ERROR_KINDS``.
+    error_kind: str | None = None
 
     @property
     def is_finished(self) -> bool:
         """True for done, failed, interrupted and cancelled."""
         return self.state in FINISHED_STATES
+
+    @property
+    def public_error(self) -> str | None:
+        """The error as any client may read it: the message of a request's or set-up's mistake
+        (written without server paths), and only ``SERVER_FAULT`` for a fault of the server."""
+        if self.error is None or self.error_kind in _PUBLIC_KINDS:
+            return self.error
+        return SERVER_FAULT
+
+
+def classify_failure(error: BaseException) -> tuple[str, str]:
+    """``(kind, message)`` of a job's exception (see ``ERROR_KINDS``); only a server fault's
+    message may hold library text or paths, and it is for the log."""
+    if isinstance(error, StorageFullError):  # says what could not be written, never where
+        return StorageFullError.code, str(error)
+    if isinstance(error, RequestValidationError):
+        return "invalid_request", f"{error.field}: {error.message}"
+    if isinstance(error, ModelFileError):  # an upscaler, ControlNet ... the request named
+        return "invalid_request", f"the model file {error.public_message}"
+    if isinstance(error, ModelNotFoundError):  # a name a script varied (X/Y/Z): written without paths
+        return "invalid_request", str(error)
+    if isinstance(error, ModelUnavailableError):
+        return "unavailable", str(error)
+    message = str(error)
+    return "server", f"{type(error).__name__}: {message}" if message else type(error).__name__
 
 
 @dataclass
@@ -332,17 +377,18 @@ class JobQueue:
         return JobStatus(job_id, "queued", position, warnings=entry.job.warnings,
                          **_progress_fields(entry, 0.0, False))
 
-    def _final_status(self, entry: _Entry, state: JobState, result: Any, error: str | None,
-                      error_code: str | None = None) -> JobStatus:
+    def _final_status(self, entry: _Entry, state: JobState, result: Any, error: tuple[str, str] | None,
+                      ) -> JobStatus:
         elapsed = 0.0 if entry.started_at is None else time.monotonic() - entry.started_at
         fields = _progress_fields(entry, elapsed, keep_latents=False)
         if state == "done":
             fields.update(fraction=1.0, eta_s=0.0)
-        return JobStatus(entry.job.id, state, None, elapsed_s=elapsed, result=result, error=error,
-                         error_code=error_code, warnings=entry.job.warnings, **fields)
+        kind, message = error if error is not None else (None, None)
+        return JobStatus(entry.job.id, state, None, elapsed_s=elapsed, result=result, error=message,
+                         warnings=entry.job.warnings, error_kind=kind, **fields)
 
-    def _finish_locked(self, entry: _Entry, state: JobState, result: Any = None, error: str | None = None,
-                       final: JobStatus | None = None) -> None:
+    def _finish_locked(self, entry: _Entry, state: JobState, result: Any = None,
+                       error: tuple[str, str] | None = None, final: JobStatus | None = None) -> None:
         job_id = entry.job.id
         entry.final = final or self._final_status(entry, state, result, error)
         entry.progress = entry.first_progress = None  # drop the latents; the result holds the images
@@ -376,23 +422,23 @@ class JobQueue:
                 self._changed.notify_all()
                 return entry
 
-    def _execute(self, job: Job) -> tuple[JobState, Any, str | None, str | None]:
-        """Run one job; never raises, so the worker thread survives any job. Returns the state,
-        the result, the error message and the error's ``code`` (typed engine errors that have one)."""
+    def _execute(self, job: Job) -> tuple[JobState, Any, tuple[str, str] | None]:
+        """Run one job; never raises, so the worker thread survives any job. A failure comes
+        back as ``(kind, message)`` (``classify_failure``)."""
         try:
             result = self._run(job)
         except JobInterrupted:
-            return "interrupted", None, None, None
+            return "interrupted", None, None
         except BaseException as error:  # noqa: BLE001 - a job calling sys.exit() must not kill the worker
-            logger.exception("job %s failed", job.id)
-            code = getattr(error, "code", None) if isinstance(error, ProcessingError) else None
-            if isinstance(code, str):  # a typed error with a code words itself for people
-                return "failed", None, str(error), code
-            message = str(error)
-            return "failed", None, f"{type(error).__name__}: {message}" if message else type(error).__name__, None
+            kind, message = classify_failure(error)
+            if kind == "server":
+                logger.exception("job %s failed", job.id)
+            else:  # the client's (or the set-up's) mistake: one line, no traceback
+                logger.warning("job %s refused: %s", job.id, message)
+            return "failed", None, (kind, message)
         if getattr(result, "interrupted", False) is True:
-            return "interrupted", result, None, None
-        return "done", result, None, None
+            return "interrupted", result, None
+        return "done", result, None
 
     def _notify(self, job_id: str, state: str, status: JobStatus | None) -> None:
         if self._on_state is None:
@@ -405,9 +451,9 @@ class JobQueue:
     def _work(self) -> None:
         while (entry := self._take_next()) is not None:
             self._notify(entry.job.id, "running", None)
-            state, result, error, code = self._execute(entry.job)
+            state, result, error = self._execute(entry.job)
             with self._changed:
-                final = self._final_status(entry, state, result, error, code)
+                final = self._final_status(entry, state, result, error)
             # Recorded before anyone waiting is woken, so whoever sees the job end finds it stored.
             self._notify(entry.job.id, state, final)
             with self._changed:

@@ -60,7 +60,7 @@ def _generate(studio: Studio, submit: Callable[[dict[str, Any]], str], payload: 
         raise gr.Error(str(error)) from None
     status = studio.wait(job_id)
     if status.state == "failed":
-        raise gr.Error(status.error or "generation failed")
+        raise gr.Error(status.public_error or "generation failed")
     result = status.result
     if result is None:
         raise gr.Error(f"job {job_id} was cancelled before it started")
@@ -81,7 +81,7 @@ def _status_dict(studio: Studio, job_id: str) -> dict[str, Any]:
     return {
         "job_id": status.job_id, "state": status.state, "position": status.position, "step": status.step,
         "total_steps": status.total_steps, "progress": status.fraction, "eta": status.eta_s,
-        "error": status.error,
+        "error": status.public_error,
     }
 
 

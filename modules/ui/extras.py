@@ -85,7 +85,7 @@ def run_extras_job(studio: Studio, mode: str, image: Image.Image | str | None, f
         raise gr.Error(str(error)) from None
     status = studio.wait(job_id)
     if status.result is None:
-        raise gr.Error(status.error or "extras failed")
+        raise gr.Error(status.public_error or "extras failed")
     result = status.result
     return list(result.images), "\n\n".join(result.infotexts)
 

@@ -133,7 +133,7 @@ def _final_outputs(status: JobStatus) -> tuple[Any, Any, Any, Any]:
     result = status.result
     if result is None or not result.images:
         notices = list(result.notices) if result is not None else []
-        message = "\n\n".join([*notices, *([status.error] if status.error else [])])
+        message = "\n\n".join([*notices, *([status.public_error] if status.public_error else [])])
         return gr.update(), message or gr.update(), gr.update(), gr.update()
     first = min(result.index_of_first_image, len(result.images) - 1)
     images = gallery_entries(result.images, result.seeds, result.index_of_first_image)

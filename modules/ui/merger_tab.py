@@ -42,8 +42,8 @@ def run_merge(studio: Studio, values: tuple[Any, ...], progress: Any = None) -> 
         title = studio.model_tools.merge(fields, report)
     except MergeError as error:
         raise gr.Error(f"{error.field}: {error}") from None
-    except ModelFileError as error:
-        raise gr.Error(str(error)) from None
+    except ModelFileError as error:  # the file's name and what is wrong, never the server's folders
+        raise gr.Error(error.public_message) from None
     return f"Checkpoint saved: {title}"
 
 

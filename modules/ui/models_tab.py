@@ -25,19 +25,22 @@ __all__ = ["KIND_LABELS", "TABLE_HEADERS", "build_models_tab", "table_rows"]
 
 KIND_LABELS = {"Checkpoints": "checkpoints", "LoRA": "lora", "VAE": "vae", "Embeddings": "embeddings",
                "Upscalers": "upscalers", "ControlNet": "controlnet"}
-TABLE_HEADERS = ["Name", "Family", "Size (MB)", "Hash", "Trigger words", "Preview"]
+TABLE_HEADERS = ["Name", "Family", "Size (MB)", "Hash", "Trigger words", "Preview", "Status"]
 LOCKED_NOTE = ("Installing and deleting models is off on a server others can reach; start it with "
                "--enable-insecure-extension-access to allow it.")
 
 
 def table_rows(entries: list[ModelEntry]) -> list[list[Any]]:
-    """The table's rows: name, family, size in MB, short hash (or "" until hashed), trigger words."""
+    """The table's rows: name, family, size in MB, short hash (or "" until hashed), trigger words,
+    preview, and status ("ok", or "blocked: " and why the file cannot be loaded)."""
     return [[e.name, e.family, round(e.size_bytes / 2**20, 1), e.short_hash or "",
-             e.trigger_words, "yes" if e.preview else ""]
+             e.trigger_words, "yes" if e.preview else "", f"blocked: {e.blocked}" if e.blocked else "ok"]
             for e in entries]
 
 
 def _user_error(error: Exception) -> gr.Error:
+    if isinstance(error, ModelFileError):  # its str() starts with the server's path
+        return gr.Error(error.public_message)
     field = getattr(error, "field", None)
     return gr.Error(f"{field}: {error}" if field else str(error))
 
@@ -117,7 +120,10 @@ def _memory_section(studio: Studio) -> None:
 
     def reload_current() -> Any:
         studio.ensure_libraries()
-        studio.context.models.reload_current()
+        try:
+            studio.context.models.reload_current()
+        except ModelFileError as error:  # changed on disk into a file that will not load
+            raise _user_error(error) from None
         return studio.model_tools.memory()
 
     reload.click(reload_current, outputs=[usage], **private)

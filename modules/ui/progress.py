@@ -32,8 +32,8 @@ def progress_html(status: JobStatus) -> str:
         fraction = status.fraction
     else:
         text = {"done": "Done", "interrupted": "Interrupted", "cancelled": "Cancelled"}.get(status.state, "Failed")
-        if status.error:
-            text += f": {status.error}"
+        if status.public_error:  # a server fault's own text (paths, library output) is for the log
+            text += f": {status.public_error}"
         fraction = 1.0 if status.state == "done" else status.fraction
     width = max(0.0, min(1.0, fraction)) * 100
     return (f'<div class="aigen-progress" data-state="{status.state}">'

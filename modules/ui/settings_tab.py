@@ -139,8 +139,15 @@ def build_settings_tab(studio: Studio, demo: gr.Blocks, lists: CheckpointLists |
     def apply_settings(loaded: dict[str, Any], *values: Any) -> list[Any]:
         before = dataclasses.asdict(studio.settings)
         changes = changed_settings(dict(zip(keys, values, strict=True)), loaded, studio.settings)
+        refused = []
+        if "sd_model_checkpoint" in changes:  # a name from the folders (never a path), as the quicksetting
+            try:
+                changes["sd_model_checkpoint"] = studio.set_checkpoint(str(changes["sd_model_checkpoint"]))
+            except LookupError as error:
+                refused.append(f"sd_model_checkpoint: {error}; not changed")
+                del changes["sd_model_checkpoint"]
         try:
-            warnings = studio.update_settings(changes) if changes else []
+            warnings = [*refused, *(studio.update_settings(changes) if changes else [])]
         except StorageFullError as error:  # nothing changed; say why in words
             return [f"Settings not saved: {error}", *load()]
         after = dataclasses.asdict(studio.settings)

@@ -67,7 +67,7 @@ def test_a_submission_refused_for_a_full_job_store_is_507() -> None:
 
 
 def test_a_failed_job_is_507_only_when_the_disk_was_full() -> None:
-    full = JobStatus("a", "failed", None, error="Not enough disk space to save the image", error_code="storage_full")
+    full = JobStatus("a", "failed", None, error="Not enough disk space to save the image", error_kind="storage_full")
     broken = JobStatus("b", "failed", None, error="RuntimeError: boom")
     assert isinstance(failed_job_error(full), HTTPException) and failed_job_error(full).status_code == 507
     assert failed_job_error(broken).status_code == 500

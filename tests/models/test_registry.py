@@ -67,7 +67,8 @@ def test_corrupt_file_is_listed_with_error_and_the_others_still_load(library) ->
     by_name = {info.name: info for info in registry.items}
     broken = by_name["broken"]
     assert broken.family is None
-    assert broken.error is not None and "broken.safetensors" in broken.error and "truncated" in broken.error
+    # The entry names the file; its error says what is wrong in words without the path (clients read it).
+    assert broken.error is not None and "truncated" in broken.error and str(root) not in broken.error
     for name in ("alpha", "sub/deeper/beta"):
         assert by_name[name].error is None and by_name[name].family.id == "sd15"
     manager = ModelManager(registry, CPU_FP32, keep_loaded=2)
@@ -90,8 +91,9 @@ def test_default_skips_broken_files(tmp_path: Path, tiny_checkpoint_dir: Path) -
 def test_default_with_nothing_usable_names_the_folder(tmp_path: Path) -> None:
     (tmp_path / "bad.safetensors").write_bytes(b"\0" * 7)
     registry = CheckpointRegistry([tmp_path], HashCache(tmp_path / "hashes.json"))
-    with pytest.raises(ModelNotFoundError, match=str(tmp_path)):
+    with pytest.raises(ModelNotFoundError, match="models/Stable-diffusion") as caught:
         registry.default()
+    assert str(tmp_path) not in str(caught.value)  # the folder as users know it, not where the disk has it
 
 
 def test_refresh_sees_added_and_removed_files(library, tiny_checkpoint_dir: Path) -> None:
@@ -131,11 +133,14 @@ def test_find_by_every_kind_of_reference(library) -> None:
         "title": f"sub/deeper/beta.safetensors [{short}]",
         "title without hash": "sub/deeper/beta.safetensors",
         "padded": "  sub/deeper/beta  ",
-        "path": str(beta_path),
     }
     for kind, query in queries.items():
         assert registry.find(query).path == beta_path, kind
     assert registry.find("alpha").path == root / "alpha.safetensors"
+    # A path, even to a file in the folder, is the owner's opt-in only (the CLI, --ckpt).
+    with pytest.raises(ModelNotFoundError, match="names a file path"):
+        registry.find(str(beta_path))
+    assert registry.find(str(beta_path), allow_path=True).path == beta_path
 
 
 def test_find_by_short_hash(library) -> None:
@@ -157,13 +162,22 @@ def test_find_by_short_hash(library) -> None:
 def test_find_by_path_outside_the_folders(library, tiny_checkpoint_dir: Path, tmp_path: Path) -> None:
     registry, _ = library
     loose = copy_checkpoint(tiny_checkpoint_dir / "tiny-sd15.safetensors", tmp_path / "elsewhere", "loose")
-    info = registry.find(str(loose))
+    with pytest.raises(ModelNotFoundError) as refused:
+        registry.find(str(loose))
+    with pytest.raises(ModelNotFoundError) as missing:
+        registry.find(str(tmp_path / "elsewhere" / "nothing.safetensors"))
+    assert str(refused.value) == str(missing.value)  # a client cannot tell whether a path exists
+    assert str(tmp_path) not in str(refused.value)
+    info = registry.find(str(loose), allow_path=True)  # the owner's CLI or --ckpt
     assert info.path == loose.resolve() and info.name == "loose"
     assert info.family is not None and info.family.id == "sd15" and info.error is None
     assert info.config_dir == loose.with_name("loose.config").resolve()
+    # Listed from then on, and found by its name like the others (a rescan keeps it).
+    registry.refresh()
+    assert registry.find("loose").path == loose.resolve()
 
 
-def test_not_found_names_the_query_and_every_folder(tmp_path: Path, library) -> None:
+def test_not_found_names_the_query_but_no_folder_on_the_disk(tmp_path: Path, library) -> None:
     _, root = library
     other = tmp_path / "more-models"
     other.mkdir()
@@ -171,8 +185,8 @@ def test_not_found_names_the_query_and_every_folder(tmp_path: Path, library) -> 
     with pytest.raises(ModelNotFoundError) as caught:
         registry.find("dreamshaper_8")
     message = str(caught.value)
-    assert "'dreamshaper_8'" in message
-    assert str(root) in message and str(other) in message
+    assert "'dreamshaper_8'" in message and "models/Stable-diffusion" in message and "sd-models" in message
+    assert str(root) not in message and str(other) not in message
 
 
 # --------------------------------------------------------------------------- short hash and its cache

@@ -106,12 +106,12 @@ def test_the_queue_reports_a_storage_full_failure_by_its_code_and_plain_message(
         raise ProcessingError("something else")
 
     for engine, code, prefix in ((run, "storage_full", "Not enough disk space"),
-                                 (broken, None, "ProcessingError: something else")):
+                                 (broken, "server", "ProcessingError: something else")):
         queue = JobQueue(engine)
         queue.start()
         try:
             status = queue.wait(queue.submit(Job(threading.Event())), 10)
         finally:
             queue.close(timeout=10)
-        assert status.state == "failed" and status.error_code == code
+        assert status.state == "failed" and status.error_kind == code
         assert status.error is not None and status.error.startswith(prefix)

@@ -30,7 +30,8 @@ def test_token_counter_counts_clip_tokens_in_75_token_chunks() -> None:
 
 
 def test_progress_bar_escapes_error_text() -> None:
-    status = JobStatus(job_id="j", state="failed", position=None, error="<script>alert(1)</script>")
+    status = JobStatus(job_id="j", state="failed", position=None, error="<script>alert(1)</script>",
+                       error_kind="invalid_request")  # a message clients see in full
     html_text = progress_html(status)
     assert "<script>" not in html_text and "&lt;script&gt;" in html_text
     queued = progress_html(JobStatus(job_id="j", state="queued", position=3))

@@ -29,6 +29,6 @@ def test_a_job_that_found_the_disk_full_says_so_in_words() -> None:
 
     message = str(StorageFullError("save the image"))
     text = progress_html(JobStatus(job_id="j", state="failed", position=None, error=message,
-                                   error_code=StorageFullError.code))
+                                   error_kind=StorageFullError.code))
     assert "Failed: Not enough disk space to save the image" in text
     assert "Traceback" not in text and "Errno" not in text

@@ -168,3 +168,15 @@ def test_the_theme_setting_is_applied_on_load_and_after_apply(studio: Studio, th
     assert len(js) == 2 and all(f'"{theme}"' in code for code in js)  # --theme: the default while "system"
     page.apply(theme="dark")
     assert _config(studio)["theme"] == "dark"
+
+
+def test_the_checkpoint_setting_takes_names_never_paths(studio: Studio) -> None:
+    demo = build_app(studio)
+    path = str(studio.context.paths.checkpoints / "tiny-sd15.safetensors")
+    text = Page(demo).load().apply(sd_model_checkpoint=path, eta_ddim=0.25)
+    assert "sd_model_checkpoint: names a file path" in text and "not changed" in text
+    assert str(studio.context.paths.root) not in text
+    config = _config(studio)
+    assert config["sd_model_checkpoint"] == "" and config["eta_ddim"] == 0.25  # the rest of Apply still applies
+    Page(demo).load().apply(sd_model_checkpoint="tiny-sd15")
+    assert _config(studio)["sd_model_checkpoint"].startswith("tiny-sd15.safetensors [")
