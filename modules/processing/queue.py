@@ -42,6 +42,7 @@ from modules.processing.errors import (
 )
 from modules.processing.eta import remaining_s
 from modules.processing.job import Job, ProgressUpdate
+from modules.processing.saving import OutputPathError
 
 __all__ = [
     "ERROR_KINDS",
@@ -62,9 +63,10 @@ JobState = Literal["queued", "running", "done", "failed", "interrupted", "cancel
 FINISHED_STATES: frozenset[str] = frozenset({"done", "failed", "interrupted", "cancelled"})
 WORKER_THREAD_NAME = "aigen-worker"
 #: What made a job fail: the request ("invalid_request": a bad value or a model it named that
-#: cannot be used; HTTP 422), the server's set-up ("unavailable": the settings' model is broken;
-#: 503), a write that found no room ("storage_full": 507, ``StorageFullError``), or a fault of the
-#: server ("server": 500, and clients see only ``SERVER_FAULT``).
+#: cannot be used; HTTP 422), the server's set-up ("unavailable": the settings' model is broken,
+#: or an output folder links out of the output tree; 503), a write that found no room
+#: ("storage_full": 507, ``StorageFullError``), or a fault of the server ("server": 500, and
+#: clients see only ``SERVER_FAULT``).
 ERROR_KINDS = ("invalid_request", "unavailable", StorageFullError.code, "server")
 #: The kinds whose message is written for clients (no server paths, no library text).
 _PUBLIC_KINDS = frozenset(ERROR_KINDS) - {"server"}
@@ -134,7 +136,7 @@ def classify_failure(error: BaseException) -> tuple[str, str]:
         return "invalid_request", f"the model file {error.public_message}"
     if isinstance(error, ModelNotFoundError):  # a name a script varied (X/Y/Z): written without paths
         return "invalid_request", str(error)
-    if isinstance(error, ModelUnavailableError):
+    if isinstance(error, (ModelUnavailableError, OutputPathError)):  # the set-up's fault, said without paths
         return "unavailable", str(error)
     message = str(error)
     return "server", f"{type(error).__name__}: {message}" if message else type(error).__name__
