@@ -41,8 +41,9 @@ def table_rows(entries: list[ModelEntry]) -> list[list[Any]]:
 def _user_error(error: Exception) -> gr.Error:
     if isinstance(error, ModelFileError):  # its str() starts with the server's path
         return gr.Error(error.public_message)
-    field = getattr(error, "field", None)
-    return gr.Error(f"{field}: {error}" if field else str(error))
+    if isinstance(error, ModelInstallError):  # its str() is already "field: message"
+        return gr.Error(f"{error.field}: {error.message}")
+    return gr.Error(str(error))
 
 
 def _detail(studio: Studio, label: str, name: str) -> tuple[Any, ...]:
