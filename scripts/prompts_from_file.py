@@ -25,6 +25,7 @@ from modules.extensions.api import (
     Script,
     ScriptCheckError,
     Textbox,
+    TooManyImagesError,
     Txt2ImgRequest,
     args_by_position,
     merge_results,
@@ -36,10 +37,6 @@ MAX_LINES = MAX_SCRIPT_IMAGES
 #: A1111's ``run(p, *args)`` order, after ``p``; older versions sent the first two and the text.
 A1111_ARGS = ("checkbox_iterate", "checkbox_iterate_batch", "prompt_position", "prompt_txt")
 POSITIONS = ("start", "end")
-
-
-class TooManyImagesError(ValueError):
-    """The list would make more than ``MAX_SCRIPT_IMAGES`` images: refused at submit time."""
 
 
 def _bool(text: str) -> bool:

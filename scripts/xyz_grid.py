@@ -34,6 +34,7 @@ from modules.extensions.api import (
     ScriptCheckError,
     Slider,
     Textbox,
+    TooManyImagesError,
     Txt2ImgRequest,
     args_by_position,
     image_grid,
@@ -45,9 +46,6 @@ from modules.extensions.api import (
 MAX_CELLS = MAX_SCRIPT_IMAGES
 
 
-class PlotTooLargeError(ValueError):
-    """An axis or the whole plot asks for more than ``MAX_CELLS``: refused at submit time (422),
-    where other bad values are reported when the job runs and the plain image is made, as in A1111."""
 _RANGE = re.compile(r"^\s*([+-]?\s*\d+(?:\.\d*)?)\s*-\s*([+-]?\s*\d+(?:\.\d*)?)"
                     r"(?:\s*\(([+-]\s*\d+(?:\.\d*)?)\s*\)|\s*\[(\d+)\s*\])?\s*$")
 
@@ -70,13 +68,13 @@ def _expand(entry: str, kind: type, axis: str) -> list[Any]:
     if match.group(4) is not None:  # [count]: evenly spaced, ends included
         count = int(match.group(4))
         if not 1 <= count <= MAX_CELLS:
-            raise PlotTooLargeError(f"{axis} values: {entry!r} asks for {count} values")
+            raise TooManyImagesError(f"{axis} values: {entry!r} asks for {count} values")
         return [kind(v) for v in np.linspace(start, end, count)]
     step = kind(float(match.group(3).replace(" ", ""))) if match.group(3) else (1 if end >= start else -1)
     if step == 0 or (end - start) / step < 0:
         raise ValueError(f"{axis} values: {entry!r} never gets from {start} to {end}")
     if (end - start) / step + 1 > MAX_CELLS:
-        raise PlotTooLargeError(f"{axis} values: {entry!r} makes more than {MAX_CELLS} values")
+        raise TooManyImagesError(f"{axis} values: {entry!r} makes more than {MAX_CELLS} values")
     count = int((end - start) / step + 1e-9) + 1
     return [kind(round(start + k * step, 10)) for k in range(count)]
 
@@ -93,7 +91,7 @@ def parse_axis_values(text: str, kind: type, axis: str = "X") -> list[Any]:
         return entries
     values = [value for entry in entries for value in _expand(entry, kind, axis)]
     if len(values) > MAX_CELLS:
-        raise PlotTooLargeError(f"{axis} values: more than {MAX_CELLS}")
+        raise TooManyImagesError(f"{axis} values: more than {MAX_CELLS}")
     return values
 
 
@@ -295,7 +293,7 @@ class XYZPlot(Script):
         cells = len(axes[0]) * len(axes[1]) * len(axes[2])
         if cells * p.batch_size > MAX_CELLS:
             made = f"{cells} cells of {p.batch_size} images" if p.batch_size > 1 else f"{cells} images"
-            raise PlotTooLargeError(f"X/Y/Z plot: {made} is more than {MAX_CELLS} images")
+            raise TooManyImagesError(f"X/Y/Z plot: {made} is more than {MAX_CELLS} images")
         return types, axes, search
 
     def check(self, p: Txt2ImgRequest, model: Any, **args: Any) -> None:
@@ -303,7 +301,7 @@ class XYZPlot(Script):
         values are left to ``run``, which reports them while the plain image is made."""
         try:
             self._axes(p, args)
-        except PlotTooLargeError as error:
+        except TooManyImagesError as error:
             raise ScriptCheckError(str(error)) from None
         except ValueError:
             return

@@ -67,7 +67,7 @@ __all__ = [
     "ImageSaveParams",
     "Img2ImgRequest", "JobHandle", "JobModel", "Number", "Processed", "Script", "ScriptArgError", "ScriptCheckError",
     "ScriptResources", "Slider",
-    "StepParams", "Textbox", "append_image", "args_by_position",
+    "StepParams", "Textbox", "TooManyImagesError", "append_image", "args_by_position",
     "Txt2ImgRequest", "UNetCall", "UNetResiduals", "image_grid", "merge_results", "prepend_grid",
     "register_callback", "with_fixed_seeds",
 ]
@@ -77,6 +77,11 @@ __all__ = [
 #: over it is refused when it is submitted (422 naming ``script_args``), not after hours of work.
 #: A plain request's own limit (100 batches of 8) stays under it.
 MAX_SCRIPT_IMAGES = 1000
+
+
+class TooManyImagesError(ValueError):
+    """A script's job would make more than ``MAX_SCRIPT_IMAGES`` images: its ``check`` refuses it at
+    submit time (``ScriptCheckError``), where other bad values are left to ``run`` to report."""
 
 #: What a job produced (A1111 ``Processed``): images, seeds, infotexts, notices.
 Processed = GenerationResult
