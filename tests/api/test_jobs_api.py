@@ -27,7 +27,8 @@ def _events(client: httpx.Client, job_id: str) -> list[tuple[str, dict]]:
 
 
 def test_submit_follow_events_and_fetch_the_image(jobs_api: httpx.Client) -> None:
-    body = jobs_api.post("/jobs", json={"type": "txt2img", "payload": {**TINY, "steps": 20}}).json()
+    # 150 steps: the stream samples the job every 0.2 s, and a shorter tiny job can end between two samples
+    body = jobs_api.post("/jobs", json={"type": "txt2img", "payload": {**TINY, "steps": 150}}).json()
     assert set(body) == {"id", "position", "warnings"} and body["warnings"] == []
     events = _events(jobs_api, body["id"])
     names = [name for name, _ in events]
