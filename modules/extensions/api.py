@@ -366,11 +366,17 @@ class Script:
         return None
 
     def after_unet(self, p: Request, step: StepParams, noise_pred: torch.Tensor, **args: Any) -> torch.Tensor | None:
-        """After the UNet and CFG (A1111 ``on_cfg_after_cfg``): may replace the (B, 4, h, w) prediction."""
+        """After the model and CFG (A1111 ``on_cfg_after_cfg``): may replace the (B, C, h, w) model
+        output (noise, v or flow prediction, as the model makes it)."""
+        return None
+
+    def after_denoise(self, p: Request, step: StepParams, denoised: torch.Tensor, **args: Any) -> torch.Tensor | None:
+        """After ``after_unet``: the (B, C, h, w) prediction of the clean latents x0, the same for
+        every sampler and family (with ``step.x`` and ``step.sigma``); may return a replacement x0."""
         return None
 
     def after_step(self, p: Request, step: StepParams, latents: torch.Tensor, **args: Any) -> torch.Tensor | None:
-        """After the sampler step: may replace the (B, 4, h, w) latents."""
+        """After the sampler step: may replace the (B, C, h, w) latents."""
         return None
 
     def before_process_batch(self, p: Request, batch_index: int, seeds: tuple[int, ...], **args: Any) -> None:

@@ -23,8 +23,8 @@ __all__ = ["ScriptCall", "ScriptHook", "resolve_script_args", "run_job_hooks"]
 logger = logging.getLogger(__name__)
 
 # The Script methods the engine calls through a StepHook (per step, per batch, per image).
-_STEP_METHODS = ("before_step", "unet_residuals", "after_unet", "after_step", "before_process_batch", "process_batch",
-                 "postprocess_image", "postprocess_batch")
+_STEP_METHODS = ("before_step", "unet_residuals", "after_unet", "after_denoise", "after_step", "before_process_batch",
+                 "process_batch", "postprocess_image", "postprocess_batch")
 # The Script methods called once before the job, in this order (A1111's), each may return a new request.
 _BEFORE_JOB = ("setup", "before_process", "process")
 
@@ -113,8 +113,15 @@ class ScriptHook(StepHook):
     def after_unet(self, step: StepParams, noise_pred: torch.Tensor) -> torch.Tensor | None:
         return self._call("after_unet", step, noise_pred)
 
+    def after_denoise(self, step: StepParams, denoised: torch.Tensor) -> torch.Tensor | None:
+        return self._call("after_denoise", step, denoised)
+
     def after_step(self, step: StepParams, latents: torch.Tensor) -> torch.Tensor | None:
         return self._call("after_step", step, latents)
+
+    def uses(self, method: str) -> bool:
+        # Every method is forwarded here; what counts is whether the script overrides it.
+        return getattr(type(self.call.script), method, None) is not getattr(Script, method, None)
 
     def process_batch(self, batch_index: int, seeds: tuple[int, ...]) -> None:
         self._call("before_process_batch", batch_index, seeds)

@@ -15,10 +15,11 @@ from typing import Any
 import torch
 
 from modules.processing.conditioning import Conditioning
+from modules.processing.denoiser_view import from_denoised, noise_level, sample_convention, sample_scale, to_denoised
 from modules.processing.errors import DenoiseInterrupted, JobInterrupted
 from modules.processing.hooks import HookDispatcher, StepParams, UNetCall
 
-__all__ = ["DenoiseInputs", "denoise", "predict_noise", "predicted_clean_latents", "step_positions"]
+__all__ = ["DenoiseInputs", "denoise", "predict_noise", "step_positions"]
 
 
 @dataclass(frozen=True)
@@ -124,43 +125,6 @@ def predict_noise(inputs: DenoiseInputs, step: StepParams, model_input: torch.Te
     return uncond_pred + step.guidance_scale * guided
 
 
-def _sigma_at(scheduler: Any) -> float | None:
-    """The scheduler's current sigma, read from its CPU copy (no device sync)."""
-    sigmas = getattr(scheduler, "sigmas", None)
-    index = getattr(scheduler, "step_index", None)
-    if sigmas is None or index is None or sigmas.device.type != "cpu" or index >= len(sigmas):
-        return None
-    return float(sigmas[index])
-
-
-def predicted_clean_latents(scheduler: Any, sample: torch.Tensor, model_output: torch.Tensor,
-                            timestep: Any, sigma: float | None) -> torch.Tensor:
-    """The clean latents x0 a model output implies for ``sample`` at ``timestep`` (A1111's
-    ``pred_x0``, what an interrupted job shows).
-
-    Two sample conventions exist. k-diffusion-style schedulers (``init_noise_sigma`` > 1) hold
-    ``x = x0 + sigma * eps`` (Karras et al. 2022, Eq. 1); the others hold the DDPM sample
-    ``x = sqrt(a) * x0 + sqrt(1 - a) * eps`` with ``a`` = alpha-bar (Ho et al. 2020, Eq. 4), where
-    ``sigma = sqrt((1 - a) / a)`` when the scheduler has one. v-prediction: Salimans & Ho 2022, Eq. 12.
-    """
-    prediction = scheduler.config.get("prediction_type", "epsilon")
-    if prediction == "sample":
-        return model_output
-    if sigma is not None and float(scheduler.init_noise_sigma) > 1.0:  # x = x0 + sigma * eps
-        if prediction == "v_prediction":
-            return sample / (sigma**2 + 1) - model_output * sigma / (sigma**2 + 1) ** 0.5
-        return sample - sigma * model_output
-    if sigma is not None:
-        alpha = (1.0 / (sigma**2 + 1)) ** 0.5
-        noise_level = sigma * alpha
-    else:
-        alpha_bar = float(scheduler.alphas_cumprod[int(timestep)])
-        alpha, noise_level = alpha_bar**0.5, (1.0 - alpha_bar) ** 0.5
-    if prediction == "v_prediction":
-        return alpha * sample - noise_level * model_output
-    return (sample - noise_level * model_output) / alpha
-
-
 def denoise(
     inputs: DenoiseInputs,
     hooks: HookDispatcher,
@@ -186,14 +150,16 @@ def denoise(
     timesteps = scheduler.timesteps[inputs.start_index:]
     second_order = hasattr(scheduler, "state_in_first_order")
     positions = step_positions(len(timesteps), inputs.num_steps, second_order)
+    convention, prediction = sample_convention(scheduler), scheduler.config.get("prediction_type", "epsilon")
     latents = inputs.latents
     for call, t in enumerate(timesteps):
         step_index, call_index = positions[call]
         model_latents = scheduler.scale_model_input(latents, t)
         cond, uncond = inputs.conds_at(step_index) if inputs.conds_at else (inputs.cond, inputs.uncond)
+        sigma = noise_level(scheduler, t)
         step = StepParams(
-            inputs.job_id, step_index, inputs.num_steps, call_index, t, _sigma_at(scheduler),
-            latents, cond, uncond, inputs.guidance_scale, inputs.seeds,
+            inputs.job_id, step_index, inputs.num_steps, call_index, t, sigma,
+            latents, cond, uncond, inputs.guidance_scale, inputs.seeds, sample_scale(convention, sigma),
         )
         if hooks:
             step = hooks.before_step(step)
@@ -201,16 +167,21 @@ def denoise(
                 model_latents = scheduler.scale_model_input(step.latents, t)
         if inputs.extra_channels is not None:
             model_latents = torch.cat([model_latents, inputs.extra_channels], dim=1)
-        noise_pred = hooks.after_unet(step, predict_noise(inputs, step, model_latents, hooks)) if hooks else \
-            predict_noise(inputs, step, model_latents, hooks)
-        latents = scheduler.step(noise_pred, t, step.latents, **inputs.step_kwargs, return_dict=False)[0]
+        output = predict_noise(inputs, step, model_latents, hooks)
+        if hooks:
+            output = hooks.after_unet(step, output)
+            if hooks.wants_denoised and sigma > 0:  # sigma 0 (a last LCM/DDIM call): x is x0 already
+                denoised = to_denoised(convention, prediction, step.latents, output, sigma)
+                replaced = hooks.after_denoise(step, denoised)
+                if replaced is not denoised:
+                    output = from_denoised(convention, prediction, step.latents, replaced.to(output.dtype), sigma)
+        latents = scheduler.step(output, t, step.latents, **inputs.step_kwargs, return_dict=False)[0]
         if hooks:
             latents = hooks.after_step(step, latents)
         try:
             check_cancel()
         except JobInterrupted:
-            raise DenoiseInterrupted(predicted_clean_latents(scheduler, step.latents, noise_pred, t, step.sigma)) \
-                from None
+            raise DenoiseInterrupted(to_denoised(convention, prediction, step.latents, output, sigma)) from None
         if call + 1 == len(timesteps) or positions[call + 1][0] != step_index:
             if inputs.blend is not None:
                 latents = inputs.blend(latents, timesteps[call + 1] if call + 1 < len(timesteps) else None)

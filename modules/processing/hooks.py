@@ -36,8 +36,13 @@ class StepParams:
         call_index: 0, or 1 for the second UNet call of a second-order sampler (Heun, DPM2,
             DPM++ SDE) or PLMS's warm-up; both calls share ``step``.
         timestep: scheduler timestep (0-d tensor).
-        sigma: noise level of the sampler at this call, or None for timestep samplers.
-        latents: (B, 4, H/8, W/8) current latents, before ``scale_model_input``.
+        sigma: the k-diffusion noise level of this call, for every sampler and family
+            (``denoiser_view.noise_level``: ``sqrt((1 - a) / a)`` of the timestep's alpha-bar,
+            or the flow time of a flow model).
+        latents: (B, C, H/8, W/8) the sampler's current sample, before ``scale_model_input``
+            (C = 4 for SD; the family's latent channels). Its convention is the scheduler's;
+            ``x`` is the same latents in k-diffusion's.
+        sample_scale: ``x = sample_scale * latents`` (``denoiser_view.sample_scale``).
         cond: positive conditioning; uncond: negative, or None when CFG is off.
         guidance_scale: CFG scale for this step.
         seeds: the seed of each image of the batch.
@@ -48,12 +53,20 @@ class StepParams:
     total_steps: int
     call_index: int
     timestep: torch.Tensor
-    sigma: float | None
+    sigma: float
     latents: torch.Tensor
     cond: Conditioning
     uncond: Conditioning | None
     guidance_scale: float
     seeds: tuple[int, ...] = ()
+    sample_scale: float = 1.0
+
+    @property
+    def x(self) -> torch.Tensor:
+        """(B, C, h, w) the latents in k-diffusion's convention: ``x0 + sigma * eps`` for diffusion
+        models, ``(1 - sigma) * x0 + sigma * eps`` for flow models; ``(x - denoised) / sigma`` is
+        the sampler's direction in both."""
+        return self.latents if self.sample_scale == 1.0 else self.latents * self.sample_scale
 
 
 @dataclass(frozen=True)
@@ -108,12 +121,23 @@ class StepHook:
         return None
 
     def after_unet(self, step: StepParams, noise_pred: torch.Tensor) -> torch.Tensor | None:
-        """After the UNet and CFG: may return a replacement (B, 4, H/8, W/8) noise prediction."""
+        """After the model call and CFG: may return a replacement (B, C, H/8, W/8) model output
+        (noise, v or flow prediction, as the model makes it; ``after_denoise`` sees x0)."""
+        return None
+
+    def after_denoise(self, step: StepParams, denoised: torch.Tensor) -> torch.Tensor | None:
+        """After ``after_unet``: the model's (guided) prediction of the clean latents x0,
+        (B, C, H/8, W/8) in latent units, whatever the sampler and family; may return a
+        replacement x0, which the loop turns back into the sampler's own model output exactly."""
         return None
 
     def after_step(self, step: StepParams, latents: torch.Tensor) -> torch.Tensor | None:
-        """After the scheduler step: may return replacement latents (B, 4, H/8, W/8)."""
+        """After the scheduler step: may return replacement latents (B, C, H/8, W/8)."""
         return None
+
+    def uses(self, method: str) -> bool:
+        """Whether this hook overrides ``method`` (the loop skips work no hook asks for)."""
+        return getattr(type(self), method) is not getattr(StepHook, method)
 
     def process_batch(self, batch_index: int, seeds: tuple[int, ...]) -> None:
         """Before each batch is denoised (0-based ``batch_index``, the seeds of its images)."""
@@ -177,6 +201,17 @@ class HookDispatcher:
             replaced = self._call(hook, "after_unet", step, noise_pred, expect=torch.Tensor)
             noise_pred = noise_pred if replaced is None else replaced
         return noise_pred
+
+    @property
+    def wants_denoised(self) -> bool:
+        """Whether any active hook overrides ``after_denoise``."""
+        return any(hook.uses("after_denoise") for hook in self._active)
+
+    def after_denoise(self, step: StepParams, denoised: torch.Tensor) -> torch.Tensor:
+        for hook in list(self._active):
+            replaced = self._call(hook, "after_denoise", step, denoised, expect=torch.Tensor)
+            denoised = denoised if replaced is None else replaced
+        return denoised
 
     def after_step(self, step: StepParams, latents: torch.Tensor) -> torch.Tensor:
         for hook in list(self._active):

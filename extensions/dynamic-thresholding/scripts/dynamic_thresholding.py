@@ -2,11 +2,11 @@
 with Deep Language Understanding", Sec. 2.3), on latents.
 
 High CFG scales push the predicted clean latents far outside the range the VAE decodes well,
-which shows as burnt, over-saturated images. After each UNet call this script predicts the
-clean latents x0 = x - sigma * eps (Karras et al. 2022, Eq. 2: the k-diffusion view of an
-epsilon model), and where a high percentile s of |x0| exceeds ``limit`` it clamps x0 to
-[-s, s] and scales it back to [-limit, limit]. The prediction it returns is the epsilon that
-gives that x0. Samplers without sigmas (DDIM, PLMS, UniPC) are left alone.
+which shows as burnt, over-saturated images. At each step this script takes the model's
+prediction of the clean latents x0 (the engine's ``after_denoise`` hook: the same x0 for every
+sampler and model family), and where a high percentile s of |x0| exceeds ``limit`` it clamps x0
+to [-s, s] and scales it back to [-limit, limit]. The engine turns the returned x0 back into the
+sampler's own model output.
 """
 
 from __future__ import annotations
@@ -59,14 +59,11 @@ class DynamicThresholding(Script):
         return {"Dynamic thresholding": "enabled", "Dynamic thresholding percentile": "percentile",
                 "Dynamic thresholding limit": "limit"}
 
-    def after_unet(self, p: Txt2ImgRequest, step: StepParams, noise_pred: torch.Tensor, enabled: bool,
-                   percentile: float, limit: float) -> torch.Tensor | None:
-        if not enabled or step.sigma is None or step.sigma == 0 or step.sigma < self.option(MIN_SIGMA, 0.0):
+    def after_denoise(self, p: Txt2ImgRequest, step: StepParams, denoised: torch.Tensor, enabled: bool,
+                      percentile: float, limit: float) -> torch.Tensor | None:
+        if not enabled or step.sigma < self.option(MIN_SIGMA, 0.0):
             return None
-        x = step.latents.to(noise_pred.dtype)
-        x0 = x - step.sigma * noise_pred
         # Per image: the percentile of |x0| over all its latent values.
-        s = torch.quantile(x0.abs().flatten(1).float(), percentile / 100.0, dim=1).to(x0.dtype)
+        s = torch.quantile(denoised.abs().flatten(1).float(), percentile / 100.0, dim=1).to(denoised.dtype)
         s = torch.clamp(s, min=limit).view(-1, 1, 1, 1)
-        x0 = torch.maximum(torch.minimum(x0, s), -s) * (limit / s)
-        return (x - x0) / step.sigma
+        return torch.maximum(torch.minimum(denoised, s), -s) * (limit / s)
