@@ -32,6 +32,10 @@ FORBIDDEN_IMPORTS: tuple[tuple[str, str, str], ...] = (
     ("modules.models", "modules.api", "models sit below the REST API"),
     ("modules.processing", "modules.ui", "processing sits below the UI"),
     ("modules.processing", "modules.api", "processing sits below the REST API"),
+    ("modules.families", "gradio", "model families must run headless"),
+    ("modules.families", "modules.processing", "families sit below processing"),
+    ("modules.families", "modules.ui", "families sit below the UI"),
+    ("modules.families", "modules.api", "families sit below the REST API"),
 )
 
 

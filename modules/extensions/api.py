@@ -57,8 +57,8 @@ from modules.processing.seeds import resolve_seed
 from modules.processing.txt2img import GenerationResult
 
 if TYPE_CHECKING:
+    from modules.families.base import ModelFamily
     from modules.models.controlnet import ControlNetLibrary
-    from modules.models.families import ModelFamily
     from modules.models.upscalers import UpscalerLibrary
     from modules.processing.control_preprocess import Preprocessors
 

@@ -20,7 +20,8 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
-from modules.models.families import UnknownFamilyError, detect_diffusers_family, detect_family
+from modules.families.base import UnknownFamilyError
+from modules.families.registry import detect_diffusers_family, detect_family
 from modules.models.files import (
     SAFETENSORS_SUFFIXES,
     ModelFileError,

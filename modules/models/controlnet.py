@@ -22,12 +22,13 @@ from typing import Any
 
 import torch
 
+from modules.families.base import ModelFamily
+from modules.families.registry import FAMILIES
 from modules.models.controlnet_single_file import (
     context_width_of_file,
     has_size_embedding,
     load_single_file_controlnet,
 )
-from modules.models.families import FAMILIES, ModelFamily
 from modules.models.files import ModelFileError, read_safetensors_header
 from modules.models.hashing import HashCache
 from modules.models.walk import walk_files
@@ -135,11 +136,11 @@ class ControlNetLibrary:
         except ModelFileError:
             return None  # loading it reports what is wrong
         made_for = {768: FAMILIES["sd15"], 1024: FAMILIES["sd2"]}.get(entry.context_width or 0)
-        if sdxl != checkpoint.is_xl:
+        if sdxl != (checkpoint.base == "sdxl"):
             if sdxl:
                 return FAMILIES["sdxl"].label
             return made_for.label if made_for else f"{FAMILIES['sd15'].label} or {FAMILIES['sd2'].label}"
-        if sdxl or made_for is None or checkpoint.id.startswith(made_for.id):
+        if sdxl or made_for is None or checkpoint.base == made_for.base:
             return None
         return made_for.label
 

@@ -16,8 +16,9 @@ from typing import Any
 
 import torch
 
+from modules.families.base import ModelFamily, UnknownFamilyError
+from modules.families.registry import detect_family
 from modules.models.embeddings import EmbeddingLibrary
-from modules.models.families import ModelFamily, UnknownFamilyError, detect_family
 from modules.models.files import ModelFileError, load_state_dict, public_text, read_safetensors_header
 from modules.models.lora import LoraLibrary
 from modules.models.memory import MemoryPolicy
@@ -98,9 +99,9 @@ def build_clip_tokenizer(pad_token: str = "<|endoftext|>") -> Any:
 
 
 def _tokenizers(family: ModelFamily) -> dict[str, Any]:
-    if family.is_xl:
+    if family.base == "sdxl":
         return {"tokenizer": build_clip_tokenizer(), "tokenizer_2": build_clip_tokenizer(pad_token="!")}
-    pad = "!" if family.id.startswith("sd2") else "<|endoftext|>"
+    pad = "!" if family.base == "sd2" else "<|endoftext|>"
     return {"tokenizer": build_clip_tokenizer(pad_token=pad)}
 
 

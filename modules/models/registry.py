@@ -12,7 +12,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from modules.models.families import ModelFamily, UnknownFamilyError, detect_diffusers_family, detect_family
+from modules.families.base import ModelFamily, UnknownFamilyError
+from modules.families.registry import detect_diffusers_family, detect_family
 from modules.models.files import (
     PICKLE_REFUSED,
     PICKLE_SUFFIXES,

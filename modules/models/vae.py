@@ -15,7 +15,7 @@ from typing import Any
 
 import torch
 
-from modules.models.families import ModelFamily
+from modules.families.base import ModelFamily
 from modules.models.files import SAFETENSORS_SUFFIXES, ModelFileError, public_text, read_safetensors_header
 from modules.models.registry import CheckpointInfo, ModelNotFoundError, not_found_message
 from modules.models.walk import walk_files

@@ -136,7 +136,7 @@ def _run_batch(model: LoadedModel, job: Job, batch_index: int, seeds: ImageSeeds
     steps_to_run = request.steps_to_run()
     scheduler, start = partial_schedule(spec, schedule, model.scheduler_config, batch_seeds,
                                         request.num_inference_steps, steps_to_run, model.device,
-                                        is_xl=model.family.is_xl)
+                                        ays_table=model.family.align_your_steps)
     blend = None
     if batch.repaint is not None and not model.family.is_inpaint:
         blend = _kept_area_blend(scheduler, batch, noise)

@@ -240,11 +240,11 @@ def build_scheduler(
 
 
 def timed_scheduler(spec: SamplerSpec, schedule_type: str, model_scheduler_config: Mapping[str, Any],
-                    steps: int, device: Any, seeds: Sequence[int] = (), is_xl: bool = False) -> Any:
+                    steps: int, device: Any, seeds: Sequence[int] = (), ays_table: Sequence[float] = ()) -> Any:
     """A fresh scheduler with its timesteps set for ``steps`` sampling steps of the schedule type.
 
     Samplers whose scheduler takes a computed schedule get the sigmas of ``schedules.py``
-    (``is_xl`` picks Align Your Steps' SDXL table); the others get their config's own.
+    (``ays_table`` is the model family's Align Your Steps table); the others get their config's own.
     """
     scheduler = build_scheduler(spec, schedule_type, model_scheduler_config, seeds)
     concrete = concrete_schedule(spec, schedule_type)
@@ -253,20 +253,20 @@ def timed_scheduler(spec: SamplerSpec, schedule_type: str, model_scheduler_confi
         return scheduler
     from modules.processing.schedule_input import set_computed_schedule
 
-    set_computed_schedule(scheduler, spec.schedule_input, concrete, steps, device, is_xl)
+    set_computed_schedule(scheduler, spec.schedule_input, concrete, steps, device, ays_table)
     return scheduler
 
 
 def partial_schedule(spec: SamplerSpec, schedule_type: str, model_scheduler_config: Mapping[str, Any],
                      seeds: Sequence[int], total_steps: int, steps_to_run: int, device: Any,
-                     is_xl: bool = False) -> tuple[Any, int]:
+                     ays_table: Sequence[float] = ()) -> tuple[Any, int]:
     """A scheduler over ``total_steps`` that will run only the last ``steps_to_run`` of them
     (img2img, hires fix), and the index of its first call to run.
 
     The start is counted in scheduler calls (second-order samplers make ``order`` per step);
     ``set_begin_index`` tells the scheduler where its step counter starts.
     """
-    scheduler = timed_scheduler(spec, schedule_type, model_scheduler_config, total_steps, device, seeds, is_xl)
+    scheduler = timed_scheduler(spec, schedule_type, model_scheduler_config, total_steps, device, seeds, ays_table)
     start = (total_steps - steps_to_run) * scheduler.order
     if hasattr(scheduler, "set_begin_index"):
         scheduler.set_begin_index(start)

@@ -15,6 +15,7 @@ Three ways, one per ``SamplerSpec.schedule_input``:
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -31,14 +32,14 @@ def noise_levels(scheduler: Any) -> NoiseLevels:
 
 
 def set_computed_schedule(scheduler: Any, how: str, schedule_type: str, steps: int, device: Any,
-                          is_xl: bool = False) -> np.ndarray:
+                          ays_table: Sequence[float] = ()) -> np.ndarray:
     """Set ``scheduler``'s timesteps to the schedule type's sigmas; returns those sigmas.
 
     Raises:
         RuntimeError: a "table" scheduler does not hold one sigma per step (diffusers changed).
     """
     levels = noise_levels(scheduler)
-    sigmas = compute_sigmas(schedule_type, steps, levels, is_xl)
+    sigmas = compute_sigmas(schedule_type, steps, levels, ays_table)
     timesteps = levels.sigma_to_t(sigmas[:-1])
     if how == "sigmas":
         scheduler.set_timesteps(sigmas=sigmas.tolist(), device=device)

@@ -12,7 +12,7 @@ Numpy only (no torch, no diffusers), so the formulas are testable on their own.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from types import MappingProxyType
 
@@ -32,9 +32,6 @@ POLYEXPONENTIAL_RHO = 1.0
 DEFAULT_RHO: Mapping[str, float] = MappingProxyType({"Karras": KARRAS_RHO, "Polyexponential": POLYEXPONENTIAL_RHO})
 #: Lee et al. 2024 ("Beta Sampling is All You Need", arXiv:2407.12173): alpha = beta = 0.6.
 BETA_ALPHA = BETA_BETA = 0.6
-# Align Your Steps (Sabour et al. 2024, arXiv:2404.14507): NVIDIA's published 10-step schedules.
-_AYS_SD15 = (14.615, 6.475, 3.861, 2.697, 1.886, 1.396, 0.963, 0.652, 0.399, 0.152, 0.029)
-_AYS_SDXL = (14.615, 6.315, 3.771, 2.181, 1.342, 0.862, 0.555, 0.380, 0.234, 0.113, 0.029)
 
 
 @dataclass(frozen=True)
@@ -119,10 +116,13 @@ def _kl_optimal(n: int, levels: NoiseLevels) -> np.ndarray:
     return np.tan(fraction * math.atan(levels.sigma_min) + (1 - fraction) * math.atan(levels.sigma_max))
 
 
-def _align_your_steps(n: int, levels: NoiseLevels, is_xl: bool = False) -> np.ndarray:
-    # Sabour et al. 2024: the published table, resampled to n levels by interpolating log-sigma
-    # linearly over the table's normalised position (NVIDIA's "how to" page), then 0.
-    table = np.log(np.asarray(_AYS_SDXL if is_xl else _AYS_SD15)[::-1])
+def _align_your_steps(n: int, published: Sequence[float]) -> np.ndarray:
+    # Sabour et al. 2024 (arXiv:2404.14507): the family's published 10-step table, resampled to n
+    # levels by interpolating log-sigma linearly over the table's normalised position (NVIDIA's
+    # "how to" page), then 0.
+    if not published:
+        raise ValueError("Align Your Steps has no published schedule for this model family")
+    table = np.log(np.asarray(published)[::-1])
     resampled = np.interp(np.linspace(0, 1, n), np.linspace(0, 1, len(table)), table)
     return _append_zero(np.exp(resampled)[::-1])
 
@@ -157,14 +157,14 @@ _FORMULAS: Mapping[str, Callable[[int, NoiseLevels], np.ndarray]] = MappingProxy
 })
 
 
-def compute_sigmas(schedule_type: str, steps: int, levels: NoiseLevels, is_xl: bool = False) -> np.ndarray:
+def compute_sigmas(schedule_type: str, steps: int, levels: NoiseLevels, ays_table: Sequence[float] = ()) -> np.ndarray:
     """The ``steps + 1`` noise levels (float64, decreasing) of a concrete schedule type.
 
     Args:
         schedule_type: one of ``SCHEDULE_TYPES`` except "Automatic" (the sampler picks that).
         steps: sampling steps, at least 1.
         levels: the model's training noise levels.
-        is_xl: Align Your Steps has separate tables for SDXL and SD1.x.
+        ays_table: the model family's Align Your Steps table (``ModelFamily.align_your_steps``).
 
     Raises:
         ValueError: unknown schedule type or fewer than 1 step.
@@ -172,7 +172,7 @@ def compute_sigmas(schedule_type: str, steps: int, levels: NoiseLevels, is_xl: b
     if steps < 1:
         raise ValueError(f"a schedule needs at least 1 step, got {steps}")
     if schedule_type == "Align Your Steps":
-        return _align_your_steps(steps, levels, is_xl)
+        return _align_your_steps(steps, ays_table)
     formula = _FORMULAS.get(schedule_type)
     if formula is None:
         raise ValueError(f"no sigma formula for schedule type {schedule_type!r}")

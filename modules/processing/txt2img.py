@@ -22,6 +22,7 @@ from typing import Any
 import torch
 from PIL import Image
 
+from modules.families.sdxl import micro_conditioning
 from modules.models.loader import LoadedModel
 from modules.processing.denoise import DenoiseInputs, denoise
 from modules.processing.errors import BatchSkipped, DenoiseInterrupted, JobInterrupted
@@ -144,11 +145,10 @@ def job_networks(model: LoadedModel, result: GenerationResult) -> Iterator[JobNe
 
 
 def sdxl_time_ids(model: LoadedModel, request: Txt2ImgRequest) -> torch.Tensor | None:
-    """SDXL micro-conditioning (Podell et al. 2023, Sec. 2.2): original size, crop, target size."""
-    if not model.family.is_xl:
+    """The (B, 6) size/crop micro-conditioning of families that take it (SDXL), else None."""
+    if not model.family.capabilities.micro_conditioning:
         return None
-    ids = [request.height, request.width, 0, 0, request.height, request.width]
-    return torch.tensor([ids] * request.batch_size, device=model.device, dtype=model.dtype)
+    return micro_conditioning(request.width, request.height, request.batch_size, model.device, model.dtype)
 
 
 def _inpaint_channels(model: LoadedModel, request: Txt2ImgRequest) -> torch.Tensor | None:
@@ -200,7 +200,7 @@ def _run_batch(model: LoadedModel, job: Job, batch_index: int, seeds: ImageSeeds
     spec, schedule = resolve_sampler(request.sampler_name, request.scheduler)
     noise, generators = batch_noise(model, request, spec, shape, batch_seeds, batch_subseeds, resize)
     scheduler = timed_scheduler(spec, schedule, model.scheduler_config, request.num_inference_steps, model.device,
-                                batch_seeds, is_xl=model.family.is_xl)
+                                batch_seeds, ays_table=model.family.align_your_steps)
     inputs = DenoiseInputs(
         unet=model.pipeline.unet, scheduler=scheduler,
         latents=noise * scheduler.init_noise_sigma,
@@ -257,7 +257,7 @@ def _hires_pass(model: LoadedModel, job: Job, batch_index: int, seeds: ImageSeed
     spec, schedule = resolve_sampler(second.sampler_name, second.scheduler)
     noise, generators = batch_noise(model, request, spec, tuple(init.shape[1:]), batch_seeds, batch_subseeds)
     scheduler, start = partial_schedule(spec, schedule, model.scheduler_config, batch_seeds, total, steps_to_run,
-                                        model.device, is_xl=model.family.is_xl)
+                                        model.device, ays_table=model.family.align_your_steps)
     start_latents = scheduler.add_noise(init, noise, scheduler.timesteps[start:start + 1])
     inputs = DenoiseInputs(
         unet=model.pipeline.unet, scheduler=scheduler, latents=start_latents,

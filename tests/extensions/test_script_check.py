@@ -8,7 +8,7 @@ import pytest
 from modules.extensions.api import AlwaysVisible, JobModel, Script, ScriptCheckError, Slider
 from modules.extensions.job_scripts import JobScripts, check_job_scripts
 from modules.extensions.runner import ScriptCall
-from modules.models.families import FAMILIES
+from modules.families.registry import FAMILIES
 from modules.processing.errors import RequestValidationError
 from modules.processing.requests import Txt2ImgRequest
 
@@ -32,7 +32,7 @@ class XlOnly(Script):
 
     def check(self, p, model, strength):
         self.seen.append(model)
-        if strength > 1 and model is not None and not model.family.is_xl:
+        if strength > 1 and model is not None and model.family.base != "sdxl":
             raise ScriptCheckError(f"strength above 1 needs SDXL, {model.checkpoint} is {model.family.label}",
                                    argument="args.strength")
 

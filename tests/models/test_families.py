@@ -11,13 +11,9 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from modules.models.families import (
-    FAMILIES,
-    UNET_IN_KEY,
-    UnknownFamilyError,
-    detect_diffusers_family,
-    detect_family,
-)
+from modules.families.base import UnknownFamilyError
+from modules.families.registry import FAMILIES, detect_diffusers_family, detect_family
+from modules.families.stable_diffusion import UNET_IN_KEY
 from modules.models.files import ModelFileError
 from modules.models.hashing import HashCache
 from modules.models.manager import ModelManager
@@ -67,7 +63,7 @@ def test_single_file_family_is_detected(family_paths: dict[str, Path], family: s
     assert info.family is not None and info.family.id == family
     assert info.family.pipeline_class == _PIPELINE_CLASS[family]
     assert info.family.is_inpaint == family.endswith("_inpaint")
-    assert info.family.is_xl == family.startswith("sdxl")
+    assert (info.family.base == "sdxl") == family.startswith("sdxl")
     assert info.config_dir == path.with_name(path.stem + ".config")
     assert not info.is_diffusers_folder and info.size == path.stat().st_size
 

@@ -76,7 +76,7 @@ def test_loaded_sd15(sd15_model: LoadedModel, tiny_registry: CheckpointRegistry)
 
 
 def test_loaded_sdxl(sdxl_model: LoadedModel, tiny_registry: CheckpointRegistry) -> None:
-    assert sdxl_model.family.id == "sdxl" and sdxl_model.family.is_xl
+    assert sdxl_model.family.id == "sdxl" and sdxl_model.family.capabilities.micro_conditioning
     assert type(sdxl_model.pipeline).__name__ == "StableDiffusionXLPipeline"
     assert getattr(sdxl_model.pipeline, "safety_checker", None) is None
     assert "prediction_type" in sdxl_model.scheduler_config

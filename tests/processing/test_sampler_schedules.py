@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 
+from modules.families.sd1 import AYS_SD15
 from modules.models.loader import LoadedModel
 from modules.processing.errors import RequestValidationError
 from modules.processing.job import Job
@@ -70,7 +71,8 @@ def test_schedules_with_different_sigmas_give_different_images(sd15_model: Loade
                                                                sampler: str) -> None:
     by_table: dict[tuple[float, ...], np.ndarray] = {}
     for schedule in supported_schedule_types(_SPECS[sampler]):
-        scheduler = timed_scheduler(_SPECS[sampler], schedule, sd15_model.scheduler_config, STEPS, "cpu")
+        scheduler = timed_scheduler(_SPECS[sampler], schedule, sd15_model.scheduler_config, STEPS, "cpu",
+                                    ays_table=sd15_model.family.align_your_steps)
         table = tuple(np.round(_realised_sigmas(scheduler), 4))
         pixels = _generate(sd15_model, images, (sampler, schedule))
         if table in by_table:
@@ -85,9 +87,10 @@ def test_schedules_with_different_sigmas_give_different_images(sd15_model: Loade
 @pytest.mark.parametrize(("sampler", "schedule"), [p for p in PAIRS if concrete_schedule(_SPECS[p[0]], p[1])])
 def test_offered_pairs_sample_the_schedules_sigmas(sd15_model: LoadedModel, sampler: str, schedule: str) -> None:
     spec = _SPECS[sampler]
-    scheduler = timed_scheduler(spec, schedule, sd15_model.scheduler_config, 7, "cpu")
+    scheduler = timed_scheduler(spec, schedule, sd15_model.scheduler_config, 7, "cpu",
+                                ays_table=sd15_model.family.align_your_steps)
     got = _realised_sigmas(scheduler)
-    want = compute_sigmas(concrete_schedule(spec, schedule), 7, noise_levels(scheduler))
+    want = compute_sigmas(concrete_schedule(spec, schedule), 7, noise_levels(scheduler), AYS_SD15)
     assert got.shape == want.shape
     # Exact where our list is handed over; where diffusers builds it from its config (or from
     # integer timesteps) the same timesteps give sigmas within a timestep's rounding.

@@ -7,6 +7,8 @@ import math
 import numpy as np
 import pytest
 
+from modules.families.sd1 import AYS_SD15
+from modules.families.sdxl import AYS_SDXL
 from modules.processing.schedules import SCHEDULE_TYPES, NoiseLevels, compute_sigmas
 
 CONCRETE = [s for s in SCHEDULE_TYPES if s != "Automatic"]
@@ -34,7 +36,7 @@ def test_a1111_lists_twelve_schedule_types() -> None:
 @pytest.mark.parametrize("schedule", CONCRETE)
 def test_every_schedule_has_steps_plus_one_decreasing_levels(levels: NoiseLevels, schedule: str,
                                                              steps: int) -> None:
-    sigmas = compute_sigmas(schedule, steps, levels)
+    sigmas = compute_sigmas(schedule, steps, levels, AYS_SD15)
     assert sigmas.shape == (steps + 1,)
     assert np.all(np.isfinite(sigmas))
     assert np.all(np.diff(sigmas) < 0), sigmas
@@ -84,15 +86,17 @@ def test_kl_optimal_is_linear_in_arctan_sigma(levels: NoiseLevels) -> None:
 
 
 def test_align_your_steps_uses_the_published_tables(levels: NoiseLevels) -> None:
-    sd15 = compute_sigmas("Align Your Steps", 11, levels)
+    sd15 = compute_sigmas("Align Your Steps", 11, levels, AYS_SD15)
     assert sd15[:-1] == pytest.approx([14.615, 6.475, 3.861, 2.697, 1.886, 1.396, 0.963, 0.652, 0.399, 0.152, 0.029])
-    sdxl = compute_sigmas("Align Your Steps", 11, levels, is_xl=True)
+    sdxl = compute_sigmas("Align Your Steps", 11, levels, AYS_SDXL)
     assert sdxl[1] == pytest.approx(6.315) and sdxl[-2] == pytest.approx(0.029)
     # Other step counts: log-linear interpolation between the table's points.
-    six = compute_sigmas("Align Your Steps", 6, levels)
+    six = compute_sigmas("Align Your Steps", 6, levels, AYS_SD15)
     assert six[:-1] == pytest.approx([14.615, 3.861, 1.886, 0.963, 0.399, 0.029])
-    twenty_one = compute_sigmas("Align Your Steps", 21, levels)
+    twenty_one = compute_sigmas("Align Your Steps", 21, levels, AYS_SD15)
     assert twenty_one[1] == pytest.approx(math.sqrt(14.615 * 6.475))  # halfway in log-sigma
+    with pytest.raises(ValueError, match="no published schedule"):  # a family without a table
+        compute_sigmas("Align Your Steps", 10, levels)
 
 
 def test_beta_puts_the_median_step_halfway_with_alpha_beta_0_6(levels: NoiseLevels) -> None:
