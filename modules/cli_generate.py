@@ -34,9 +34,7 @@ logger = logging.getLogger(__name__)
 _MODEL_FIELDS = frozenset({"model", *MODEL_OPTIONS.values(),
                            *(f"override_settings.{option}" for option in MODEL_OPTIONS.values())})
 _MODEL_FAILURE_STARTS = ("the model file", "no checkpoint", "no VAE")
-#: Seconds a job gets to stop after Ctrl+C (a sampling step, or a model still loading).
-_INTERRUPT_WAIT_S = 10.0
-_POLL_S = 0.1
+_POLL_S = 0.1  # how often the progress bar reads the job's status
 
 
 class JobFailedError(Exception):
@@ -212,8 +210,8 @@ class _ProgressBar:
 
 
 def _follow(studio: Studio, job_id: str, label: str) -> JobStatus:
-    """Wait for the job, showing its progress; Ctrl+C interrupts the job, waits a little for it
-    to stop, and is raised again."""
+    """Wait for the job, showing its progress; Ctrl+C interrupts the job and is raised again
+    (closing the studio then waits for the job to stop, at most ``Studio.close``'s time)."""
     bar = _ProgressBar(label)
     try:
         status = studio.wait(job_id, timeout=_POLL_S)
@@ -224,7 +222,6 @@ def _follow(studio: Studio, job_id: str, label: str) -> JobStatus:
         return status
     except KeyboardInterrupt:
         studio.interrupt(job_id)
-        studio.wait(job_id, timeout=_INTERRUPT_WAIT_S)
         raise
     finally:
         bar.close()
