@@ -30,6 +30,7 @@ from PIL import Image
 from modules.api.rest import build_router
 from modules.app import build_app_context
 from modules.processing.job_store import JobStore
+from modules.processing.queue import WORKER_THREAD_NAME
 from modules.settings import SettingsStore
 from modules.studio import Studio
 from tests.test_cli import REPO_ROOT, CliRun, _env, _pixels, run_cli, run_in_process
@@ -187,13 +188,20 @@ def test_a_model_path_outside_the_folders_is_the_owners_choice(tmp_path: Path,
     assert "blocked" in refused.stderr and "old" in refused.stderr
 
 
+def _workers() -> int:
+    return sum(thread.name == WORKER_THREAD_NAME and thread.is_alive() for thread in threading.enumerate())
+
+
 def test_the_cli_leaves_a_servers_job_store_alone(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    """A job a stopped server left queued is the server's to run again, not the CLI's."""
+    """A job a stopped server left queued is the server's to run again, not the CLI's; and the
+    CLI's own job queue is gone once it has answered."""
     write_tiny_checkpoint(tmp_path / "models" / "Stable-diffusion", "sd15")
     store = JobStore(tmp_path / "cache" / "jobs.sqlite")
     store.add("server-job", "txt2img", {"payload": {**PAYLOAD, "seed": 9}})
+    workers_before = _workers()
     run = run_in_process(["generate", *FLAGS, "--data-dir", str(tmp_path), "--out", str(tmp_path / "out")], capsys)
     assert run.code == 0, run.stderr
+    assert _workers() == workers_before  # the CLI's studio was closed: its worker thread has ended
     assert run.summary()["seeds"] == [5]
     jobs, total = store.page()
     assert total == 1 and jobs[0].id == "server-job" and jobs[0].state == "queued"
@@ -241,3 +249,25 @@ def test_ctrl_c_interrupts_the_job_and_exits_130(tmp_path: Path) -> None:
     text = bytes(stderr).decode(errors="replace")
     assert process.returncode == 130, text
     assert stdout == b"" and "aigen: interrupted" in text and "Traceback" not in text
+
+
+def test_script_fields_of_the_json_run_and_save_into_the_out_folder(tmp_path: Path,
+                                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    """``script_name``/``script_args`` and ``alwayson_scripts`` work from ``generate-from-json``;
+    the selected script's own grid goes into ``--out`` with the images."""
+    write_tiny_checkpoint(tmp_path / "models" / "Stable-diffusion", "sd15")
+    payload = {**PAYLOAD, "prompt": "a cat|red", "cfg_scale": 30, "script_name": "Prompt matrix",
+               "script_args": {"margin_size": 0},
+               "alwayson_scripts": {"Dynamic thresholding": {"args": [True, 99.0, 1.0]}}}
+    config, out = tmp_path / "request.json", tmp_path / "out"
+    config.write_text(json.dumps(payload), encoding="utf-8")
+    run = run_in_process(["generate-from-json", "--config", str(config), "--data-dir", str(tmp_path),
+                          "--out", str(out)], capsys)
+    assert run.code == 0, run.stderr
+    summary = run.summary()
+    assert [text.splitlines()[0] for text in summary["infotexts"]] == ["a cat", "a cat, red"]
+    assert all("Dynamic thresholding: True" in text for text in summary["infotexts"])
+    assert summary["warnings"] == [] and summary["hook_errors"] == []
+    files = sorted(p.name for p in out.iterdir())
+    assert sorted(Path(p).name for p in summary["paths"]) == [f for f in files if not f.startswith("grid")]
+    assert len(files) == 3 and any(f.startswith("grid") for f in files)  # the matrix's grid
