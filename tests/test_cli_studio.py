@@ -29,8 +29,9 @@ from PIL import Image
 
 from modules.api.rest import build_router
 from modules.app import build_app_context
+from modules.cli_generate import JobFailedError, _result_of, exit_code_for
 from modules.processing.job_store import JobStore
-from modules.processing.queue import WORKER_THREAD_NAME
+from modules.processing.queue import WORKER_THREAD_NAME, JobStatus
 from modules.settings import SettingsStore
 from modules.studio import Studio
 from tests.test_cli import REPO_ROOT, CliRun, _env, _pixels, run_cli, run_in_process
@@ -271,3 +272,16 @@ def test_script_fields_of_the_json_run_and_save_into_the_out_folder(tmp_path: Pa
     files = sorted(p.name for p in out.iterdir())
     assert sorted(Path(p).name for p in summary["paths"]) == [f for f in files if not f.startswith("grid")]
     assert len(files) == 3 and any(f.startswith("grid") for f in files)  # the matrix's grid
+
+
+@pytest.mark.parametrize(("kind", "error", "code"), [
+    ("invalid_request", "override_settings.sd_model_checkpoint: the checkpoint 'x' is not a checkpoint", 1),
+    ("invalid_request", "the model file 'up.pth' is truncated", 1),
+    ("invalid_request", "alwayson_scripts.Nope.args[0]: must be a number", 2),
+    ("unavailable", "sd_model_checkpoint (the server's setting): no checkpoint named 'gone'", 1),
+    ("server", "RuntimeError: boom", 1),
+])
+def test_a_failed_job_exits_1_for_a_model_and_2_for_other_input(kind: str, error: str, code: int) -> None:
+    with pytest.raises(JobFailedError) as failed:
+        _result_of(JobStatus("j1", "failed", None, error=error, error_kind=kind))
+    assert exit_code_for(failed.value) == (code, error)
