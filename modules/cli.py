@@ -103,7 +103,8 @@ def _add_generate(commands: Any) -> None:
     gen.add_argument("--height", type=int, default=None, help="default: the checkpoint's native size")
     gen.add_argument("--batch-size", type=int, default=1)
     gen.add_argument("--n-iter", type=int, default=1, help="batch count")
-    gen.add_argument("--clip-skip", type=int, default=1)
+    gen.add_argument("--clip-skip", type=int, default=None,
+                     help="stop CLIP this many layers from the end (default: the saved setting, 1 unless changed)")
     gen.add_argument("--tiling", action="store_true")
     gen.add_argument("--model", default=None, help="checkpoint name, title, short hash or path")
     gen.add_argument("--vae", default=None,
@@ -174,8 +175,10 @@ def _payload_from_flags(args: argparse.Namespace) -> dict[str, Any]:
         "cfg_scale": args.cfg_scale, "sampler_name": args.sampler, "scheduler": args.scheduler,
         "batch_size": args.batch_size, "n_iter": args.n_iter,
         "tiling": args.tiling,
+        # Only what the flags say: the saved settings (config.json) fill the rest, as for the UI's jobs.
         "override_settings": {
-            "CLIP_stop_at_last_layers": args.clip_skip, **({"sd_vae": args.vae} if args.vae else {}),
+            **({"CLIP_stop_at_last_layers": args.clip_skip} if args.clip_skip is not None else {}),
+            **({"sd_vae": args.vae} if args.vae else {}),
         },
         **({"sd_model_checkpoint": args.model} if args.model else {}),
     }

@@ -1,45 +1,109 @@
-"""The work behind ``aigen generate``: payload to request, model, job with a progress bar,
-and images written where ``--out`` says."""
+"""The work behind ``aigen generate``: the payload goes through the studio, as the web UI's and
+the REST API's payloads do, so the same user scripts, saved settings (config.json) and extension
+callbacks apply and the same payload makes the same image. What is the CLI's own: a progress bar
+on stderr, the images written where ``--out`` says, and the machine's owner naming a checkpoint
+by its path anywhere on the disk."""
 
 from __future__ import annotations
 
 import logging
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from modules.app import AppContext
-from modules.models.files import ModelFileError
-from modules.models.registry import ModelNotFoundError, native_resolution
-from modules.processing.api_fields import TXT2IMG_API_FIELDS, txt2img_request_from_api
-from modules.processing.api_fields_img2img import IMG2IMG_API_FIELDS, img2img_request_from_api
-from modules.processing.dynamic_prompts import has_dynamic_syntax, run_with_dynamic_prompts
-from modules.processing.errors import RequestValidationError
-from modules.processing.grids import GridOptions, add_batch_grid
-from modules.processing.img2img import run_img2img
-from modules.processing.img2img_request import Img2ImgRequest
-from modules.processing.job import Job, ProgressUpdate
-from modules.processing.saving import save_image
-from modules.processing.styles import StyleStore
-from modules.processing.txt2img import GenerationResult, OutputOptions, run_txt2img
-from modules.settings import Settings
-from modules.submission import image_format, read_submission
+from PIL import Image
 
-__all__ = ["exit_code_for", "run_generate"]
+from modules.app import AppContext
+from modules.model_references import MODEL_OPTIONS, model_fields
+from modules.models.files import ModelFileError
+from modules.models.registry import CheckpointInfo, CheckpointRegistry, ModelNotFoundError, native_resolution
+from modules.processing.errors import RequestValidationError
+from modules.processing.image_input import decode_base64_image
+from modules.processing.queue import JobStatus
+from modules.processing.saving import save_image
+from modules.processing.txt2img import GenerationResult
+from modules.settings import SettingsStore
+from modules.studio import OwnerOptions, Studio
+
+__all__ = ["JobFailedError", "exit_code_for", "open_studio", "run_generate"]
 
 logger = logging.getLogger(__name__)
+
+#: The payload fields that name a model: a problem with one is a model problem (exit 1).
+_MODEL_FIELDS = frozenset({"model", *MODEL_OPTIONS.values(),
+                           *(f"override_settings.{option}" for option in MODEL_OPTIONS.values())})
+_MODEL_FAILURE_STARTS = ("the model file", "no checkpoint", "no VAE")
+_POLL_S = 0.1  # how often the progress bar reads the job's status
+
+
+class JobFailedError(Exception):
+    """The studio's job failed; ``code`` is the exit code, the message its one line."""
+
+    def __init__(self, code: int, message: str) -> None:
+        super().__init__(message)
+        self.code = code
 
 
 def exit_code_for(error: Exception) -> tuple[int, str]:
     """Exit code and one-line message for an error raised while generating."""
+    if isinstance(error, JobFailedError):
+        return error.code, str(error)
     if isinstance(error, RequestValidationError):
-        return 2, str(error)
+        return (1 if error.field in _MODEL_FIELDS else 2), str(error)
     if isinstance(error, FileExistsError):
         return 2, f"--out: {error.filename} exists already; choose another file or a folder"
     if isinstance(error, (ModelNotFoundError, ModelFileError)):
         return 1, str(error).splitlines()[0]
     logger.exception("generation failed")
     return 1, f"{type(error).__name__}: {error}"
+
+
+def open_studio(context: AppContext) -> Studio:
+    """The studio of a CLI run: the data dir's settings, its own jobs (a server on the same
+    data dir keeps its job store and temp files)."""
+    return Studio(context, SettingsStore(context.paths.root / "config.json"), journal=False)
+
+
+def run_generate(context: AppContext, payload: dict[str, Any], out: Path | None) -> dict[str, Any]:
+    """Generate from an A1111-style payload through the studio; returns the summary printed as JSON.
+    The studio is closed before this returns (its worker thread ends), also on Ctrl+C.
+
+    Raises:
+        RequestValidationError, ModelNotFoundError, ModelFileError, FileExistsError, JobFailedError,
+        KeyboardInterrupt (after the job was interrupted).
+    """
+    is_img2img = "init_images" in payload
+    exact = out is not None and out.suffix.lower() == ".png"
+    if exact and out is not None:  # refused before anything loads
+        _exact_targets(out, _images_per_job(payload))
+    payload, checkpoint = _owner_checkpoint(context.registry, payload)
+    studio = open_studio(context)
+    try:
+        for warning in studio.settings_warnings:
+            print(f"aigen: warning: config.json: {warning}", file=sys.stderr)
+        if "width" not in payload and "height" not in payload:
+            payload = {**payload, **_default_size(studio, payload, checkpoint)}
+        folder = out if out is not None and not exact else None
+        submit = studio.submit_img2img if is_img2img else studio.submit_txt2img
+        job_id = submit({**payload, **_saving_fields(out, exact)}, owner=OwnerOptions(checkpoint, folder))
+        status = studio.status(job_id)
+        for warning in status.warnings:  # the tolerant reader ran without these
+            print(f"aigen: warning: {warning}", file=sys.stderr)
+        status = _follow(studio, job_id, "img2img" if is_img2img else "txt2img")
+    finally:
+        studio.close()
+    result = _result_of(status)
+    paths = _save_exact(result, out, studio.settings.enable_pnginfo) if exact and out is not None else None
+    return {**_summary(result, paths), "warnings": list(status.warnings)}
+
+
+def _images_per_job(payload: Mapping[str, Any]) -> int:
+    """batch_size x n_iter as the payload says (1 each where it says nothing usable; the studio
+    names a bad value)."""
+    counts = [payload.get(key, 1) for key in ("batch_size", "n_iter")]
+    return max(1, counts[0] if isinstance(counts[0], int) else 1) * max(1, counts[1] if isinstance(counts[1], int)
+                                                                            else 1)
 
 
 def _exact_targets(out: Path, count: int) -> list[Path]:
@@ -54,90 +118,149 @@ def _exact_targets(out: Path, count: int) -> list[Path]:
     return targets
 
 
-class _ProgressBar:
-    """A tqdm bar on stderr over all steps of all batches."""
+def _checkpoint_reference(payload: Mapping[str, Any]) -> str | None:
+    """The checkpoint the payload names (the field the request reader takes), or None."""
+    field = model_fields(payload).get("checkpoint")
+    if field is None:
+        return None
+    value = payload["override_settings"].get(MODEL_OPTIONS["checkpoint"]) if field.startswith(
+        "override_settings.") else payload[field]
+    return value if isinstance(value, str) and value.strip() else None
 
-    def __init__(self, total: int) -> None:
+
+def _owner_checkpoint(registry: CheckpointRegistry, payload: dict[str, Any]) -> tuple[dict[str, Any],
+                                                                                     CheckpointInfo | None]:
+    """The payload and the owner's checkpoint file: the CLI's user owns the machine, so their
+    ``--model`` (or the JSON's checkpoint) may be a path to a file anywhere. A name the model
+    folders know stays in the payload, as any client's; a path is taken out of it and handed to
+    the studio as ``OwnerOptions.checkpoint``, since a payload never names a path.
+
+    Raises:
+        ModelNotFoundError: no such checkpoint, or a blocked one (a refused pickle, a broken file).
+    """
+    reference = _checkpoint_reference(payload)
+    if reference is None:
+        return payload, None
+    info = registry.find(reference, allow_path=True)
+    reason = registry.blocked(info)
+    if reason is not None:
+        raise ModelNotFoundError(f"the checkpoint {info.name!r} is blocked: {reason}")
+    try:
+        if registry.find(reference).path == info.path:
+            return payload, None
+    except ModelNotFoundError:
+        pass
+    rest = {key: value for key, value in payload.items() if key not in ("model", "sd_model_checkpoint")}
+    overrides = rest.get("override_settings")
+    if isinstance(overrides, Mapping):
+        rest["override_settings"] = {k: v for k, v in overrides.items() if k != MODEL_OPTIONS["checkpoint"]}
+    return rest, info
+
+
+def _default_size(studio: Studio, payload: Mapping[str, Any], checkpoint: CheckpointInfo | None) -> dict[str, int]:
+    """Unlike A1111's fixed 512, a size left out is the checkpoint's own (128 for the demo
+    model); img2img keeps the input's size, rounded down to a multiple of 8."""
+    if "init_images" in payload:
+        images = payload["init_images"]
+        first = images[0] if isinstance(images, list) and images else None
+        try:
+            image = first if isinstance(first, Image.Image) else decode_base64_image(first, "init_images[0]")
+        except RequestValidationError:
+            return {}  # the studio names the bad image
+        return {"width": max(64, image.width // 8 * 8), "height": max(64, image.height // 8 * 8)}
+    if checkpoint is None:
+        reference = _checkpoint_reference(payload)
+        if reference is None:
+            return {"width": studio.native_resolution(), "height": studio.native_resolution()}
+        try:
+            checkpoint = studio.context.registry.find(reference)
+        except ModelNotFoundError:
+            return {}  # the studio names it
+    side = native_resolution(checkpoint)
+    return {"width": side, "height": side}
+
+
+def _saving_fields(out: Path | None, exact: bool) -> dict[str, Any]:
+    """A1111's saving fields for the CLI: it always writes its images, the studio itself unless
+    ``--out`` names one exact file; a batch grid only into the settings' grid folder."""
+    if exact:
+        return {"save_images": False, "do_not_save_grid": True}
+    return {"save_images": True, **({"do_not_save_grid": True} if out is not None else {})}
+
+
+class _ProgressBar:
+    """A tqdm bar on stderr over all steps of all batches, as the job's status reports them."""
+
+    def __init__(self, label: str) -> None:
         from tqdm import tqdm
 
-        self._bar = tqdm(total=total, file=sys.stderr, unit="it", desc="txt2img", leave=False)
-        self._done = 0
+        self._bar = tqdm(total=None, file=sys.stderr, unit="it", desc=label, leave=False)
 
-    def __call__(self, update: ProgressUpdate) -> None:
-        done = update.batch_index * update.total_steps + update.step
-        self._bar.update(done - self._done)
-        self._done = done
+    def show(self, status: JobStatus) -> None:
+        total = status.total_steps * status.batch_count
+        if total and self._bar.total != total:
+            self._bar.total = total
+            self._bar.refresh()
+        done = status.batch_index * status.total_steps + status.step
+        if done != self._bar.n:
+            self._bar.update(done - self._bar.n)
 
     def close(self) -> None:
         self._bar.close()
 
 
-def run_generate(context: AppContext, payload: dict[str, Any], out: Path | None) -> dict[str, Any]:
-    """Generate from an A1111-style payload; returns the summary printed as JSON.
-
-    Raises:
-        RequestValidationError, ModelNotFoundError, ModelFileError, FileExistsError.
-    """
-    is_img2img = "init_images" in payload
-    kind, known = ("img2img", IMG2IMG_API_FIELDS) if is_img2img else ("txt2img", TXT2IMG_API_FIELDS)
-    submission = read_submission(payload, known, kind, StyleStore(context.paths.styles))
-    for warning in submission.warnings:  # the tolerant reader ran without these
-        print(f"aigen: warning: {warning}", file=sys.stderr)
-    payload = submission.payload
-    if "width" not in payload and "height" not in payload:
-        # Unlike A1111's fixed 512, a size left out is the checkpoint's own (128 for the demo model);
-        # img2img keeps the input's size, rounded down to a multiple of 8.
-        payload = {**payload, **_default_size(context, payload, is_img2img)}
-    request = img2img_request_from_api(payload) if is_img2img else txt2img_request_from_api(payload)
-    exact = out is not None and out.suffix.lower() == ".png"
-    targets = _exact_targets(out, request.images_per_job) if exact and out is not None else []
-    # The CLI's user owns the machine: their --model may be a path to a file anywhere.
-    checkpoint = context.registry.find(request.checkpoint, allow_path=True) if request.checkpoint else None
-    model = context.models.get(checkpoint, request.vae)
-    file_format = image_format(Settings(), submission.output_overrides)
-    if out is None:
-        folder = "img2img-images" if is_img2img else "txt2img-images"
-        output: OutputOptions | None = OutputOptions(context.paths.outputs / folder, image_format=file_format)
-    else:
-        output = None if exact else OutputOptions(out, date_subfolder=False, image_format=file_format)
-    steps = request.steps_to_run() if isinstance(request, Img2ImgRequest) else request.num_inference_steps
-    # Wildcard jobs run image by image, each reported as one batch.
-    dynamic = has_dynamic_syntax(request.prompt) or has_dynamic_syntax(request.negative_prompt)
-    progress = _ProgressBar(steps * (request.images_per_job if dynamic else request.batch_count))
-    run = run_img2img if is_img2img else run_txt2img
+def _follow(studio: Studio, job_id: str, label: str) -> JobStatus:
+    """Wait for the job, showing its progress; Ctrl+C interrupts the job and is raised again
+    (closing the studio then waits for the job to stop, at most ``Studio.close``'s time)."""
+    bar = _ProgressBar(label)
     try:
-        result = run_with_dynamic_prompts(run, model, Job(request, on_progress=progress), output,
-                                          context.paths.wildcards)
+        status = studio.wait(job_id, timeout=_POLL_S)
+        while not status.is_finished:
+            bar.show(status)
+            status = studio.wait(job_id, timeout=_POLL_S)
+        bar.show(status)
+        return status
+    except KeyboardInterrupt:
+        studio.interrupt(job_id)
+        raise
     finally:
-        progress.close()
-    if exact:
-        result.paths = [save_image(image, target.parent, "", info, exact_path=target)
-                        for image, info, target in zip(result.images, result.infotexts, targets, strict=False)]
-    grid = None
-    if out is None:  # A1111's folders: a job of several images saves their grid too (grid_save)
-        grids = context.paths.outputs / ("img2img-grids" if is_img2img else "txt2img-grids")
-        grid = add_batch_grid(result, GridOptions(show=False, save=Settings().grid_save, folder=grids))
-    result.notices[:0] = submission.notices
-    return {**_summary(result), "grid": str(grid) if grid else None, "warnings": list(submission.warnings)}
+        bar.close()
 
 
-def _default_size(context: AppContext, payload: dict[str, Any], is_img2img: bool) -> dict[str, int]:
-    if is_img2img:
-        image = img2img_request_from_api({**payload, "width": 64, "height": 64}).init_images[0]
-        return {"width": max(64, image.width // 8 * 8), "height": max(64, image.height // 8 * 8)}
-    checkpoint = txt2img_request_from_api(payload).checkpoint
-    side = native_resolution(context.models.resolve(context.registry.find(checkpoint, allow_path=True)
-                                                    if checkpoint else None))
-    return {"width": side, "height": side}
+def _result_of(status: JobStatus) -> GenerationResult:
+    """The job's result, or the reason it has none as a ``JobFailedError``."""
+    if status.state == "failed":
+        message = status.error or "generation failed"
+        if status.error_kind == "invalid_request":
+            model_problem = message.split(":", 1)[0] in _MODEL_FIELDS or message.startswith(_MODEL_FAILURE_STARTS)
+            raise JobFailedError(1 if model_problem else 2, message)
+        raise JobFailedError(1, message)
+    if status.result is None:
+        raise JobFailedError(1, f"the job was {status.state} before it started")
+    return status.result
 
 
-def _summary(result: GenerationResult) -> dict[str, Any]:
+def _save_exact(result: GenerationResult, out: Path, embed_infotext: bool) -> list[Path]:
+    """Write the job's images to ``--out``'s exact file names (PNG)."""
+    first = result.index_of_first_image
+    images, infotexts = result.images[first:], result.infotexts[first:]
+    targets = _exact_targets(out, len(images))
+    return [save_image(image, target.parent, "", info if embed_infotext else None, exact_path=target)
+            for image, info, target in zip(images, infotexts, targets, strict=True)]
+
+
+def _summary(result: GenerationResult, exact_paths: list[Path] | None) -> dict[str, Any]:
+    """The JSON summary: the images (a grid shown first is left out of the lists), their files,
+    and the batch grid's file apart."""
+    first = result.index_of_first_image
+    infotexts = result.infotexts[first:]
     return {
-        "paths": [str(p) for p in result.paths],
-        "seeds": result.seeds,
-        "infotexts": result.infotexts,
-        "infotext": result.infotexts[0] if result.infotexts else "",
+        "paths": [str(p) for p in (result.paths if exact_paths is None else exact_paths)],
+        "seeds": result.seeds[first:],
+        "infotexts": infotexts,
+        "infotext": infotexts[0] if infotexts else "",
         "interrupted": result.interrupted,
         "hook_errors": result.hook_errors,
         "notices": result.notices,
+        "grid": str(result.grid_paths[0]) if result.grid_paths else None,
     }

@@ -67,7 +67,7 @@ from modules.settings import SettingsStore, output_dir
 from modules.submission import Submission, image_format, read_submission, setting_defaults
 from modules.temp_files import remove_orphan_temp_files, startup_folders
 
-__all__ = ["Studio"]
+__all__ = ["OwnerOptions", "Studio"]
 
 
 def _id(job_id: str | None) -> dict[str, str]:
@@ -90,6 +90,20 @@ def _wants_grid(payload: Mapping[str, Any]) -> bool:
 logger = logging.getLogger(__name__)
 
 
+@dataclasses.dataclass(frozen=True)
+class OwnerOptions:
+    """What only the machine's owner may ask of one job (the CLI's flags), never a client's payload.
+
+    ``checkpoint``: a checkpoint the owner named by its path, anywhere on the disk
+    (``registry.find(..., allow_path=True)``); it stands where the settings' checkpoint would.
+    ``output_folder``: save the images straight into this folder (no date folder) instead of the
+    settings' output folder; the scripts' own images go there too.
+    """
+
+    checkpoint: CheckpointInfo | None = None
+    output_folder: Path | None = None
+
+
 class _ImageSavedCallbacks(StepHook):
     """Passes each image of a job to the extensions' ``on_before_image_saved`` and ``on_image_saved``."""
 
@@ -110,7 +124,11 @@ class _ImageSavedCallbacks(StepHook):
 class Studio:
     """Jobs, models and settings behind one small, thread-safe interface."""
 
-    def __init__(self, context: AppContext, store: SettingsStore) -> None:
+    def __init__(self, context: AppContext, store: SettingsStore, *, journal: bool = True) -> None:
+        """``journal`` False is for a one-shot front end (the CLI) that may share the data dir
+        with a running server: its jobs are not recorded in the durable job store (``jobs`` is
+        None), it does not take over the jobs a stopped server left there, and it leaves the
+        temp files of the server's saves alone."""
         self.context = context
         self.store = store
         self.settings, warnings = store.load()
@@ -121,15 +139,17 @@ class Studio:
         self._apply_memory_settings()
         self._settings_lock = threading.Lock()
         self.styles = StyleStore(context.paths.styles)
-        self.jobs = JobStore(context.paths.root / "cache" / "jobs.sqlite")
+        self.jobs = JobStore(context.paths.root / "cache" / "jobs.sqlite") if journal else None
         self.queue = JobQueue(self._run, max_pending=self.settings.queue_max_pending, on_state=self._record_state)
         self.model_tools = ModelTools(context)
         self.model_error: str | None = None
         self._import_lock = threading.Lock()
         self._announced_models: set[int] = set()  # pipelines already given to on_model_loaded
-        # What a crash cut short (saves, merges, downloads, settings writes), before anything writes.
-        remove_orphan_temp_files(startup_folders(context.paths, self.model_tools.all_folders()))
-        self.recovered_jobs = self._recover_jobs()
+        self._owner_options: dict[str, OwnerOptions] = {}  # by job id, until the job ends
+        if journal:
+            # What a crash cut short (saves, merges, downloads, settings writes), before anything writes.
+            remove_orphan_temp_files(startup_folders(context.paths, self.model_tools.all_folders()))
+        self.recovered_jobs = self._recover_jobs() if journal else []
         self.queue.start()
 
     # -- jobs -------------------------------------------------------------------------------
@@ -157,14 +177,17 @@ class Studio:
         if isinstance(request, ExtrasJob):
             return request.run(self.context.upscalers)
         is_img2img = isinstance(request, (Img2ImgRequest, Img2ImgBatchRequest))
-        saver, styles = self._image_saver(is_img2img), self._style_applier()
+        owner = self._owner_options.get(job.id, OwnerOptions())
+        saver, styles = self._image_saver(is_img2img, owner.output_folder), self._style_applier()
         if isinstance(request, Img2ImgBatchRequest):
             # As in A1111, each file is a job of its own for the scripts: a selected script runs per file.
             generate = self._generator(job, True, batch_output(request))
             return run_img2img_batch(request, lambda r: run_with_scripts(job.scripts, r, generate, saver, styles))
         # A1111's batch grid, unless a selected script runs the job: it makes its own grids.
         grid = self._grid_options(job, is_img2img) if job.scripts is None or job.scripts.selected is None else None
-        return run_with_scripts(job.scripts, request, self._generator(job, is_img2img, grid=grid), saver, styles)
+        output = None if owner.output_folder is None else OutputOptions(
+            owner.output_folder, save=job.save is not False, date_subfolder=False)
+        return run_with_scripts(job.scripts, request, self._generator(job, is_img2img, output, grid), saver, styles)
 
     def _grid_options(self, job: Job, is_img2img: bool) -> GridOptions:
         """A1111's batch-grid options for ``job``: the settings (with the job's overrides), the tab's grids folder."""
@@ -175,15 +198,26 @@ class Studio:
                            only_if_multiple=settings.grid_only_if_multiple, n_rows=settings.n_rows,
                            prevent_empty_spots=settings.grid_prevent_empty_spots)
 
-    def _model_for(self, request: Any, fields: Mapping[str, str]) -> Any:
-        """The loaded model a request names (checkpoint and VAE), or the settings' choice; the
+    def _default_checkpoint(self, owner: OwnerOptions | None) -> str | CheckpointInfo | None:
+        """The checkpoint of a job whose request names none: the owner's file, else the setting's."""
+        if owner is not None and owner.checkpoint is not None:
+            return owner.checkpoint
+        return self.settings.sd_model_checkpoint or None
+
+    def _model_for(self, request: Any, job: Job) -> Any:
+        """The loaded model a request names (checkpoint and VAE), or the job's default; the
         first time a pipeline is seen, extensions' ``on_model_loaded`` callbacks get it. A model
-        that fails to load is reported against the field that named it (``fields``)."""
-        models, checkpoint = self.context.models, request.checkpoint or self.settings.sd_model_checkpoint or None
+        that fails to load is reported against the field that named it (``job.model_fields``)."""
+        models, checkpoint = self.context.models, request.checkpoint or self._default_checkpoint(
+            self._owner_options.get(job.id))
         try:
             model = models.get(checkpoint, request.vae if request.vae is not None else self.settings.sd_vae)
         except (ModelNotFoundError, ModelFileError) as error:
-            raise model_failure(error, request, is_checkpoint_failure(error, checkpoint, models), fields) from None
+            # The owner's file is reported as named by the request (not as the server's setting).
+            named = dataclasses.replace(request, checkpoint=checkpoint.name) if isinstance(
+                checkpoint, CheckpointInfo) else request
+            failed_checkpoint = is_checkpoint_failure(error, checkpoint, models)
+            raise model_failure(error, named, failed_checkpoint, job.model_fields) from None
         if id(model.pipeline) not in self._announced_models:
             self._announced_models.add(id(model.pipeline))
             self.context.scripts.run_callbacks("on_model_loaded", model.pipeline)
@@ -209,24 +243,29 @@ class Studio:
             saved_hook = [_ImageSavedCallbacks(self.context.scripts)] if self.context.scripts.callbacks else []
             part = Job(request, [*job.hooks, *hooks, *saved_hook], job.on_progress, job.id, job.cancel)
             options = dataclasses.replace(output, save=output.save and save)
-            result = run_with_dynamic_prompts(run, self._model_for(request, job.model_fields), part, options,
+            result = run_with_dynamic_prompts(run, self._model_for(request, job), part, options,
                                               self.context.paths.wildcards)
-            if grid is not None:
-                add_batch_grid(result, grid, HookDispatcher(saved_hook))
+            saved_grid = add_batch_grid(result, grid, HookDispatcher(saved_hook)) if grid is not None else None
+            if saved_grid is not None:
+                result.grid_paths.append(saved_grid)
             return result
 
         return generate
 
-    def _image_saver(self, is_img2img: bool) -> Any:
-        """Where scripts' own images and grids go: ``(image, request, infotext, is_grid) -> path``."""
+    def _image_saver(self, is_img2img: bool, owner_folder: Path | None = None) -> Any:
+        """Where scripts' own images and grids go: ``(image, request, infotext, is_grid) -> path``;
+        into ``owner_folder`` when the owner chose one (``OwnerOptions.output_folder``)."""
         settings = self.settings
 
         def save_script_image(image: Image.Image, request: Any, infotext: str, is_grid: bool) -> Path | None:
             if not (settings.grid_save if is_grid else settings.samples_save):
                 return None
             tab = "img2img" if is_img2img else "txt2img"
-            folder = self.output_folder(f"outdir_{tab}_{'grids' if is_grid else 'samples'}")
-            target = OutputOptions(folder, date_subfolder=settings.save_to_dirs).target()
+            if owner_folder is not None:
+                target = owner_folder
+            else:
+                folder = self.output_folder(f"outdir_{tab}_{'grids' if is_grid else 'samples'}")
+                target = OutputOptions(folder, date_subfolder=settings.save_to_dirs).target()
             if is_grid:
                 return save_grid(image, target, infotext or None)
             return save_image(image, target, str(request.seed), infotext or None)
@@ -249,7 +288,8 @@ class Studio:
         """The folder an output setting (``outdir_txt2img_samples``, ``outdir_save``) names, in the data dir."""
         return output_dir(self.settings, key, self.context.paths.root)
 
-    def submit_txt2img(self, payload: Mapping[str, Any], *, job_id: str | None = None) -> str:
+    def submit_txt2img(self, payload: Mapping[str, Any], *, job_id: str | None = None,
+                       owner: OwnerOptions | None = None) -> str:
         """Validate an A1111 txt2img payload and queue it; returns the job id.
 
         Settings fill what the payload leaves out (clip skip, eta); they are copied into the
@@ -259,6 +299,7 @@ class Studio:
             RequestValidationError: naming the bad field. QueueFullError: too many waiting.
 
         ``job_id`` is for jobs recovered from the store: they keep their id and are not recorded again.
+        ``owner``: what the machine's owner asked beyond the payload (the CLI's ``--model`` path, ``--out``).
         """
         record = {"payload": payload}
         submission = self._read_submission(payload, TXT2IMG_API_FIELDS, "txt2img")
@@ -268,16 +309,17 @@ class Studio:
             raise RequestValidationError("hr_upscaler", f"no upscaler {request.hires.upscaler!r}; available: "
                                                         f"{', '.join(self.hires_upscalers())}")
         fields = check_model_references(payload, request, self.context.registry, self.context.models.vae_roots)
-        self._check_scripts(scripts, request)
+        self._check_scripts(scripts, request, owner)
         job = self._job(request, submission, scripts=scripts, save=_save_images(record["payload"]),
                         grid=_wants_grid(record["payload"]), model_fields=fields, **_id(job_id))
-        return self._enqueue(job, "txt2img", record, job_id)
+        return self._enqueue(job, "txt2img", record, job_id, owner)
 
-    def _check_scripts(self, scripts: JobScripts, request: Any) -> None:
+    def _check_scripts(self, scripts: JobScripts, request: Any, owner: OwnerOptions | None = None) -> None:
         """The scripts' submit-time checks against the checkpoint the job will use (the request's,
-        else the setting's, as ``_model_for`` picks it); RequestValidationError if one refuses."""
+        else the owner's or the setting's, as ``_model_for`` picks it); RequestValidationError if
+        one refuses."""
         try:
-            info = self.context.models.resolve(request.checkpoint or self.settings.sd_model_checkpoint or None)
+            info = self.context.models.resolve(request.checkpoint or self._default_checkpoint(owner))
         except LookupError:  # no such checkpoint: the job reports it when it loads the model
             info = None
         # A pickled checkpoint's family is known only once it is loaded: None, the job checks then.
@@ -301,18 +343,19 @@ class Studio:
         return [*LATENT_UPSCALE_MODES, *self.context.upscalers.names()]
 
 
-    def submit_img2img(self, payload: Mapping[str, Any], *, job_id: str | None = None) -> str:
+    def submit_img2img(self, payload: Mapping[str, Any], *, job_id: str | None = None,
+                       owner: OwnerOptions | None = None) -> str:
         """Validate an A1111 img2img payload (``init_images``, optional ``mask``, as PIL images or
-        base64) and queue it; returns the job id. Errors as ``submit_txt2img``."""
+        base64) and queue it; returns the job id. Errors and ``owner`` as ``submit_txt2img``."""
         record = {"payload": payload}
         submission = self._read_submission(payload, IMG2IMG_API_FIELDS, "img2img")
         payload, scripts = self._job_scripts(submission.payload, is_img2img=True)
         request = img2img_request_from_api(payload, **setting_defaults(payload, self.settings))
         fields = check_model_references(payload, request, self.context.registry, self.context.models.vae_roots)
-        self._check_scripts(scripts, request)
+        self._check_scripts(scripts, request, owner)
         job = self._job(request, submission, scripts=scripts, save=_save_images(record["payload"]),
                         grid=_wants_grid(record["payload"]), model_fields=fields, **_id(job_id))
-        return self._enqueue(job, "img2img", record, job_id)
+        return self._enqueue(job, "img2img", record, job_id, owner)
 
     def _job_scripts(self, payload: Mapping[str, Any], is_img2img: bool) -> tuple[dict[str, Any], JobScripts]:
         """Take the script fields out of a payload: ``alwayson_scripts``, and ``script_name`` /
@@ -403,6 +446,10 @@ class Studio:
 
     def _record_state(self, job_id: str, state: str, status: JobStatus | None) -> None:
         """The queue's journal: every start and end goes to the durable store."""
+        if state != "running":
+            self._owner_options.pop(job_id, None)
+        if self.jobs is None:
+            return
         if state == "running":
             self.jobs.mark_running(job_id)
         else:
@@ -442,15 +489,20 @@ class Studio:
                                                                job_id=job_id)
         raise ValueError(f"unknown job kind {kind!r}")
 
-    def _enqueue(self, job: Job, kind: str, record: Mapping[str, Any], recovered_id: str | None) -> str:
-        """Record the job in the durable store (unless it came from there), then queue it."""
-        if recovered_id is None:
-            self.jobs.add(job.id, kind, json_record(record))
+    def _enqueue(self, job: Job, kind: str, record: Mapping[str, Any], recovered_id: str | None,
+                 owner: OwnerOptions | None = None) -> str:
+        """Record the job in the durable store (unless it came from there, or there is none), then queue it."""
+        journal = self.jobs if recovered_id is None else None
+        if journal is not None:
+            journal.add(job.id, kind, json_record(record))
+        if owner is not None:
+            self._owner_options[job.id] = owner
         try:
             return self.queue.submit(job)
         except Exception:
-            if recovered_id is None:
-                self.jobs.forget(job.id)  # refused (queue full, closed): it was never accepted
+            self._owner_options.pop(job.id, None)
+            if journal is not None:
+                journal.forget(job.id)  # refused (queue full, closed): it was never accepted
             raise
 
     def _server_folder(self, folder: str, field: str) -> Path:
@@ -643,4 +695,5 @@ class Studio:
 
     def close(self) -> None:
         self.queue.close(timeout=10)
-        self.jobs.close()
+        if self.jobs is not None:
+            self.jobs.close()

@@ -86,6 +86,8 @@ class GenerationResult:
     subseeds: list[int] = field(default_factory=list)
     infotexts: list[str] = field(default_factory=list)
     paths: list[Path] = field(default_factory=list)
+    #: A1111's batch grids saved with the images (not in ``paths``, which are the images').
+    grid_paths: list[Path] = field(default_factory=list)
     interrupted: bool = False
     skipped_batches: list[int] = field(default_factory=list)
     hook_errors: list[str] = field(default_factory=list)
@@ -120,7 +122,8 @@ class GenerationResult:
 
     def extend(self, part: GenerationResult) -> None:
         """Append the images (and messages) of a part of this job run on its own."""
-        for name in ("images", "seeds", "subseeds", "infotexts", "paths", "skipped_batches", "hook_errors", "notices"):
+        for name in ("images", "seeds", "subseeds", "infotexts", "paths", "grid_paths", "skipped_batches",
+                     "hook_errors", "notices"):
             getattr(self, name).extend(getattr(part, name))
         self.interrupted = self.interrupted or part.interrupted
 
