@@ -23,6 +23,7 @@ import torch
 from PIL import Image
 
 from modules.models.loader import LoadedModel
+from modules.models.patches import patched_unet
 from modules.processing.denoise import DenoiseInputs, denoise
 from modules.processing.errors import BatchSkipped, DenoiseInterrupted, JobInterrupted
 from modules.processing.extra_networks import JobNetworks, extra_networks_applied
@@ -47,8 +48,8 @@ from modules.processing.seeds import (
 )
 from modules.processing.vae import circular_padding, decode_latents, encode_pixels, to_pil_images
 
-__all__ = ["GenerationResult", "OutputOptions", "batch_conditioning", "job_networks", "record_image", "run_batches",
-           "run_txt2img", "sampler_step_kwargs", "sdxl_time_ids"]
+__all__ = ["GenerationResult", "OutputOptions", "batch_conditioning", "job_networks", "job_unet", "record_image",
+           "run_batches", "run_txt2img", "sampler_step_kwargs", "sdxl_time_ids"]
 
 logger = logging.getLogger(__name__)
 
@@ -143,6 +144,14 @@ def job_networks(model: LoadedModel, result: GenerationResult) -> Iterator[JobNe
         yield networks
 
 
+def job_unet(model: LoadedModel, hooks: HookDispatcher) -> contextlib.AbstractContextManager[Any]:
+    """The UNet the job's passes call: the shared one, or a weight-sharing clone with the hooks'
+    model patches (``Script.patch_model``), dropped after the job. Entered after the LoRAs and
+    tiling are applied, so the clone has them too."""
+    return patched_unet(model.pipeline.unet, hooks.model_patches(model.pipeline.unet, model.family.id) if hooks
+                        else None)
+
+
 def sdxl_time_ids(model: LoadedModel, request: Txt2ImgRequest) -> torch.Tensor | None:
     """SDXL micro-conditioning (Podell et al. 2023, Sec. 2.2): original size, crop, target size."""
     if not model.family.is_xl:
@@ -188,8 +197,8 @@ def batch_noise(model: LoadedModel, request: Txt2ImgRequest, spec: SamplerSpec, 
 
 def _run_batch(model: LoadedModel, job: Job, batch_index: int, seeds: ImageSeeds,
                conds: ScheduledConditioning, hooks: HookDispatcher,
-               extra_channels: torch.Tensor | None) -> torch.Tensor:
-    """Denoise one batch; returns its latents (B, 4, H/8, W/8)."""
+               extra_channels: torch.Tensor | None, unet: Any) -> torch.Tensor:
+    """Denoise one batch with ``unet`` (the job's, see ``job_unet``); returns its latents (B, 4, H/8, W/8)."""
     request: Txt2ImgRequest = job.request
     batch_seeds, batch_subseeds = seeds.batch(batch_index, request.batch_size)
     factor = model.vae_scale_factor
@@ -202,7 +211,7 @@ def _run_batch(model: LoadedModel, job: Job, batch_index: int, seeds: ImageSeeds
     scheduler = timed_scheduler(spec, schedule, model.scheduler_config, request.num_inference_steps, model.device,
                                 batch_seeds, is_xl=model.family.is_xl)
     inputs = DenoiseInputs(
-        unet=model.pipeline.unet, scheduler=scheduler,
+        unet=unet, scheduler=scheduler,
         latents=noise * scheduler.init_noise_sigma,
         cond=conds.at(0)[0], uncond=conds.at(0)[1], conds_at=conds.at, guidance_scale=request.guidance_scale,
         num_steps=request.num_inference_steps, time_ids=sdxl_time_ids(model, request),
@@ -240,7 +249,8 @@ def _hires_start(model: LoadedModel, request: Txt2ImgRequest, latents: torch.Ten
 
 
 def _hires_pass(model: LoadedModel, job: Job, batch_index: int, seeds: ImageSeeds, latents: torch.Tensor,
-                conds: ScheduledConditioning, hooks: HookDispatcher, upscale: ImageUpscale | None) -> torch.Tensor:
+                conds: ScheduledConditioning, hooks: HookDispatcher, upscale: ImageUpscale | None,
+                unet: Any) -> torch.Tensor:
     """Hires. fix on one batch: upscale the first pass's latents (B, 4, h, w), noise them to
     the hires denoising strength (fresh noise from the same seeds, as A1111) and denoise the
     last steps again at the new size. Returns the second pass's latents."""
@@ -260,7 +270,7 @@ def _hires_pass(model: LoadedModel, job: Job, batch_index: int, seeds: ImageSeed
                                         model.device, is_xl=model.family.is_xl)
     start_latents = scheduler.add_noise(init, noise, scheduler.timesteps[start:start + 1])
     inputs = DenoiseInputs(
-        unet=model.pipeline.unet, scheduler=scheduler, latents=start_latents,
+        unet=unet, scheduler=scheduler, latents=start_latents,
         cond=conds.at(0)[0], uncond=conds.at(0)[1], conds_at=conds.at, guidance_scale=request.guidance_scale,
         num_steps=steps_to_run, time_ids=sdxl_time_ids(model, second), extra_channels=_inpaint_channels(model, second),
         step_kwargs=sampler_step_kwargs(spec, scheduler, second, generators), seeds=tuple(batch_seeds),
@@ -354,7 +364,7 @@ def run_txt2img(model: LoadedModel, job: Job, output: OutputOptions | None = Non
         result.extra_parameters.update(hook.infotext)
     tiling = circular_padding(model.pipeline.unet, model.pipeline.vae) if request.tiling else contextlib.nullcontext()
     # LoRAs are injected outside inference mode: their parameters must stay ordinary tensors.
-    with job_networks(model, result) as networks, tiling, torch.inference_mode():
+    with job_networks(model, result) as networks, tiling, torch.inference_mode(), job_unet(model, hooks) as unet:
         conds = batch_conditioning(model, request, request.num_inference_steps, networks)
         hires_conds = None
         if request.hires is not None:  # its prompts, over the steps it runs
@@ -367,10 +377,10 @@ def run_txt2img(model: LoadedModel, job: Job, output: OutputOptions | None = Non
             if hooks:
                 hooks.process_batch(batch_index, tuple(seeds.batch(batch_index, request.batch_size)[0]))
             latents, interrupted = run_until_interrupted(
-                lambda: _run_batch(model, job, batch_index, seeds, conds, hooks, extra_channels))
+                lambda: _run_batch(model, job, batch_index, seeds, conds, hooks, extra_channels, unet))
             if hires_conds is not None and not interrupted:
                 latents, interrupted = run_until_interrupted(
-                    lambda: _hires_pass(model, job, batch_index, seeds, latents, hires_conds, hooks, upscale))
+                    lambda: _hires_pass(model, job, batch_index, seeds, latents, hires_conds, hooks, upscale, unet))
             pixels = decode_latents(model.pipeline.vae, latents)
             _finish_images(model, result, pixels, batch_index, seeds, output, hooks)
             if interrupted:
