@@ -131,6 +131,15 @@ class ModelPatches:
         self._hooks: list[tuple[str, Callable[..., Any]]] = []
         self._freeu: tuple[float, float, float, float] | None = None
         self._wrappers: list[ModelWrapper] = []
+        #: Keys the patches add to every image's infotext (``{"freeu_b1": 1.3}``), recorded
+        #: only when the patches were applied.
+        self.infotext: dict[str, Any] = {}
+
+    @property
+    def model(self) -> torch.nn.Module | None:
+        """The shared UNet, to read module names and config from (never to change); None when
+        the patches were made without one."""
+        return self._model
 
     def __bool__(self) -> bool:
         return bool(self._attention or self._pre_hooks or self._hooks or self._freeu or self._wrappers)
@@ -183,6 +192,7 @@ class ModelPatches:
         self._hooks.extend(other._hooks)
         self._freeu = other._freeu or self._freeu
         self._wrappers.extend(other._wrappers)
+        self.infotext.update(other.infotext)
 
     def apply(self, clone: torch.nn.Module) -> None:
         """Apply every patch to ``clone`` (a ``weight_sharing_clone``, never the shared model).

@@ -210,7 +210,8 @@ def run_img2img(model: LoadedModel, job: Job, output: OutputOptions | None = Non
         result.duration_s = time.monotonic() - started
         return result
     hooks = HookDispatcher(job.hooks)
-    with job_networks(model, result) as networks, torch.inference_mode(), job_unet(model, hooks) as unet:
+    with job_networks(model, result) as networks, torch.inference_mode(), \
+            job_unet(model, hooks, result) as unet:
         # The schedule spans the steps that run, so [a:b:0.5] switches half-way through them.
         conds = batch_conditioning(model, request, request.steps_to_run(), networks)
 

@@ -144,12 +144,16 @@ def job_networks(model: LoadedModel, result: GenerationResult) -> Iterator[JobNe
         yield networks
 
 
-def job_unet(model: LoadedModel, hooks: HookDispatcher) -> contextlib.AbstractContextManager[Any]:
+@contextlib.contextmanager
+def job_unet(model: LoadedModel, hooks: HookDispatcher, result: GenerationResult) -> Iterator[Any]:
     """The UNet the job's passes call: the shared one, or a weight-sharing clone with the hooks'
-    model patches (``Script.patch_model``), dropped after the job. Entered after the LoRAs and
-    tiling are applied, so the clone has them too."""
-    return patched_unet(model.pipeline.unet, hooks.model_patches(model.pipeline.unet, model.family.id) if hooks
-                        else None)
+    model patches (``Script.patch_model``), dropped after the job; the patches' infotext keys go
+    into ``result``. Entered after the LoRAs and tiling are applied, so the clone has them too."""
+    patches = hooks.model_patches(model.pipeline.unet, model.family.id) if hooks else None
+    if patches:
+        result.extra_parameters.update(patches.infotext)
+    with patched_unet(model.pipeline.unet, patches) as unet:
+        yield unet
 
 
 def sdxl_time_ids(model: LoadedModel, request: Txt2ImgRequest) -> torch.Tensor | None:
@@ -364,7 +368,8 @@ def run_txt2img(model: LoadedModel, job: Job, output: OutputOptions | None = Non
         result.extra_parameters.update(hook.infotext)
     tiling = circular_padding(model.pipeline.unet, model.pipeline.vae) if request.tiling else contextlib.nullcontext()
     # LoRAs are injected outside inference mode: their parameters must stay ordinary tensors.
-    with job_networks(model, result) as networks, tiling, torch.inference_mode(), job_unet(model, hooks) as unet:
+    with job_networks(model, result) as networks, tiling, torch.inference_mode(), \
+            job_unet(model, hooks, result) as unet:
         conds = batch_conditioning(model, request, request.num_inference_steps, networks)
         hires_conds = None
         if request.hires is not None:  # its prompts, over the steps it runs
