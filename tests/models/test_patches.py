@@ -10,8 +10,8 @@ import torch
 from modules.models.loader import LoadedModel
 from modules.models.patches import (
     ModelCall,
-    ModelPatches,
     ModelPatchError,
+    ModelPatches,
     PatchedUNet,
     attention_modules,
     patched_unet,
