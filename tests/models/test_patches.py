@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
 import torch
 
+from modules.models.hashing import HashCache
 from modules.models.loader import LoadedModel
+from modules.models.lora import LoraLibrary, LoraUse, loras_applied
 from modules.models.patches import (
     ModelCall,
     ModelPatchError,
@@ -18,6 +21,7 @@ from modules.models.patches import (
     run_unet,
     weight_sharing_clone,
 )
+from tests.network_files import kohya_lora, write_lora
 
 MID_SELF = "mid_block.attentions.0.transformer_blocks.0.attn1"
 
@@ -154,3 +158,19 @@ def test_copy_rows_slices_every_per_row_input() -> None:
     assert first_positive.extra["down_block_additional_residuals"][0].flatten().tolist() == [2.0, 3.0]
     assert (first_positive.copies, first_positive.uses_cfg, first_positive.batch_size) == (1, False, 2)
     assert call.copy_rows(0).uses_cfg
+
+
+def test_the_clone_of_a_unet_with_a_lora_applied_has_the_lora(sd15_model: LoadedModel, tmp_path: Path) -> None:
+    """A job's LoRAs are injected before its clone is made, so the clone computes with them."""
+    unet = sd15_model.pipeline.unet
+    write_lora(tmp_path / "Lora" / "style.safetensors", kohya_lora(sd15_model.pipeline))
+    library = LoraLibrary([tmp_path / "Lora"], HashCache(tmp_path / "hashes.json"))
+    call = _call(unet, batch=1, copies=1)
+    patches = ModelPatches("sd15", unet)
+    patches.add_model_wrapper(lambda call, run: run(call))
+    with torch.inference_mode():
+        plain = run_unet(unet, call)
+    with loras_applied(sd15_model.pipeline, library, [LoraUse(library.find("style"), 1.0, 1.0)]):
+        with torch.inference_mode(), patched_unet(unet, patches) as job_unet:
+            with_lora, cloned = run_unet(unet, call), run_unet(job_unet, call)
+    assert torch.equal(cloned, with_lora) and not torch.allclose(cloned, plain)
