@@ -20,6 +20,12 @@ before the job (``Script.patch_model``):
   the unconditional one, the guidance scale) and ``run``, which runs the rest of the chain
   (``run(call)`` returns the UNet's (N, 4, h, w) output); it returns that output, changed or
   not. Wrappers nest in registration order: the first registered is the outermost.
+* ``infotext``: keys for every image's infotext, recorded only when the patches applied.
+
+``patches.family`` is the model family id and ``patches.model`` the shared UNet, to read names
+and config from. Each patch is checked against it when added, so one that does not fit the
+model raises ``ModelPatchError`` in the script that added it, which is then disabled for the
+job (``HookDispatcher.model_patches``) with none of its patches used.
 
 ``patched_unet(unet, patches)`` is the job's view: with no patches it yields the shared UNet
 itself (nothing is copied); otherwise it builds ``weight_sharing_clone(unet)`` (a deep copy of
