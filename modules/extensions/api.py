@@ -13,8 +13,10 @@ It keeps A1111's method names, with two differences (DESIGN.md "Scripts and exte
 ``p`` is the job's request (a frozen ``Txt2ImgRequest`` or ``Img2ImgRequest``); a hook that
 wants to change it returns ``dataclasses.replace(p, ...)``. Per-step hooks get a frozen
 ``StepParams`` and return a replacement or None. Nothing in a script patches a library or
-the model: the request, the step parameters and the tensors handed to a hook are the only
-ways in.
+the shared model: the request, the step parameters and the tensors handed to a hook are the
+ways in, and ``patch_model(p, patches, **args)`` fills the job's ``ModelPatches`` (attention
+processors, block hooks, FreeU, model-call wrappers), which go on a weight-sharing clone of
+the UNet for that job alone (``modules.models.patches``).
 
 Example::
 
@@ -49,6 +51,14 @@ from modules.extensions.script_args import (
     Slider,
     Textbox,
 )
+from modules.models.patches import (
+    ModelCall,
+    ModelFunction,
+    ModelPatchError,
+    ModelPatches,
+    ModelWrapper,
+    attention_modules,
+)
 from modules.processing.grids import image_grid
 from modules.processing.hooks import StepParams, UNetCall, UNetResiduals
 from modules.processing.img2img_request import Img2ImgRequest
@@ -65,9 +75,10 @@ if TYPE_CHECKING:
 __all__ = [
     "CALLBACK_NAMES", "MAX_SCRIPT_IMAGES", "AlwaysVisible", "ArgSpec", "Checkbox", "Dropdown", "Group", "ImageArg",
     "ImageSaveParams",
-    "Img2ImgRequest", "JobHandle", "JobModel", "Number", "Processed", "Script", "ScriptArgError", "ScriptCheckError",
+    "Img2ImgRequest", "JobHandle", "JobModel", "ModelCall", "ModelFunction", "ModelPatchError", "ModelPatches",
+    "ModelWrapper", "Number", "Processed", "Script", "ScriptArgError", "ScriptCheckError",
     "ScriptResources", "Slider",
-    "StepParams", "Textbox", "TooManyImagesError", "append_image", "args_by_position",
+    "StepParams", "Textbox", "TooManyImagesError", "append_image", "args_by_position", "attention_modules",
     "Txt2ImgRequest", "UNetCall", "UNetResiduals", "image_grid", "merge_results", "prepend_grid",
     "register_callback", "with_fixed_seeds",
 ]
@@ -355,6 +366,13 @@ class Script:
     def paste_fields(self) -> Mapping[str, str]:
         """Infotext key -> argument name: what pasting an image's infotext sets back."""
         return {}
+
+    def patch_model(self, p: Request, patches: ModelPatches, **args: Any) -> None:
+        """Once before the job (after ``process``): add this job's model patches to ``patches``
+        (``patches.family`` names the model family). They apply to a clone of the UNet that
+        shares its weights, for this job only; a patch that does not fit the model raises here
+        (``ModelPatchError``) and disables the script for the job."""
+        return None
 
     def before_step(self, p: Request, step: StepParams, **args: Any) -> StepParams | None:
         """Before each UNet call (A1111 ``on_cfg_denoiser``): may replace latents, conds, guidance."""

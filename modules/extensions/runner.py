@@ -15,16 +15,16 @@ from typing import Any
 import torch
 from PIL import Image
 
-from modules.extensions.api import Processed, Request, Script, ScriptArgError
+from modules.extensions.api import ModelPatches, Processed, Request, Script, ScriptArgError
 from modules.processing.hooks import StepHook, StepParams, UNetCall, UNetResiduals
 
 __all__ = ["ScriptCall", "ScriptHook", "resolve_script_args", "run_job_hooks"]
 
 logger = logging.getLogger(__name__)
 
-# The Script methods the engine calls through a StepHook (per step, per batch, per image).
-_STEP_METHODS = ("before_step", "unet_residuals", "after_unet", "after_denoise", "after_step", "before_process_batch",
-                 "process_batch", "postprocess_image", "postprocess_batch")
+# The Script methods the engine calls through a StepHook (before the job, per step, per batch, per image).
+_STEP_METHODS = ("patch_model", "before_step", "unet_residuals", "after_unet", "after_denoise", "after_step",
+                 "before_process_batch", "process_batch", "postprocess_image", "postprocess_batch")
 # The Script methods called once before the job, in this order (A1111's), each may return a new request.
 _BEFORE_JOB = ("setup", "before_process", "process")
 
@@ -103,6 +103,9 @@ class ScriptHook(StepHook):
         except Exception:
             self.call.failed = True
             raise
+
+    def patch_model(self, patches: ModelPatches) -> None:
+        self._call("patch_model", patches)
 
     def before_step(self, step: StepParams) -> StepParams | None:
         return self._call("before_step", step)

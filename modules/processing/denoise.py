@@ -14,6 +14,7 @@ from typing import Any
 
 import torch
 
+from modules.models.patches import ModelCall, run_unet
 from modules.processing.conditioning import Conditioning
 from modules.processing.denoiser_view import from_denoised, noise_level, sample_convention, sample_scale, to_denoised
 from modules.processing.errors import DenoiseInterrupted, JobInterrupted
@@ -27,7 +28,7 @@ class DenoiseInputs:
     """Everything one pass of the loop needs besides the hooks.
 
     Attributes:
-        unet: the diffusers UNet2DConditionModel.
+        unet: the diffusers UNet2DConditionModel, or the job's ``PatchedUNet`` (per-job patches).
         scheduler: a fresh scheduler with ``set_timesteps`` already called.
         latents: (B, 4, H/8, W/8) starting latents, already scaled by ``init_noise_sigma``,
             on the UNet's device and dtype.
@@ -112,8 +113,8 @@ def predict_noise(inputs: DenoiseInputs, step: StepParams, model_input: torch.Te
         residuals = hooks.unet_residuals(step, UNetCall(batch, step.timestep, embeds, added, copies, use_cfg))
     extra = {} if residuals is None else {"down_block_additional_residuals": list(residuals.down),
                                           "mid_block_additional_residual": residuals.mid}
-    out = inputs.unet(batch, step.timestep, encoder_hidden_states=embeds, added_cond_kwargs=added,
-                      return_dict=False, **extra)[0]
+    out = run_unet(inputs.unet, ModelCall(batch, step.timestep, embeds, added, copies, use_cfg, step.guidance_scale,
+                                          extra))
     parts = out.chunk(copies)
     if not use_cfg:
         if len(weights) == 1:

@@ -18,6 +18,7 @@ from typing import Any
 import torch
 from PIL import Image
 
+from modules.models.patches import ModelPatches
 from modules.processing.conditioning import Conditioning
 
 __all__ = ["HookDispatcher", "StepHook", "StepParams", "UNetCall", "UNetResiduals"]
@@ -112,6 +113,10 @@ class StepHook:
     #: Keys this hook adds to every image's infotext (A1111 ``extra_generation_params``).
     infotext: Mapping[str, Any] = MappingProxyType({})
 
+    def patch_model(self, patches: ModelPatches) -> None:
+        """Once before the job: add this hook's per-job model patches (``modules.models.patches``)."""
+        return None
+
     def before_step(self, step: StepParams) -> StepParams | None:
         """Before the UNet call: may return new latents / cond / uncond / guidance_scale."""
         return None
@@ -181,6 +186,18 @@ class HookDispatcher:
             self.errors.append(f"{hook.name}: {method} failed: {error}")
             self._active.remove(hook)
             return None
+
+    def model_patches(self, unet: Any, family: str) -> ModelPatches:
+        """The job's model patches: each hook's own, in hook order. A hook whose ``patch_model``
+        raises (a patch that does not fit ``unet``, checked as it is added) is disabled like any
+        failing hook, and none of its patches are kept."""
+        patches = ModelPatches(family)
+        for hook in list(self._active):
+            own = ModelPatches(family, unet)
+            self._call(hook, "patch_model", own, expect=type(None))
+            if hook in self._active:
+                patches.extend(own)
+        return patches
 
     def before_step(self, step: StepParams) -> StepParams:
         for hook in list(self._active):

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
+from typing import Any
 
 import torch
 from PIL import Image
@@ -41,6 +42,7 @@ from modules.processing.txt2img import (
     batch_conditioning,
     batch_noise,
     job_networks,
+    job_unet,
     record_image,
     run_batches,
     run_until_interrupted,
@@ -125,8 +127,8 @@ def _kept_area_blend(scheduler: object, batch: _BatchInputs, noise: torch.Tensor
 
 
 def _run_batch(model: LoadedModel, job: Job, batch_index: int, seeds: ImageSeeds, batch: _BatchInputs,
-               conds: ScheduledConditioning, hooks: HookDispatcher) -> torch.Tensor:
-    """Denoise one batch from its inputs; returns its latents (B, 4, H/8, W/8)."""
+               conds: ScheduledConditioning, hooks: HookDispatcher, unet: Any) -> torch.Tensor:
+    """Denoise one batch from its inputs with ``unet`` (the job's); returns its latents (B, 4, H/8, W/8)."""
     request: Img2ImgRequest = job.request
     batch_seeds, batch_subseeds = seeds.batch(batch_index, request.batch_size)
     spec, schedule = resolve_sampler(request.sampler_name, request.scheduler)
@@ -141,7 +143,7 @@ def _run_batch(model: LoadedModel, job: Job, batch_index: int, seeds: ImageSeeds
     if batch.repaint is not None and not model.family.is_inpaint:
         blend = _kept_area_blend(scheduler, batch, noise)
     inputs = DenoiseInputs(
-        unet=model.pipeline.unet, scheduler=scheduler, latents=_start_latents(request, scheduler, batch, noise, start),
+        unet=unet, scheduler=scheduler, latents=_start_latents(request, scheduler, batch, noise, start),
         cond=conds.at(0)[0], uncond=conds.at(0)[1], conds_at=conds.at, guidance_scale=request.guidance_scale,
         num_steps=steps_to_run,
         time_ids=sdxl_time_ids(model, request), extra_channels=_inpaint_model_channels(model, batch),
@@ -208,7 +210,8 @@ def run_img2img(model: LoadedModel, job: Job, output: OutputOptions | None = Non
         result.duration_s = time.monotonic() - started
         return result
     hooks = HookDispatcher(job.hooks)
-    with job_networks(model, result) as networks, torch.inference_mode():
+    with job_networks(model, result) as networks, torch.inference_mode(), \
+            job_unet(model, hooks, result) as unet:
         # The schedule spans the steps that run, so [a:b:0.5] switches half-way through them.
         conds = batch_conditioning(model, request, request.steps_to_run(), networks)
 
@@ -219,7 +222,7 @@ def run_img2img(model: LoadedModel, job: Job, output: OutputOptions | None = Non
             items = [prepared[(first + k) % len(prepared)] for k in range(request.batch_size)]
             batch = _encode_batch(model, request, items)  # type: ignore[arg-type]
             latents, interrupted = run_until_interrupted(
-                lambda: _run_batch(model, job, batch_index, seeds, batch, conds, hooks))
+                lambda: _run_batch(model, job, batch_index, seeds, batch, conds, hooks, unet))
             pixels = decode_latents(model.pipeline.vae, latents)
             batch_seeds, batch_subseeds = seeds.batch(batch_index, request.batch_size)
             for item, image, seed, subseed in zip(items, to_pil_images(pixels), batch_seeds, batch_subseeds,

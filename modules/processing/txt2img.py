@@ -24,6 +24,7 @@ from PIL import Image
 
 from modules.families.sdxl import micro_conditioning
 from modules.models.loader import LoadedModel
+from modules.models.patches import patched_unet
 from modules.processing.denoise import DenoiseInputs, denoise
 from modules.processing.errors import BatchSkipped, DenoiseInterrupted, JobInterrupted
 from modules.processing.extra_networks import JobNetworks, extra_networks_applied
@@ -48,8 +49,8 @@ from modules.processing.seeds import (
 )
 from modules.processing.vae import circular_padding, decode_latents, encode_pixels, to_pil_images
 
-__all__ = ["GenerationResult", "OutputOptions", "batch_conditioning", "job_networks", "record_image", "run_batches",
-           "run_txt2img", "sampler_step_kwargs", "sdxl_time_ids"]
+__all__ = ["GenerationResult", "OutputOptions", "batch_conditioning", "job_networks", "job_unet", "record_image",
+           "run_batches", "run_txt2img", "sampler_step_kwargs", "sdxl_time_ids"]
 
 logger = logging.getLogger(__name__)
 
@@ -147,6 +148,18 @@ def job_networks(model: LoadedModel, result: GenerationResult) -> Iterator[JobNe
         yield networks
 
 
+@contextlib.contextmanager
+def job_unet(model: LoadedModel, hooks: HookDispatcher, result: GenerationResult) -> Iterator[Any]:
+    """The UNet the job's passes call: the shared one, or a weight-sharing clone with the hooks'
+    model patches (``Script.patch_model``), dropped after the job; the patches' infotext keys go
+    into ``result``. Entered after the LoRAs and tiling are applied, so the clone has them too."""
+    patches = hooks.model_patches(model.pipeline.unet, model.family.id) if hooks else None
+    if patches:
+        result.extra_parameters.update(patches.infotext)
+    with patched_unet(model.pipeline.unet, patches) as unet:
+        yield unet
+
+
 def sdxl_time_ids(model: LoadedModel, request: Txt2ImgRequest) -> torch.Tensor | None:
     """The (B, 6) size/crop micro-conditioning of families that take it (SDXL), else None."""
     if not model.family.capabilities.micro_conditioning:
@@ -191,8 +204,8 @@ def batch_noise(model: LoadedModel, request: Txt2ImgRequest, spec: SamplerSpec, 
 
 def _run_batch(model: LoadedModel, job: Job, batch_index: int, seeds: ImageSeeds,
                conds: ScheduledConditioning, hooks: HookDispatcher,
-               extra_channels: torch.Tensor | None) -> torch.Tensor:
-    """Denoise one batch; returns its latents (B, 4, H/8, W/8)."""
+               extra_channels: torch.Tensor | None, unet: Any) -> torch.Tensor:
+    """Denoise one batch with ``unet`` (the job's, see ``job_unet``); returns its latents (B, 4, H/8, W/8)."""
     request: Txt2ImgRequest = job.request
     batch_seeds, batch_subseeds = seeds.batch(batch_index, request.batch_size)
     factor = model.vae_scale_factor
@@ -205,7 +218,7 @@ def _run_batch(model: LoadedModel, job: Job, batch_index: int, seeds: ImageSeeds
     scheduler = timed_scheduler(spec, schedule, model.scheduler_config, request.num_inference_steps, model.device,
                                 batch_seeds, ays_table=model.family.align_your_steps)
     inputs = DenoiseInputs(
-        unet=model.pipeline.unet, scheduler=scheduler,
+        unet=unet, scheduler=scheduler,
         latents=noise * scheduler.init_noise_sigma,
         cond=conds.at(0)[0], uncond=conds.at(0)[1], conds_at=conds.at, guidance_scale=request.guidance_scale,
         num_steps=request.num_inference_steps, time_ids=sdxl_time_ids(model, request),
@@ -243,7 +256,8 @@ def _hires_start(model: LoadedModel, request: Txt2ImgRequest, latents: torch.Ten
 
 
 def _hires_pass(model: LoadedModel, job: Job, batch_index: int, seeds: ImageSeeds, latents: torch.Tensor,
-                conds: ScheduledConditioning, hooks: HookDispatcher, upscale: ImageUpscale | None) -> torch.Tensor:
+                conds: ScheduledConditioning, hooks: HookDispatcher, upscale: ImageUpscale | None,
+                unet: Any) -> torch.Tensor:
     """Hires. fix on one batch: upscale the first pass's latents (B, 4, h, w), noise them to
     the hires denoising strength (fresh noise from the same seeds, as A1111) and denoise the
     last steps again at the new size. Returns the second pass's latents."""
@@ -263,7 +277,7 @@ def _hires_pass(model: LoadedModel, job: Job, batch_index: int, seeds: ImageSeed
                                         model.device, ays_table=model.family.align_your_steps)
     start_latents = scheduler.add_noise(init, noise, scheduler.timesteps[start:start + 1])
     inputs = DenoiseInputs(
-        unet=model.pipeline.unet, scheduler=scheduler, latents=start_latents,
+        unet=unet, scheduler=scheduler, latents=start_latents,
         cond=conds.at(0)[0], uncond=conds.at(0)[1], conds_at=conds.at, guidance_scale=request.guidance_scale,
         num_steps=steps_to_run, time_ids=sdxl_time_ids(model, second), extra_channels=_inpaint_channels(model, second),
         step_kwargs=sampler_step_kwargs(spec, scheduler, second, generators), seeds=tuple(batch_seeds),
@@ -357,7 +371,8 @@ def run_txt2img(model: LoadedModel, job: Job, output: OutputOptions | None = Non
         result.extra_parameters.update(hook.infotext)
     tiling = circular_padding(model.pipeline.unet, model.pipeline.vae) if request.tiling else contextlib.nullcontext()
     # LoRAs are injected outside inference mode: their parameters must stay ordinary tensors.
-    with job_networks(model, result) as networks, tiling, torch.inference_mode():
+    with job_networks(model, result) as networks, tiling, torch.inference_mode(), \
+            job_unet(model, hooks, result) as unet:
         conds = batch_conditioning(model, request, request.num_inference_steps, networks)
         hires_conds = None
         if request.hires is not None:  # its prompts, over the steps it runs
@@ -370,10 +385,10 @@ def run_txt2img(model: LoadedModel, job: Job, output: OutputOptions | None = Non
             if hooks:
                 hooks.process_batch(batch_index, tuple(seeds.batch(batch_index, request.batch_size)[0]))
             latents, interrupted = run_until_interrupted(
-                lambda: _run_batch(model, job, batch_index, seeds, conds, hooks, extra_channels))
+                lambda: _run_batch(model, job, batch_index, seeds, conds, hooks, extra_channels, unet))
             if hires_conds is not None and not interrupted:
                 latents, interrupted = run_until_interrupted(
-                    lambda: _hires_pass(model, job, batch_index, seeds, latents, hires_conds, hooks, upscale))
+                    lambda: _hires_pass(model, job, batch_index, seeds, latents, hires_conds, hooks, upscale, unet))
             pixels = decode_latents(model.pipeline.vae, latents)
             _finish_images(model, result, pixels, batch_index, seeds, output, hooks)
             if interrupted:
