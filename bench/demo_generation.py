@@ -36,9 +36,9 @@ def main() -> int:
     from modules.demo.architecture import IMAGE_SIDE
     from modules.demo.evaluation import load_checkpoint_in
     from modules.paths import DEMO_MODEL_DIR
-    from modules.processing.job import Job
+    from modules.processing.generation.txt2img import run_txt2img
+    from modules.processing.jobs.job import Job
     from modules.processing.requests import Txt2ImgRequest
-    from modules.processing.txt2img import run_txt2img
 
     torch.set_num_threads(args.threads)
     started = time.perf_counter()

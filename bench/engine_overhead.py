@@ -6,9 +6,9 @@ Part 1 (always): a tiny random-weight SD1.x checkpoint is written to a temp dir 
 through the real registry and ModelManager. Then, with the same components, seed and sampler
 ("Euler"), runs alternate between
 
-* ours: ``modules.processing.txt2img.run_txt2img`` (output=None: nothing is saved), and
+* ours: ``modules.processing.generation.txt2img.run_txt2img`` (output=None: nothing is saved), and
 * bare: encode the prompts once, a fresh ``EulerDiscreteScheduler`` from
-  ``modules.processing.samplers.build_scheduler``, a loop of batched-CFG UNet calls and
+  ``modules.processing.sampling.samplers.build_scheduler``, a loop of batched-CFG UNet calls and
   ``scheduler.step``, then the same VAE decode,
 
 and the medians are printed side by side with the ratio ours/bare (target >= 0.97). "loop
@@ -48,11 +48,11 @@ from modules.models.loader import LoadedModel  # noqa: E402
 from modules.models.manager import ModelManager, Placement  # noqa: E402
 from modules.models.registry import CheckpointRegistry  # noqa: E402
 from modules.paths import CONFIGS_DIR  # noqa: E402
-from modules.processing.job import Job  # noqa: E402
+from modules.processing.generation.txt2img import run_txt2img  # noqa: E402
+from modules.processing.generation.vae import decode_latents, to_pil_images  # noqa: E402
+from modules.processing.jobs.job import Job  # noqa: E402
 from modules.processing.requests import Txt2ImgRequest  # noqa: E402
-from modules.processing.samplers import build_scheduler, resolve_sampler  # noqa: E402
-from modules.processing.txt2img import run_txt2img  # noqa: E402
-from modules.processing.vae import decode_latents, to_pil_images  # noqa: E402
+from modules.processing.sampling.samplers import build_scheduler, resolve_sampler  # noqa: E402
 
 PROMPT = "a lighthouse on a cliff at dusk, oil painting"
 NEGATIVE = "blurry, low quality"  # non-empty, so SDXL's pipeline encodes it as we do

@@ -55,8 +55,8 @@ def _dispatch_seconds(request, calls, iterations: int) -> float:
     import torch
 
     from modules.extensions.runner import ScriptHook
-    from modules.processing.conditioning import Conditioning
-    from modules.processing.hooks import HookDispatcher, StepParams
+    from modules.processing.prompts.conditioning import Conditioning
+    from modules.processing.sampling.hooks import HookDispatcher, StepParams
 
     latents = torch.zeros(1, 4, 8, 8)
     step = StepParams("bench", 0, 20, 0, torch.tensor(999), 14.6, latents, Conditioning(torch.zeros(1, 77, 32)),
@@ -81,9 +81,9 @@ def main() -> int:
 
     from modules.demo.evaluation import load_checkpoint_in
     from modules.extensions.runner import run_job_hooks
-    from modules.processing.job import Job
+    from modules.processing.generation.txt2img import run_txt2img
+    from modules.processing.jobs.job import Job
     from modules.processing.requests import Txt2ImgRequest
-    from modules.processing.txt2img import run_txt2img
     from tests.tiny_models import write_tiny_checkpoint
 
     torch.set_num_threads(args.threads)

@@ -20,7 +20,7 @@ from modules.models.memory import MemoryPolicy
 from modules.models.registry import CheckpointRegistry
 from modules.models.upscalers import UpscalerLibrary
 from modules.paths import BUILTIN_EXTENSIONS_DIR, BUILTIN_SCRIPTS_DIR, DEMO_MODEL_DIR, DataPaths
-from modules.processing.control_preprocess import Preprocessors
+from modules.processing.control.control_preprocess import Preprocessors
 
 __all__ = ["AppContext", "build_app_context", "load_scripts"]
 

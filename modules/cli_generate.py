@@ -19,10 +19,10 @@ from modules.model_references import MODEL_OPTIONS, model_fields
 from modules.models.files import ModelFileError
 from modules.models.registry import CheckpointInfo, CheckpointRegistry, ModelNotFoundError, native_resolution
 from modules.processing.errors import RequestValidationError
-from modules.processing.image_input import decode_base64_image
-from modules.processing.queue import JobStatus
-from modules.processing.saving import save_image
-from modules.processing.txt2img import GenerationResult
+from modules.processing.generation.txt2img import GenerationResult
+from modules.processing.intake.image_input import decode_base64_image
+from modules.processing.jobs.queue import JobStatus
+from modules.processing.output.saving import save_image
 from modules.settings import SettingsStore
 from modules.studio import OwnerOptions, Studio
 

@@ -12,7 +12,7 @@ from typing import Any
 
 from PIL import Image
 
-from modules.processing.image_input import png_base64
+from modules.processing.intake.image_input import png_base64
 
 __all__ = ["json_record", "result_record"]
 

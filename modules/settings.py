@@ -26,8 +26,8 @@ from types import MappingProxyType
 from typing import Any, Literal, TypeVar, cast
 
 from modules.processing.errors import StorageFullError, no_space_as_storage_full
-from modules.processing.image_formats import SAMPLES_FORMATS
-from modules.processing.seeds import RANDN_SOURCES
+from modules.processing.output.image_formats import SAMPLES_FORMATS
+from modules.processing.sampling.seeds import RANDN_SOURCES
 
 __all__ = ["SECTIONS", "SETTING_INFOS", "SETTINGS_BY_KEY", "THEMES", "SettingInfo", "Settings", "SettingsStore",
            "coerce_setting", "output_dir", "validate_settings"]

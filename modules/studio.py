@@ -35,34 +35,34 @@ from modules.model_tools import ModelTools
 from modules.models.files import ModelFileError, public_text
 from modules.models.registry import CheckpointInfo, ModelNotFoundError, native_resolution
 from modules.models.vae import AUTOMATIC, BUILTIN, find_vae_files
-from modules.processing.api_fields import TXT2IMG_API_FIELDS, txt2img_request_from_api, unknown_fields
-from modules.processing.api_fields_img2img import IMG2IMG_API_FIELDS, img2img_request_from_api
-from modules.processing.dynamic_prompts import run_with_dynamic_prompts
-from modules.processing.errors import ProcessingError, RequestValidationError, StorageFullError
-from modules.processing.extras import EXTRAS_API_FIELDS, extras_request_from_api
-from modules.processing.extras_job import ExtrasJob, images_in_folder
-from modules.processing.grids import GridOptions, add_batch_grid
-from modules.processing.hires import LATENT_UPSCALE_MODES
-from modules.processing.hooks import HookDispatcher, StepHook
-from modules.processing.image_formats import ImageFormat
-from modules.processing.image_input import decode_base64_image
-from modules.processing.img2img import run_img2img
-from modules.processing.img2img_batch import (
+from modules.processing.editing.img2img import run_img2img
+from modules.processing.editing.img2img_batch import (
     Img2ImgBatchRequest,
     batch_output,
     batch_request,
     batch_stand_in,
     run_img2img_batch,
 )
-from modules.processing.img2img_request import Img2ImgRequest
-from modules.processing.job import Job
-from modules.processing.job_store import JobStore
-from modules.processing.outpainting import OUTPAINT_SCRIPTS
-from modules.processing.queue import JobQueue, JobStatus
-from modules.processing.saving import save_grid, save_image
-from modules.processing.styles import StyleStore
-from modules.processing.txt2img import GenerationResult, OutputOptions, run_txt2img
-from modules.processing.upscaling import library_image_upscale
+from modules.processing.editing.img2img_request import Img2ImgRequest
+from modules.processing.editing.outpainting import OUTPAINT_SCRIPTS
+from modules.processing.errors import ProcessingError, RequestValidationError, StorageFullError
+from modules.processing.extras.extras import EXTRAS_API_FIELDS, extras_request_from_api
+from modules.processing.extras.extras_job import ExtrasJob, images_in_folder
+from modules.processing.extras.upscaling import library_image_upscale
+from modules.processing.generation.hires import LATENT_UPSCALE_MODES
+from modules.processing.generation.txt2img import GenerationResult, OutputOptions, run_txt2img
+from modules.processing.intake.api_fields import TXT2IMG_API_FIELDS, txt2img_request_from_api, unknown_fields
+from modules.processing.intake.api_fields_img2img import IMG2IMG_API_FIELDS, img2img_request_from_api
+from modules.processing.intake.image_input import decode_base64_image
+from modules.processing.jobs.job import Job
+from modules.processing.jobs.job_store import JobStore
+from modules.processing.jobs.queue import JobQueue, JobStatus
+from modules.processing.output.grids import GridOptions, add_batch_grid
+from modules.processing.output.image_formats import ImageFormat
+from modules.processing.output.saving import save_grid, save_image
+from modules.processing.prompts.dynamic_prompts import run_with_dynamic_prompts
+from modules.processing.prompts.styles import StyleStore
+from modules.processing.sampling.hooks import HookDispatcher, StepHook
 from modules.settings import SettingsStore, output_dir
 from modules.submission import Submission, image_format, read_submission, setting_defaults
 from modules.temp_files import remove_orphan_temp_files, startup_folders

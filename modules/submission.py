@@ -16,12 +16,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from modules.a1111_options import A1111_OPTION_DEFAULTS, A1111_RESTRICTED_OPTIONS
-from modules.processing.api_fields import OVERRIDE_FIELDS, payload_notices, unknown_fields
 from modules.processing.errors import RequestValidationError
-from modules.processing.image_formats import ImageFormat
-from modules.processing.json_values import check_json_values
-from modules.processing.request_infotext import apply_payload_infotext
-from modules.processing.styles import StyleStore, apply_payload_styles
+from modules.processing.intake.api_fields import OVERRIDE_FIELDS, payload_notices, unknown_fields
+from modules.processing.intake.json_values import check_json_values
+from modules.processing.output.image_formats import ImageFormat
+from modules.processing.output.request_infotext import apply_payload_infotext
+from modules.processing.prompts.styles import StyleStore, apply_payload_styles
 from modules.settings import FOLDER_SETTINGS, SETTINGS_BY_KEY, Settings, coerce_setting
 
 __all__ = ["OUTPUT_OVERRIDES", "Submission", "image_format", "read_submission", "setting_defaults"]

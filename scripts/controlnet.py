@@ -4,7 +4,7 @@ hooks are enough for it. Nothing here patches the UNet; each step the script ret
 units' skip-connection residuals from ``unet_residuals`` and the engine adds them.
 
 Each unit (``unit_0`` ... up to the "control_net_unit_count" setting) takes the fields of
-sd-webui-controlnet's API (see ``modules.processing.controlnet_units``), so A1111 clients send
+sd-webui-controlnet's API (see ``modules.processing.control.controlnet_units``), so A1111 clients send
 ``alwayson_scripts: {"ControlNet": {"args": [unit, ...]}}`` unchanged. Per job the script
 preprocesses each enabled unit's image once (``process``), writes ``ControlNet N`` into the
 infotext, and per UNet call runs the unit's ControlNet when the step lies in
@@ -49,8 +49,8 @@ from modules.extensions.api import (
     register_callback,
 )
 from modules.paths import DataPaths
-from modules.processing.control_preprocess import PREPROCESSORS, UnknownPreprocessorError
-from modules.processing.controlnet_units import (
+from modules.processing.control.control_preprocess import PREPROCESSORS, UnknownPreprocessorError
+from modules.processing.control.controlnet_units import (
     CONTROL_MODES,
     RESIZE_MODES,
     clamp_unit,

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from modules.app import build_app_context
-from modules.processing.txt2img import GenerationResult
+from modules.processing.generation.txt2img import GenerationResult
 from modules.settings import SettingsStore
 from modules.studio import Studio
 

@@ -27,7 +27,7 @@ import pytest
 from PIL import Image
 
 from modules import cli
-from modules.processing.image_formats import embedded_infotext
+from modules.processing.output.image_formats import embedded_infotext
 from tests.tiny_models import write_tiny_checkpoint
 
 pytestmark = pytest.mark.slow

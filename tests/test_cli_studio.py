@@ -30,8 +30,8 @@ from PIL import Image
 from modules.api.rest import build_router
 from modules.app import build_app_context
 from modules.cli_generate import JobFailedError, _result_of, exit_code_for
-from modules.processing.job_store import JobStore
-from modules.processing.queue import WORKER_THREAD_NAME, JobStatus
+from modules.processing.jobs.job_store import JobStore
+from modules.processing.jobs.queue import WORKER_THREAD_NAME, JobStatus
 from modules.settings import SettingsStore
 from modules.studio import Studio
 from tests.test_cli import REPO_ROOT, CliRun, _env, _pixels, run_cli, run_in_process

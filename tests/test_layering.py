@@ -45,14 +45,14 @@ class SourceFile:
 
     path: Path
     root: Path  # the folder holding modules/
-    module: str  # dotted name, e.g. "modules.processing.txt2img"
+    module: str  # dotted name, e.g. "modules.processing.generation.txt2img"
     is_package: bool  # an __init__.py
     tree: ast.Module
     line_count: int
 
     @property
     def relative(self) -> str:
-        """The path from the repository root, for messages: "modules/processing/txt2img.py"."""
+        """The path from the repository root, for messages: "modules/processing/generation/txt2img.py"."""
         return self.path.relative_to(self.root).as_posix()
 
     @property

@@ -24,9 +24,9 @@ from modules.models.hashing import HashCache
 from modules.models.loader import LoadedModel
 from modules.models.manager import ModelManager
 from modules.models.registry import CheckpointRegistry
-from modules.processing.job import Job
+from modules.processing.generation.txt2img import OutputOptions, run_txt2img
+from modules.processing.jobs.job import Job
 from modules.processing.requests import Txt2ImgRequest
-from modules.processing.txt2img import OutputOptions, run_txt2img
 from tests.conftest import CPU_FP32
 from tests.tiny_models import write_tiny_checkpoint
 

@@ -86,7 +86,7 @@ def test_interrupting_an_unknown_or_idle_job_is_a_no_op(studio: Studio) -> None:
 
 
 def test_styles_expand_into_the_prompt_that_is_recorded(studio: Studio) -> None:
-    from modules.processing.styles import PromptStyle
+    from modules.processing.prompts.styles import PromptStyle
 
     studio.styles.save(PromptStyle("Art", "oil painting, {prompt}", "blurry"))
     result = _generate(studio, prompt="a cat", styles=["Art"])

@@ -8,7 +8,7 @@ from typing import Any
 
 from PIL import Image
 
-from modules.processing.txt2img import GenerationResult
+from modules.processing.generation.txt2img import GenerationResult
 from modules.studio import Studio
 from tests import studio_fixtures
 

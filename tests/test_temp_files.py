@@ -12,7 +12,7 @@ import pytest
 
 from modules.models.install import _part_path
 from modules.paths import DataPaths
-from modules.processing.saving import write_temp_file
+from modules.processing.output.saving import write_temp_file
 from modules.temp_files import MIN_AGE_S, is_temp_name, remove_orphan_temp_files, startup_folders
 
 

@@ -16,9 +16,9 @@ from collections.abc import Mapping, Sequence
 from types import MappingProxyType
 from typing import Any
 
-from modules.processing.image_formats import PNG, ImageFormat, encode_base64
-from modules.processing.infotext import VERSION, parse_infotext
-from modules.processing.txt2img import GenerationResult
+from modules.processing.generation.txt2img import GenerationResult
+from modules.processing.output.image_formats import PNG, ImageFormat, encode_base64
+from modules.processing.output.infotext import VERSION, parse_infotext
 
 __all__ = ["IMG2IMG_REQUEST_DEFAULTS", "TXT2IMG_REQUEST_DEFAULTS", "generation_response"]
 

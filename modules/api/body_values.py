@@ -13,7 +13,7 @@ import re
 from fastapi import HTTPException, Request
 
 from modules.processing.errors import RequestValidationError
-from modules.processing.json_values import check_json_values
+from modules.processing.intake.json_values import check_json_values
 
 __all__ = ["check_body_values"]
 

@@ -20,16 +20,16 @@ from typing import TYPE_CHECKING, Any
 from fastapi import APIRouter, Body, HTTPException
 
 from modules.models.files import ModelFileError
-from modules.processing.control_preprocess import (
+from modules.processing.control.control_preprocess import (
     PREPROCESSORS,
     RESOLUTION_RANGE,
     UnknownPreprocessorError,
     canonical_module,
 )
-from modules.processing.control_types import control_types as control_type_listing
+from modules.processing.control.control_types import control_types as control_type_listing
+from modules.processing.editing.image_ops import flatten
 from modules.processing.errors import RequestValidationError
-from modules.processing.image_input import PixelBudget, png_base64
-from modules.processing.image_ops import flatten
+from modules.processing.intake.image_input import PixelBudget, png_base64
 
 if TYPE_CHECKING:
     from modules.models.controlnet import ControlNetLibrary

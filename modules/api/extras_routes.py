@@ -15,10 +15,10 @@ from modules.api.jobs import failed_job_error, http_error
 from modules.models.files import ModelFileError
 from modules.models.memory import memory_usage
 from modules.processing.errors import ProcessingError, RequestValidationError
-from modules.processing.hires import LATENT_UPSCALE_MODES
-from modules.processing.image_formats import encode_base64
-from modules.processing.image_input import PixelBudget
-from modules.processing.queue import JobStatus
+from modules.processing.generation.hires import LATENT_UPSCALE_MODES
+from modules.processing.intake.image_input import PixelBudget
+from modules.processing.jobs.queue import JobStatus
+from modules.processing.output.image_formats import encode_base64
 
 if TYPE_CHECKING:
     from modules.studio import Studio

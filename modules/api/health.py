@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 from fastapi import APIRouter
 
-from modules.processing.infotext import VERSION
+from modules.processing.output.infotext import VERSION
 
 if TYPE_CHECKING:
     from modules.studio import Studio

@@ -28,10 +28,10 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from PIL import Image
 
 from modules.processing.errors import ProcessingError, RequestValidationError, StorageFullError
-from modules.processing.image_formats import write_image
-from modules.processing.image_input import PixelBudget, png_base64
-from modules.processing.preview import latents_to_preview
-from modules.processing.queue import JobStatus, QueueFullError
+from modules.processing.intake.image_input import PixelBudget, png_base64
+from modules.processing.jobs.queue import JobStatus, QueueFullError
+from modules.processing.output.image_formats import write_image
+from modules.processing.sampling.preview import latents_to_preview
 from modules.storage import is_no_space, no_space_message
 
 if TYPE_CHECKING:

@@ -27,12 +27,12 @@ from modules.api.networks import add_network_routes
 from modules.api.options_routes import add_options_routes
 from modules.extensions.job_scripts import describe_scripts
 from modules.processing.errors import ProcessingError, RequestValidationError
-from modules.processing.image_formats import embedded_infotext
-from modules.processing.image_input import decode_base64_image, png_base64
-from modules.processing.infotext import parse_infotext
-from modules.processing.preview import latents_to_preview
-from modules.processing.samplers import SAMPLERS, SCHEDULE_TYPES
-from modules.processing.schedules import DEFAULT_RHO
+from modules.processing.intake.image_input import decode_base64_image, png_base64
+from modules.processing.output.image_formats import embedded_infotext
+from modules.processing.output.infotext import parse_infotext
+from modules.processing.sampling.preview import latents_to_preview
+from modules.processing.sampling.samplers import SAMPLERS, SCHEDULE_TYPES
+from modules.processing.sampling.schedules import DEFAULT_RHO
 
 if TYPE_CHECKING:
     from modules.studio import Studio

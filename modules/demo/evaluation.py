@@ -19,9 +19,9 @@ from modules.models.hashing import HashCache
 from modules.models.loader import LoadedModel
 from modules.models.manager import ModelManager, Placement, choose_placement
 from modules.models.registry import CheckpointRegistry
-from modules.processing.job import Job
+from modules.processing.generation.txt2img import run_txt2img
+from modules.processing.jobs.job import Job
 from modules.processing.requests import Txt2ImgRequest
-from modules.processing.txt2img import run_txt2img
 
 __all__ = ["ATTRIBUTES", "EvaluationReport", "evaluate", "evaluation_subset", "load_checkpoint_in"]
 

@@ -59,18 +59,18 @@ from modules.models.patches import (
     ModelWrapper,
     attention_modules,
 )
-from modules.processing.grids import image_grid
-from modules.processing.hooks import StepParams, UNetCall, UNetResiduals
-from modules.processing.img2img_request import Img2ImgRequest
+from modules.processing.editing.img2img_request import Img2ImgRequest
+from modules.processing.generation.txt2img import GenerationResult
+from modules.processing.output.grids import image_grid
 from modules.processing.requests import Txt2ImgRequest
-from modules.processing.seeds import resolve_seed
-from modules.processing.txt2img import GenerationResult
+from modules.processing.sampling.hooks import StepParams, UNetCall, UNetResiduals
+from modules.processing.sampling.seeds import resolve_seed
 
 if TYPE_CHECKING:
     from modules.families.base import ModelFamily
     from modules.models.controlnet import ControlNetLibrary
     from modules.models.upscalers import UpscalerLibrary
-    from modules.processing.control_preprocess import Preprocessors
+    from modules.processing.control.control_preprocess import Preprocessors
 
 __all__ = [
     "CALLBACK_NAMES", "MAX_SCRIPT_IMAGES", "AlwaysVisible", "ArgSpec", "Checkbox", "Dropdown", "Group", "ImageArg",

@@ -31,7 +31,7 @@ from modules.extensions.api import (
 from modules.extensions.loader import ScriptCatalog
 from modules.extensions.runner import ScriptCall, resolve_script_args, run_job_hooks
 from modules.processing.errors import JobInterrupted, RequestValidationError
-from modules.processing.hooks import StepHook
+from modules.processing.sampling.hooks import StepHook
 
 __all__ = ["JobScripts", "build_job_scripts", "check_job_scripts", "describe_scripts", "extension_settings",
            "run_with_scripts", "script_args_from_infotext", "tab_scripts"]

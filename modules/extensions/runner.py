@@ -16,7 +16,7 @@ import torch
 from PIL import Image
 
 from modules.extensions.api import ModelPatches, Processed, Request, Script, ScriptArgError
-from modules.processing.hooks import StepHook, StepParams, UNetCall, UNetResiduals
+from modules.processing.sampling.hooks import StepHook, StepParams, UNetCall, UNetResiduals
 
 __all__ = ["ScriptCall", "ScriptHook", "resolve_script_args", "run_job_hooks"]
 

@@ -17,8 +17,8 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from modules.processing.image_input import check_input_pixels, decode_base64_image
-from modules.processing.image_ops import flatten
+from modules.processing.editing.image_ops import flatten
+from modules.processing.intake.image_input import check_input_pixels, decode_base64_image
 
 __all__ = ["ArgSpec", "Checkbox", "Dropdown", "Group", "ImageArg", "Number", "ScriptArgError", "Slider", "Textbox"]
 

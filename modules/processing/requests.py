@@ -14,10 +14,10 @@ from types import MappingProxyType
 from typing import Any
 
 from modules.processing.errors import RequestValidationError
-from modules.processing.hires import HiresFix
-from modules.processing.prompt_encoding import EMPHASIS_MODES
-from modules.processing.samplers import UnknownSamplerError, resolve_sampler
-from modules.processing.seeds import RANDN_SOURCES
+from modules.processing.generation.hires import HiresFix
+from modules.processing.prompts.prompt_encoding import EMPHASIS_MODES
+from modules.processing.sampling.samplers import UnknownSamplerError, resolve_sampler
+from modules.processing.sampling.seeds import RANDN_SOURCES
 
 __all__ = ["API_FIELD_NAMES", "Limits", "MAX_SEED", "Txt2ImgRequest", "check_float", "check_int"]
 

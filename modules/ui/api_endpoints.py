@@ -14,9 +14,9 @@ import gradio as gr
 from PIL import Image
 
 from modules.processing.errors import ProcessingError, RequestValidationError
-from modules.processing.image_formats import embedded_infotext
-from modules.processing.image_input import decode_base64_image, png_base64
-from modules.processing.infotext import parse_infotext
+from modules.processing.intake.image_input import decode_base64_image, png_base64
+from modules.processing.output.image_formats import embedded_infotext
+from modules.processing.output.infotext import parse_infotext
 from modules.ui.generation_form import prompt_plan
 
 if TYPE_CHECKING:

@@ -15,7 +15,7 @@ import gradio as gr
 from PIL import Image
 
 from modules.processing.errors import ProcessingError, RequestValidationError
-from modules.processing.image_input import open_image_file
+from modules.processing.intake.image_input import open_image_file
 from modules.ui.image_format import IMAGE_FORMAT
 
 if TYPE_CHECKING:

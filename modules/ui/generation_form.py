@@ -16,9 +16,9 @@ from typing import TYPE_CHECKING, Any
 import gradio as gr
 
 from modules.processing.errors import ProcessingError, RequestValidationError
-from modules.processing.prompt_preview import preview_prompt, token_counter
-from modules.processing.queue import JobStatus
-from modules.processing.samplers import SAMPLERS, schedule_choices
+from modules.processing.jobs.queue import JobStatus
+from modules.processing.prompts.prompt_preview import preview_prompt, token_counter
+from modules.processing.sampling.samplers import SAMPLERS, schedule_choices
 from modules.ui.extra_networks import build_extra_networks
 from modules.ui.image_format import IMAGE_FORMAT
 from modules.ui.infotext_paste import build_override_dropdown, current_options, with_override_chips

@@ -11,7 +11,7 @@ from typing import Any
 
 import gradio as gr
 
-from modules.processing.samplers import SAMPLERS, SCHEDULE_TYPES
+from modules.processing.sampling.samplers import SAMPLERS, SCHEDULE_TYPES
 
 __all__ = ["HIRES_FIELDS", "build_hires_controls"]
 

@@ -16,9 +16,9 @@ from typing import TYPE_CHECKING, Any
 
 import gradio as gr
 
-from modules.processing.image_ops import RESIZE_MODES
-from modules.processing.img2img_request import INPAINT_AREAS, MASK_MODES, MASKED_CONTENT
-from modules.processing.outpainting import DIRECTIONS, OUTPAINT_SCRIPTS
+from modules.processing.editing.image_ops import RESIZE_MODES
+from modules.processing.editing.img2img_request import INPAINT_AREAS, MASK_MODES, MASKED_CONTENT
+from modules.processing.editing.outpainting import DIRECTIONS, OUTPAINT_SCRIPTS
 from modules.ui.generation_form import GenerationTab, build_generation_tab
 from modules.ui.image_format import IMAGE_FORMAT
 from modules.ui.img2img_payload import INPAINT_MODES, build_img2img_payload, inpaint_flags, settings_payload

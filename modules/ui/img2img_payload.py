@@ -17,7 +17,7 @@ from typing import Any
 from PIL import Image, ImageChops
 
 from modules.processing.errors import RequestValidationError
-from modules.processing.image_input import open_image_file
+from modules.processing.intake.image_input import open_image_file
 
 __all__ = ["INPAINT_MODES", "MODES", "build_img2img_payload", "inpaint_flags", "layers_mask", "settings_payload"]
 

@@ -19,10 +19,10 @@ from typing import TYPE_CHECKING, Any
 
 import gradio as gr
 
+from modules.processing.editing.img2img_request import INPAINT_AREAS, MASK_MODES, MASKED_CONTENT
 from modules.processing.errors import RequestValidationError
-from modules.processing.img2img_request import INPAINT_AREAS, MASK_MODES, MASKED_CONTENT
-from modules.processing.infotext import parse_infotext
-from modules.processing.request_infotext import INFOTEXT_SETTING_KEYS, txt2img_values_from_infotext
+from modules.processing.output.infotext import parse_infotext
+from modules.processing.output.request_infotext import INFOTEXT_SETTING_KEYS, txt2img_values_from_infotext
 from modules.settings import Settings
 
 if TYPE_CHECKING:

@@ -24,7 +24,7 @@ import gradio as gr
 from gradio import processing_utils
 from PIL import Image
 
-from modules.processing.save_log import save_to_log
+from modules.processing.output.save_log import save_to_log
 from modules.ui.image_format import IMAGE_FORMAT
 from modules.ui.open_folder import NoFileBrowserError, Opener, ServerBinding, open_folder, system_opener
 

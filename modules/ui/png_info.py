@@ -13,10 +13,10 @@ import gradio as gr
 from PIL import Image, UnidentifiedImageError
 
 from modules.processing.errors import RequestValidationError
-from modules.processing.image_formats import embedded_infotext
-from modules.processing.image_input import open_image_file
-from modules.processing.infotext import parse_infotext
-from modules.processing.request_infotext import txt2img_values_from_infotext
+from modules.processing.intake.image_input import open_image_file
+from modules.processing.output.image_formats import embedded_infotext
+from modules.processing.output.infotext import parse_infotext
+from modules.processing.output.request_infotext import txt2img_values_from_infotext
 from modules.ui.image_format import IMAGE_FORMAT
 from modules.ui.img2img import Img2ImgTab
 from modules.ui.infotext_paste import MAX_INFOTEXT_CHARS, paste_txt2img

@@ -6,15 +6,15 @@ import html
 
 from PIL import Image
 
-from modules.processing.preview import latents_to_preview
-from modules.processing.queue import JobStatus
+from modules.processing.jobs.queue import JobStatus
+from modules.processing.sampling.preview import latents_to_preview
 
 __all__ = ["progress_html", "preview_image"]
 
 
 def _eta(seconds: float | None) -> str:
     """The line's " · ETA m:ss" part, or nothing while the job has no estimate yet (before its second step:
-    the queue measures the pace from the first completed step, see ``modules.processing.eta``)."""
+    the queue measures the pace from the first completed step, see ``modules.processing.sampling.eta``)."""
     if seconds is None or seconds != seconds or seconds == float("inf"):
         return ""
     minutes, secs = divmod(int(round(seconds)), 60)

@@ -1,4 +1,4 @@
-"""🔍 under the prompt: a prompt plan (``modules.processing.prompt_preview``) as Markdown a person
+"""🔍 under the prompt: a prompt plan (``modules.processing.prompts.prompt_preview``) as Markdown a person
 reads at a glance: per sub-prompt, which text runs for which steps with its token count and
 emphasis; the LoRAs and other ``<…>`` networks found; the embeddings; the notes; and the same
 schedule for the negative prompt. The JSON form stays the API's (``/prompt_preview``).
@@ -10,7 +10,7 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from modules.processing.prompt_encoding import CHUNK_TOKENS
+from modules.processing.prompts.prompt_encoding import CHUNK_TOKENS
 
 __all__ = ["plan_markdown"]
 

@@ -18,9 +18,9 @@ import gradio as gr
 
 from modules.extensions.api import ArgSpec
 from modules.extensions.job_scripts import script_args_from_infotext, tab_scripts
+from modules.processing.editing.image_ops import flatten
 from modules.processing.errors import RequestValidationError
-from modules.processing.image_input import open_image_file
-from modules.processing.image_ops import flatten
+from modules.processing.intake.image_input import open_image_file
 from modules.ui.image_format import IMAGE_FORMAT
 
 if TYPE_CHECKING:

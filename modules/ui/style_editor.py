@@ -18,7 +18,7 @@ from typing import Any
 import gradio as gr
 
 from modules.processing.errors import RequestValidationError
-from modules.processing.styles import PromptStyle, StyleStore
+from modules.processing.prompts.styles import PromptStyle, StyleStore
 
 __all__ = ["StyleEditor", "apply_selected_styles", "build_style_editor", "close_editor", "delete_edited_style",
            "open_editor", "save_edited_style", "save_prompts_as_style", "select_style", "wire_style_buttons"]

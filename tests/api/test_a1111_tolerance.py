@@ -17,7 +17,7 @@ import httpx
 import pytest
 from PIL import Image
 
-from modules.processing.image_formats import embedded_infotext
+from modules.processing.output.image_formats import embedded_infotext
 
 pytestmark = pytest.mark.slow
 

@@ -13,7 +13,7 @@ from typing import Any
 import httpx
 from PIL import Image
 
-from modules.processing.image_formats import embedded_infotext
+from modules.processing.output.image_formats import embedded_infotext
 
 BASE = {"prompt": "a grid of kites", "steps": 2, "width": 64, "height": 64, "seed": 31, "sampler_name": "Euler",
         "batch_size": 2}

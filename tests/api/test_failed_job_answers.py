@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from modules.api.jobs import failed_job_error
-from modules.processing.queue import SERVER_FAULT, JobStatus
+from modules.processing.jobs.queue import SERVER_FAULT, JobStatus
 
 
 @pytest.mark.parametrize(("kind", "code"), [("invalid_request", 422), ("unavailable", 503), ("server", 500)])

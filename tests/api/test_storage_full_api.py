@@ -14,7 +14,7 @@ from fastapi.testclient import TestClient
 
 from modules.api.jobs import build_jobs_router, failed_job_error, http_error, storage_full_handlers
 from modules.processing.errors import StorageFullError
-from modules.processing.queue import JobStatus
+from modules.processing.jobs.queue import JobStatus
 
 
 def _app() -> FastAPI:

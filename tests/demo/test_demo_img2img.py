@@ -9,9 +9,9 @@ from PIL import Image
 from modules.demo.scenes import COLOURS, Scene, SceneObject, caption, render
 from modules.demo.scorer import read_scene
 from modules.models.loader import LoadedModel
-from modules.processing.img2img import run_img2img
-from modules.processing.img2img_request import Img2ImgRequest
-from modules.processing.job import Job
+from modules.processing.editing.img2img import run_img2img
+from modules.processing.editing.img2img_request import Img2ImgRequest
+from modules.processing.jobs.job import Job
 
 SCENES = [Scene((SceneObject(colour, "square", "large", position),), "blue")
           for colour, position in (("red", "left"), ("yellow", "top right"), ("white", "top left"),
@@ -61,8 +61,8 @@ def test_inpainting_paints_the_mask_in_the_prompt_colour_and_nothing_else(demo_m
 
 def test_prompt_weights_shift_the_colour(demo_model: LoadedModel) -> None:
     """``(red:1.6) circle`` comes out redder than ``(blue:1.6) circle`` on the same seeds."""
+    from modules.processing.generation.txt2img import run_txt2img
     from modules.processing.requests import Txt2ImgRequest
-    from modules.processing.txt2img import run_txt2img
 
     def red_minus_blue(word: str) -> float:
         total = 0.0

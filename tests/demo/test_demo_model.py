@@ -21,9 +21,9 @@ from modules.demo.evaluation import EvaluationReport, evaluate, evaluation_subse
 from modules.models.loader import LoadedModel
 from modules.models.registry import native_resolution
 from modules.paths import DEMO_MODEL_DIR
-from modules.processing.job import Job
+from modules.processing.generation.txt2img import run_txt2img
+from modules.processing.jobs.job import Job
 from modules.processing.requests import Txt2ImgRequest
-from modules.processing.txt2img import run_txt2img
 
 TARGET_GATES = {"colour": 0.90, "background": 0.85, "position": 0.75, "shape": 0.60}
 # v2 measured colour 83 % and background 98 % (chance: 1/8 and 1/7); see the model card.

@@ -11,9 +11,9 @@ from modules.demo.evaluation import load_checkpoint_in
 from modules.demo.export import export_checkpoint
 from modules.demo.training import TrainingPlan, _vae_batch, train, training_noise
 from modules.models.loader import build_clip_tokenizer
-from modules.processing.job import Job
+from modules.processing.generation.txt2img import run_txt2img
+from modules.processing.jobs.job import Job
 from modules.processing.requests import Txt2ImgRequest
-from modules.processing.txt2img import run_txt2img
 from tests.conftest import CPU_FP32
 
 TINY_PLAN = TrainingPlan(vae_steps=3, vae_batch=2, vae_crop=32, scenes=16, unet_steps=4, unet_batch=4,

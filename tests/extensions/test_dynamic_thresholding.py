@@ -13,16 +13,16 @@ from modules.extensions.loader import discover_scripts
 from modules.extensions.runner import run_job_hooks
 from modules.models.loader import LoadedModel
 from modules.paths import BUILTIN_EXTENSIONS_DIR
-from modules.processing.job import Job
+from modules.processing.generation.txt2img import GenerationResult, run_txt2img
+from modules.processing.jobs.job import Job
 from modules.processing.requests import Txt2ImgRequest
-from modules.processing.txt2img import GenerationResult, run_txt2img
 from tests.demo.conftest import demo_model  # noqa: F401 - the shared demo-model fixture
 
 THRESHOLD = "Dynamic thresholding"
 # Euler and Heun hold x0 + sigma * eps; DPM++ 2M and UniPC the DDPM sample; Euler a adds noise. DDIM is
 # left out: diffusers' DDIM steps by T/n whatever the spacing, and on this model its x0 runs past 4
 # through the middle of the run where the others stay near 3, so the clamp rightly bites harder.
-# tests/processing/test_denoiser_view.py checks the x0 conversion of every sampler, DDIM's too.
+# tests/processing/sampling/test_denoiser_view.py checks the x0 conversion of every sampler, DDIM's too.
 SAMPLERS = ("Euler", "Heun", "DPM++ 2M", "UniPC", "Euler a")
 #: The largest mean change over the smallest: same-sized effects, where the old x0 gave ~10x.
 MAX_SPREAD = 2.5

@@ -9,10 +9,10 @@ import pytest
 from modules.extensions.api import AlwaysVisible, Checkbox, Dropdown, Number, Script, ScriptArgError, Slider
 from modules.extensions.runner import ScriptCall, resolve_script_args, run_job_hooks
 from modules.models.loader import LoadedModel
-from modules.processing.hooks import StepHook
-from modules.processing.job import Job
+from modules.processing.generation.txt2img import run_txt2img
+from modules.processing.jobs.job import Job
 from modules.processing.requests import Txt2ImgRequest
-from modules.processing.txt2img import run_txt2img
+from modules.processing.sampling.hooks import StepHook
 
 
 class Darken(Script):
@@ -219,7 +219,7 @@ def test_per_batch_and_per_image_hooks_see_every_batch_and_change_what_is_saved(
                                                                                 tmp_path) -> None:
     from PIL import Image
 
-    from modules.processing.txt2img import OutputOptions
+    from modules.processing.generation.txt2img import OutputOptions
 
     recorder = Recorder()
     request = _request(batch_size=2, batch_count=2)

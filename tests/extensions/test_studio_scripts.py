@@ -75,7 +75,7 @@ def test_script_info_describes_every_script_and_argument(studio: Studio) -> None
 
 def test_a_script_writes_its_infotext_and_reads_it_back(generate: Callable, studio: Studio) -> None:
     from modules.extensions.job_scripts import script_args_from_infotext
-    from modules.processing.infotext import parse_infotext
+    from modules.processing.output.infotext import parse_infotext
 
     on = generate(**HIGH_CFG, alwayson_scripts={THRESHOLD: {"args": [True, 99.0, 1.5]}})
     off = generate(**HIGH_CFG)

@@ -22,9 +22,9 @@ from modules.models.ldm_export import vae_to_ldm
 from modules.models.manager import ModelManager, Placement, choose_placement
 from modules.models.memory import MemoryPolicy, execution_device, memory_usage, model_bytes
 from modules.models.registry import CheckpointRegistry
-from modules.processing.job import Job
+from modules.processing.generation.txt2img import run_txt2img
+from modules.processing.jobs.job import Job
 from modules.processing.requests import Txt2ImgRequest
-from modules.processing.txt2img import run_txt2img
 from tests.tiny_models import build_tiny_pipeline, write_tiny_checkpoint
 
 CPU = torch.device("cpu")

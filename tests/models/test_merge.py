@@ -290,9 +290,9 @@ def test_merged_tiny_sd15_loads_and_generates(tiny_checkpoint_dir, tmp_path) -> 
     from modules.models.ldm_export import vae_to_ldm
     from modules.models.manager import ModelManager
     from modules.models.registry import CheckpointRegistry
-    from modules.processing.job import Job
+    from modules.processing.generation.txt2img import run_txt2img
+    from modules.processing.jobs.job import Job
     from modules.processing.requests import Txt2ImgRequest
-    from modules.processing.txt2img import run_txt2img
     from tests.conftest import CPU_FP32
     from tests.tiny_models import build_tiny_pipeline
 

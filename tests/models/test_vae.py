@@ -12,10 +12,10 @@ from modules.models.hashing import HashCache
 from modules.models.ldm_export import vae_to_ldm
 from modules.models.manager import ModelManager
 from modules.models.registry import CheckpointRegistry, ModelNotFoundError
-from modules.processing.job import Job
-from modules.processing.request_infotext import request_from_infotext
+from modules.processing.generation.txt2img import run_txt2img
+from modules.processing.jobs.job import Job
+from modules.processing.output.request_infotext import request_from_infotext
 from modules.processing.requests import Txt2ImgRequest
-from modules.processing.txt2img import run_txt2img
 from tests.conftest import CPU_FP32
 from tests.tiny_models import build_tiny_pipeline, write_tiny_checkpoint
 

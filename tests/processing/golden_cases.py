@@ -18,13 +18,13 @@ from PIL import Image, ImageDraw
 from modules.models.hashing import HashCache
 from modules.models.manager import ModelManager
 from modules.models.registry import CheckpointRegistry
-from modules.processing.hires import HiresFix
-from modules.processing.img2img import run_img2img
-from modules.processing.img2img_request import Img2ImgRequest
-from modules.processing.job import Job
+from modules.processing.editing.img2img import run_img2img
+from modules.processing.editing.img2img_request import Img2ImgRequest
+from modules.processing.generation.hires import HiresFix
+from modules.processing.generation.txt2img import run_txt2img
+from modules.processing.jobs.job import Job
 from modules.processing.requests import Txt2ImgRequest
-from modules.processing.samplers import SAMPLERS
-from modules.processing.txt2img import run_txt2img
+from modules.processing.sampling.samplers import SAMPLERS
 from tests.conftest import CPU_FP32
 from tests.tiny_models import FAMILIES, write_tiny_checkpoint
 

@@ -6,8 +6,13 @@ import math
 
 import pytest
 
-from modules.processing.api_fields import TXT2IMG_API_FIELDS, payload_notices, txt2img_request_from_api, unknown_fields
 from modules.processing.errors import RequestValidationError
+from modules.processing.intake.api_fields import (
+    TXT2IMG_API_FIELDS,
+    payload_notices,
+    txt2img_request_from_api,
+    unknown_fields,
+)
 from modules.processing.requests import Txt2ImgRequest
 
 

@@ -19,7 +19,7 @@ from safetensors.torch import save_file
 from modules.extensions.job_scripts import script_args_from_infotext, tab_scripts
 from modules.models.loader import LoadedModel
 from modules.processing.errors import RequestValidationError
-from modules.processing.infotext import parse_infotext
+from modules.processing.output.infotext import parse_infotext
 from modules.studio import Studio
 from modules.ui.script_controls import ScriptControls, script_payload
 from tests.studio_fixtures import BASE

@@ -9,7 +9,7 @@ from collections.abc import Callable
 import pytest
 
 from modules.extensions.job_scripts import script_args_from_infotext
-from modules.processing.infotext import parse_infotext
+from modules.processing.output.infotext import parse_infotext
 from modules.studio import Studio
 from tests.scripts.patch_fixtures import MODELS, data_dir, shared_unet, unet_state
 

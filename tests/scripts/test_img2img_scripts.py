@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from modules.processing.infotext import parse_infotext
+from modules.processing.output.infotext import parse_infotext
 from modules.studio import Studio
 from scripts.loopback import loop_strength
 from scripts.sd_upscale import blend_tiles, tile_starts

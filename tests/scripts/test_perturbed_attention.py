@@ -13,7 +13,7 @@ import torch
 from diffusers.models.attention_processor import Attention, AttnProcessor2_0
 
 from modules.extensions.job_scripts import script_args_from_infotext
-from modules.processing.infotext import parse_infotext
+from modules.processing.output.infotext import parse_infotext
 from modules.studio import Studio
 from scripts.perturbed_attention import IdentitySelfAttention, PerturbSwitch
 from tests.scripts.patch_fixtures import MODELS, data_dir, shared_unet, unet_state

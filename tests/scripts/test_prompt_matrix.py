@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 
 from modules.processing.errors import RequestValidationError
-from modules.processing.infotext import parse_infotext
+from modules.processing.output.infotext import parse_infotext
 from modules.studio import Studio
 from scripts.prompt_matrix import MAX_VARIABLE_PARTS
 from tests.studio_fixtures import BASE

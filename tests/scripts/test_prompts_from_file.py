@@ -7,8 +7,8 @@ from collections.abc import Callable
 import pytest
 
 from modules.processing.errors import RequestValidationError
-from modules.processing.infotext import parse_infotext
-from modules.processing.styles import PromptStyle
+from modules.processing.output.infotext import parse_infotext
+from modules.processing.prompts.styles import PromptStyle
 from modules.studio import Studio
 from scripts.prompts_from_file import MAX_LINES, parse_prompt_lines
 from tests.studio_fixtures import BASE

@@ -16,8 +16,8 @@ from modules.extensions.job_scripts import tab_scripts
 from modules.extensions.loader import ScriptCatalog, ScriptSource
 from modules.extensions.runner import resolve_script_args
 from modules.models.upscalers import UpscalerLibrary
-from modules.processing.api_fields_img2img import img2img_request_from_api
 from modules.processing.errors import RequestValidationError
+from modules.processing.intake.api_fields_img2img import img2img_request_from_api
 from scripts.loopback import Loopback
 from scripts.prompt_matrix import PromptMatrix
 from scripts.prompts_from_file import PromptsFromFile

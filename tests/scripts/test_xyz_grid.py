@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from modules.processing.errors import RequestValidationError
-from modules.processing.infotext import parse_infotext
+from modules.processing.output.infotext import parse_infotext
 from modules.studio import Studio
 from scripts.xyz_grid import MAX_CELLS, parse_axis_values
 from tests.studio_fixtures import BASE

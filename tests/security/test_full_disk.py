@@ -17,7 +17,7 @@ process, which needs no wrapper around the command ``launch_server`` runs.
 Under ``RLIMIT_FSIZE`` SQLite reports ``EFBIG`` as "disk I/O error" (``SQLITE_IOERR_WRITE``), not
 ``SQLITE_FULL`` (which its unix VFS gives for ``ENOSPC``), so the test keeps SQLite's files under
 the limit and checks the job store's own full-disk answer with SQLite's page limit instead
-(tests/processing/test_storage_full.py).
+(tests/processing/output/test_storage_full.py).
 """
 
 from __future__ import annotations

@@ -148,7 +148,12 @@ def test_an_uploaded_image_keeps_every_pixel_outside_the_painted_mask(inpaint_pa
     original.save(source)
     page.get_by_role("tab", name="img2img", exact=True).click()
     page.get_by_role("tab", name="Inpaint", exact=True).click()
+    # The blank canvas shows a zoom level too: wait until the editor's zoom says the image is in,
+    # or a loaded machine paints on the blank canvas before the image arrives.
+    blank = page.evaluate("id => document.getElementById(id).innerText", EDITOR)
     page.locator(f"#{EDITOR} input[type=file]").first.set_input_files(str(source))
+    page.wait_for_function("([id, blank]) => { const text = document.getElementById(id).innerText;"
+                           " return text !== blank && text.includes('%'); }", arg=[EDITOR, blank], timeout=30_000)
     result, background, mask = _paint_and_inpaint(page, 13579)
     assert np.array_equal(_rgb(background), _rgb(original))
     ARTIFACTS.mkdir(parents=True, exist_ok=True)

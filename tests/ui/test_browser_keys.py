@@ -9,7 +9,7 @@ import io
 import pytest
 from PIL import Image
 
-from modules.processing.image_formats import write_image
+from modules.processing.output.image_formats import write_image
 from tests.ui.browser_actions import prepare_long_job, set_number, wait_for_progress
 from tests.ui.conftest import ARTIFACTS
 

@@ -7,7 +7,7 @@ from typing import Any
 import gradio as gr
 import pytest
 
-from modules.processing.samplers import SAMPLERS, SCHEDULE_TYPES, resolve_sampler
+from modules.processing.sampling.samplers import SAMPLERS, SCHEDULE_TYPES, resolve_sampler
 from modules.ui.generation_form import _sampler_and_size, scheduler_choices
 
 

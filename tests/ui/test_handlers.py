@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from PIL import Image, PngImagePlugin
 
-from modules.processing.queue import JobStatus
+from modules.processing.jobs.queue import JobStatus
 from modules.ui.png_info import read_infotext, txt2img_values_from_infotext
 from modules.ui.progress import progress_html
 from modules.ui.txt2img import PAYLOAD_FIELDS, payload_from_values, token_count

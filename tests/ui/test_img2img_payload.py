@@ -95,7 +95,7 @@ def test_sent_parameters_fill_the_controls_and_open_the_mode() -> None:
 
 
 def test_slider_floats_become_the_integers_requests_need() -> None:
-    from modules.processing.api_fields_img2img import img2img_request_from_api
+    from modules.processing.intake.api_fields_img2img import img2img_request_from_api
     from modules.ui.generation_form import PAYLOAD_FIELDS, payload_from_values
     from modules.ui.img2img import EXTRA_FIELDS
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from modules.processing.queue import JobStatus
+from modules.processing.jobs.queue import JobStatus
 from modules.ui.progress import progress_html
 
 

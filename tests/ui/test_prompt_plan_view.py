@@ -4,7 +4,7 @@ the negative prompt, with prompt punctuation shown literally (not as Markdown or
 from __future__ import annotations
 
 from modules.models.loader import build_clip_tokenizer
-from modules.processing.prompt_preview import preview_prompt
+from modules.processing.prompts.prompt_preview import preview_prompt
 from modules.ui.prompt_plan_view import plan_markdown
 
 TOKENIZER = build_clip_tokenizer()

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from modules.processing.styles import PromptStyle, StyleStore
+from modules.processing.prompts.styles import PromptStyle, StyleStore
 from modules.ui.style_editor import (
     apply_selected_styles,
     close_editor,

@@ -9,7 +9,7 @@
 (() => {
   const TABS = ["txt2img", "img2img"];
   const PNG_SIGNATURE = [137, 80, 78, 71, 13, 10, 26, 10];
-  const KEYS = ["parameters", "comment"]; // as modules/processing/image_formats.py reads them
+  const KEYS = ["parameters", "comment"]; // as modules/processing/output/image_formats.py reads them
   const pending = {};
 
   window.aigenTakeDroppedInfotext = (tab) => {

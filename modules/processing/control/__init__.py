@@ -1,0 +1,1 @@
+"""ControlNet units: their request fields, control types and preprocessors."""

@@ -1,0 +1,1 @@
+"""The Extras tab: upscaling finished images (single, batch, folder)."""

@@ -1,0 +1,1 @@
+"""Running a txt2img job: batches, Hires. fix, VAE encode/decode."""

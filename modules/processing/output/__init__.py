@@ -1,0 +1,1 @@
+"""What goes out: infotext, saving (formats, names, the save log) and grids."""
