@@ -132,6 +132,13 @@ def predict_noise(inputs: DenoiseInputs, step: StepParams, model_input: torch.Te
     return uncond_pred + step.guidance_scale * guided
 
 
+def _model_input(scheduler: Any, latents: torch.Tensor, timestep: Any) -> torch.Tensor:
+    """The latents as the model takes them: k-diffusion-style schedulers divide by sqrt(1 + sigma^2);
+    flow-matching schedulers have no such step (the model takes the flow sample itself)."""
+    scale = getattr(scheduler, "scale_model_input", None)
+    return latents if scale is None else scale(latents, timestep)
+
+
 def denoise(
     inputs: DenoiseInputs,
     hooks: HookDispatcher,
@@ -161,7 +168,7 @@ def denoise(
     latents = inputs.latents
     for call, t in enumerate(timesteps):
         step_index, call_index = positions[call]
-        model_latents = scheduler.scale_model_input(latents, t)
+        model_latents = _model_input(scheduler, latents, t)
         cond, uncond = inputs.conds_at(step_index) if inputs.conds_at else (inputs.cond, inputs.uncond)
         sigma = noise_level(scheduler, t)
         step = StepParams(
@@ -171,7 +178,7 @@ def denoise(
         if hooks:
             step = hooks.before_step(step)
             if step.latents is not latents:
-                model_latents = scheduler.scale_model_input(step.latents, t)
+                model_latents = _model_input(scheduler, step.latents, t)
         if inputs.extra_channels is not None:
             model_latents = torch.cat([model_latents, inputs.extra_channels], dim=1)
         output = predict_noise(inputs, step, model_latents, hooks)
