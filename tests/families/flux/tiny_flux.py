@@ -246,9 +246,10 @@ def run_tiny_flux(model: FluxTransformer2DModel, inputs: dict[str, torch.Tensor]
 
 
 def fp8_rounded(state: dict[str, torch.Tensor], fp8: torch.dtype) -> dict[str, torch.Tensor]:
-    """``state`` with its 2-d weights rounded through ``fp8`` and back to float32: the values an
-    fp8 file holds, in full precision (the reference for fp8 loading)."""
-    return {k: (v.to(fp8).float() if v.ndim == 2 else v) for k, v in state.items()}
+    """A BFL-named ``state`` with every linear layer's weight and bias rounded through ``fp8`` and
+    back to float32, norm scales (``*.scale``) untouched: the values an fp8-loaded model computes
+    with (diffusers' layerwise casting stores a layer's bias in fp8 along with its weight)."""
+    return {k: (v if k.endswith(".scale") else v.to(fp8).float()) for k, v in state.items()}
 
 
 def save_bfl_state(path: Path, state: dict[str, torch.Tensor]) -> Path:
