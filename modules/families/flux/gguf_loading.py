@@ -33,6 +33,7 @@ __all__ = ["load_gguf_transformer", "read_gguf_table"]
 
 # GGUF types that are plain PyTorch dtypes; everything else is kept quantized.
 _PLAIN = {"F32": torch.float32, "F16": torch.float16}
+_GGUF_MAGIC = b"GGUF"
 
 
 class _GGUFEntry(NamedTuple):
@@ -59,10 +60,13 @@ def _entries(path: Path) -> list[_GGUFEntry]:
                               t.data_offset, t.n_bytes) for t in reader.tensors]
     except FileNotFoundError:
         raise FluxFileError(path, "missing", "does not exist") from None
-    except (ValueError, IndexError, KeyError, TypeError) as error:  # gguf-py reports a bad file these ways
-        kind = "truncated" if "reshape" in str(error) or "size" in str(error) else "corrupt"
-        raise FluxFileError(path, kind, "is not a readable GGUF file (truncated or corrupt); re-download it") \
-            from None
+    except (ValueError, IndexError, KeyError, TypeError, OverflowError):  # gguf-py's ways to report a bad file
+        # Classified by what the file holds, not by gguf-py's wording: with GGUF's magic at the
+        # start, a table that does not parse is most likely a cut download.
+        with path.open("rb") as handle:
+            kind = "truncated" if handle.read(4) == _GGUF_MAGIC else "corrupt"
+        what = "cut short" if kind == "truncated" else "no GGUF header"
+        raise FluxFileError(path, kind, f"is not a readable GGUF file ({what}); re-download it") from None
     finally:
         reader = None  # drop the memory map
     for entry in entries:

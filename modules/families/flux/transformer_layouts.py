@@ -34,15 +34,18 @@ from modules.models.files import SAFETENSORS_SUFFIXES, ModelFileError, read_safe
 
 __all__ = [
     "BFL_PREFIXES",
+    "LAYOUTS",
     "FluxFileError",
     "FluxTransformerFile",
     "TensorInfo",
+    "describe_non_flux",
     "detect_flux_transformer",
     "read_exactly",
     "read_tensor_table",
 ]
 
 BFL, DIFFUSERS, GGUF = "bfl", "diffusers", "gguf"
+LAYOUTS = (BFL, DIFFUSERS, GGUF)
 #: Prefixes BFL names appear under, longest first ("" = BFL's own transformer-only file).
 BFL_PREFIXES = ("model.diffusion_model.", "diffusion_model.", "")
 GGUF_SUFFIX = ".gguf"

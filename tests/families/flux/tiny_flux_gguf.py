@@ -68,6 +68,7 @@ def write_flux_gguf_file(path: Path, qtype: GGMLQuantizationType, spec: TinyFlux
     their rows fit whole blocks (K-quants: random blocks, see the module docstring)."""
     rng = np.random.default_rng(seed)
     block, _ = gguf.GGML_QUANT_SIZES[qtype]
+    path.parent.mkdir(parents=True, exist_ok=True)
     writer = gguf.GGUFWriter(path, arch="flux")
     for name, tensor in tiny_flux_bfl_state_dict(spec, seed).items():
         values = tensor.numpy()
