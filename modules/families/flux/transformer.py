@@ -26,6 +26,7 @@ from modules.families.flux.transformer_layouts import (
     GGUF,
     FluxFileError,
     FluxTransformerFile,
+    TensorInfo,
     describe_non_flux,
     detect_flux_transformer,
     read_exactly,
@@ -157,17 +158,19 @@ def _read_state(file: FluxTransformerFile) -> dict[str, torch.Tensor]:
     return state
 
 
-def _read_safetensors(path: Path, prefix: str, wanted: Mapping[str, object]) -> Iterator[tuple[str, torch.Tensor]]:
-    """(unprefixed name, tensor) for each wanted tensor in ``path``, in file order, one plain file
-    read per tensor into a fresh buffer (the safetensors layout: 8-byte little-endian header
-    length, JSON header, then each tensor's bytes at ``data_offsets`` past the header)."""
+def _read_safetensors(path: Path, prefix: str,
+                      wanted: Mapping[str, TensorInfo]) -> Iterator[tuple[str, torch.Tensor]]:
+    """(unprefixed name, tensor) for each tensor ``wanted`` places in ``path``, in file order, one
+    plain file read per tensor into a fresh buffer (the safetensors layout: 8-byte little-endian
+    header length, JSON header, then each tensor's bytes at ``data_offsets`` past the header)."""
     from modules.models.files import read_safetensors_header
 
     header = read_safetensors_header(path)  # validated: every range lies inside the file
     with path.open("rb", buffering=0) as handle:
         (header_len,) = struct.unpack("<Q", handle.read(8))
         entries = sorted(((name, entry) for name, entry in header.tensors.items()
-                          if name.startswith(prefix) and name[len(prefix):] in wanted),
+                          if name.startswith(prefix) and (info := wanted.get(name[len(prefix):])) is not None
+                          and info.file == path),
                          key=lambda item: item[1]["data_offsets"][0])
         for name, entry in entries:
             dtype = SAFETENSORS_DTYPES.get(entry["dtype"])

@@ -15,6 +15,7 @@ dev and schnell differ by one module: dev is guidance-distilled and has ``guidan
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -144,16 +145,33 @@ def read_tensor_table(path: Path) -> dict[str, TensorInfo]:
     """
     if path.is_dir():
         folder = path / "transformer" if (path / "transformer").is_dir() else path
-        files = sorted(p for p in folder.iterdir() if p.suffix.lower() in SAFETENSORS_SUFFIXES)
-        if not files:
-            raise FluxFileError(path, "not_flux", f"has no .safetensors weights in {folder.name}/; a diffusers "
-                                "FLUX folder keeps them in transformer/diffusion_pytorch_model*.safetensors")
-        return {name: info for file in files for name, info in _safetensors_table(file).items()}
+        return {name: info for file in _folder_files(path, folder) for name, info in _safetensors_table(file).items()}
     if path.suffix.lower() == GGUF_SUFFIX:
         from modules.families.flux.gguf_loading import read_gguf_table
 
         return read_gguf_table(path)
     return _safetensors_table(path)
+
+
+def _folder_files(path: Path, folder: Path) -> list[Path]:
+    """The weight files of a diffusers model folder: those its shard index lists, else the
+    unsharded ``diffusion_pytorch_model.safetensors``, else every .safetensors file. A folder may
+    also hold a variant (``diffusion_pytorch_model.fp16.safetensors``): that is never read too."""
+    index = folder / "diffusion_pytorch_model.safetensors.index.json"
+    if index.is_file():
+        try:
+            weight_map = json.loads(index.read_text(encoding="utf-8"))["weight_map"]
+            return sorted({folder / name for name in weight_map.values()})
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):
+            raise FluxFileError(index, "corrupt", "is not a readable shard index (JSON with a weight_map); "
+                                "re-download it") from None
+    single = folder / "diffusion_pytorch_model.safetensors"
+    files = [single] if single.is_file() else sorted(
+        p for p in folder.iterdir() if p.suffix.lower() in SAFETENSORS_SUFFIXES)
+    if not files:
+        raise FluxFileError(path, "not_flux", f"has no .safetensors weights in {folder.name}/; a diffusers "
+                            "FLUX folder keeps them in transformer/diffusion_pytorch_model*.safetensors")
+    return files
 
 
 def read_exactly(path: Path, handle: BinaryIO, buffer: torch.Tensor, name: str) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -9,7 +10,7 @@ import torch
 from gguf import GGMLQuantizationType
 
 from modules.families.flux.transformer_keys import FluxTransformerConfig, axes_dims_for_head_dim
-from modules.families.flux.transformer_layouts import detect_flux_transformer
+from modules.families.flux.transformer_layouts import FluxFileError, detect_flux_transformer
 from tests.families.flux.tiny_flux import (
     COMFY_PREFIX,
     SCHNELL,
@@ -103,3 +104,23 @@ def test_rotary_axes_keep_flux_proportions_and_sum_to_the_head_width(head_dim: i
 def test_an_odd_head_width_is_refused() -> None:
     with pytest.raises(ValueError, match="rotary"):
         axes_dims_for_head_dim(30 + 1)
+
+
+def test_a_variant_beside_the_weights_in_a_diffusers_folder_is_not_read_too(tmp_path: Path) -> None:
+    """diffusers folders may hold diffusion_pytorch_model.fp16.safetensors beside the main file."""
+    folder = write_tiny_flux("diffusers_folder", tmp_path)
+    transformer = folder / "transformer"
+    (transformer / "diffusion_pytorch_model.fp16.safetensors").write_bytes(
+        (transformer / "diffusion_pytorch_model.safetensors").read_bytes())
+    found = detect_flux_transformer(folder)
+    assert [f.name for f in found.files] == ["diffusion_pytorch_model.safetensors"]
+
+
+def test_a_sharded_folder_reads_the_shards_its_index_lists(tmp_path: Path) -> None:
+    transformer = write_tiny_flux("transformer_subfolder", tmp_path)
+    index = json.loads((transformer / "diffusion_pytorch_model.safetensors.index.json").read_text())
+    assert {f.name for f in detect_flux_transformer(transformer).files} == set(index["weight_map"].values())
+    (transformer / "diffusion_pytorch_model.safetensors.index.json").write_text("{not json")
+    with pytest.raises(FluxFileError) as caught:
+        detect_flux_transformer(transformer)
+    assert caught.value.kind == "corrupt"
