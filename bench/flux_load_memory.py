@@ -1,15 +1,16 @@
 """FLUX.1 transformer loading: peak host RAM while loading vs the file's size, side by side.
 
-    .venv/bin/python bench/flux_load_memory.py [--double 5] [--single 10] [--gguf-double 2] [--gguf-single 4]
-                                               [--skip-large]
+    .venv/bin/python bench/flux_load_memory.py [--double 7 --single 14] [--fp8-double 19 --fp8-single 38]
+                                               [--gguf-double 3 --gguf-single 6] [--skip-large]
 
 Target (issue 21): peak host RAM while loading <= 1.3x the file size (no second copy). Each load
 runs in a fresh process; "peak" is that process's high-water resident set (VmHWM) minus its
 resident set just before the load (after imports and a meta-device model build, so library code
 is not counted). The files are random-weight transformers in BFL's layout written by this script:
-the tiny test model in each layout, then full-width (3072, 24 heads x 128) ones with fewer blocks
-than FLUX.1-dev's 19 double + 38 single (12 B parameters, 24 GB in bf16, more than this machine's
-RAM can hold twice), as bf16, fp8 (e4m3fn, what fp8 files ship) and GGUF Q8_0 (random blocks).
+the tiny test model in each layout, then full-width (3072, 24 heads x 128) ones: FLUX.1-dev's
+full 19 double + 38 single blocks in fp8 (e4m3fn, as fp8 files ship: 12 B parameters, 12 GB),
+and fewer blocks in bf16 (the full model is 24 GB, more than a 22 GB machine holds) and GGUF
+Q8_0 (random blocks). A file that would not fit in the RAM available is skipped, and said so.
 """
 
 from __future__ import annotations
@@ -114,15 +115,22 @@ def _write_large_gguf(path: Path, double: int, single: int) -> None:
     writer.close()
 
 
-def _tiny_files(folder: Path) -> list[tuple[str, Path]]:
+def _available_bytes() -> int:
+    for line in Path("/proc/meminfo").read_text().splitlines():
+        if line.startswith("MemAvailable:"):
+            return int(line.split()[1]) * 1024
+    return 0
+
+
+def _tiny_files(folder: Path) -> list[tuple[str, Path, None]]:
     import torch
 
     from tests.families.flux.tiny_flux import write_flux_bfl_file, write_tiny_flux
 
-    files = [(f"tiny {layout}", write_tiny_flux(layout, folder / layout))
+    files = [(f"tiny {layout}", write_tiny_flux(layout, folder / layout), None)
              for layout in ("bfl", "comfy", "diffusers_folder", "gguf")]
     files.append(("tiny bfl fp8", write_flux_bfl_file(folder / "fp8" / "f.safetensors", dtype=torch.bfloat16,
-                                                      fp8=torch.float8_e4m3fn)))
+                                                      fp8=torch.float8_e4m3fn), None))
     return files
 
 
@@ -133,10 +141,12 @@ def _size(path: Path) -> int:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--child", help=argparse.SUPPRESS)
-    parser.add_argument("--double", type=int, default=5, help="double blocks of the large bf16/fp8 files")
-    parser.add_argument("--single", type=int, default=10, help="single blocks of the large bf16/fp8 files")
-    parser.add_argument("--gguf-double", type=int, default=2)
-    parser.add_argument("--gguf-single", type=int, default=4)
+    parser.add_argument("--double", type=int, default=7, help="double blocks of the large bf16 file")
+    parser.add_argument("--single", type=int, default=14, help="single blocks of the large bf16 file")
+    parser.add_argument("--fp8-double", type=int, default=FLUX1_DEV_BLOCKS[0])
+    parser.add_argument("--fp8-single", type=int, default=FLUX1_DEV_BLOCKS[1])
+    parser.add_argument("--gguf-double", type=int, default=3)
+    parser.add_argument("--gguf-single", type=int, default=6)
     parser.add_argument("--skip-large", action="store_true")
     args = parser.parse_args()
     if args.child:
@@ -146,27 +156,35 @@ def main() -> None:
         folder = Path(tmp)
         files = _tiny_files(folder)
         if not args.skip_large:
-            blocks = f"{args.double} double + {args.single} single blocks"
-            for name, fp8 in ((f"3072 wide, {blocks}, bf16", False), (f"3072 wide, {blocks}, fp8", True)):
+            for fp8, (double, single) in ((False, (args.double, args.single)),
+                                          (True, (args.fp8_double, args.fp8_single))):
+                full = " (FLUX.1-dev's full size)" if (double, single) == FLUX1_DEV_BLOCKS else ""
+                name = f"3072 wide, {double} double + {single} single, {'fp8' if fp8 else 'bf16'}{full}"
                 path = folder / f"large-{'fp8' if fp8 else 'bf16'}.safetensors"
-                _write_large_bfl(path, args.double, args.single, fp8)
-                files.append((name, path))
+                files.append((name, path, lambda p=path, d=double, s=single, f=fp8: _write_large_bfl(p, d, s, f)))
             path = folder / "large-q8_0.gguf"
-            _write_large_gguf(path, args.gguf_double, args.gguf_single)
-            files.append((f"3072 wide, {args.gguf_double} double + {args.gguf_single} single, GGUF Q8_0", path))
+            files.append((f"3072 wide, {args.gguf_double} double + {args.gguf_single} single, GGUF Q8_0", path,
+                          lambda p=path: _write_large_gguf(p, args.gguf_double, args.gguf_single)))
         print(f"FLUX.1 transformer load, peak host RAM vs file size (target <= {TARGET_RATIO:.1f}x); "
               f"FLUX.1-dev has {FLUX1_DEV_BLOCKS[0]} double + {FLUX1_DEV_BLOCKS[1]} single blocks, "
               "the large files fewer so the machine holds them")
-        print(f"{'file':58} {'layout':9} {'stored':8} {'params':>8} {'file MiB':>10} {'peak MiB':>10} "
+        print(f"{'file':64} {'layout':9} {'stored':8} {'params':>8} {'file MiB':>10} {'peak MiB':>10} "
               f"{'ratio':>6} {'load s':>7}")
-        for name, path in files:
-            result = _measure(path)
+        for name, path, write in files:
+            if write is not None:
+                write()  # one large file on disk at a time
             size = _size(path)
+            available = _available_bytes()
+            if size * TARGET_RATIO + 2 * 2**30 > available:
+                print(f"{name:64} skipped: {size / 2**20:.0f} MiB file, {available / 2**20:.0f} MiB RAM available")
+                path.unlink()
+                continue
+            result = _measure(path)
             peak = (result["peak_kib"] - result["before_kib"]) * 1024
-            print(f"{name:58} {result['layout']:9} {result['storage']:8} {result['params'] / 1e6:7.1f}M "
-                  f"{size / 2**20:10.1f} {peak / 2**20:10.1f} {peak / size:6.2f} {result['seconds']:7.2f}")
-            if "3072" in name:
-                path.unlink()  # free the disk before the next one
+            print(f"{name:64} {result['layout']:9} {result['storage']:8} {result['params'] / 1e6:7.1f}M "
+                  f"{size / 2**20:10.1f} {peak / 2**20:10.1f} {peak / size:6.2f} {result['seconds']:7.2f}", flush=True)
+            if write is not None:
+                path.unlink()
     print("tiny files are ~1-2 MiB: there, fixed allocator and Python object overheads dominate the ratio")
 
 

@@ -81,17 +81,15 @@ def load_flux_transformer(source: FluxTransformerFile | Path | str, *, dtype: to
     from diffusers import FluxTransformer2DModel
 
     file = resolve_flux_transformer(source, prefix)
-    state = _read_state(file)
+    has_fp8 = any(SAFETENSORS_DTYPES.get(info.dtype) in FP8_DTYPES for info in file.tensors.values())
+    compute = dtype or (DEFAULT_COMPUTE_DTYPE if has_fp8 or file.layout == GGUF else None)
+    state = _read_state(file, compute, keep_fp8)
     if file.layout != DIFFUSERS:
         state = bfl_to_diffusers(state, file)
     if file.layout == GGUF:
         from modules.families.flux.gguf_loading import load_gguf_transformer
 
-        return load_gguf_transformer(file, state, dtype or DEFAULT_COMPUTE_DTYPE)
-    has_fp8 = any(t.dtype in FP8_DTYPES for t in state.values())
-    compute = dtype or (DEFAULT_COMPUTE_DTYPE if has_fp8 else None)
-    if compute is not None:
-        state = {k: _cast(t, compute, keep_fp8) for k, t in state.items()}
+        return load_gguf_transformer(file, state, compute)
     with torch.device("meta"):
         model = FluxTransformer2DModel(**file.config.diffusers_kwargs())
     try:
@@ -146,15 +144,18 @@ def bfl_to_diffusers(state: Mapping[str, torch.Tensor], file: FluxTransformerFil
     return converted
 
 
-def _read_state(file: FluxTransformerFile) -> dict[str, torch.Tensor]:
-    """The transformer's tensors, unprefixed, as stored (dtype and layout)."""
+def _read_state(file: FluxTransformerFile, dtype: torch.dtype | None, keep_fp8: bool) -> dict[str, torch.Tensor]:
+    """The transformer's tensors, unprefixed, in the file's names. safetensors tensors are cast
+    to ``dtype`` (fp8 ones only if not ``keep_fp8``) one by one as they are read, so a cast
+    holds one tensor twice, never the file; GGUF tensors stay as stored."""
     if file.layout == GGUF:
         from modules.families.flux.gguf_loading import read_gguf_tensors
 
         return read_gguf_tensors(file.files[0], file.prefix)
     state: dict[str, torch.Tensor] = {}
     for path in file.files:
-        state.update(_read_safetensors(path, file.prefix, file.tensors))
+        for name, tensor in _read_safetensors(path, file.prefix, file.tensors):
+            state[name] = tensor if dtype is None else _cast(tensor, dtype, keep_fp8)
     return state
 
 
