@@ -66,7 +66,7 @@ class PartFile:
         name: its name under its folder, "/"-separated (what the user picks it by).
         path: the file.
         kind: ``CLIP_L``, ``T5XXL`` or ``VAE`` when FLUX.1 can use it; otherwise None.
-        what: what it is, in words ("CLIP-G text encoder", "SD1.x/SDXL VAE (4 latent channels)").
+        what: what it is, in words ("a CLIP-G text encoder", "an SD1.x/SDXL VAE (4 latent channels)").
         prefix: the key prefix of the part inside the file ("" for most).
     """
 
@@ -83,8 +83,8 @@ def _clip_kind(shapes: Mapping[str, Sequence[int]], widths: FluxWidths) -> tuple
         return None
     width = int(shapes[prefix + CLIP_PROBE_KEY][1])
     if width == widths.clip:
-        return CLIP_L, "CLIP-L text encoder", prefix
-    label = "CLIP-G text encoder" if width == _CLIP_G_WIDTH else f"CLIP text encoder of width {width}"
+        return CLIP_L, "a CLIP-L text encoder", prefix
+    label = "a CLIP-G text encoder" if width == _CLIP_G_WIDTH else f"a CLIP text encoder of width {width}"
     return "", label, prefix
 
 
@@ -94,11 +94,11 @@ def _t5_kind(shapes: Mapping[str, Sequence[int]], widths: FluxWidths) -> tuple[s
         return None
     embedding = shapes.get(prefix + "shared.weight") or shapes.get(prefix + "encoder.embed_tokens.weight")
     if not embedding or len(embedding) != 2:
-        return "", "T5 encoder without its token embedding", prefix
+        return "", "a T5 encoder without its token embedding", prefix
     vocab, width = int(embedding[0]), int(embedding[1])
     if vocab in _T5_VOCAB and width == widths.t5:
-        return T5XXL, "T5-XXL text encoder", prefix
-    return "", f"T5-family encoder (vocabulary {vocab}, width {width}), not T5-XXL", prefix
+        return T5XXL, "a T5-XXL text encoder", prefix
+    return "", f"a T5-family encoder (vocabulary {vocab}, width {width}), not T5-XXL", prefix
 
 
 def _vae_kind(shapes: Mapping[str, Sequence[int]]) -> tuple[str, str, str] | None:
@@ -107,10 +107,10 @@ def _vae_kind(shapes: Mapping[str, Sequence[int]]) -> tuple[str, str, str] | Non
         return None
     channels = int(shapes[prefix + VAE_PROBE_KEY][1])
     if channels == FLUX_LATENT_CHANNELS:
-        return VAE, "FLUX VAE (16 latent channels)", prefix
+        return VAE, "a FLUX VAE (16 latent channels)", prefix
     if channels == _SD_LATENT_CHANNELS:
-        return "", "SD1.x/SDXL VAE (4 latent channels)", prefix
-    return "", f"VAE with {channels} latent channels", prefix
+        return "", "an SD1.x/SDXL VAE (4 latent channels)", prefix
+    return "", f"a VAE with {channels} latent channels", prefix
 
 
 def classify_keys(shapes: Mapping[str, Sequence[int]],
