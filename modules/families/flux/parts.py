@@ -17,7 +17,11 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+import torch
+
+from modules.families.flux.autoencoder import load_flux_vae, load_flux_vae_folder
 from modules.families.flux.part_files import (
     CLIP_L,
     T5XXL,
@@ -28,11 +32,15 @@ from modules.families.flux.part_files import (
     scan_part_files,
     widths_from_transformer_keys,
 )
+from modules.families.flux.t5 import load_t5_encoder, load_t5_encoder_folder
+from modules.families.flux.text_encoders import FluxTextEncoders, load_clip_l, load_clip_l_folder
+from modules.families.flux.tokenizers import build_flux_clip_tokenizer, build_t5_tokenizer
 from modules.models.files import read_safetensors_header
 from modules.models.vae import VAE_FOLDER
 
 __all__ = ["TEXT_ENCODER_FOLDER", "AmbiguousPartError", "FluxPart", "FluxPartError", "FluxParts",
-           "MissingPartError", "UnusablePartError", "choose_flux_parts", "embedded_parts"]
+           "MissingPartError", "UnusablePartError", "choose_flux_parts", "embedded_parts", "load_part",
+           "load_text_encoders"]
 
 TEXT_ENCODER_FOLDER = "models/text_encoder"
 # kind -> (what it is, the files to put, the folder), for the messages.
@@ -198,3 +206,29 @@ def choose_flux_parts(checkpoint: Path, text_encoder_dir: Path | Sequence[Path],
         picked = _chosen_by_kind(chosen, files)
     settled = {kind: embedded.get(kind) or _settle(kind, picked, files) for kind in _NEEDS}
     return FluxParts(clip_l=settled[CLIP_L], t5xxl=settled[T5XXL], vae=settled[VAE])
+
+
+def load_part(part: FluxPart, dtype: torch.dtype, device: torch.device | str = "cpu") -> Any:
+    """Load one settled part, whatever its layout.
+
+    Args:
+        dtype: the compute dtype (the CLIP-L and VAE weights are kept in it too; an fp8 T5 file
+            keeps its fp8 weights, see ``t5.load_t5_encoder``).
+
+    Returns:
+        ``CLIPTextModel`` (clip_l), ``T5EncoderModel`` (t5xxl) or ``AutoencoderKL`` (vae).
+
+    Raises:
+        ModelFileError: the file is broken or is not that part after all.
+    """
+    if part.layout == "diffusers":
+        folder_loaders = {CLIP_L: load_clip_l_folder, T5XXL: load_t5_encoder_folder, VAE: load_flux_vae_folder}
+        return folder_loaders[part.kind](part.path, dtype=dtype, device=device)
+    file_loaders = {CLIP_L: load_clip_l, T5XXL: load_t5_encoder, VAE: load_flux_vae}
+    return file_loaders[part.kind](part.path, part.prefix, dtype=dtype, device=device)
+
+
+def load_text_encoders(parts: FluxParts, dtype: torch.dtype, device: torch.device | str = "cpu") -> FluxTextEncoders:
+    """CLIP-L and T5-XXL of ``parts`` with the shipped tokenizers, ready to ``encode`` prompts."""
+    return FluxTextEncoders(clip_l=load_part(parts.clip_l, dtype, device), clip_tokenizer=build_flux_clip_tokenizer(),
+                            t5=load_part(parts.t5xxl, dtype, device), t5_tokenizer=build_t5_tokenizer())

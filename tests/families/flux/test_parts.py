@@ -18,7 +18,10 @@ from modules.families.flux.parts import (
     MissingPartError,
     UnusablePartError,
     choose_flux_parts,
+    load_part,
+    load_text_encoders,
 )
+from modules.families.flux.text_encoders import FluxTextEncoders
 from tests.families.flux.tiny_flux_parts import (
     CLIP_PREFIX,
     CLIP_WIDTH,
@@ -155,3 +158,30 @@ def test_the_text_encoder_folder_is_forges_and_ships_like_the_other_model_folder
     assert DataPaths(tmp_path).text_encoder == tmp_path / "models" / "text_encoder"
     assert DataPaths(tmp_path).text_encoder.relative_to(tmp_path).as_posix() == TEXT_ENCODER_FOLDER
     assert (DataPaths().text_encoder / ".gitkeep").is_file() and (REPO_ROOT / "models" / "VAE" / ".gitkeep").is_file()
+
+
+def test_chosen_parts_load_and_encode_as_the_saved_models(parts: TinyFluxParts, tmp_path: Path) -> None:
+    text_dir, vae_dir = _folders(tmp_path, parts, [parts.clip_file, parts.t5_fp16_file], [parts.ae_file])
+    for checkpoint in (parts.transformer_only, parts.all_in_one):
+        chosen = choose_flux_parts(checkpoint, text_dir, vae_dir)
+        encoders = load_text_encoders(chosen, torch.float32)
+        embeds = encoders.encode(["a photo of a cat"], max_length=16)
+        ids = encoders.t5_tokenizer(["a photo of a cat"], padding="max_length", max_length=16,
+                                    return_tensors="pt").input_ids
+        torch.testing.assert_close(embeds.prompt_embeds, parts.t5(ids).last_hidden_state, rtol=0, atol=1e-6)
+        vae = load_part(chosen.vae, torch.float32)
+        assert vae.config.latent_channels == 16
+
+
+def test_a_diffusers_folders_parts_load(parts: TinyFluxParts, tmp_path: Path) -> None:
+    folder = tmp_path / "FLUX.1-tiny"
+    parts.clip_l.save_pretrained(folder / "text_encoder")
+    parts.t5.save_pretrained(folder / "text_encoder_2")
+    parts.vae.save_pretrained(folder / "vae")
+    chosen = choose_flux_parts(folder, tmp_path / "none", tmp_path / "none")
+    encoders = load_text_encoders(chosen, torch.float32)
+    reference = FluxTextEncoders(parts.clip_l, encoders.clip_tokenizer, parts.t5, encoders.t5_tokenizer)
+    got, want = encoders.encode(["a cat"], 16), reference.encode(["a cat"], 16)
+    torch.testing.assert_close(got.pooled_prompt_embeds, want.pooled_prompt_embeds, rtol=0, atol=1e-6)
+    torch.testing.assert_close(got.prompt_embeds, want.prompt_embeds, rtol=0, atol=1e-6)
+    assert load_part(chosen.vae, torch.float32).config.shift_factor == 0.1159
