@@ -3,16 +3,18 @@
 A FLUX part lives either in a file of its own (``clip_l.safetensors``: keys ``text_model.*``) or
 under a prefix in a ComfyUI all-in-one checkpoint (``text_encoders.clip_l.transformer.*``,
 ``text_encoders.t5xxl.transformer.*``, ``vae.*``). The loaders here read only the header to
-decide, then take the part's tensors one by one from the memory-mapped file, converting each to
-its target dtype before the next, so host RAM never holds a second copy of the part.
+decide, then read the part's tensors one by one with plain file reads (not a memory map, whose
+pages would stay resident beside the converted copy until the file is closed), converting each
+to its target dtype and device before the next: host RAM holds the part once, plus one tensor.
 """
 
 from __future__ import annotations
 
+import struct
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import torch
 
@@ -24,6 +26,8 @@ __all__ = ["FP8_DTYPES", "PartTensors", "find_prefix", "open_part", "safetensors
 FP8_DTYPES = {"F8_E4M3": torch.float8_e4m3fn, "F8_E5M2": torch.float8_e5m2}
 _TORCH_DTYPES = {"F64": torch.float64, "F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16,
                  **FP8_DTYPES}
+_OTHER_DTYPES = {"I64": torch.int64, "I32": torch.int32, "I16": torch.int16, "I8": torch.int8, "U8": torch.uint8,
+                 "BOOL": torch.bool}
 
 
 def safetensors_dtype(name: str) -> torch.dtype | None:
@@ -50,11 +54,16 @@ class PartTensors:
         prefix: stripped from every name; ``names`` and ``shape`` use the stripped names.
     """
 
-    def __init__(self, path: Path, header: SafetensorsHeader, prefix: str, handle: Any) -> None:
+    def __init__(self, path: Path, header: SafetensorsHeader, prefix: str, handle: IO[bytes],
+                 device: torch.device | str) -> None:
         self.path = path
         self.header = header
         self.prefix = prefix
         self._handle = handle
+        self._device = torch.device(device)
+        # The data section starts after the 8-byte header length and the JSON header.
+        handle.seek(0)
+        self._data_start = 8 + struct.unpack("<Q", handle.read(8))[0]
         self.names = {key[len(prefix):]: key for key in header.tensors if key.startswith(prefix)}
 
     def shape(self, name: str) -> tuple[int, ...] | None:
@@ -80,8 +89,16 @@ class PartTensors:
         return shape
 
     def read(self, name: str, dtype: torch.dtype | None) -> torch.Tensor:
-        """One tensor, converted to ``dtype`` (None keeps the stored dtype)."""
-        tensor = self._handle.get_tensor(self.names[name])
+        """One tensor, on the part's device, converted to ``dtype`` (None keeps the stored dtype)."""
+        entry = self.header.tensors[self.names[name]]
+        start, end = entry["data_offsets"]
+        stored = _TORCH_DTYPES.get(entry["dtype"]) or _OTHER_DTYPES[entry["dtype"]]
+        buffer = bytearray(end - start)
+        self._handle.seek(self._data_start + start)
+        if self._handle.readinto(buffer) != len(buffer):
+            raise ModelFileError(self.path, "truncated", f"ends inside tensor {self.names[name]!r}")
+        flat = torch.frombuffer(buffer, dtype=stored) if buffer else torch.empty(0, dtype=stored)
+        tensor = flat.reshape(entry["shape"]).to(self._device)
         return tensor if dtype is None or tensor.dtype == dtype else tensor.to(dtype)
 
     def stream(self, names: list[str], dtype_of: Callable[[str], torch.dtype | None]) -> dict[str, torch.Tensor]:
@@ -96,11 +113,9 @@ def open_part(path: Path | str, prefix: str, device: torch.device | str = "cpu")
     Raises:
         ModelFileError: the file is broken, or holds nothing under ``prefix``.
     """
-    from safetensors import safe_open
-
     path = Path(path)
     header = read_safetensors_header(path)
     if not any(key.startswith(prefix) for key in header.tensors):
         raise ModelFileError(path, "incomplete", f"has no tensors under {prefix!r}")
-    with safe_open(str(path), framework="pt", device=str(device)) as handle:
-        yield PartTensors(path, header, prefix, handle)
+    with path.open("rb") as handle:
+        yield PartTensors(path, header, prefix, handle, device)
