@@ -20,8 +20,8 @@ from typing import Any
 
 import torch
 
-from modules.families.flux.weights import PartTensors, find_prefix, open_part
-from modules.models.files import ModelFileError, read_safetensors_header
+from modules.families.flux.weights import PartTensors, open_part, resolve_prefix
+from modules.models.files import ModelFileError
 
 __all__ = ["FLUX_LATENT_CHANNELS", "FLUX_VAE_SCALE", "FLUX_VAE_SHIFT", "VAE_PROBE_KEY", "decode_latents",
            "encode_images", "load_flux_vae", "load_flux_vae_folder", "vae_config_from_shapes"]
@@ -83,11 +83,7 @@ def load_flux_vae(path: Path | str, prefix: str | None = None, dtype: torch.dtyp
     from diffusers.loaders.single_file_utils import convert_ldm_vae_checkpoint
 
     path = Path(path)
-    if prefix is None:
-        prefix = find_prefix(read_safetensors_header(path).tensors.keys(), VAE_PROBE_KEY)
-        if prefix is None:
-            raise ModelFileError(path, "unsupported", f"is not an autoencoder (no {VAE_PROBE_KEY} tensor)")
-    with open_part(path, prefix, device) as part:
+    with open_part(path, resolve_prefix(path, prefix, VAE_PROBE_KEY, "an autoencoder"), device) as part:
         config = vae_config_from_shapes(part)
         if config["latent_channels"] != FLUX_LATENT_CHANNELS:
             raise ModelFileError(path, "unsupported", f"is a {config['latent_channels']}-channel VAE (SD1.x/SDXL); "

@@ -20,8 +20,8 @@ from typing import Any
 
 import torch
 
-from modules.families.flux.weights import FP8_DTYPES, PartTensors, find_prefix, open_part
-from modules.models.files import ModelFileError, read_safetensors_header
+from modules.families.flux.weights import FP8_DTYPES, PartTensors, open_part, resolve_prefix
+from modules.models.files import ModelFileError
 
 __all__ = ["T5_PROBE_KEY", "load_t5_encoder", "load_t5_encoder_folder", "t5_config_from_shapes"]
 
@@ -110,7 +110,7 @@ def load_t5_encoder(path: Path | str, prefix: str | None = None, dtype: torch.dt
     from transformers import T5EncoderModel
 
     path = Path(path)
-    with open_part(path, _resolve_prefix(path, prefix), device) as part:
+    with open_part(path, resolve_prefix(path, prefix, T5_PROBE_KEY, "a T5 encoder"), device) as part:
         config = t5_config_from_shapes(part)
         storage = _storage_dtype(part)
         with torch.device("meta"):
@@ -131,15 +131,6 @@ def load_t5_encoder(path: Path | str, prefix: str | None = None, dtype: torch.dt
     if storage is not None:
         _attach_casting(model, storage, dtype)
     return model.eval().requires_grad_(False)
-
-
-def _resolve_prefix(path: Path, prefix: str | None) -> str:
-    if prefix is not None:
-        return prefix
-    found = find_prefix(read_safetensors_header(path).tensors.keys(), T5_PROBE_KEY)
-    if found is None:
-        raise ModelFileError(path, "unsupported", f"is not a T5 encoder (no {T5_PROBE_KEY} tensor)")
-    return found
 
 
 def load_t5_encoder_folder(folder: Path | str, dtype: torch.dtype = torch.bfloat16,

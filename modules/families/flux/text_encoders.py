@@ -23,8 +23,8 @@ from typing import Any
 import torch
 
 from modules.families.flux.tokenizers import clip_token_ids, t5_token_ids
-from modules.families.flux.weights import PartTensors, find_prefix, open_part
-from modules.models.files import ModelFileError, read_safetensors_header
+from modules.families.flux.weights import PartTensors, open_part, resolve_prefix
+from modules.models.files import ModelFileError
 from modules.models.memory import execution_device
 from modules.paths import CONFIGS_DIR
 
@@ -77,10 +77,7 @@ def load_clip_l(path: Path | str, prefix: str | None = None, dtype: torch.dtype 
     from transformers import CLIPTextModel
 
     path = Path(path)
-    if prefix is None:
-        prefix = find_prefix(read_safetensors_header(path).tensors.keys(), CLIP_PROBE_KEY)
-        if prefix is None:
-            raise ModelFileError(path, "unsupported", f"is not a CLIP text encoder (no {CLIP_PROBE_KEY} tensor)")
+    prefix = resolve_prefix(path, prefix, CLIP_PROBE_KEY, "a CLIP text encoder")
     with open_part(path, prefix, device) as part:
         config = clip_config_from_shapes(part)
         with torch.device("meta"):

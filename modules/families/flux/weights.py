@@ -20,7 +20,7 @@ import torch
 
 from modules.models.files import ModelFileError, SafetensorsHeader, read_safetensors_header
 
-__all__ = ["FP8_DTYPES", "PartTensors", "find_prefix", "open_part", "safetensors_dtype"]
+__all__ = ["FP8_DTYPES", "PartTensors", "find_prefix", "open_part", "resolve_prefix", "safetensors_dtype"]
 
 #: safetensors dtype names of 8-bit float storage (ComfyUI's ``*_fp8_e4m3fn`` files).
 FP8_DTYPES = {"F8_E4M3": torch.float8_e4m3fn, "F8_E5M2": torch.float8_e5m2}
@@ -44,6 +44,20 @@ def find_prefix(keys: Mapping[str, Any] | set[str], suffix: str) -> str | None:
     found = [key[: -len(suffix)] for key in keys if key.endswith(suffix)]
     found = [prefix for prefix in found if prefix == "" or prefix.endswith(".")]
     return min(found, key=len) if found else None
+
+
+def resolve_prefix(path: Path, prefix: str | None, probe: str, what: str) -> str:
+    """``prefix`` when given, else the one ``find_prefix`` reads from the file's header.
+
+    Raises:
+        ModelFileError: the file has no ``probe`` tensor under any prefix (it is not ``what``).
+    """
+    if prefix is not None:
+        return prefix
+    found = find_prefix(read_safetensors_header(path).tensors.keys(), probe)
+    if found is None:
+        raise ModelFileError(path, "unsupported", f"is not {what} (no {probe} tensor)")
+    return found
 
 
 class PartTensors:
