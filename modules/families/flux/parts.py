@@ -36,6 +36,7 @@ from modules.families.flux.t5 import load_t5_encoder, load_t5_encoder_folder
 from modules.families.flux.text_encoders import FluxTextEncoders, load_clip_l, load_clip_l_folder
 from modules.families.flux.tokenizers import build_flux_clip_tokenizer, build_t5_tokenizer
 from modules.models.files import read_safetensors_header
+from modules.models.registry import looks_like_path
 from modules.models.vae import VAE_FOLDER
 
 __all__ = ["TEXT_ENCODER_FOLDER", "AmbiguousPartError", "FluxPart", "FluxPartError", "FluxParts",
@@ -112,9 +113,12 @@ class FluxParts:
 
 def embedded_parts(checkpoint: Path) -> tuple[dict[str, FluxPart], FluxWidths]:
     """The parts a checkpoint carries (an all-in-one file's prefixes, a diffusers folder's
-    subfolders) and the encoder widths its transformer takes. Reads headers and configs only."""
+    subfolders) and the encoder widths its transformer takes. Reads headers and configs only;
+    a GGUF transformer carries no parts and is taken to have FLUX.1's real widths."""
     if checkpoint.is_dir():
         return _diffusers_parts(checkpoint)
+    if checkpoint.suffix.lower() == ".gguf":
+        return {}, FluxWidths()
     shapes = {key: tuple(entry["shape"]) for key, entry in read_safetensors_header(checkpoint).tensors.items()}
     widths = widths_from_transformer_keys(shapes)
     parts = {kind: FluxPart(kind, checkpoint, prefix, "single_file", True, checkpoint.name)
@@ -139,6 +143,9 @@ def _as_list(folders: Path | Sequence[Path]) -> list[Path]:
 
 
 def _find_chosen(name: str, files: Sequence[PartFile]) -> PartFile:
+    if looks_like_path(name):
+        raise UnusablePartError("", f"{name!r} is a file path; name a file in {TEXT_ENCODER_FOLDER}/ or {VAE_FOLDER}/ "
+                                "by its name (\"t5xxl_fp16.safetensors\") instead")
     wanted = name.strip().replace("\\", "/")
     for match in (lambda f: f.name == wanted, lambda f: Path(f.name).name == wanted,
                   lambda f: Path(f.name).stem == wanted or f.name.rsplit(".", 1)[0] == wanted):
@@ -181,7 +188,7 @@ def _settle(kind: str, picked: dict[str, PartFile], files: Sequence[PartFile]) -
 
 
 def choose_flux_parts(checkpoint: Path, text_encoder_dir: Path | Sequence[Path], vae_dir: Path | Sequence[Path],
-                      chosen: Sequence[str] = ()) -> FluxParts:
+                      chosen: Sequence[str] = (), widths: FluxWidths | None = None) -> FluxParts:
     """Settle FLUX.1's CLIP-L, T5-XXL and VAE for ``checkpoint`` (module docstring: the rules).
 
     Args:
@@ -190,6 +197,8 @@ def choose_flux_parts(checkpoint: Path, text_encoder_dir: Path | Sequence[Path],
             lists of them; only file headers are read.
         chosen: Forge's ``forge_additional_modules``: names of files in those folders (the path
             under the folder, the file name, or the name without its extension).
+        widths: the encoder widths the transformer takes, for a caller that read them itself (a
+            GGUF transformer's tensor shapes); by default read from the checkpoint.
 
     Raises:
         MissingPartError: a part is neither embedded, chosen nor in its folder.
@@ -198,7 +207,8 @@ def choose_flux_parts(checkpoint: Path, text_encoder_dir: Path | Sequence[Path],
             chosen files of one kind.
         ModelFileError: the checkpoint itself is broken.
     """
-    embedded, widths = embedded_parts(Path(checkpoint))
+    embedded, found_widths = embedded_parts(Path(checkpoint))
+    widths = widths or found_widths
     files: list[PartFile] = []
     picked: dict[str, PartFile] = {}
     if len(embedded) < len(_NEEDS):  # the folders (and the choice) matter only for a part not embedded

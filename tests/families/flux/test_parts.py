@@ -185,3 +185,17 @@ def test_a_diffusers_folders_parts_load(parts: TinyFluxParts, tmp_path: Path) ->
     torch.testing.assert_close(got.pooled_prompt_embeds, want.pooled_prompt_embeds, rtol=0, atol=1e-6)
     torch.testing.assert_close(got.prompt_embeds, want.prompt_embeds, rtol=0, atol=1e-6)
     assert load_part(chosen.vae, torch.float32).config.shift_factor == 0.1159
+
+
+def test_a_path_is_not_a_name_and_gguf_transformers_carry_no_parts(parts: TinyFluxParts, tmp_path: Path) -> None:
+    text_dir, vae_dir = _folders(tmp_path, parts, [parts.clip_file, parts.t5_fp16_file, parts.t5_fp8_file],
+                                 [parts.ae_file])
+    with pytest.raises(UnusablePartError, match="is a file path; name a file"):
+        choose_flux_parts(parts.transformer_only, text_dir, vae_dir, chosen=[str(text_dir / "t5xxl_fp16.safetensors")])
+    gguf = tmp_path / "flux1-dev-Q4_K_S.gguf"
+    gguf.write_bytes(b"GGUF")
+    picked = choose_flux_parts(gguf, text_dir, vae_dir, chosen=["t5xxl_fp16"], widths=TINY)
+    assert (picked.clip_l.name, picked.t5xxl.name, picked.vae.name) == (
+        "clip_l.safetensors", "t5xxl_fp16.safetensors", "ae.safetensors")
+    with pytest.raises(UnusablePartError, match=r"width 32\), not T5-XXL"):  # a real FLUX.1 takes width 4096
+        choose_flux_parts(gguf, text_dir, vae_dir, chosen=["t5xxl_fp16"])
