@@ -11,31 +11,25 @@ to its target dtype and device before the next: host RAM holds the part once, pl
 from __future__ import annotations
 
 import struct
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import IO, Any
+from typing import IO
 
 import torch
 
 from modules.models.files import ModelFileError, SafetensorsHeader, read_safetensors_header
 
-__all__ = ["FP8_DTYPES", "PartTensors", "find_prefix", "open_part", "resolve_prefix", "safetensors_dtype"]
+__all__ = ["FP8_DTYPES", "PartTensors", "find_prefix", "open_part", "resolve_prefix"]
 
 #: safetensors dtype names of 8-bit float storage (ComfyUI's ``*_fp8_e4m3fn`` files).
 FP8_DTYPES = {"F8_E4M3": torch.float8_e4m3fn, "F8_E5M2": torch.float8_e5m2}
-_TORCH_DTYPES = {"F64": torch.float64, "F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16,
-                 **FP8_DTYPES}
-_OTHER_DTYPES = {"I64": torch.int64, "I32": torch.int32, "I16": torch.int16, "I8": torch.int8, "U8": torch.uint8,
-                 "BOOL": torch.bool}
+_STORED_DTYPES = {"F64": torch.float64, "F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16,
+                  **FP8_DTYPES, "I64": torch.int64, "I32": torch.int32, "I16": torch.int16, "I8": torch.int8,
+                  "U8": torch.uint8, "BOOL": torch.bool}
 
 
-def safetensors_dtype(name: str) -> torch.dtype | None:
-    """The torch dtype of a safetensors dtype name ("F16" -> float16); None for non-float ones."""
-    return _TORCH_DTYPES.get(name)
-
-
-def find_prefix(keys: Mapping[str, Any] | set[str], suffix: str) -> str | None:
+def find_prefix(keys: Iterable[str], suffix: str) -> str | None:
     """The prefix under which ``suffix`` (a key every file of the part has) appears, shortest first.
 
     ``find_prefix(keys, "encoder.block.0.layer.0.SelfAttention.q.weight")`` is ``""`` for
@@ -106,7 +100,10 @@ class PartTensors:
         """One tensor, on the part's device, converted to ``dtype`` (None keeps the stored dtype)."""
         entry = self.header.tensors[self.names[name]]
         start, end = entry["data_offsets"]
-        stored = _TORCH_DTYPES.get(entry["dtype"]) or _OTHER_DTYPES[entry["dtype"]]
+        stored = _STORED_DTYPES.get(entry["dtype"])
+        if stored is None:
+            raise ModelFileError(self.path, "unsupported", f"stores {self.names[name]!r} as {entry['dtype']}, "
+                                 "which cannot be read")
         buffer = bytearray(end - start)
         self._handle.seek(self._data_start + start)
         if self._handle.readinto(buffer) != len(buffer):
