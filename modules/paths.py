@@ -31,6 +31,12 @@ class DataPaths:
         return self.root / "models" / "VAE"
 
     @property
+    def text_encoder(self) -> Path:
+        """Text encoders used beside a transformer-only checkpoint (FLUX.1's ``clip_l.safetensors``,
+        ``t5xxl_fp16.safetensors``), Forge's folder."""
+        return self.root / "models" / "text_encoder"
+
+    @property
     def lora(self) -> Path:
         """``<lora:name:w>`` finds ``name`` here (subfolders too)."""
         return self.root / "models" / "Lora"

@@ -43,7 +43,7 @@ def startup_folders(paths: DataPaths, model_roots: Iterable[Path] = ()) -> list[
     """The folders the studio writes, each with whether to search it to the bottom: outputs,
     cache and model folders (with ``model_roots``, the extra ones from flags) are; the data dir
     itself (config.json, styles.csv, the extensions' state) is searched only at its top."""
-    deep = [paths.outputs, paths.cache, paths.checkpoints, paths.vae, paths.lora, paths.embeddings,
+    deep = [paths.outputs, paths.cache, paths.checkpoints, paths.vae, paths.text_encoder, paths.lora, paths.embeddings,
             *paths.upscalers, paths.controlnet, paths.annotators, *model_roots]
     return [(paths.root, False), *((folder, True) for folder in dict.fromkeys(deep))]
 
