@@ -19,8 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-__all__ = ["A1111_FLAGS", "A1111_PRECISIONS", "CONTROLNET_DIRS", "NATIVE_FLAGS", "UPSCALER_DIRS", "VAE_DIRS",
-           "A1111Flag", "add_a1111_flags", "precision_value", "resolve_a1111_flags"]
+__all__ = ["A1111_FLAGS", "A1111_PRECISIONS", "CONTROLNET_DIRS", "NATIVE_FLAGS", "TEXT_ENCODER_DIRS", "UPSCALER_DIRS",
+           "VAE_DIRS", "A1111Flag", "add_a1111_flags", "precision_value", "resolve_a1111_flags"]
 
 #: A1111's ``--precision`` values and ours they mean (autocast = fp16 on a GPU, our "auto").
 A1111_PRECISIONS = {"full": "fp32", "half": "fp16", "autocast": "auto"}
@@ -34,6 +34,7 @@ NATIVE_FLAGS = (
 
 #: Where the resolved namespace gathers the extra folders for the context (modules.app reads them).
 VAE_DIRS, UPSCALER_DIRS, CONTROLNET_DIRS, LORA_DIRS = "vae_dirs", "upscaler_dirs", "controlnet_dirs", "lora_dir"
+TEXT_ENCODER_DIRS = "text_encoder_dirs"
 _DISABLE_ORDER = ("none", "extra", "all")
 
 #: How a flag is honoured: given the namespace's values (to update) and the flag's value, say
@@ -151,6 +152,7 @@ A1111_FLAGS: tuple[A1111Flag, ...] = (
     _value("--models-dir", "ignored: models live under --data-dir (models/...)"),
     _value("--config", "ignored: the model config is detected from the checkpoint"),
     _folder("--vae-dir", VAE_DIRS, "VAE"),
+    _folder("--text-encoder-dir", TEXT_ENCODER_DIRS, "text encoder"),  # Forge's
     _value("--vae-path", "ignored: choose the VAE in Settings (sd_vae) or put it in models/VAE"),
     _value("--hypernetwork-dir", "ignored: hypernetworks are not supported"),
     _value("--textual-inversion-templates-dir", "ignored: no textual-inversion training"),

@@ -8,7 +8,7 @@ import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from modules.a1111_flags import CONTROLNET_DIRS, UPSCALER_DIRS, VAE_DIRS
+from modules.a1111_flags import CONTROLNET_DIRS, TEXT_ENCODER_DIRS, UPSCALER_DIRS, VAE_DIRS
 from modules.exposure import extension_install_allowed
 from modules.extensions.api import ScriptResources
 from modules.extensions.loader import ScriptCatalog, discover_scripts
@@ -73,7 +73,8 @@ def build_app_context(args: argparse.Namespace) -> AppContext:
     models = ModelManager(registry, placement, allow_pickle=allow_pickle,
                           vae_roots=[paths.vae, *_extra_dirs(args, VAE_DIRS)],
                           lora_roots=[paths.lora, *_extra_dirs(args, "lora_dir")],
-                          embedding_roots=[paths.embeddings, *_extra_dirs(args, "embeddings_dir")])
+                          embedding_roots=[paths.embeddings, *_extra_dirs(args, "embeddings_dir")],
+                          text_encoder_roots=[paths.text_encoder, *_extra_dirs(args, TEXT_ENCODER_DIRS)])
     install_allowed = extension_install_allowed(
         getattr(args, "listen", False), getattr(args, "share", False), getattr(args, "server_name", None),
         getattr(args, "enable_insecure_extension_access", False))

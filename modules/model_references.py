@@ -16,16 +16,19 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from modules.families.base import ModelPartError
 from modules.models.files import ModelFileError
 from modules.models.manager import ModelManager
 from modules.models.registry import CheckpointRegistry, ModelNotFoundError
 from modules.models.vae import AUTOMATIC, BUILTIN, find_vae, vae_problem
 from modules.processing.errors import ModelUnavailableError, RequestValidationError
 
-__all__ = ["MODEL_OPTIONS", "check_model_references", "is_checkpoint_failure", "model_failure", "model_fields"]
+__all__ = ["MODEL_OPTIONS", "check_model_references", "is_checkpoint_failure", "model_failure", "model_fields",
+           "part_failure"]
 
 #: The request fields that name a model, and the A1111 option each comes from.
-MODEL_OPTIONS: Mapping[str, str] = {"checkpoint": "sd_model_checkpoint", "vae": "sd_vae"}
+MODEL_OPTIONS: Mapping[str, str] = {"checkpoint": "sd_model_checkpoint", "vae": "sd_vae",
+                                    "modules": "forge_additional_modules"}
 _TOP_LEVEL = ("sd_model_checkpoint", "model")  # our top-level aliases of the checkpoint option
 
 
@@ -101,3 +104,15 @@ def model_failure(error: ModelFileError | ModelNotFoundError, request: Any, is_c
         option = MODEL_OPTIONS[request_field]
         return ModelUnavailableError(f"{option} (the server's setting): {message}")
     return RequestValidationError(fields.get(request_field, MODEL_OPTIONS[request_field]), message)
+
+
+def part_failure(error: ModelPartError, request: Any, checkpoint: str, fields: Mapping[str, str]) -> Exception:
+    """The error to report when a part of the job's model (FLUX.1's T5, its VAE) is missing,
+    ambiguous or unusable: on the field that chose the parts, else on the field that named the
+    checkpoint, else (both from the settings) a ``ModelUnavailableError``. The message names
+    the file to put and the folder, or the files to choose from."""
+    message = f"the checkpoint {checkpoint!r} cannot run: {error}"
+    for request_field in ("modules", "checkpoint"):
+        if getattr(request, request_field, None):
+            return RequestValidationError(fields.get(request_field, MODEL_OPTIONS[request_field]), message)
+    return ModelUnavailableError(f"{MODEL_OPTIONS['checkpoint']} (the server's setting): {message}")

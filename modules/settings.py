@@ -124,6 +124,10 @@ class Settings:
                                     is_relative_path=True)
     sd_vae: str = _opt("Automatic", "SD VAE", _SD, "dropdown", choices_from="vae", is_relative_path=True,
                        info="Automatic = use one with same filename as checkpoint; None = use VAE from checkpoint")
+    forge_additional_modules: tuple[str, ...] = _opt(
+        (), "VAE / Text Encoder", _SD, "dropdown", multiselect=True, choices_from="modules",
+        info="FLUX.1's VAE and text encoders (files in models/VAE and models/text_encoder); empty = the one file "
+             "of each kind there")
     sd_checkpoints_limit: int = _slider(1, "Maximum number of checkpoints loaded at the same time", _SD, (1, 10, 1))
     queue_max_pending: int = _slider(64, "Maximum number of jobs waiting in the queue", _SD, (1, 1000, 1),
                                      "more are refused (HTTP 429 with Retry-After) until some finish")
@@ -148,7 +152,8 @@ class Settings:
     live_preview_refresh_period: int = _opt(1000, "Progressbar and preview update period", _PREVIEWS, "number",
                                             minimum=100, maximum=60000, step=1, info="in milliseconds")
     quicksettings_list: tuple[str, ...] = _opt(
-        ("sd_model_checkpoint", "sd_vae", "CLIP_stop_at_last_layers"), "Quicksettings list", _UI, "dropdown",
+        ("sd_model_checkpoint", "sd_vae", "forge_additional_modules", "CLIP_stop_at_last_layers"),
+        "Quicksettings list", _UI, "dropdown",
         multiselect=True, choices_from="settings", info="settings shown at the top of the page (after a reload)")
     disable_token_counters: bool = _opt(False, "Disable prompt token counters", _UI, "checkbox")
     theme: str = _opt("system", "Theme", _UI, "dropdown", choices=THEMES,

@@ -29,8 +29,9 @@ from modules.extensions.job_scripts import (
 )
 from modules.extensions.loader import ExtensionInfo, ScriptCatalog
 from modules.extensions.manager import install_from_folder, install_from_git, read_disabled, write_disabled
+from modules.families.base import ModelPartError
 from modules.job_records import json_record, result_record
-from modules.model_references import check_model_references, is_checkpoint_failure, model_failure
+from modules.model_references import check_model_references, is_checkpoint_failure, model_failure, part_failure
 from modules.model_tools import ModelTools
 from modules.models.files import ModelFileError, public_text
 from modules.models.registry import CheckpointInfo, ModelNotFoundError, native_resolution
@@ -210,8 +211,12 @@ class Studio:
         that fails to load is reported against the field that named it (``job.model_fields``)."""
         models, checkpoint = self.context.models, request.checkpoint or self._default_checkpoint(
             self._owner_options.get(job.id))
+        modules = request.modules if request.modules is not None else self.settings.forge_additional_modules
         try:
-            model = models.get(checkpoint, request.vae if request.vae is not None else self.settings.sd_vae)
+            model = models.get(checkpoint, request.vae if request.vae is not None else self.settings.sd_vae, modules)
+        except ModelPartError as error:
+            name = checkpoint.name if isinstance(checkpoint, CheckpointInfo) else models.resolve(checkpoint).name
+            raise part_failure(error, request, name, job.model_fields) from None
         except (ModelNotFoundError, ModelFileError) as error:
             # The owner's file is reported as named by the request (not as the server's setting).
             named = dataclasses.replace(request, checkpoint=checkpoint.name) if isinstance(
@@ -571,6 +576,10 @@ class Studio:
 
     def vae_choices(self) -> list[str]:
         return [AUTOMATIC, BUILTIN, *[v.name for v in find_vae_files(self.context.models.vae_roots)]]
+
+    def module_choices(self) -> list[str]:
+        """Forge's "VAE / Text Encoder" choices: the part files in models/VAE and models/text_encoder."""
+        return self.context.models.part_file_names()
 
     def set_checkpoint(self, title: str) -> str:
         """Make ``title`` the checkpoint of new jobs (persisted like A1111's quicksetting)."""

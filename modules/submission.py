@@ -98,7 +98,8 @@ def setting_defaults(payload: Mapping[str, Any], settings: Settings) -> dict[str
     overrides = payload.get("override_settings") or {}
     defaults: dict[str, Any] = {
         field_name: getattr(settings, key) for key, field_name in OVERRIDE_FIELDS.items()
-        if key not in overrides and key not in ("sd_model_checkpoint", "sd_vae")  # the studio resolves those
+        if key not in overrides and key not in ("sd_model_checkpoint", "sd_vae", "forge_additional_modules")
+        # the studio resolves those (each job's model)
     }
     if payload.get("eta") is None and "eta_ddim" not in overrides and settings.eta_ddim:
         defaults["eta"] = settings.eta_ddim  # A1111 "Eta for DDIM"; only DDIM uses it

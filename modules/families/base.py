@@ -11,12 +11,16 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from modules.paths import CONFIGS_DIR
 
-__all__ = ["Capabilities", "CheckpointKeys", "FamilyDefaults", "LatentFormat", "ModelFamily", "Prediction",
-           "Recogniser", "UnknownFamilyError"]
+if TYPE_CHECKING:
+    import torch
+
+__all__ = ["Capabilities", "CheckpointKeys", "FamilyCode", "FamilyDefaults", "FamilyPipeline", "LatentFormat",
+           "ModelFamily", "ModelPartError", "PartFolders", "Prediction", "Recogniser", "TextEmbeddings",
+           "UnknownFamilyError"]
 
 #: What the denoiser predicts (``processing/denoiser_view.py`` turns each into x0).
 Prediction = Literal["epsilon", "v_prediction", "flow"]
@@ -24,6 +28,16 @@ Prediction = Literal["epsilon", "v_prediction", "flow"]
 
 class UnknownFamilyError(ValueError):
     """The keys do not look like any supported model."""
+
+
+class ModelPartError(Exception):
+    """A part a model needs besides its checkpoint (a text encoder, a VAE) is missing, ambiguous
+    or unusable. The message says what to put where or what to choose; ``part`` names the kind
+    ("t5xxl", "clip_l", "vae"). Not a fault of the checkpoint: it is not blocked for it."""
+
+    def __init__(self, part: str, message: str) -> None:
+        super().__init__(message)
+        self.part = part
 
 
 class CheckpointKeys(Protocol):
@@ -90,6 +104,72 @@ class Capabilities:
 
 
 @dataclass(frozen=True)
+class PartFolders:
+    """Where a family that loads its parts from files of their own finds them (Forge's layout).
+
+    Attributes:
+        text_encoder: the ``models/text_encoder`` folders.
+        vae: the ``models/VAE`` folders.
+        chosen: Forge's ``forge_additional_modules``, the file names the user picked there.
+    """
+
+    text_encoder: tuple[Path, ...] = ()
+    vae: tuple[Path, ...] = ()
+    chosen: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class TextEmbeddings:
+    """One prompt's conditioning from a family's own text encoders.
+
+    Attributes:
+        embeds: (1, T, D) hidden states the denoiser attends to (FLUX: T5's, T = 512 or 256, D = 4096).
+        pooled: (1, P) pooled embedding (FLUX: CLIP-L's, P = 768), or None.
+    """
+
+    embeds: torch.Tensor
+    pooled: torch.Tensor | None
+
+
+@dataclass(frozen=True)
+class FamilyPipeline:
+    """What a family's loader returns.
+
+    Attributes:
+        pipeline: the diffusers pipeline holding its components (on the CPU, eval mode).
+        part_files: the names of the part files it uses besides the checkpoint (Forge's
+            "Module 1: ae.safetensors" infotext keys), in Forge's order.
+    """
+
+    pipeline: Any
+    part_files: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class FamilyCode:
+    """What a family does in its own code where Stable Diffusion's shared path does not fit.
+
+    A family without it (SD1.x, SD2.x, SDXL) loads through diffusers' single-file loader with the
+    shipped configs, encodes with CLIP (A1111's weighting and chunks) and is its pipeline's ``unet``.
+
+    Attributes:
+        load: ``(checkpoint file or folder, part folders, dtype) -> FamilyPipeline``. Raises ``ModelFileError`` for a
+            broken file and ``ModelPartError`` for a missing part.
+        encode_prompt: ``(pipeline, text) -> TextEmbeddings`` for one prompt text, emphasis
+            syntax already removed; on the text encoders' execution device.
+        denoiser: ``(denoising module, distilled guidance or None) -> module`` called like a
+            diffusers UNet (``sample, timestep, encoder_hidden_states, added_cond_kwargs``):
+            latents stay (B, C, H/8, W/8) in the loop whatever the model takes.
+        denoising_component: the pipeline attribute holding the denoising module.
+    """
+
+    load: Callable[[Path, PartFolders, torch.dtype], FamilyPipeline]
+    encode_prompt: Callable[[Any, str], TextEmbeddings]
+    denoiser: Callable[[Any, float | None], Any]
+    denoising_component: str = "transformer"
+
+
+@dataclass(frozen=True)
 class ModelFamily:
     """One model family.
 
@@ -105,6 +185,7 @@ class ModelFamily:
         text_context_width: the width of its text conditioning (UNet cross-attention), which
             ControlNets and LoRAs made for it share.
         align_your_steps: Sabour et al. 2024's published 10-step sigma table for it, or ().
+        code: its own loading, text encoding and denoiser call, or None for SD's shared path.
     """
 
     id: str
@@ -117,6 +198,7 @@ class ModelFamily:
     capabilities: Capabilities
     text_context_width: int
     align_your_steps: tuple[float, ...] = ()
+    code: FamilyCode | None = None
 
     @property
     def config_dir(self) -> Path:

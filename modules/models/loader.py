@@ -16,7 +16,7 @@ from typing import Any
 
 import torch
 
-from modules.families.base import ModelFamily, UnknownFamilyError
+from modules.families.base import ModelFamily, PartFolders, UnknownFamilyError
 from modules.families.registry import detect_family
 from modules.models.embeddings import EmbeddingLibrary
 from modules.models.files import ModelFileError, load_state_dict, public_text, read_safetensors_header
@@ -50,6 +50,8 @@ class LoadedModel:
         offload: the ``ComponentOffload`` of ``--medvram``/``--lowvram``, or None.
         loras / embeddings: the ``LoraLibrary`` and ``EmbeddingLibrary`` prompts can use with
             it (set by the model manager; None when loaded on its own).
+        part_files: the part files it runs with besides the checkpoint (FLUX.1's VAE and text
+            encoders from their folders), for the infotext.
     """
 
     info: CheckpointInfo
@@ -65,6 +67,7 @@ class LoadedModel:
     offload: Any = None
     loras: LoraLibrary | None = None
     embeddings: EmbeddingLibrary | None = None
+    part_files: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if self.builtin_vae is None:
@@ -74,6 +77,18 @@ class LoadedModel:
     def name(self) -> str:
         """A1111 "Model" infotext value: the file name without extension."""
         return Path(self.info.name).name
+
+    @property
+    def denoising_module(self) -> torch.nn.Module:
+        """The network the loop runs: the UNet, or the family's transformer (``FamilyCode``)."""
+        code = self.family.code
+        return self.pipeline.unet if code is None else getattr(self.pipeline, code.denoising_component)
+
+    def denoiser(self, module: torch.nn.Module, distilled_guidance: float | None = None) -> torch.nn.Module:
+        """``module`` (the denoising module, or its per-job patched clone) called as the loop
+        calls a UNet; ``distilled_guidance`` goes to families that take it (FLUX.1-dev)."""
+        code = self.family.code
+        return module if code is None else code.denoiser(module, distilled_guidance)
 
     @property
     def vae_scale_factor(self) -> int:
@@ -207,7 +222,7 @@ def _from_single_file(info: CheckpointInfo, allow_pickle: bool, dtype: torch.dty
 def _check_complete(pipeline: Any, path: Path) -> None:
     """Raise if any weight stayed unloaded: diffusers leaves missing tensors on the meta
     device without an error, which would only fail later, mid-generation."""
-    for component in ("unet", "vae", "text_encoder", "text_encoder_2"):
+    for component in ("unet", "transformer", "vae", "text_encoder", "text_encoder_2"):
         module = getattr(pipeline, component, None)
         if module is None:
             continue
@@ -236,19 +251,26 @@ def load_checkpoint(
     short_hash: str | None = None,
     allow_pickle: bool = False,
     memory: MemoryPolicy = MemoryPolicy.FULL,
+    parts: PartFolders | None = None,
 ) -> LoadedModel:
     """Load a registry entry into a pipeline on ``device`` in ``dtype``.
 
     With an offload ``memory`` policy the weights stay in CPU memory and visit ``device``
-    while they run (see ``modules.models.memory``).
+    while they run (see ``modules.models.memory``). ``parts``: where a family that takes its
+    text encoders and VAE from files of their own (FLUX.1) finds them, and the user's choice.
 
     Raises:
         ModelFileError: the file is broken, refused (pickle) or not a supported model.
+        ModelPartError: a part such a family needs is missing or ambiguous (the file is fine).
     """
     if info.error is not None:
         raise ModelFileError(info.path, "unsupported", info.error)
     logger.info("loading %s on %s (%s)", info.path, device, dtype)
-    if info.is_diffusers_folder:
+    part_files: tuple[str, ...] = ()
+    if info.family is not None and info.family.code is not None:
+        loaded = info.family.code.load(info.path, parts or PartFolders(), dtype)
+        pipeline, family, part_files = loaded.pipeline, info.family, loaded.part_files
+    elif info.is_diffusers_folder:
         pipeline, family = _from_diffusers_folder(info, dtype)
     else:
         pipeline, family = _from_single_file(info, allow_pickle, dtype)
@@ -263,4 +285,4 @@ def load_checkpoint(
     elif device.type != "cpu":  # weights are loaded on the CPU; moving them there again only warns
         pipeline.to(device)
     return LoadedModel(info, family, pipeline, dict(pipeline.scheduler.config), device, dtype, short_hash,
-                       offload=offload)
+                       offload=offload, part_files=part_files)

@@ -17,13 +17,15 @@ from pathlib import Path
 
 import torch
 
+from modules.families.base import PartFolders
 from modules.models.embeddings import EmbeddingLibrary
-from modules.models.files import PICKLE_REFUSED, PICKLE_SUFFIXES, ModelFileError
+from modules.models.files import PICKLE_REFUSED, PICKLE_SUFFIXES, SAFETENSORS_SUFFIXES, ModelFileError
 from modules.models.loader import LoadedModel, load_checkpoint
 from modules.models.lora import LoraLibrary
 from modules.models.memory import MemoryPolicy
 from modules.models.registry import CheckpointInfo, CheckpointRegistry
 from modules.models.vae import BUILTIN, load_vae, resolve_vae_choice
+from modules.models.walk import walk_files
 
 __all__ = ["ModelManager", "Placement", "choose_placement"]
 
@@ -85,9 +87,11 @@ class ModelManager:
         vae_roots: Sequence[Path] = (),
         lora_roots: Sequence[Path] = (),
         embedding_roots: Sequence[Path] = (),
+        text_encoder_roots: Sequence[Path] = (),
     ) -> None:
         self.registry = registry
         self.vae_roots = [Path(r) for r in vae_roots]
+        self.text_encoder_roots = [Path(r) for r in text_encoder_roots]
         self.loras = LoraLibrary(lora_roots, registry.hashes, allow_pickle)
         self.embeddings = EmbeddingLibrary(embedding_roots, registry.hashes, allow_pickle)
         self.placement = placement
@@ -112,16 +116,21 @@ class ModelManager:
                 return next(reversed(self._loaded.values())).info
         return self.registry.default()
 
-    def get(self, query: str | CheckpointInfo | None = None, vae: str | None = None) -> LoadedModel:
+    def get(self, query: str | CheckpointInfo | None = None, vae: str | None = None,
+            modules: Sequence[str] = ()) -> LoadedModel:
         """The loaded model for ``query`` (see ``resolve``), loading it if needed, with the VAE
         ``vae`` ("Automatic" when None, "None" for the checkpoint's own, or a file name) in place.
+        ``modules``: Forge's ``forge_additional_modules``, the text encoder and VAE files a model
+        whose family takes them from their folders runs with (FLUX.1); other models ignore them.
         With no ``query``, a default that fails to load is blocked and the next one is tried.
 
         Raises:
             ModelNotFoundError: no such checkpoint or VAE. ModelFileError: a broken or refused file.
+            ModelPartError: a part file is missing, ambiguous or unusable (nothing is blocked).
         """
         info = self.resolve(query)
-        key = str(info.path)
+        parts = self._part_folders(info, modules)
+        key = str(info.path) if parts is None else f"{info.path}|{'|'.join(parts.chosen)}"
         with self._lock:
             if key in self._loaded:
                 self._loaded.move_to_end(key)
@@ -133,19 +142,28 @@ class ModelManager:
                 placement = self.placement
                 try:
                     self._loaded[key] = load_checkpoint(info, placement.device, placement.dtype, short_hash,
-                                                        self.allow_pickle, placement.memory)
+                                                        self.allow_pickle, placement.memory, parts)
                 except ModelFileError as error:  # blocked from now on, so it is never the default again
                     self.registry.record_load_failure(info, error.detail)
                     if query is None or isinstance(query, str) and not query:
                         logger.warning("default checkpoint %s not loaded (%s); trying the next", info.name, error)
-                        return self.get(None, vae)  # each failure blocks one more file: this ends
+                        return self.get(None, vae, modules)  # each failure blocks one more file: this ends
                     raise
                 self._loaded_names = tuple(m.name for m in self._loaded.values())
             model = self._loaded[key]
             model.loras, model.embeddings = self.loras, self.embeddings
             self._place_models(key)
-            self._use_vae(model, vae)
+            if parts is None:  # a family with part files has its VAE among them
+                self._use_vae(model, vae)
             return model
+
+    def _part_folders(self, info: CheckpointInfo, modules: Sequence[str]) -> PartFolders | None:
+        """Where the parts of ``info``'s model are, when its family loads them from files of
+        their own (``FamilyCode``); None for SD's checkpoints, which carry theirs."""
+        if info.family is None or info.family.code is None:
+            return None
+        chosen = tuple(dict.fromkeys(name.strip() for name in modules if name.strip()))
+        return PartFolders(tuple(self.text_encoder_roots), tuple(self.vae_roots), chosen)
 
     def _place_models(self, active_key: str) -> None:
         """The active model on the device; with ``keep_in_cpu`` the others in RAM."""
@@ -156,7 +174,7 @@ class ModelManager:
             if model.offload is not None:
                 continue  # offload hooks decide where its weights are
             target = device if key == active_key or not self.keep_in_cpu else torch.device("cpu")
-            if model.pipeline.unet.device != target:
+            if model.denoising_module.device != target:
                 model.pipeline.to(target)
                 model.builtin_vae.to(target)
 
@@ -193,6 +211,13 @@ class ModelManager:
             model.vae_hash = self.registry.hashes.short_hash(wanted.path)
         if model.offload is not None:
             model.offload.attach("vae", model.pipeline.vae)
+
+    def part_file_names(self) -> list[str]:
+        """The files a model with part files may be given (``get(modules=...)``): those in the
+        text encoder and VAE folders, by their names under the folder, text encoders first."""
+        names = [found.relative for root in (*self.text_encoder_roots, *self.vae_roots)
+                 for found in walk_files(root, SAFETENSORS_SUFFIXES)]
+        return list(dict.fromkeys(names))
 
     @property
     def loaded(self) -> list[LoadedModel]:

@@ -98,6 +98,12 @@ def _ram() -> dict[str, int | None]:
             "process": process}
 
 
+def _denoiser_device(pipeline: Any) -> torch.device | None:
+    """Where the pipeline's denoising network (UNet or transformer) is."""
+    module = getattr(pipeline, "unet", None) or getattr(pipeline, "transformer", None)
+    return None if module is None else module.device
+
+
 def memory_usage(models: Sequence[tuple[str, Any]]) -> dict[str, Any]:
     """What memory holds now, in bytes, in the shape of A1111's ``/sdapi/v1/memory`` (``ram``,
     ``cuda``) plus ``models``: each loaded checkpoint's name, weight bytes and device.
@@ -114,6 +120,6 @@ def memory_usage(models: Sequence[tuple[str, Any]]) -> dict[str, Any]:
                                       "peak": torch.cuda.max_memory_reserved()}}
     else:
         usage["cuda"] = {"error": "no CUDA device"}
-    usage["models"] = [{"name": name, "bytes": model_bytes(pipeline), "device": str(pipeline.unet.device)}
+    usage["models"] = [{"name": name, "bytes": model_bytes(pipeline), "device": str(_denoiser_device(pipeline))}
                        for name, pipeline in models]
     return usage

@@ -20,8 +20,8 @@ __all__ = ["OFFLOADED_COMPONENTS", "ComponentOffload"]
 logger = logging.getLogger(__name__)
 
 #: Pipeline components that are offloaded, in the order a job uses them (diffusers'
-#: ``model_cpu_offload_seq`` for the SD and SDXL pipelines).
-OFFLOADED_COMPONENTS = ("text_encoder", "text_encoder_2", "unet", "vae")
+#: ``model_cpu_offload_seq`` for the SD, SDXL and FLUX pipelines).
+OFFLOADED_COMPONENTS = ("text_encoder", "text_encoder_2", "unet", "transformer", "vae")
 
 _CPU = torch.device("cpu")
 

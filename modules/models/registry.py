@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from modules.families.base import ModelFamily, UnknownFamilyError
-from modules.families.registry import detect_diffusers_family, detect_family
+from modules.families.registry import CHECKPOINT_SUFFIXES, detect_diffusers_family, detect_family, detect_file_family
 from modules.models.files import (
     PICKLE_REFUSED,
     PICKLE_SUFFIXES,
@@ -30,6 +30,8 @@ __all__ = ["CHECKPOINT_FOLDER", "CONFIG_DIR_SUFFIX", "CheckpointInfo", "Checkpoi
 
 #: A checkpoint's own diffusers config folder sits beside it as "<stem>.config/".
 CONFIG_DIR_SUFFIX = ".config"
+#: The files listed as checkpoints: safetensors, pickle, and the formats of one family (GGUF).
+CHECKPOINT_FILE_SUFFIXES = SAFETENSORS_SUFFIXES + PICKLE_SUFFIXES + CHECKPOINT_SUFFIXES
 #: The checkpoint folder as messages name it: relative, so no message shows where the data dir is.
 CHECKPOINT_FOLDER = "models/Stable-diffusion"
 
@@ -102,8 +104,11 @@ def describe_checkpoint(path: Path, name: str) -> CheckpointInfo:
     if path.suffix.lower() in PICKLE_SUFFIXES:
         return CheckpointInfo(name, path, None, size, config_dir=config_dir)
     try:
-        header = read_safetensors_header(path)
-        family = detect_family(lambda key: key in header.tensors, header.shape)
+        if path.suffix.lower() in CHECKPOINT_SUFFIXES:
+            family = detect_file_family(path)
+        else:
+            header = read_safetensors_header(path)
+            family = detect_family(lambda key: key in header.tensors, header.shape)
     except ModelFileError as error:
         return CheckpointInfo(name, path, None, size, config_dir=config_dir, error=public_text(error.detail))
     except UnknownFamilyError as error:
@@ -123,7 +128,7 @@ def _stamp(path: Path) -> tuple[int, float] | None:
 def _candidates(root: Path) -> list[FoundFile]:
     """Model files and diffusers folders under ``root`` (linked folders too), not entering
     diffusers folders or a checkpoint's own config folder."""
-    return walk_files(root, SAFETENSORS_SUFFIXES + PICKLE_SUFFIXES, folder_marker="model_index.json",
+    return walk_files(root, CHECKPOINT_FILE_SUFFIXES, folder_marker="model_index.json",
                       skip_folder_suffixes=(CONFIG_DIR_SUFFIX,))
 
 
@@ -255,7 +260,7 @@ class CheckpointRegistry:
 
     def _owner_file(self, path: Path) -> CheckpointInfo | None:
         """The checkpoint at ``path`` (listed from now on), or None when it is not one."""
-        is_model_file = path.is_file() and path.suffix.lower() in SAFETENSORS_SUFFIXES + PICKLE_SUFFIXES
+        is_model_file = path.is_file() and path.suffix.lower() in CHECKPOINT_FILE_SUFFIXES
         if not (is_model_file or (path / "model_index.json").is_file()):
             return None
         resolved = path.resolve()
@@ -271,7 +276,10 @@ class CheckpointRegistry:
 def native_resolution(info: CheckpointInfo) -> int:
     """Side in pixels of the images a checkpoint was trained on (512 SD1.x, 768 SD2.x, 1024 SDXL,
     128 for the demo model): the UNet's latent ``sample_size`` times the VAE's downscale, read
-    from the checkpoint's own config folder when it has one. UIs use it as the default size."""
+    from the checkpoint's own config folder when it has one; a family that ships no config
+    folder (FLUX.1) says its own. UIs use it as the default size."""
+    if info.family is not None and info.family.code is not None:
+        return info.family.defaults.size
     folder = info.path if info.is_diffusers_folder else info.config_dir
     if folder is None and info.family is not None:
         folder = info.family.config_dir

@@ -8,7 +8,7 @@ field the user actually typed.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from types import MappingProxyType
 from typing import Any
@@ -31,6 +31,7 @@ API_FIELD_NAMES: Mapping[str, str] = MappingProxyType(
         "batch_count": "n_iter",
         "checkpoint": "sd_model_checkpoint",
         "vae": "sd_vae",
+        "modules": "forge_additional_modules",
     }
 )
 
@@ -110,6 +111,9 @@ class Txt2ImgRequest:
     tiling: bool = False
     checkpoint: str | None = None
     vae: str | None = None
+    #: Forge's "VAE / Text Encoder" choice (``forge_additional_modules``): part files by name for
+    #: models that take them from their folders (FLUX.1); None = the server's setting.
+    modules: tuple[str, ...] | None = None
     hires: HiresFix | None = None  # Hires. fix (A1111 ``enable_hr``): a second pass at a larger size
     script_args: Mapping[str, Mapping[str, Any]] = field(default_factory=lambda: MappingProxyType({}))
     # The prompts as written, when wildcards/variants made ``prompt``/``negative_prompt`` from them.
@@ -133,11 +137,20 @@ class Txt2ImgRequest:
             value = getattr(self, name)
             if value is not None and not isinstance(value, str):
                 raise RequestValidationError(_api_name(name), f"must be a string, got {value!r}")
+        self._validate_modules()
         if not isinstance(self.script_args, Mapping):
             raise RequestValidationError("script_args", "must be an object keyed by script title")
         if self.hires is not None:
             self._validate_hires(self.hires)
         object.__setattr__(self, "script_args", MappingProxyType(dict(self.script_args)))
+
+    def _validate_modules(self) -> None:
+        if self.modules is None:
+            return
+        if isinstance(self.modules, str) or not isinstance(self.modules, Sequence) or not all(
+                isinstance(name, str) for name in self.modules):
+            raise RequestValidationError(_api_name("modules"), f"must be a list of file names, got {self.modules!r}")
+        object.__setattr__(self, "modules", tuple(self.modules))
 
     def _validate_text(self) -> None:
         for name in ("prompt", "negative_prompt", "template", "negative_template"):

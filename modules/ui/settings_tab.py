@@ -79,7 +79,7 @@ def shown_settings(studio: Studio, keys: Sequence[str]) -> dict[str, Any]:
 
 def dynamic_choices(studio: Studio) -> dict[str, list[str]]:
     """The run-time lists that ``choices_from`` names, as they are now."""
-    return {"checkpoints": studio.checkpoint_titles(), "vae": studio.vae_choices()}
+    return {"checkpoints": studio.checkpoint_titles(), "vae": studio.vae_choices(), "modules": studio.module_choices()}
 
 
 def loaded_updates(studio: Studio, keys: Sequence[str]) -> tuple[dict[str, Any], list[Any]]:

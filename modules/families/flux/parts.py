@@ -21,6 +21,7 @@ from typing import Any
 
 import torch
 
+from modules.families.base import ModelPartError
 from modules.families.flux.autoencoder import load_flux_vae, load_flux_vae_folder
 from modules.families.flux.part_files import (
     CLIP_L,
@@ -57,12 +58,8 @@ _HOW_TO_PICK = ('choose one in the "VAE / Text Encoder" selector, or name it in 
                 'on the command line')
 
 
-class FluxPartError(Exception):
+class FluxPartError(ModelPartError):
     """A FLUX.1 part cannot be settled. ``part`` is ``"clip_l"``, ``"t5xxl"`` or ``"vae"``."""
-
-    def __init__(self, part: str, message: str) -> None:
-        super().__init__(message)
-        self.part = part
 
 
 class MissingPartError(FluxPartError):

@@ -34,6 +34,7 @@ from modules.families.flux.transformer_keys import (
 from modules.models.files import SAFETENSORS_SUFFIXES, ModelFileError, read_safetensors_header
 
 __all__ = [
+    "ANCHORS",
     "BFL_PREFIXES",
     "LAYOUTS",
     "FluxFileError",
@@ -52,7 +53,7 @@ BFL_PREFIXES = ("model.diffusion_model.", "diffusion_model.", "")
 GGUF_SUFFIX = ".gguf"
 # Any dotted prefix, then the first block of either naming scheme.
 _BLOCK = re.compile(r"^((?:[\w-]+\.)*?)(double_blocks|single_transformer_blocks|transformer_blocks)\.\d+\.")
-_ANCHORS = {
+ANCHORS = {
     BFL: ("img_in.weight", "vector_in.in_layer.weight"),
     DIFFUSERS: ("x_embedder.weight", "time_text_embed.text_embedder.linear_1.weight"),
 }
@@ -215,11 +216,11 @@ def _find_layout(tensors: Mapping[str, object], prefix: str | None) -> tuple[str
         seen.add(match.group(1))
         if prefixes is None or match.group(1) in prefixes:
             layout = BFL if match.group(2) == "double_blocks" else DIFFUSERS
-            if all(match.group(1) + anchor in tensors for anchor in _ANCHORS[layout]):
+            if all(match.group(1) + anchor in tensors for anchor in ANCHORS[layout]):
                 return layout, match.group(1)
     for candidate in prefixes or BFL_PREFIXES:  # a model with no double blocks still has single ones
         if any(n.startswith(candidate + "single_blocks.") for n in tensors) and all(
-                candidate + anchor in tensors for anchor in _ANCHORS[BFL]):
+                candidate + anchor in tensors for anchor in ANCHORS[BFL]):
             return BFL, candidate
     return None
 

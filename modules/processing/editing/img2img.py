@@ -48,7 +48,7 @@ from modules.processing.output.request_infotext import img2img_parameters
 from modules.processing.prompts.prompt_conditioning import ScheduledConditioning
 from modules.processing.sampling.denoise import DenoiseInputs, denoise
 from modules.processing.sampling.hooks import HookDispatcher
-from modules.processing.sampling.samplers import partial_schedule, resolve_sampler
+from modules.processing.sampling.job_schedulers import noised_to, pass_scheduler, starting_noise
 from modules.processing.sampling.seeds import ImageSeeds, resolve_seed
 
 __all__ = ["EMPTY_MASK_NOTICE", "run_img2img"]
@@ -107,8 +107,8 @@ def _start_latents(request: Img2ImgRequest, scheduler: object, batch: _BatchInpu
         fill = noise if request.masked_content == "latent noise" else torch.zeros_like(noise)
         init = init * (1 - batch.repaint) + fill * batch.repaint
     if start == 0:
-        return noise * scheduler.init_noise_sigma  # type: ignore[attr-defined]
-    return scheduler.add_noise(init, noise, scheduler.timesteps[start:start + 1])  # type: ignore[attr-defined]
+        return starting_noise(scheduler, noise)
+    return noised_to(scheduler, init, noise, scheduler.timesteps[start:start + 1])  # type: ignore[attr-defined]
 
 
 def _kept_area_blend(scheduler: object, batch: _BatchInputs, noise: torch.Tensor):
@@ -120,7 +120,7 @@ def _kept_area_blend(scheduler: object, batch: _BatchInputs, noise: torch.Tensor
         if next_timestep is None:
             reference = batch.latents
         else:
-            reference = scheduler.add_noise(batch.latents, noise, next_timestep.reshape(1))  # type: ignore[attr-defined]
+            reference = noised_to(scheduler, batch.latents, noise, next_timestep.reshape(1))
         return reference * keep + latents * batch.repaint
 
     return blend
@@ -131,14 +131,14 @@ def _run_batch(model: LoadedModel, job: Job, batch_index: int, seeds: ImageSeeds
     """Denoise one batch from its inputs with ``unet`` (the job's); returns its latents (B, 4, H/8, W/8)."""
     request: Img2ImgRequest = job.request
     batch_seeds, batch_subseeds = seeds.batch(batch_index, request.batch_size)
-    spec, schedule = resolve_sampler(request.sampler_name, request.scheduler)
+    steps_to_run = request.steps_to_run()
+    sampler = pass_scheduler(model.family, model.scheduler_config, request.sampler_name, request.scheduler,
+                             request.num_inference_steps, tuple(batch.latents.shape[-2:]), model.device, batch_seeds,
+                             steps_to_run)
+    spec, scheduler, start = sampler.spec, sampler.scheduler, sampler.start
     noise, generators = batch_noise(model, request, spec, tuple(batch.latents.shape[1:]), batch_seeds, batch_subseeds)
     if request.initial_noise_multiplier != 1.0:  # A1111 scales the noise itself, so the kept-area blend sees it too
         noise = noise * request.initial_noise_multiplier
-    steps_to_run = request.steps_to_run()
-    scheduler, start = partial_schedule(spec, schedule, model.scheduler_config, batch_seeds,
-                                        request.num_inference_steps, steps_to_run, model.device,
-                                        ays_table=model.family.align_your_steps)
     blend = None
     if batch.repaint is not None and not model.family.is_inpaint:
         blend = _kept_area_blend(scheduler, batch, noise)

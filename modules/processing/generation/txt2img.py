@@ -35,11 +35,14 @@ from modules.processing.output.infotext import build_infotext
 from modules.processing.output.request_infotext import txt2img_parameters
 from modules.processing.output.saving import date_folder, save_image
 from modules.processing.prompts.extra_networks import JobNetworks, extra_networks_applied
+from modules.processing.prompts.family_prompts import family_prompt_encoder
 from modules.processing.prompts.prompt_conditioning import ScheduledConditioning
 from modules.processing.requests import Txt2ImgRequest
 from modules.processing.sampling.denoise import DenoiseInputs, denoise
+from modules.processing.sampling.flow_samplers import FlowSamplerSpec
 from modules.processing.sampling.hooks import HookDispatcher
-from modules.processing.sampling.samplers import SamplerSpec, partial_schedule, resolve_sampler, timed_scheduler
+from modules.processing.sampling.job_schedulers import noised_to, pass_scheduler, starting_noise
+from modules.processing.sampling.samplers import SamplerSpec
 from modules.processing.sampling.seeds import (
     ImageSeeds,
     create_initial_noise,
@@ -53,6 +56,7 @@ __all__ = ["GenerationResult", "OutputOptions", "batch_conditioning", "job_netwo
            "run_batches", "run_txt2img", "sampler_step_kwargs", "sdxl_time_ids"]
 
 logger = logging.getLogger(__name__)
+DEFAULT_DISTILLED_CFG_SCALE = 3.5  # TODO(merge): requests.DEFAULT_DISTILLED_CFG_SCALE
 
 
 @dataclass(frozen=True)
@@ -135,7 +139,8 @@ def batch_conditioning(model: LoadedModel, request: Txt2ImgRequest, steps: int,
     with the embeddings of ``networks`` (and its LoRAs already applied to the text encoders)."""
     return ScheduledConditioning(model.pipeline, request.prompt, request.negative_prompt, steps, request.batch_size,
                                  request.clip_skip, use_cfg=request.guidance_scale != 1.0, emphasis=request.emphasis,
-                                 embeddings=networks.embeddings)
+                                 embeddings=networks.embeddings,
+                                 encode=family_prompt_encoder(model, request.batch_size))
 
 
 @contextlib.contextmanager
@@ -148,15 +153,26 @@ def job_networks(model: LoadedModel, result: GenerationResult) -> Iterator[JobNe
         yield networks
 
 
+def distilled_guidance(model: LoadedModel, request: Txt2ImgRequest) -> float | None:
+    """The guidance strength a guidance-distilled model (FLUX.1-dev) is given: the request's
+    "Distilled CFG Scale", else its default; None for the models without one."""
+    if not model.family.capabilities.distilled_guidance:
+        return None
+    value = getattr(request, "distilled_cfg_scale", None)
+    return DEFAULT_DISTILLED_CFG_SCALE if value is None else float(value)
+
+
 @contextlib.contextmanager
 def job_unet(model: LoadedModel, hooks: HookDispatcher, result: GenerationResult) -> Iterator[Any]:
-    """The UNet the job's passes call: the shared one, or a weight-sharing clone with the hooks'
-    model patches (``Script.patch_model``), dropped after the job; the patches' infotext keys go
-    into ``result``. Entered after the LoRAs and tiling are applied, so the clone has them too."""
-    patches = hooks.model_patches(model.pipeline.unet, model.family.id) if hooks else None
+    """The denoiser the job's passes call, as a UNet is called: the shared UNet (or the family's
+    adapter around its transformer), or a weight-sharing clone of it with the hooks' model patches
+    (``Script.patch_model``), dropped after the job; the patches' infotext keys go into
+    ``result``. Entered after the LoRAs and tiling are applied, so the clone has them too."""
+    denoiser = model.denoiser(model.denoising_module, distilled_guidance(model, result.request))
+    patches = hooks.model_patches(denoiser, model.family.id) if hooks else None
     if patches:
         result.extra_parameters.update(patches.infotext)
-    with patched_unet(model.pipeline.unet, patches) as unet:
+    with patched_unet(denoiser, patches) as unet:
         yield unet
 
 
@@ -180,8 +196,8 @@ def _inpaint_channels(model: LoadedModel, request: Txt2ImgRequest) -> torch.Tens
     return torch.cat([mask, masked], dim=1).repeat(request.batch_size, 1, 1, 1)
 
 
-def sampler_step_kwargs(spec: SamplerSpec, scheduler: object, request: Txt2ImgRequest,
-                 generators: list[torch.Generator]) -> dict[str, object]:
+def sampler_step_kwargs(spec: SamplerSpec | FlowSamplerSpec, scheduler: object, request: Txt2ImgRequest,
+                        generators: list[torch.Generator]) -> dict[str, object]:
     accepted = inspect.signature(scheduler.step).parameters  # type: ignore[attr-defined]
     kwargs: dict[str, object] = {}
     if "generator" in accepted:
@@ -191,7 +207,8 @@ def sampler_step_kwargs(spec: SamplerSpec, scheduler: object, request: Txt2ImgRe
     return kwargs
 
 
-def batch_noise(model: LoadedModel, request: Txt2ImgRequest, spec: SamplerSpec, shape: tuple[int, int, int],
+def batch_noise(model: LoadedModel, request: Txt2ImgRequest, spec: SamplerSpec | FlowSamplerSpec,
+                shape: tuple[int, int, int],
                 seeds: Sequence[int], subseeds: Sequence[int], seed_resize_from: tuple[int, int] | None = None,
                 ) -> tuple[torch.Tensor, list[torch.Generator]]:
     """A batch's initial noise (B, C, h, w), on the model's device and dtype, and the generators
@@ -213,13 +230,13 @@ def _run_batch(model: LoadedModel, job: Job, batch_index: int, seeds: ImageSeeds
     resize = None
     if request.seed_resize_from_w > 0 and request.seed_resize_from_h > 0:
         resize = (request.seed_resize_from_h // factor, request.seed_resize_from_w // factor)
-    spec, schedule = resolve_sampler(request.sampler_name, request.scheduler)
+    sampler = pass_scheduler(model.family, model.scheduler_config, request.sampler_name, request.scheduler,
+                             request.num_inference_steps, shape[1:], model.device, batch_seeds)
+    spec, scheduler = sampler.spec, sampler.scheduler
     noise, generators = batch_noise(model, request, spec, shape, batch_seeds, batch_subseeds, resize)
-    scheduler = timed_scheduler(spec, schedule, model.scheduler_config, request.num_inference_steps, model.device,
-                                batch_seeds, ays_table=model.family.align_your_steps)
     inputs = DenoiseInputs(
         unet=unet, scheduler=scheduler,
-        latents=noise * scheduler.init_noise_sigma,
+        latents=starting_noise(scheduler, noise),
         cond=conds.at(0)[0], uncond=conds.at(0)[1], conds_at=conds.at, guidance_scale=request.guidance_scale,
         num_steps=request.num_inference_steps, time_ids=sdxl_time_ids(model, request),
         extra_channels=extra_channels,
@@ -271,11 +288,11 @@ def _hires_pass(model: LoadedModel, job: Job, batch_index: int, seeds: ImageSeed
     _, _, width, height = hires.target_size(request.width, request.height)
     second = dataclasses.replace(hires.for_second_pass(request), width=width, height=height, hires=None)
     batch_seeds, batch_subseeds = seeds.batch(batch_index, request.batch_size)
-    spec, schedule = resolve_sampler(second.sampler_name, second.scheduler)
+    sampler = pass_scheduler(model.family, model.scheduler_config, second.sampler_name, second.scheduler, total,
+                             tuple(init.shape[-2:]), model.device, batch_seeds, steps_to_run)
+    spec, scheduler, start = sampler.spec, sampler.scheduler, sampler.start
     noise, generators = batch_noise(model, request, spec, tuple(init.shape[1:]), batch_seeds, batch_subseeds)
-    scheduler, start = partial_schedule(spec, schedule, model.scheduler_config, batch_seeds, total, steps_to_run,
-                                        model.device, ays_table=model.family.align_your_steps)
-    start_latents = scheduler.add_noise(init, noise, scheduler.timesteps[start:start + 1])
+    start_latents = noised_to(scheduler, init, noise, scheduler.timesteps[start:start + 1])
     inputs = DenoiseInputs(
         unet=unet, scheduler=scheduler, latents=start_latents,
         cond=conds.at(0)[0], uncond=conds.at(0)[1], conds_at=conds.at, guidance_scale=request.guidance_scale,
@@ -369,7 +386,8 @@ def run_txt2img(model: LoadedModel, job: Job, output: OutputOptions | None = Non
     result = GenerationResult(request=request)
     for hook in job.hooks:  # scripts' own infotext keys, before the job's networks add theirs
         result.extra_parameters.update(hook.infotext)
-    tiling = circular_padding(model.pipeline.unet, model.pipeline.vae) if request.tiling else contextlib.nullcontext()
+    tiling = circular_padding(model.denoising_module, model.pipeline.vae) if request.tiling else (
+        contextlib.nullcontext())
     # LoRAs are injected outside inference mode: their parameters must stay ordinary tensors.
     with job_networks(model, result) as networks, tiling, torch.inference_mode(), \
             job_unet(model, hooks, result) as unet:

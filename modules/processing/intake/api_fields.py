@@ -50,6 +50,7 @@ _UNSUPPORTED_UNLESS: Mapping[str, tuple[Any, ...]] = MappingProxyType({
 OVERRIDE_FIELDS: Mapping[str, str] = MappingProxyType({
     "sd_model_checkpoint": "checkpoint", "sd_vae": "vae", "CLIP_stop_at_last_layers": "clip_skip",
     "emphasis": "emphasis", "eta_noise_seed_delta": "eta_noise_seed_delta", "randn_source": "randn_source",
+    "forge_additional_modules": "modules",
 })
 
 # A1111's Hires. fix fields -> ``HiresFix`` fields (read only when ``enable_hr`` is true).

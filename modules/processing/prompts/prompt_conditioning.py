@@ -12,7 +12,7 @@ one UNet batch and combines them with their weights (``Conditioning.weights``).
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import torch
@@ -45,12 +45,16 @@ class ScheduledConditioning:
         use_cfg: False when CFG is off (guidance 1): no negative is encoded.
         emphasis: "Original" or "No norm" (``prompt_encoding.apply_emphasis``).
         embeddings: textual inversions the texts may name (``extra_networks``).
+        encode: ``text -> Conditioning`` of a family with its own text encoders
+            (``family_prompts.family_prompt_encoder``); None encodes with the pipeline's CLIP.
     """
 
     def __init__(self, pipeline: Any, prompt: str, negative_prompt: str, steps: int, batch_size: int,
                  clip_skip: int, use_cfg: bool, emphasis: str = "Original",
-                 embeddings: Mapping[str, Embedding] | None = None) -> None:
+                 embeddings: Mapping[str, Embedding] | None = None,
+                 encode: Callable[[str], Conditioning] | None = None) -> None:
         self._pipeline = pipeline
+        self._family_encode = encode
         self._batch_size = batch_size
         self._clip_skip = clip_skip
         self._emphasis = emphasis
@@ -79,6 +83,8 @@ class ScheduledConditioning:
         return Conditioning(torch.cat([c.embeds for c in parts]), pooled, weights)
 
     def _encode(self, text: str) -> Conditioning:
+        if text not in self._cache and self._family_encode is not None:
+            self._cache[text] = self._family_encode(text)
         if text not in self._cache:
             self._cache[text] = encode_weighted_prompt(self._pipeline, text, self._batch_size, self._clip_skip,
                                                        self._emphasis, self._embeddings)
@@ -88,7 +94,7 @@ class ScheduledConditioning:
         """Append the empty prompt's chunk to shorter conditionings (A1111 ``pad_cond``)."""
         longest = max(c.embeds.shape[1] for c in self._cache.values())
         if all(c.embeds.shape[1] == longest for c in self._cache.values()):
-            return
+            return  # always so for a family's own encoders: T5 has a fixed length
         empty = encode_weighted_prompt(self._pipeline, "", self._batch_size, self._clip_skip, self._emphasis).embeds
         for text, cond in self._cache.items():
             missing = (longest - cond.embeds.shape[1]) // empty.shape[1]

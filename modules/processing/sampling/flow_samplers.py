@@ -22,7 +22,8 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["FLOW_SAMPLERS", "FlowSamplerSpec", "flow_scheduler", "flow_shift", "resolve_flow_sampler"]
+__all__ = ["FLOW_SAMPLERS", "FlowSamplerSpec", "UnknownFlowSamplerError", "flow_scheduler", "flow_shift",
+           "resolve_flow_sampler"]
 
 
 @dataclass(frozen=True)
@@ -31,6 +32,8 @@ class FlowSamplerSpec:
 
     ``shift_option`` is the config key of its static shift; ``takes_sigmas`` whether its
     ``set_timesteps`` takes our sigma list (FLUX's reference list ``linspace(1, 1/n, n)``).
+    ``uses_ensd``: it draws fresh noise every step, so A1111's "Eta noise seed delta" applies;
+    ``uses_eta`` is False for all (no flow sampler here takes an eta), as ``SamplerSpec`` has it.
     """
 
     name: str
@@ -38,6 +41,8 @@ class FlowSamplerSpec:
     shift_option: str = "shift"
     takes_sigmas: bool = True
     options: Mapping[str, Any] = field(default_factory=dict)
+    uses_ensd: bool = False
+    uses_eta: bool = False
 
 
 def _spec(name: str, cls: str, **kwargs: Any) -> FlowSamplerSpec:
@@ -48,7 +53,7 @@ def _spec(name: str, cls: str, **kwargs: Any) -> FlowSamplerSpec:
 _FLOW_SOLVER = {"use_flow_sigmas": True, "prediction_type": "flow_prediction"}
 FLOW_SAMPLERS: tuple[FlowSamplerSpec, ...] = (
     _spec("Euler", "FlowMatchEulerDiscreteScheduler"),
-    _spec("Euler a", "FlowMatchEulerDiscreteScheduler", options={"stochastic_sampling": True}),
+    _spec("Euler a", "FlowMatchEulerDiscreteScheduler", options={"stochastic_sampling": True}, uses_ensd=True),
     _spec("Heun", "FlowMatchHeunDiscreteScheduler", takes_sigmas=False),
     _spec("DPM++ 2M", "DPMSolverMultistepScheduler", shift_option="flow_shift", takes_sigmas=False,
           options={**_FLOW_SOLVER, "algorithm_type": "dpmsolver++", "solver_order": 2}),

@@ -44,7 +44,9 @@ def tiny_clip_l(seed: int = 0) -> CLIPTextModel:
     config = CLIPTextConfig(vocab_size=49408, max_position_embeddings=77, hidden_size=CLIP_WIDTH, intermediate_size=96,
                             num_hidden_layers=2, num_attention_heads=1, hidden_act="quick_gelu", eos_token_id=2,
                             bos_token_id=0, pad_token_id=1, projection_dim=CLIP_WIDTH)
-    model = CLIPTextModel(config).eval()
+    with torch.random.fork_rng():  # the same model in every process
+        torch.manual_seed(seed)
+        model = CLIPTextModel(config).eval()
     _randomize(model, seed)
     return model
 
@@ -55,7 +57,9 @@ def tiny_t5(seed: int = 0) -> T5EncoderModel:
     config = T5Config(vocab_size=32128, d_model=T5_WIDTH, d_kv=8, d_ff=48, num_layers=2, num_heads=4,
                       relative_attention_num_buckets=32, relative_attention_max_distance=128,
                       feed_forward_proj="gated-gelu", dropout_rate=0.0, tie_word_embeddings=False)
-    model = T5EncoderModel(config).eval()
+    with torch.random.fork_rng():  # the same model in every process
+        torch.manual_seed(seed)
+        model = T5EncoderModel(config).eval()
     _randomize(model, seed)
     return model
 
@@ -63,10 +67,12 @@ def tiny_t5(seed: int = 0) -> T5EncoderModel:
 @lru_cache(maxsize=4)
 def tiny_flux_vae(seed: int = 0) -> AutoencoderKL:
     """A 4-level (8x) autoencoder with FLUX's 16 latent channels and no quant convs."""
-    model = AutoencoderKL(in_channels=3, out_channels=3, down_block_types=("DownEncoderBlock2D",) * 4,
-                          up_block_types=("UpDecoderBlock2D",) * 4, block_out_channels=(32, 32, 32, 32),
-                          layers_per_block=1, latent_channels=16, norm_num_groups=32, use_quant_conv=False,
-                          use_post_quant_conv=False, scaling_factor=0.3611, shift_factor=0.1159).eval()
+    with torch.random.fork_rng():  # the same model in every process
+        torch.manual_seed(seed)
+        model = AutoencoderKL(in_channels=3, out_channels=3, down_block_types=("DownEncoderBlock2D",) * 4,
+                              up_block_types=("UpDecoderBlock2D",) * 4, block_out_channels=(32, 32, 32, 32),
+                              layers_per_block=1, latent_channels=16, norm_num_groups=32, use_quant_conv=False,
+                              use_post_quant_conv=False, scaling_factor=0.3611, shift_factor=0.1159).eval()
     _randomize(model, seed)
     return model
 
