@@ -28,8 +28,12 @@ def latents_to_preview(latents: torch.Tensor, family: str = "sd15", index: int =
     Returns:
         A (w, h) RGB image, 1/8 of the output size.
     """
-    factors = torch.tensor(family_of(family).latent.preview_factors)
     latent = latents[index].detach().to("cpu", torch.float32)
+    if not family_of(family).latent.preview_factors:  # no fitted map for this latent space: its first 3 channels
+        rgb = latent[:3].permute(1, 2, 0)
+        pixels = ((rgb + 1.0) * 127.5).clamp(0, 255).to(torch.uint8).numpy()
+        return Image.fromarray(pixels, mode="RGB")
+    factors = torch.tensor(family_of(family).latent.preview_factors)
     if latent.shape[0] != factors.shape[0]:
         latent = latent[: factors.shape[0]]
     rgb = torch.einsum("chw,cr->hwr", latent, factors)
