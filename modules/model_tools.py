@@ -133,7 +133,7 @@ class ModelTools:
 
     def memory(self) -> dict[str, Any]:
         """RAM, VRAM and the loaded checkpoints (``memory_usage``)."""
-        return memory_usage([(m.name, m.pipeline) for m in self.context.models.loaded])
+        return memory_usage([(m.name, m.pipeline, m.denoising_module.device) for m in self.context.models.loaded])
 
     # -- the Models tab ---------------------------------------------------------------------
 

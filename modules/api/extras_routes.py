@@ -111,7 +111,7 @@ def add_extras_routes(router: APIRouter, studio: Studio, decode: Callable[[Any, 
 
     @router.get("/memory")
     def memory() -> dict[str, Any]:
-        return memory_usage([(m.name, m.pipeline) for m in studio.context.models.loaded])
+        return memory_usage([(m.name, m.pipeline, m.denoising_module.device) for m in studio.context.models.loaded])
 
     @router.post("/unload-checkpoint")
     def unload_checkpoint() -> dict[str, Any]:

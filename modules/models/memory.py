@@ -98,17 +98,12 @@ def _ram() -> dict[str, int | None]:
             "process": process}
 
 
-def _denoiser_device(pipeline: Any) -> torch.device | None:
-    """Where the pipeline's denoising network (UNet or transformer) is."""
-    module = getattr(pipeline, "unet", None) or getattr(pipeline, "transformer", None)
-    return None if module is None else module.device
-
-
-def memory_usage(models: Sequence[tuple[str, Any]]) -> dict[str, Any]:
+def memory_usage(models: Sequence[tuple[str, Any, torch.device]]) -> dict[str, Any]:
     """What memory holds now, in bytes, in the shape of A1111's ``/sdapi/v1/memory`` (``ram``,
     ``cuda``) plus ``models``: each loaded checkpoint's name, weight bytes and device.
 
-    ``models`` is ``(name, pipeline)`` pairs. ``cuda`` is ``{"error": ...}`` without a GPU.
+    ``models`` is ``(name, pipeline, device of its denoising network)`` triples
+    (``LoadedModel.denoising_module`` knows which network that is). ``cuda`` is ``{"error": ...}`` without a GPU.
     """
     usage: dict[str, Any] = {"ram": _ram()}
     if torch.cuda.is_available():
@@ -120,6 +115,6 @@ def memory_usage(models: Sequence[tuple[str, Any]]) -> dict[str, Any]:
                                       "peak": torch.cuda.max_memory_reserved()}}
     else:
         usage["cuda"] = {"error": "no CUDA device"}
-    usage["models"] = [{"name": name, "bytes": model_bytes(pipeline), "device": str(_denoiser_device(pipeline))}
-                       for name, pipeline in models]
+    usage["models"] = [{"name": name, "bytes": model_bytes(pipeline), "device": str(device)}
+                       for name, pipeline, device in models]
     return usage

@@ -122,7 +122,7 @@ def test_memory_report_lists_loaded_models_and_reload_loads_the_current_one_agai
     manager = ModelManager(tiny_registry, Placement(CPU, torch.float32), keep_loaded=2)
     assert manager.reload_current() is None  # nothing loaded: nothing to reload
     first = manager.get("tiny-sd15")
-    usage = memory_usage([(m.name, m.pipeline) for m in manager.loaded])
+    usage = memory_usage([(m.name, m.pipeline, m.denoising_module.device) for m in manager.loaded])
     assert [(m["name"], m["device"]) for m in usage["models"]] == [("tiny-sd15", "cpu")]
     assert usage["models"][0]["bytes"] == model_bytes(first.pipeline) > 0
     assert usage["ram"]["total"] and usage["cuda"] == {"error": "no CUDA device"}

@@ -67,8 +67,8 @@ def _denoiser(transformer: Any, distilled_guidance: float | None) -> Any:
 
 
 _CODE = FamilyCode(load=_load, encode_prompt=_encode, denoiser=_denoiser)
-# No negative prompt by default: FLUX is guidance-distilled, and real CFG (a negative prompt with
-# CFG scale above 1) doubles the cost; the user may still ask for it.
+# CFG scale 1 by default (no negative prompt): dev is guidance-distilled and schnell needs none; real
+# CFG (a negative prompt with CFG scale above 1) doubles the cost, and the user may still ask for it.
 FLUX_DEV = ModelFamily(
     "flux", "FLUX.1-dev", "flux", "FluxPipeline", FLUX_LATENT, "flow",
     FamilyDefaults(size=1024, sampler="Euler", scheduler="Automatic", cfg_scale=1.0, steps=20),

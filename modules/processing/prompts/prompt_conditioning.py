@@ -83,9 +83,11 @@ class ScheduledConditioning:
         return Conditioning(torch.cat([c.embeds for c in parts]), pooled, weights)
 
     def _encode(self, text: str) -> Conditioning:
-        if text not in self._cache and self._family_encode is not None:
+        if text in self._cache:
+            return self._cache[text]
+        if self._family_encode is not None:
             self._cache[text] = self._family_encode(text)
-        if text not in self._cache:
+        else:
             self._cache[text] = encode_weighted_prompt(self._pipeline, text, self._batch_size, self._clip_skip,
                                                        self._emphasis, self._embeddings)
         return self._cache[text]
