@@ -55,7 +55,10 @@ def test_defaults_match_a1111_and_the_product() -> None:
     assert (s.sd_checkpoints_limit, s.CLIP_stop_at_last_layers) == (1, 1)
     assert s.eta_ddim == 0.0
     assert (s.show_progress_every_n_steps, s.live_previews_enable, s.live_preview_refresh_period) == (5, True, 1000)
-    assert s.quicksettings_list == ("sd_model_checkpoint", "sd_vae", "CLIP_stop_at_last_layers")
+    # Forge's "VAE / Text Encoder" selector sits beside the checkpoint: FLUX needs its parts chosen.
+    assert s.forge_additional_modules == ()
+    assert s.quicksettings_list == ("sd_model_checkpoint", "sd_vae", "forge_additional_modules",
+                                    "CLIP_stop_at_last_layers")
     assert validate_settings({}) == (s, [])
 
 
@@ -87,7 +90,7 @@ def test_every_section_is_used_and_quicksettings_offer_every_setting() -> None:
     assert {info.section for info in SETTING_INFOS} == set(SECTIONS)
     quicksettings = SETTINGS_BY_KEY["quicksettings_list"]
     assert set(quicksettings.choices) == set(SETTINGS_BY_KEY) and quicksettings.multiselect
-    assert {info.choices_from for info in SETTING_INFOS} == {"", "checkpoints", "vae"}  # run-time lists only
+    assert {info.choices_from for info in SETTING_INFOS} == {"", "checkpoints", "vae", "modules"}  # run-time lists
 
 
 def test_per_request_values_never_touch_the_stored_settings(store: SettingsStore) -> None:
