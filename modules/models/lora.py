@@ -38,10 +38,10 @@ logger = logging.getLogger(__name__)
 
 #: A1111's "Lora hashes" show the first 12 hex digits (the Model hash shows 10).
 LORA_HASH_LENGTH = 12
-# The components diffusers' LoRA loader can change, as named in ``set_adapters`` weights: the
-# denoisers take a use's UNet weight, the text encoders its text-encoder weight.
-_DENOISERS = ("unet", "transformer")
+# The components diffusers' LoRA loader can change, as named in ``set_adapters`` weights: these
+# take a use's text-encoder weight, the denoiser (``unet`` or ``transformer``) its UNet weight.
 _TEXT_ENCODERS = ("text_encoder", "text_encoder_2")
+_FLOAT8 = (torch.float8_e4m3fn, torch.float8_e5m2)
 
 
 @dataclass(frozen=True)
@@ -135,6 +135,23 @@ def _component_weights(pipeline: Any, adapter: str, use: LoraUse) -> dict[str, f
             for part in _adapter_components(pipeline, adapter)}
 
 
+def _make_lora_layers_computable(pipeline: Any, adapter: str) -> None:
+    """peft makes a LoRA's layers in the dtype of the layer they wrap. Over a layer stored in fp8
+    (FLUX fp8 files; it computes upcast by diffusers' layerwise casting) that is fp8, which torch
+    cannot multiply, so those LoRA layers move to the component's compute dtype: the dtype of its
+    parameters that are not fp8. They are dropped with the adapter, so nothing needs undoing."""
+    for part in _adapter_components(pipeline, adapter):
+        model = getattr(pipeline, part)
+        compute = next((param.dtype for param in model.parameters()
+                        if param.is_floating_point() and param.dtype not in _FLOAT8), None)
+        if compute is None:
+            continue
+        for name, module in model.named_modules():
+            if name.rsplit(".", 1)[-1] in ("lora_A", "lora_B") and any(
+                    param.dtype in _FLOAT8 for param in module.parameters()):
+                module.to(compute)
+
+
 class _WrongFamilyError(ValueError):
     """A LoRA for another model family than the loaded one (FLUX.1 on SD, or SD on FLUX.1)."""
 
@@ -201,6 +218,7 @@ def _load_adapter(pipeline: Any, library: LoraLibrary, use: LoraUse, adapter: st
     if not _adapter_components(pipeline, adapter):
         # diffusers skips names it finds no layer for with only a log line: nothing was applied.
         return f"{use.file.name}: not a LoRA this model can use (it names none of its layers)"
+    _make_lora_layers_computable(pipeline, adapter)
     return None
 
 

@@ -15,10 +15,11 @@ import pytest
 import torch
 from diffusers import FluxPipeline
 
+from modules.families.flux.transformer import load_flux_transformer
 from modules.models.hashing import HashCache
 from modules.models.loader import LoadedModel
 from modules.models.lora import LoraLibrary, LoraUse, loras_applied
-from tests.families.flux.tiny_flux import run_tiny_flux, tiny_flux_inputs
+from tests.families.flux.tiny_flux import run_tiny_flux, tiny_flux_inputs, write_flux_bfl_file
 from tests.families.flux.tiny_flux_lora import (
     FLUX_LORA_LAYOUTS,
     PIPELINE_SPEC,
@@ -206,3 +207,27 @@ def test_a_flux_lora_for_another_width_is_reported(pipeline: FluxPipeline, tmp_p
     with loras_applied(pipeline, library, [LoraUse(library.find("dev"))]) as outcome:
         assert outcome.applied == [] and "21504 outputs in the LoRA" in outcome.failures[0]
     assert torch.equal(_transformer_output(pipeline), before)
+
+
+@pytest.mark.parametrize("storage", ["fp8", "gguf"])
+def test_fp8_and_gguf_transformers_take_the_lora_and_come_back_unchanged(
+        storage: str, pipeline: FluxPipeline, library: LoraLibrary, lora: TinyFluxLora, tmp_path: Path) -> None:
+    """fp8 layers compute upcast, so a LoRA's own layers must not be made in fp8 (torch cannot
+    multiply fp8): the change must be the float32 model's, to fp8/Q8_0 rounding."""
+    if storage == "fp8":
+        path = write_flux_bfl_file(tmp_path / "flux1-dev-fp8.safetensors", PIPELINE_SPEC, fp8=torch.float8_e4m3fn)
+    else:
+        from gguf import GGMLQuantizationType
+
+        from tests.families.flux.tiny_flux_gguf import write_flux_gguf_file
+        path = write_flux_gguf_file(tmp_path / "flux1-dev-Q8_0.gguf", GGMLQuantizationType.Q8_0, PIPELINE_SPEC, 0)
+    stored = FluxPipeline(**{**pipeline.components, "transformer": load_flux_transformer(path, dtype=torch.float32)})
+    before = _transformer_output(stored)
+    with loras_applied(pipeline, library, [LoraUse(library.find("kohya"))]):
+        with_lora = _transformer_output(pipeline)
+    full_change = with_lora - _transformer_output(pipeline)
+    with loras_applied(stored, library, [LoraUse(library.find("kohya"))]) as outcome:
+        assert outcome.failures == []
+        change = _transformer_output(stored) - before
+        assert change.abs().max() > 0.1 and (change - full_change).abs().max() < 0.1 * full_change.abs().max()
+    assert torch.equal(_transformer_output(stored), before) and stored.get_list_adapters() == {}
