@@ -21,6 +21,7 @@ from types import MappingProxyType
 from typing import Any
 
 from modules.families.base import UnknownFamilyError
+from modules.families.flux.lora_keys import is_flux_lora
 from modules.families.registry import detect_diffusers_family, detect_family
 from modules.models.files import (
     SAFETENSORS_SUFFIXES,
@@ -105,12 +106,14 @@ def _cross_attention_base(header: SafetensorsHeader, suffixes: tuple[str, ...]) 
 
 
 def _lora_base(header: SafetensorsHeader) -> str:
+    version = header.metadata.get("ss_base_model_version", "")
+    if version.startswith("flux1") or is_flux_lora(header.tensors):
+        return "FLUX.1"
     base = _cross_attention_base(header, ("lora_down.weight", "lora_A.weight", "lora.down.weight"))
     if base:
         return base
     if any(k.startswith(("lora_te2_", "text_encoder_2.", "lora_unet_input_blocks")) for k in header.tensors):
         return "SDXL"  # a second text encoder, or kohya's LDM-named (SDXL) UNet modules
-    version = header.metadata.get("ss_base_model_version", "")
     return next((b for prefix, b in (("sdxl", "SDXL"), ("sd_v2", "SD2.x"), ("sd_v1", "SD1.x"))
                  if version.startswith(prefix)), "")
 

@@ -4,12 +4,16 @@ A prompt names a LoRA as ``<lora:name:weight>``; ``name`` is looked up in the Lo
 (``models/Lora`` and its subfolders) by file stem or by its path under the folder without
 suffix ("style/ink"). Names are never used as paths, so a prompt cannot reach other files.
 
-Files in kohya/A1111 layout (``lora_unet_…``/``lora_te_…`` keys with ``lora_down``,
-``lora_up`` and ``alpha``) and diffusers layout are converted and injected by diffusers'
-peft integration. They stay unfused: the base weights are never written, and unloading
-puts the original modules back, so an image made after a LoRA job is bit-identical to one
-made before it. Reference: Hu et al. 2021, "LoRA: Low-Rank Adaptation of Large Language
-Models" (W + scale * up @ down, scale = weight * alpha / rank).
+A LoRA goes onto the pipeline's components by their names: the denoiser (``unet`` for SD,
+``transformer`` for FLUX.1) takes the ``<lora:name:te:unet>`` UNet weight, the text encoders
+(``text_encoder``, ``text_encoder_2``) the text-encoder weight. SD files in kohya/A1111 layout
+(``lora_unet_…``/``lora_te_…`` keys with ``lora_down``, ``lora_up`` and ``alpha``) and diffusers
+layout are converted by diffusers; FLUX.1 files in kohya, BFL/ComfyUI and diffusers layouts are
+renamed by ``modules.families.flux.lora_keys`` first (diffusers' own converter misses some). All
+are injected by diffusers' peft integration. They stay unfused: the base weights are never
+written, and unloading puts the original modules back, so an image made after a LoRA job is
+bit-identical to one made before it. Reference: Hu et al. 2021, "LoRA: Low-Rank Adaptation of
+Large Language Models" (W + scale * up @ down, scale = weight * alpha / rank).
 """
 
 from __future__ import annotations
@@ -21,6 +25,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import torch
+
+from modules.families.flux.lora_keys import flux_lora_to_peft, is_flux_lora, transformer_config_of
 from modules.models.files import PICKLE_SUFFIXES, SAFETENSORS_SUFFIXES, ModelFileError, load_state_dict
 from modules.models.hashing import HashCache
 from modules.models.walk import walk_files
@@ -31,8 +38,10 @@ logger = logging.getLogger(__name__)
 
 #: A1111's "Lora hashes" show the first 12 hex digits (the Model hash shows 10).
 LORA_HASH_LENGTH = 12
-# The components diffusers' LoRA loader can change, as named in ``set_adapters`` weights.
+# The components diffusers' LoRA loader can change, as named in ``set_adapters`` weights: these
+# take a use's text-encoder weight, the denoiser (``unet`` or ``transformer``) its UNet weight.
 _TEXT_ENCODERS = ("text_encoder", "text_encoder_2")
+_FLOAT8 = (torch.float8_e4m3fn, torch.float8_e5m2)
 
 
 @dataclass(frozen=True)
@@ -47,7 +56,8 @@ class LoraFile:
 
 @dataclass(frozen=True)
 class LoraUse:
-    """One ``<lora:…>`` of a prompt, resolved: the file and its text-encoder and UNet weights."""
+    """One ``<lora:…>`` of a prompt, resolved: the file and its text-encoder and UNet weights
+    (``unet_weight``, A1111's name, weighs whichever denoiser the model has: a FLUX.1 transformer too)."""
 
     file: LoraFile
     te_weight: float = 1.0
@@ -113,10 +123,67 @@ class AppliedLoras:
     failures: list[str] = field(default_factory=list)
 
 
+def _adapter_components(pipeline: Any, adapter: str) -> list[str]:
+    """The pipeline's components (``unet``/``transformer``, ``text_encoder``…) ``adapter`` changes."""
+    return [part for part, adapters in pipeline.get_list_adapters().items() if adapter in adapters]
+
+
 def _component_weights(pipeline: Any, adapter: str, use: LoraUse) -> dict[str, float]:
-    """``set_adapters`` weights of one adapter, for the components it actually changes."""
-    changed = [part for part, adapters in pipeline.get_list_adapters().items() if adapter in adapters]
-    return {part: use.te_weight if part in _TEXT_ENCODERS else use.unet_weight for part in changed}
+    """``set_adapters`` weights of one adapter, for the components it actually changes: the text
+    encoders take the use's text-encoder weight, the denoiser (UNet or transformer) its UNet weight."""
+    return {part: use.te_weight if part in _TEXT_ENCODERS else use.unet_weight
+            for part in _adapter_components(pipeline, adapter)}
+
+
+def _make_lora_layers_computable(pipeline: Any, adapter: str) -> None:
+    """peft makes a LoRA's layers in the dtype of the layer they wrap. Over a layer stored in fp8
+    (FLUX fp8 files; it computes upcast by diffusers' layerwise casting) that is fp8, which torch
+    cannot multiply, so those LoRA layers move to the component's compute dtype: the dtype of its
+    parameters that are not fp8. They are dropped with the adapter, so nothing needs undoing."""
+    for part in _adapter_components(pipeline, adapter):
+        model = getattr(pipeline, part)
+        compute = next((param.dtype for param in model.parameters()
+                        if param.is_floating_point() and param.dtype not in _FLOAT8), None)
+        if compute is None:
+            continue
+        for name, module in model.named_modules():
+            if name.rsplit(".", 1)[-1] in ("lora_A", "lora_B") and any(
+                    param.dtype in _FLOAT8 for param in module.parameters()):
+                module.to(compute)
+
+
+class _WrongFamilyError(ValueError):
+    """A LoRA for another model family than the loaded one (FLUX.1 on SD, or SD on FLUX.1)."""
+
+
+def _linear_names(model: Any) -> list[str]:
+    return [name for name, module in model.named_modules() if isinstance(module, torch.nn.Linear)]
+
+
+def _state_for(pipeline: Any, state: dict[str, Any]) -> dict[str, Any]:
+    """``state`` in the names the pipeline's LoRA loader reads.
+
+    FLUX.1 pipelines get kohya and BFL/ComfyUI names renamed to diffusers' (``flux_lora_to_peft``);
+    files it cannot place at all (XLabs', ai-toolkit's) go to diffusers' own converters as they are.
+
+    Raises:
+        _WrongFamilyError: a FLUX.1 LoRA on another model, or one naming no FLUX.1 layer on FLUX.1.
+        ValueError: a FLUX.1 LoRA for another FLUX width, or with half a pair.
+    """
+    config = transformer_config_of(getattr(pipeline, "transformer", None))
+    if config is None:
+        if is_flux_lora(state):
+            raise _WrongFamilyError("a LoRA for FLUX.1; the loaded model is not FLUX.1")
+        return state
+    if not is_flux_lora(state):
+        raise _WrongFamilyError("names no FLUX.1 layer (a LoRA for SD1.x/SDXL?); the loaded model is FLUX.1")
+    encoder = getattr(pipeline, "text_encoder", None)
+    conversion = flux_lora_to_peft(state, config, _linear_names(encoder) if encoder is not None else ())
+    if conversion.unused:
+        logger.warning("FLUX LoRA: %d tensors fit no layer this pipeline loads LoRAs into (T5, DoRA "
+                       "scales, norm or bias differences) and are left out, e.g. %s",
+                       len(conversion.unused), conversion.unused[0])
+    return conversion.state if conversion.converted else state
 
 
 @contextlib.contextmanager
@@ -135,16 +202,23 @@ def _load_report_silenced() -> Iterator[None]:
 def _load_adapter(pipeline: Any, library: LoraLibrary, use: LoraUse, adapter: str) -> str | None:
     """Inject one LoRA as peft adapter ``adapter``; returns why it failed, or None."""
     try:
-        state = library.state_dict(use.file)
+        state = _state_for(pipeline, library.state_dict(use.file))
         with _load_report_silenced():
             pipeline.load_lora_weights(state, adapter_name=adapter)
     except ModelFileError as error:
         return f"{use.file.name}: {error.detail}"
-    except (ValueError, KeyError, RuntimeError, TypeError, IndexError) as error:
-        # diffusers raises these for files that are not LoRAs, or LoRAs of another model family.
+    except _WrongFamilyError as error:
+        return f"{use.file.name}: {error}"
+    except (ValueError, KeyError, RuntimeError, TypeError, IndexError, AssertionError) as error:
+        # diffusers raises these (its converters assert) for files that are not LoRAs, or LoRAs of
+        # another model family.
         if adapter in {a for adapters in pipeline.get_list_adapters().values() for a in adapters}:
             pipeline.delete_adapters(adapter)
         return f"{use.file.name}: not a LoRA this model can use ({type(error).__name__}: {error})"
+    if not _adapter_components(pipeline, adapter):
+        # diffusers skips names it finds no layer for with only a log line: nothing was applied.
+        return f"{use.file.name}: not a LoRA this model can use (it names none of its layers)"
+    _make_lora_layers_computable(pipeline, adapter)
     return None
 
 

@@ -96,6 +96,18 @@ def test_families_from_headers_for_every_kind(tmp_path: Path, hashes: HashCache)
     assert checkpoints["c"].family == ""
 
 
+def test_flux_loras_are_listed_as_flux_in_each_key_layout(tmp_path: Path, hashes: HashCache) -> None:
+    pair = {"lora_down.weight": torch.zeros(2, 64), "lora_up.weight": torch.zeros(192, 2)}
+    layouts = {"kohya": "lora_unet_double_blocks_0_img_attn_qkv.", "bfl": "diffusion_model.single_blocks.0.linear1.",
+               "diffusers": "transformer.single_transformer_blocks.0.attn.to_q."}
+    for name, prefix in layouts.items():
+        write_lora(tmp_path / "Lora" / f"{name}.safetensors", {prefix + k: v for k, v in pair.items()})
+    write_lora(tmp_path / "Lora" / "by_metadata.safetensors", _lora_state(768), {"ss_base_model_version": "flux1"})
+    loras = _by_name(list_models("lora", [tmp_path / "Lora"], hashes))
+    assert {name: (entry.family, entry.base) for name, entry in loras.items()} == {
+        name: ("LoRA FLUX.1", "FLUX.1") for name in ("kohya", "bfl", "diffusers", "by_metadata")}
+
+
 def test_diffusers_folders_listed_and_config_folders_skipped(tmp_path: Path, hashes: HashCache) -> None:
     root = tmp_path / "Stable-diffusion"
     xl = root / "my.xl"

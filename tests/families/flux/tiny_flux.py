@@ -131,6 +131,22 @@ def diffusers_to_bfl(state: dict[str, torch.Tensor], spec: TinyFlux = DEV) -> di
     return out
 
 
+def bfl_linear_targets(spec: TinyFlux = DEV) -> dict[str, list[str]]:
+    """Every BFL linear layer (``double_blocks.0.img_attn.qkv``) -> the diffusers layers its output
+    rows feed, in row order: one for a plain layer, q, k, v (and the MLP input) for a fused one.
+    ``final_layer.adaLN_modulation.1`` feeds ``norm_out.linear`` with its two halves swapped."""
+    targets = {bfl: [ours] for bfl, ours in _TOP.items() if spec.guidance or not bfl.startswith("guidance")}
+    targets["final_layer.adaLN_modulation.1"] = ["norm_out.linear"]
+    blocks = [(i, False) for i in range(spec.num_layers)] + [(i, True) for i in range(spec.num_single_layers)]
+    for i, single in blocks:
+        names, parts = _block_maps(i, single)
+        targets.update({n.removesuffix(".weight"): [m.removesuffix(".weight")] for n, m in names.items()
+                        if n.endswith(".weight")})
+        targets.update({n.removesuffix(".weight"): [m.removesuffix(".weight") for m in ms]
+                        for n, ms in parts.items() if n.endswith(".weight")})
+    return targets
+
+
 def tiny_flux_bfl_state_dict(spec: TinyFlux = DEV, seed: int = 0) -> dict[str, torch.Tensor]:
     """The reference model's tensors in BFL names (float32), as in ``flux1-dev.safetensors``."""
     return diffusers_to_bfl(build_tiny_flux(spec, seed).state_dict(), spec)
