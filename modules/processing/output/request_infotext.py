@@ -10,7 +10,7 @@ from modules.processing.editing.img2img_request import Img2ImgRequest
 from modules.processing.errors import RequestValidationError
 from modules.processing.generation.hires import HiresFix, hires_parameters
 from modules.processing.output.infotext import VERSION, parse_infotext
-from modules.processing.requests import Txt2ImgRequest
+from modules.processing.requests import DEFAULT_DISTILLED_CFG_SCALE, Txt2ImgRequest
 from modules.processing.sampling.samplers import resolve_sampler
 
 __all__ = ["INFOTEXT_SETTING_KEYS", "apply_payload_infotext", "img2img_parameters", "request_from_infotext",
@@ -40,6 +40,7 @@ def txt2img_parameters(
         "Sampler": request.sampler_name,
         "Schedule type": None if schedule == "Automatic" else schedule,
         "CFG scale": request.guidance_scale,
+        "Distilled CFG Scale": request.distilled_cfg_scale,  # None (left out) unless the job has one
         "Seed": seed,
         "Size": f"{request.width}x{request.height}",
         "Model hash": model_hash,
@@ -118,6 +119,7 @@ def request_from_params(params: Mapping[str, str], **overrides: Any) -> Txt2ImgR
     fields["sampler_name"] = params.get("Sampler", "DPM++ 2M")
     fields["scheduler"] = params.get("Schedule type", "Automatic")
     fields["guidance_scale"] = _number(params, "CFG scale", float, 7.0)
+    fields["distilled_cfg_scale"] = _number(params, "Distilled CFG Scale", float, None)
     fields["seed"] = _number(params, "Seed", int, -1)
     fields["width"] = _number(params, "Size-1", int, 512)
     fields["height"] = _number(params, "Size-2", int, 512)
@@ -170,6 +172,9 @@ def txt2img_values_from_infotext(text: str | Mapping[str, str]) -> dict[str, Any
         "sampler_name": request.sampler_name, "scheduler": request.scheduler,
         "steps": request.num_inference_steps, "width": request.width, "height": request.height,
         "cfg_scale": request.guidance_scale, "seed": request.seed, "subseed": request.subseed,
+        # An infotext without it (SD images) puts the slider back to its default, as CFG scale's does.
+        "distilled_cfg_scale": (DEFAULT_DISTILLED_CFG_SCALE if request.distilled_cfg_scale is None
+                                else request.distilled_cfg_scale),
         "subseed_strength": request.subseed_strength, "seed_resize_from_w": request.seed_resize_from_w,
         "seed_resize_from_h": request.seed_resize_from_h, "batch_size": 1, "n_iter": 1, "styles": [],
         **_hires_values(request.hires),
@@ -192,7 +197,8 @@ def _hires_values(hires: HiresFix | None) -> dict[str, Any]:
 # Payload fields A1111's API ``infotext`` field can fill, and the infotext key each comes from.
 _INFOTEXT_FIELDS = {
     "prompt": "Prompt", "negative_prompt": "Negative prompt", "steps": "Steps", "sampler_name": "Sampler",
-    "scheduler": "Schedule type", "cfg_scale": "CFG scale", "seed": "Seed", "width": "Size-1", "height": "Size-2",
+    "scheduler": "Schedule type", "cfg_scale": "CFG scale", "distilled_cfg_scale": "Distilled CFG Scale",
+    "seed": "Seed", "width": "Size-1", "height": "Size-2",
     "subseed": "Variation seed", "subseed_strength": "Variation seed strength",
     "seed_resize_from_w": "Seed resize from-1", "seed_resize_from_h": "Seed resize from-2",
 }
