@@ -25,7 +25,8 @@ from tests.ui.test_app import _handler_of, _ids, config  # noqa: F401  (the buil
 FIELDS = PAYLOAD_FIELDS + HIRES_FIELDS
 INFOTEXT = (
     "a red fox in snow\nNegative prompt: blurry, text\n"
-    "Steps: 31, Sampler: Euler a, Schedule type: Karras, CFG scale: 8.5, Seed: 9876, Size: 640x448, "
+    "Steps: 31, Sampler: Euler a, Schedule type: Karras, CFG scale: 8.5, Distilled CFG Scale: 2.5, Seed: 9876, "
+    "Size: 640x448, "
     "Model hash: 0123456789, Model: other-model, VAE: kl-f8, Variation seed: 55, Variation seed strength: 0.25, "
     "Seed resize from: 320x224, Denoising strength: 0.45, Clip skip: 2, ENSD: 31337, RNG: GPU, "
     "Hires upscale: 1.5, Hires steps: 12, Hires upscaler: Latent, Hires sampler: Euler, Version: v1.10.1"
@@ -42,6 +43,7 @@ def test_send_to_txt2img_sets_every_control_of_the_infotext() -> None:
     assert (values["prompt"], values["negative_prompt"]) == ("a red fox in snow", "blurry, text")
     assert (values["sampler_name"], values["scheduler"], values["steps"]) == ("Euler a", "Karras", 31)
     assert (values["cfg_scale"], values["seed"], values["width"], values["height"]) == (8.5, 9876, 640, 448)
+    assert values["distilled_cfg_scale"] == 2.5
     assert (values["subseed"], values["subseed_strength"]) == (55, 0.25)
     assert (values["seed_resize_from_w"], values["seed_resize_from_h"]) == (320, 224)
     assert values["enable_hr"] is True and values["hr_scale"] == 1.5 and values["hr_second_pass_steps"] == 12
@@ -112,7 +114,8 @@ def test_the_page_wires_send_to_and_the_drop_to_the_override_chips(config: dict[
     ids = _ids(config)
     for button, tab in (("pnginfo_send_txt2img", "txt2img"), ("txt2img_paste_infotext", "txt2img")):
         outputs = _handler_of(config, button)["outputs"]
-        wanted = ("prompt", "neg_prompt", "steps", "seed", "sampling", "cfg_scale", "width", "override_settings")
+        wanted = ("prompt", "neg_prompt", "steps", "seed", "sampling", "cfg_scale", "distilled_cfg_scale", "width",
+                  "override_settings")
         assert all(ids[f"{tab}_{name}"]["id"] in outputs for name in wanted), button
     dropped = _handler_of(config, "img2img_paste_infotext")
     assert ids["img2img_prompt"]["id"] in dropped["outputs"] and dropped["js"]
