@@ -61,6 +61,18 @@ def test_steps_by_cfg_grid_runs_every_cell_and_saves_the_grid(generate: Callable
     assert len(list((data_dir / "outputs" / "txt2img-grids").rglob("*.png"))) == 1
 
 
+def test_distilled_cfg_scale_axis_sets_each_cells_value(generate: Callable) -> None:
+    result = generate(script_name="X/Y/Z plot", script_args={
+        "x_type": "Distilled CFG Scale", "x_values": "2, 4.5", "include_lone_images": True})
+    assert result.hook_errors == []
+    cells = [parse_infotext(info) for info in result.infotexts[1:]]
+    assert [c["Distilled CFG Scale"] for c in cells] == ["2", "4.5"]
+    assert all(c["CFG scale"] == "7" for c in cells)  # real CFG stays as the job set it
+    out_of_range = generate(script_name="X/Y/Z plot",
+                            script_args={"x_type": "Distilled CFG Scale", "x_values": "3, 31"})
+    assert len(out_of_range.images) == 1 and "distilled_cfg_scale" in out_of_range.hook_errors[0]
+
+
 def test_prompt_search_replace_sampler_and_z_axis(generate: Callable) -> None:
     result = generate(prompt="a red cat", script_name="X/Y/Z plot", script_args={
         "x_type": "Prompt S/R", "x_values": "red, blue", "y_type": "Nothing",
