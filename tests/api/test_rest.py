@@ -38,12 +38,42 @@ def test_txt2img_as_an_a1111_client_sends_it(api: httpx.Client) -> None:
     ("payload", "field"),
     [({"prompt": "x", "steps": 0}, "steps"), ({"prompt": "x", "send_images": "no"}, "send_images"),
      ({"prompt": "x", "sampler_name": "Nope"}, "sampler_name"), ({"prompt": "x", "width": "wide"}, "width"),
-     ({"prompt": "x", "sampler_name": "DDIM", "scheduler": "Karras"}, "scheduler")],
+     ({"prompt": "x", "sampler_name": "DDIM", "scheduler": "Karras"}, "scheduler"),
+     ({"prompt": "x", "distilled_cfg_scale": "high"}, "distilled_cfg_scale"),
+     ({"prompt": "x", "distilled_cfg_scale": 30.5}, "distilled_cfg_scale"),
+     ({"prompt": "x", "distilled_cfg_scale": -1}, "distilled_cfg_scale")],
 )
 def test_bad_fields_are_422_naming_the_field(api: httpx.Client, payload: dict, field: str) -> None:
     response = api.post("/txt2img", json=payload)
     assert response.status_code == 422
     assert field in response.json()["detail"]
+
+
+def test_distilled_cfg_scale_is_accepted_recorded_and_ignored_by_sd(api: httpx.Client) -> None:
+    base = {"prompt": "a blue square", "steps": 2, "width": 64, "height": 64, "seed": 9, "sampler_name": "Euler"}
+    plain = api.post("/txt2img", json=base).json()
+    given = api.post("/txt2img", json={**base, "distilled_cfg_scale": 2.5})
+    assert given.status_code == 200, given.text
+    info = json.loads(given.json()["info"])
+    assert info["warnings"] == [] and "CFG scale: 7, Distilled CFG Scale: 2.5, Seed: 9" in info["infotexts"][0]
+    assert info["extra_generation_params"]["Distilled CFG Scale"] == "2.5"  # Forge keeps it there too
+    assert given.json()["parameters"]["distilled_cfg_scale"] == 2.5
+
+    def pixels(body: dict) -> bytes:
+        return Image.open(io.BytesIO(base64.b64decode(body["images"][0]))).tobytes()
+
+    assert pixels(given.json()) == pixels(plain)  # an SD model has no distilled guidance to feed it
+    null = json.loads(api.post("/txt2img", json={**base, "distilled_cfg_scale": None}).json()["info"])
+    assert "Distilled CFG Scale" not in null["infotexts"][0] and null["warnings"] == []
+    # A1111's ``infotext`` field reads it back, as PNG Info's paste does.
+    pasted = json.loads(api.post("/txt2img", json={**base, "infotext": info["infotexts"][0]}).json()["info"])
+    assert "Distilled CFG Scale: 2.5" in pasted["infotexts"][0]
+    source = base64.b64encode(base64.b64decode(plain["images"][0])).decode()
+    img2img = api.post("/img2img", json={**base, "init_images": [source], "distilled_cfg_scale": 4})
+    assert img2img.status_code == 200, img2img.text
+    assert "Distilled CFG Scale: 4," in json.loads(img2img.json()["info"])["infotexts"][0]
+    refused = api.post("/img2img", json={**base, "init_images": [source], "distilled_cfg_scale": [4]})
+    assert refused.status_code == 422 and "distilled_cfg_scale" in refused.json()["detail"]
 
 
 def test_bad_images_and_bodies_are_4xx(api: httpx.Client) -> None:
