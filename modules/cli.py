@@ -97,6 +97,8 @@ def _add_generate(commands: Any) -> None:
     gen.add_argument("--subseed-strength", type=float, default=0.0)
     gen.add_argument("--steps", type=int, default=20)
     gen.add_argument("--cfg-scale", type=float, default=7.0)
+    gen.add_argument("--distilled-cfg-scale", type=float, default=None, metavar="FLOAT",
+                     help="Forge's Distilled CFG Scale, 0-30 (FLUX.1-dev only; default: the model's, 3.5)")
     gen.add_argument("--sampler", default="DPM++ 2M")
     gen.add_argument("--scheduler", default="Automatic")
     gen.add_argument("--width", type=int, default=None, help="default: the checkpoint's native size")
@@ -175,6 +177,7 @@ def _payload_from_flags(args: argparse.Namespace) -> dict[str, Any]:
         "cfg_scale": args.cfg_scale, "sampler_name": args.sampler, "scheduler": args.scheduler,
         "batch_size": args.batch_size, "n_iter": args.n_iter,
         "tiling": args.tiling,
+        **({"distilled_cfg_scale": args.distilled_cfg_scale} if args.distilled_cfg_scale is not None else {}),
         # Only what the flags say: the saved settings (config.json) fill the rest, as for the UI's jobs.
         "override_settings": {
             **({"CLIP_stop_at_last_layers": args.clip_skip} if args.clip_skip is not None else {}),

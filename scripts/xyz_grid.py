@@ -9,7 +9,8 @@ first value, which must be in the prompt, by each value in turn.
 A1111 clients send ``script_args`` as A1111 1.10's list (see ``XYZPlot.api_args``): each axis
 type is an index into A1111's axis list for the tab (``a1111_axes``) or its label, and an axis
 that offers choices takes its values from the dropdown list that follows its text. An A1111
-axis this plot does not have is refused, naming it.
+axis this plot does not have is refused, naming it. Forge's "Distilled CFG Scale" axis
+(FLUX.1-dev's distilled guidance) is not in A1111's list, so it is named by its label.
 """
 
 from __future__ import annotations
@@ -123,6 +124,7 @@ AXES: dict[str, Axis] = {
     "Var. strength": Axis(float, _field("subseed_strength")),
     "Steps": Axis(int, _field("num_inference_steps")),
     "CFG Scale": Axis(float, _field("guidance_scale")),
+    "Distilled CFG Scale": Axis(float, _field("distilled_cfg_scale")),  # Forge's axis (FLUX.1-dev)
     "Prompt S/R": Axis(str, lambda script, p, value: p),  # replaced in _cell_request: needs the search word
     "Sampler": Axis(str, _field("sampler_name")),
     "Schedule type": Axis(str, _field("scheduler")),
@@ -257,6 +259,10 @@ class XYZPlot(Script):
             shown = f"{label!r} (index {int(value)} on {tab})"
         elif isinstance(value, str) and (found := [a for a in axes if a[0].casefold() == value.strip().casefold()]):
             (label, choices), shown = found[0], repr(found[0][0])
+        elif isinstance(value, str) and (ours := [n for n in offered if n.casefold() == value.strip().casefold()]):
+            # An axis A1111 1.10 lacks (Forge's "Distilled CFG Scale") goes by its label only: indexes
+            # keep A1111's numbering (Forge's list, with this axis inserted, shifts every later index).
+            label, choices, shown = ours[0], False, repr(ours[0])
         elif _is_number(value):
             raise ScriptArgError(f"{where}: {value!r} is not an axis index; A1111's {tab} axes are 0..{len(axes) - 1} "
                                  f"({', '.join(f'{i} {name}' for i, (name, _) in enumerate(axes))})")

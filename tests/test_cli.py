@@ -244,6 +244,14 @@ def test_bad_flag_exits_2_in_one_line_before_heavy_imports(tmp_path: Path) -> No
     assert heavy == [], f"a bad flag should be reported before importing {heavy} (took {run.seconds:.1f} s)"
 
 
+def test_distilled_cfg_scale_flag_reaches_the_payload_only_when_given() -> None:
+    parser = cli.build_parser()
+    given = cli._payload_from_flags(parser.parse_args(["generate", "--prompt", "x", "--distilled-cfg-scale", "2.5"]))
+    assert given["distilled_cfg_scale"] == 2.5 and given["cfg_scale"] == 7.0
+    # Left out, the model's own default applies (3.5 on FLUX.1-dev), as for an API client that sends none.
+    assert "distilled_cfg_scale" not in cli._payload_from_flags(parser.parse_args(["generate", "--prompt", "x"]))
+
+
 @pytest.mark.parametrize(
     ("args", "named"),
     [
@@ -252,6 +260,8 @@ def test_bad_flag_exits_2_in_one_line_before_heavy_imports(tmp_path: Path) -> No
         (["--height", "4096"], "height"),
         (["--steps", "abc"], "--steps"),
         (["--cfg-scale", "high"], "--cfg-scale"),
+        (["--distilled-cfg-scale", "high"], "--distilled-cfg-scale"),
+        (["--distilled-cfg-scale", "31"], "distilled_cfg_scale"),
         (["--sampler", "Nope"], "sampler"),
         (["--scheduler", "Nope"], "scheduler"),
         (["--precision", "fp8"], "--precision"),

@@ -24,7 +24,7 @@ from modules.models.loader import LoadedModel, load_checkpoint
 from modules.models.lora import LoraLibrary
 from modules.models.memory import MemoryPolicy
 from modules.models.registry import CheckpointInfo, CheckpointRegistry
-from modules.models.vae import BUILTIN, load_vae, resolve_vae_choice
+from modules.models.vae import AUTOMATIC, BUILTIN, load_vae, resolve_vae_choice
 from modules.models.walk import walk_files
 
 __all__ = ["ModelManager", "Placement", "choose_placement"]
@@ -129,7 +129,7 @@ class ModelManager:
             ModelPartError: a part file is missing, ambiguous or unusable (nothing is blocked).
         """
         info = self.resolve(query)
-        parts = self._part_folders(info, modules)
+        parts = self._part_folders(info, modules, vae)
         key = str(info.path) if parts is None else f"{info.path}|{'|'.join(parts.chosen)}"
         with self._lock:
             if key in self._loaded:
@@ -157,12 +157,16 @@ class ModelManager:
                 self._use_vae(model, vae)
             return model
 
-    def _part_folders(self, info: CheckpointInfo, modules: Sequence[str]) -> PartFolders | None:
+    def _part_folders(self, info: CheckpointInfo, modules: Sequence[str], vae: str | None) -> PartFolders | None:
         """Where the parts of ``info``'s model are, when its family loads them from files of
-        their own (``FamilyCode``); None for SD's checkpoints, which carry theirs."""
+        their own (``FamilyCode``); None for SD's checkpoints, which carry theirs. With no
+        ``modules`` chosen, a ``vae`` naming a file (A1111's ``sd_vae``, which A1111 clients set)
+        chooses the VAE part."""
         if info.family is None or info.family.code is None:
             return None
         chosen = tuple(dict.fromkeys(name.strip() for name in modules if name.strip()))
+        if not chosen and vae and vae.strip() not in (AUTOMATIC, BUILTIN):
+            chosen = (vae.strip(),)
         return PartFolders(tuple(self.text_encoder_roots), tuple(self.vae_roots), chosen)
 
     def _place_models(self, active_key: str) -> None:

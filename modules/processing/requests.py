@@ -19,10 +19,17 @@ from modules.processing.prompts.prompt_encoding import EMPHASIS_MODES
 from modules.processing.sampling.samplers import UnknownSamplerError, resolve_sampler
 from modules.processing.sampling.seeds import RANDN_SOURCES
 
-__all__ = ["API_FIELD_NAMES", "Limits", "MAX_SEED", "Txt2ImgRequest", "check_float", "check_int"]
+__all__ = ["API_FIELD_NAMES", "DEFAULT_DISTILLED_CFG_SCALE", "DISTILLED_CFG_SCALE_RANGE", "Limits", "MAX_SEED",
+           "Txt2ImgRequest", "check_float", "check_int"]
 
 #: Largest accepted seed: seed + image index must still fit torch's 64-bit generator seed.
 MAX_SEED = 2**63 - 1 - 100_000
+#: Forge's "Distilled CFG Scale" default: the guidance strength FLUX.1-dev was distilled around
+#: (BFL's and diffusers' FluxPipeline default, 3.5). A job on a guidance-distilled model that
+#: gives none uses it; the UI slider starts there.
+DEFAULT_DISTILLED_CFG_SCALE = 3.5
+#: Its accepted range, inclusive (Forge's slider: 0 to 30).
+DISTILLED_CFG_SCALE_RANGE = (0.0, 30.0)
 
 API_FIELD_NAMES: Mapping[str, str] = MappingProxyType(
     {
@@ -91,6 +98,10 @@ class Txt2ImgRequest:
     scheduler: str = "Automatic"
     num_inference_steps: int = 20
     guidance_scale: float = 7.0
+    #: Forge's "Distilled CFG Scale": the guidance strength fed to a guidance-distilled model
+    #: (FLUX.1-dev) as an input, not real CFG. None = not given: the engine uses
+    #: ``DEFAULT_DISTILLED_CFG_SCALE`` on such models; other models ignore it.
+    distilled_cfg_scale: float | None = None
     seed: int = -1
     subseed: int = -1
     subseed_strength: float = 0.0
@@ -165,6 +176,8 @@ class Txt2ImgRequest:
                 raise RequestValidationError(name, f"must be a multiple of 8, got {value}")
         check_int("num_inference_steps", self.num_inference_steps, 1, lim.max_steps)
         check_float("guidance_scale", self.guidance_scale, 1.0, 30.0)
+        if self.distilled_cfg_scale is not None:
+            check_float("distilled_cfg_scale", self.distilled_cfg_scale, *DISTILLED_CFG_SCALE_RANGE)
         check_int("seed", self.seed, -1, MAX_SEED)
         check_int("subseed", self.subseed, -1, MAX_SEED)
         check_float("subseed_strength", self.subseed_strength, 0.0, 1.0)

@@ -2,7 +2,9 @@
 
 Each endpoint is declared with ``gr.api`` from a typed function, so its name and parameters
 never depend on which components or extensions the page has (A1111's positional
-``fn_index`` API shifted whenever they changed).
+``fn_index`` API shifted whenever they changed). Forge's ``distilled_cfg_scale`` (FLUX.1-dev;
+None: the model's default) is each generation endpoint's last parameter, so positional calls
+written before it keep their meaning.
 """
 
 from __future__ import annotations
@@ -94,14 +96,15 @@ def _generation_endpoints(studio: Studio) -> tuple[Endpoint, ...]:
                 n_iter: int = 1, seed_resize_from_w: int = 0, seed_resize_from_h: int = 0, tiling: bool = False,
                 sd_model_checkpoint: str = "", sd_vae: str = "", styles: list[str] | None = None,
                 script_name: str = "", script_args: dict[str, Any] | list[Any] | None = None,
-                alwayson_scripts: dict[str, Any] | None = None) -> dict[str, Any]:
+                alwayson_scripts: dict[str, Any] | None = None,
+                distilled_cfg_scale: float | None = None) -> dict[str, Any]:
         """Generate images from text; returns base64 PNGs (with infotext), seeds and infotexts."""
         payload: dict[str, Any] = {
             "prompt": prompt, "negative_prompt": negative_prompt, "steps": steps, "sampler_name": sampler_name,
             "scheduler": scheduler, "cfg_scale": cfg_scale, "seed": seed, "subseed": subseed,
             "subseed_strength": subseed_strength, "width": width, "height": height, "batch_size": batch_size,
             "n_iter": n_iter, "seed_resize_from_w": seed_resize_from_w, "seed_resize_from_h": seed_resize_from_h,
-            "tiling": tiling, "styles": styles or [],
+            "tiling": tiling, "styles": styles or [], "distilled_cfg_scale": distilled_cfg_scale,
         }
         return _generate(studio, studio.submit_txt2img, _with_overrides(
             _with_scripts(payload, script_name, script_args, alwayson_scripts), sd_model_checkpoint, sd_vae))
@@ -113,7 +116,8 @@ def _generation_endpoints(studio: Studio) -> tuple[Endpoint, ...]:
                 seed_resize_from_w: int = 0, seed_resize_from_h: int = 0, tiling: bool = False,
                 sd_model_checkpoint: str = "", sd_vae: str = "", styles: list[str] | None = None,
                 script_name: str = "", script_args: dict[str, Any] | list[Any] | None = None,
-                alwayson_scripts: dict[str, Any] | None = None) -> dict[str, Any]:
+                alwayson_scripts: dict[str, Any] | None = None,
+                distilled_cfg_scale: float | None = None) -> dict[str, Any]:
         """Generate from a base64 image and text; returns base64 PNGs (with infotext), seeds and infotexts.
 
         ``resize_mode``: 0 Just resize, 1 Crop and resize, 2 Resize and fill, 3 Just resize (latent upscale).
@@ -125,6 +129,7 @@ def _generation_endpoints(studio: Studio) -> tuple[Endpoint, ...]:
             "subseed": subseed, "subseed_strength": subseed_strength, "width": width, "height": height,
             "batch_size": batch_size, "n_iter": n_iter, "seed_resize_from_w": seed_resize_from_w,
             "seed_resize_from_h": seed_resize_from_h, "tiling": tiling, "styles": styles or [],
+            "distilled_cfg_scale": distilled_cfg_scale,
         }
         return _generate(studio, studio.submit_img2img, _with_overrides(
             _with_scripts(payload, script_name, script_args, alwayson_scripts), sd_model_checkpoint, sd_vae))
@@ -138,7 +143,8 @@ def _generation_endpoints(studio: Studio) -> tuple[Endpoint, ...]:
                 seed_resize_from_h: int = 0, tiling: bool = False, sd_model_checkpoint: str = "", sd_vae: str = "",
                 styles: list[str] | None = None, script_name: str = "",
                 script_args: dict[str, Any] | list[Any] | None = None,
-                alwayson_scripts: dict[str, Any] | None = None) -> dict[str, Any]:
+                alwayson_scripts: dict[str, Any] | None = None,
+                distilled_cfg_scale: float | None = None) -> dict[str, Any]:
         """Repaint the white area of a base64 mask over a base64 image (A1111's inpaint fields; the
         defaults are the UI's: original content, whole picture).
 
@@ -154,7 +160,7 @@ def _generation_endpoints(studio: Studio) -> tuple[Endpoint, ...]:
             "cfg_scale": cfg_scale, "seed": seed, "subseed": subseed, "subseed_strength": subseed_strength,
             "width": width, "height": height, "batch_size": batch_size, "n_iter": n_iter,
             "seed_resize_from_w": seed_resize_from_w, "seed_resize_from_h": seed_resize_from_h, "tiling": tiling,
-            "styles": styles or [],
+            "styles": styles or [], "distilled_cfg_scale": distilled_cfg_scale,
         }
         return _generate(studio, studio.submit_img2img, _with_overrides(
             _with_scripts(payload, script_name, script_args, alwayson_scripts), sd_model_checkpoint, sd_vae))

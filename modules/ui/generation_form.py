@@ -18,6 +18,7 @@ import gradio as gr
 from modules.processing.errors import ProcessingError, RequestValidationError
 from modules.processing.jobs.queue import JobStatus
 from modules.processing.prompts.prompt_preview import preview_prompt, token_counter
+from modules.processing.requests import DEFAULT_DISTILLED_CFG_SCALE, DISTILLED_CFG_SCALE_RANGE
 from modules.processing.sampling.samplers import SAMPLERS, schedule_choices
 from modules.ui.extra_networks import build_extra_networks
 from modules.ui.image_format import IMAGE_FORMAT
@@ -37,8 +38,8 @@ __all__ = ["PAYLOAD_FIELDS", "GenerationTab", "build_generation_tab", "payload_f
 #: The A1111 API name of each shared control, in the order the Generate handler receives them.
 PAYLOAD_FIELDS = (
     "prompt", "negative_prompt", "sampler_name", "scheduler", "steps", "width", "height", "n_iter",
-    "batch_size", "cfg_scale", "seed", "subseed", "subseed_strength", "seed_resize_from_w", "seed_resize_from_h",
-    "styles",
+    "batch_size", "cfg_scale", "distilled_cfg_scale", "seed", "subseed", "subseed_strength", "seed_resize_from_w",
+    "seed_resize_from_h", "styles",
 )
 _INT_FIELDS = {"steps", "width", "height", "n_iter", "batch_size", "seed", "subseed", "seed_resize_from_w",
                "seed_resize_from_h", "mask_blur", "inpaint_full_res_padding", "pixels", "script_mask_blur",
@@ -247,6 +248,10 @@ def _sampler_and_size(c: dict[str, Any], tab: str, side: int) -> None:
 
 def _guidance_and_seed(c: dict[str, Any], tab: str) -> None:
     c["cfg_scale"] = gr.Slider(1.0, 30.0, value=7.0, step=0.5, label="CFG Scale", elem_id=f"{tab}_cfg_scale")
+    # Forge's slider (name, range, default); always sent, and models without distilled guidance ignore it.
+    c["distilled_cfg_scale"] = gr.Slider(*DISTILLED_CFG_SCALE_RANGE, value=DEFAULT_DISTILLED_CFG_SCALE, step=0.1,
+                                         label="Distilled CFG Scale", elem_id=f"{tab}_distilled_cfg_scale",
+                                         info="FLUX.1-dev only; other models ignore it")
     with gr.Row():
         c["seed"] = gr.Number(value=-1, label="Seed", precision=0, elem_id=f"{tab}_seed")
         c["random_seed"] = gr.Button("🎲", elem_id=f"{tab}_random_seed", min_width=40, scale=0)

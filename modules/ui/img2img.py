@@ -43,8 +43,9 @@ IMG2IMG_TAB_IDS = {"img2img": "img2img_img2img_tab", "sketch": "img2img_sketch_t
                    "inpaint upload": "img2img_inpaint_upload_tab", "batch": "img2img_batch_tab"}
 MASK_COLOUR = "#ffffff"
 #: The controls "Send to" sets from the sent image's parameters, by A1111 payload name.
-RECEIVED_FIELDS = ("sampler_name", "scheduler", "steps", "cfg_scale", "seed", "width", "height", "denoising_strength",
-                   "mask_blur", "mask_mode", "inpainting_fill", "inpaint_area", "inpaint_full_res_padding")
+RECEIVED_FIELDS = ("sampler_name", "scheduler", "steps", "cfg_scale", "distilled_cfg_scale", "seed", "width", "height",
+                   "denoising_strength", "mask_blur", "mask_mode", "inpainting_fill", "inpaint_area",
+                   "inpaint_full_res_padding")
 EXTRA_FIELDS = (
     "mode", "init_image", "sketch", "inpaint_image", "inpaint_sketch", "inpaint_upload_image", "inpaint_upload_mask",
     "batch_input_dir", "batch_output_dir", "batch_mask_dir", "resize_mode", "mask_blur", "mask_mode",

@@ -15,6 +15,7 @@ import dataclasses
 import html
 import json
 from collections.abc import Callable, Mapping, Sequence
+from pathlib import PurePath
 from typing import TYPE_CHECKING, Any
 
 import gradio as gr
@@ -22,7 +23,12 @@ import gradio as gr
 from modules.processing.editing.img2img_request import INPAINT_AREAS, MASK_MODES, MASKED_CONTENT
 from modules.processing.errors import RequestValidationError
 from modules.processing.output.infotext import parse_infotext
-from modules.processing.output.request_infotext import INFOTEXT_SETTING_KEYS, txt2img_values_from_infotext
+from modules.processing.output.request_infotext import (
+    INFOTEXT_SETTING_KEYS,
+    MODULE_KEY,
+    modules_from_params,
+    txt2img_values_from_infotext,
+)
 from modules.settings import Settings
 
 if TYPE_CHECKING:
@@ -54,6 +60,8 @@ _DROP_PROBLEMS = {"not-png": "is not a PNG image: only a PNG's parameters are re
                              "JPEG and WebP too)",
                   "no-parameters": "has no generation parameters",
                   "unreadable": "could not be read"}
+_MODULES_OPTION = "forge_additional_modules"
+_MODULE_PREFIX = MODULE_KEY.format("")  # "Module "
 _OPTION_TYPES = {f.name: type(f.default) for f in dataclasses.fields(Settings)}
 
 
@@ -81,12 +89,23 @@ def _is_current(option: str, text: str, current: Any, params: Mapping[str, str])
     return _typed(option, text) == current
 
 
+def _module_chips(params: Mapping[str, str], current: Mapping[str, Any]) -> list[str]:
+    """Chips of Forge's "Module 1: ae" ... keys (the part files FLUX.1 was loaded with), unless
+    the ``forge_additional_modules`` option already names those files."""
+    modules = modules_from_params(params)
+    chosen = tuple(PurePath(name).stem for name in current.get(_MODULES_OPTION, ()))
+    if not modules or chosen == tuple(PurePath(name).stem for name in modules):
+        return []
+    return [f"{MODULE_KEY.format(number)}: {name}" for number, name in enumerate(modules, 1)]
+
+
 def override_chips(params: Mapping[str, str], current: Mapping[str, Any] | None = None) -> list[str]:
     """A1111's "Override settings" chips ("Clip skip: 2") for the settings ``params`` records,
     less those equal to ``current`` (the options, see ``current_options``)."""
     current = current or {}
     return [f"{key}: {params[key]}" for key, option in SETTING_KEYS.items() if params.get(key)
-            and not (option in current and _is_current(option, params[key], current[option], params))]
+            and not (option in current and _is_current(option, params[key], current[option], params))
+            ] + _module_chips(params, current)
 
 
 def overrides_from_chips(chips: Sequence[str] | None) -> dict[str, Any]:
@@ -96,6 +115,9 @@ def overrides_from_chips(chips: Sequence[str] | None) -> dict[str, Any]:
         key, _, text = str(chip).partition(": ")
         if key in SETTING_KEYS:
             overrides[SETTING_KEYS[key]] = _typed(SETTING_KEYS[key], text)
+        elif key.startswith(_MODULE_PREFIX) and key.removeprefix(_MODULE_PREFIX).isdigit():
+            # "Module 1", "Module 2" ... in order: the chosen part files
+            overrides.setdefault(_MODULES_OPTION, []).append(text)
     return overrides
 
 

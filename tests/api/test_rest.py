@@ -38,12 +38,41 @@ def test_txt2img_as_an_a1111_client_sends_it(api: httpx.Client) -> None:
     ("payload", "field"),
     [({"prompt": "x", "steps": 0}, "steps"), ({"prompt": "x", "send_images": "no"}, "send_images"),
      ({"prompt": "x", "sampler_name": "Nope"}, "sampler_name"), ({"prompt": "x", "width": "wide"}, "width"),
-     ({"prompt": "x", "sampler_name": "DDIM", "scheduler": "Karras"}, "scheduler")],
+     ({"prompt": "x", "sampler_name": "DDIM", "scheduler": "Karras"}, "scheduler"),
+     ({"prompt": "x", "distilled_cfg_scale": "high"}, "distilled_cfg_scale"),
+     ({"prompt": "x", "distilled_cfg_scale": 30.5}, "distilled_cfg_scale"),
+     ({"prompt": "x", "distilled_cfg_scale": -1}, "distilled_cfg_scale")],
 )
 def test_bad_fields_are_422_naming_the_field(api: httpx.Client, payload: dict, field: str) -> None:
     response = api.post("/txt2img", json=payload)
     assert response.status_code == 422
     assert field in response.json()["detail"]
+
+
+def test_distilled_cfg_scale_is_accepted_and_dropped_by_sd(api: httpx.Client) -> None:
+    """Forge's clients send it on every request; an SD model has no distilled guidance, so the
+    value is accepted quietly, changes nothing and is not recorded as if it had been used (FLUX.1
+    uses and records it: tests/families/flux/test_flux_front_ends.py)."""
+    base = {"prompt": "a blue square", "steps": 2, "width": 64, "height": 64, "seed": 9, "sampler_name": "Euler"}
+    plain = api.post("/txt2img", json=base).json()
+    given = api.post("/txt2img", json={**base, "distilled_cfg_scale": 2.5})
+    assert given.status_code == 200, given.text
+    info = json.loads(given.json()["info"])
+    assert info["warnings"] == [] and "Distilled CFG Scale" not in info["infotexts"][0]
+    assert "Distilled CFG Scale" not in info["extra_generation_params"]
+    assert given.json()["parameters"]["distilled_cfg_scale"] == 2.5  # the request, echoed as sent
+
+    def pixels(body: dict) -> bytes:
+        return Image.open(io.BytesIO(base64.b64decode(body["images"][0]))).tobytes()
+
+    assert pixels(given.json()) == pixels(plain)
+    null = json.loads(api.post("/txt2img", json={**base, "distilled_cfg_scale": None}).json()["info"])
+    assert "Distilled CFG Scale" not in null["infotexts"][0] and null["warnings"] == []
+    source = base64.b64encode(base64.b64decode(plain["images"][0])).decode()
+    img2img = api.post("/img2img", json={**base, "init_images": [source], "distilled_cfg_scale": 4})
+    assert img2img.status_code == 200, img2img.text
+    refused = api.post("/img2img", json={**base, "init_images": [source], "distilled_cfg_scale": [4]})
+    assert refused.status_code == 422 and "distilled_cfg_scale" in refused.json()["detail"]
 
 
 def test_bad_images_and_bodies_are_4xx(api: httpx.Client) -> None:

@@ -13,7 +13,7 @@ from modules.processing.intake.api_fields import (
     txt2img_request_from_api,
     unknown_fields,
 )
-from modules.processing.requests import Txt2ImgRequest
+from modules.processing.requests import DEFAULT_DISTILLED_CFG_SCALE, Txt2ImgRequest
 
 
 @pytest.mark.parametrize(
@@ -42,6 +42,11 @@ from modules.processing.requests import Txt2ImgRequest
         ({"prompt": "a\x00b"}, "prompt"),
         ({"eta": -0.1}, "eta"),
         ({"tiling": "yes"}, "tiling"),
+        ({"distilled_cfg_scale": -0.1}, "distilled_cfg_scale"),
+        ({"distilled_cfg_scale": 30.5}, "distilled_cfg_scale"),
+        ({"distilled_cfg_scale": math.nan}, "distilled_cfg_scale"),
+        ({"distilled_cfg_scale": "3.5"}, "distilled_cfg_scale"),
+        ({"distilled_cfg_scale": True}, "distilled_cfg_scale"),
     ],
 )
 def test_invalid_values_name_the_field(fields: dict, field_name: str) -> None:
@@ -70,6 +75,25 @@ def test_defaults_are_a1111_like_and_valid() -> None:
 def test_old_combined_names_and_aliases_are_accepted(sampler: str, scheduler: str, expected: tuple) -> None:
     request = Txt2ImgRequest(sampler_name=sampler, scheduler=scheduler)
     assert (request.sampler_name, request.scheduler) == expected
+
+
+def test_distilled_cfg_scale_is_unset_by_default_and_takes_forges_range() -> None:
+    # None means "not given": the engine uses the family's default on FLUX.1-dev, others ignore it.
+    assert Txt2ImgRequest().distilled_cfg_scale is None
+    assert DEFAULT_DISTILLED_CFG_SCALE == 3.5
+    for value in (0, 0.0, 3.5, 30):
+        assert Txt2ImgRequest(distilled_cfg_scale=value).distilled_cfg_scale == value
+
+
+def test_api_reads_distilled_cfg_scale_as_a_number_or_null() -> None:
+    assert txt2img_request_from_api({"prompt": "p", "distilled_cfg_scale": 2.5}).distilled_cfg_scale == 2.5
+    assert txt2img_request_from_api({"prompt": "p", "distilled_cfg_scale": None}).distilled_cfg_scale is None
+    assert txt2img_request_from_api({"prompt": "p"}).distilled_cfg_scale is None
+    assert unknown_fields({"distilled_cfg_scale": 3.5}, TXT2IMG_API_FIELDS, "txt2img") == []
+    for bad in ("high", 31, -1, [3.5]):
+        with pytest.raises(RequestValidationError) as caught:
+            txt2img_request_from_api({"prompt": "p", "distilled_cfg_scale": bad})
+        assert caught.value.field == "distilled_cfg_scale"
 
 
 def test_request_is_frozen() -> None:
@@ -112,12 +136,12 @@ def test_api_payload_errors_name_the_field(payload: dict, field_name: str) -> No
 
 def test_unknown_fields_are_ignored_and_listed_known_ones_still_read() -> None:
     # Fields of other A1111/Forge versions: A1111's own reader ignores them, so does ours.
-    payload = {"prompt": "p", "steps": 3, "seed_enable_extras": True, "distilled_cfg_scale": 3.5,
+    payload = {"prompt": "p", "steps": 3, "seed_enable_extras": True, "hr_distilled_cfg": 3.5,
                "override_settings": {"eta_noise_seed_delta": 31337, "randn_source": "GPU"}}
     request = txt2img_request_from_api(payload)
     assert (request.num_inference_steps, request.eta_noise_seed_delta, request.randn_source) == (3, 31337, "GPU")
     warnings = unknown_fields(payload, TXT2IMG_API_FIELDS, "txt2img")
-    assert [w.split(":")[0] for w in warnings] == ["seed_enable_extras", "distilled_cfg_scale"]
+    assert [w.split(":")[0] for w in warnings] == ["seed_enable_extras", "hr_distilled_cfg"]
     assert all("ignored" in w for w in warnings)
 
 

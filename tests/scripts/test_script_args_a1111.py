@@ -77,6 +77,16 @@ def test_xyz_names_instead_of_indexes() -> None:
           {"x_type": "Seed", "x_values": "1, 2", "y_type": "CFG Scale", "y_values": "5"})
 
 
+def test_xyz_forges_distilled_cfg_axis_by_name_keeps_a1111s_indexes() -> None:
+    # Forge inserts "Distilled CFG Scale" after "CFG Scale"; A1111's numbering stays what indexes mean.
+    _same(XYZPlot(), False, _xyz(p0="Distilled CFG Scale", p1="2, 3.5"),
+          {"x_type": "Distilled CFG Scale", "x_values": "2, 3.5"})
+    _same(XYZPlot(), True, _xyz(p3="distilled cfg scale", p4="3"),
+          {"y_type": "Distilled CFG Scale", "y_values": "3"})
+    _same(XYZPlot(), False, _xyz(p0=7, p1="a, b"), {"x_type": "Prompt S/R", "x_values": "a, b"})
+    assert "Distilled CFG Scale" not in dict(a1111_axes(False))
+
+
 def test_xyz_axes_with_choices_read_the_dropdown_unless_csv_mode() -> None:
     script = XYZPlot()
     dropdown = resolve_script_args(script, False, _xyz(p0=9, p1="DDIM", p2=["Euler", "DPM++ 2M"]))

@@ -11,6 +11,7 @@ from modules.processing.errors import RequestValidationError
 from modules.processing.output.infotext import parse_infotext
 from modules.studio import Studio
 from scripts.xyz_grid import MAX_CELLS, parse_axis_values
+from tests.families.flux.tiny_flux_install import install_tiny_flux
 from tests.studio_fixtures import BASE
 
 
@@ -59,6 +60,22 @@ def test_steps_by_cfg_grid_runs_every_cell_and_saves_the_grid(generate: Callable
     grid = result.images[0]
     assert grid.width > 3 * 64 + 2 * 2 and grid.height > 2 * 64 + 2  # legends on top and left
     assert len(list((data_dir / "outputs" / "txt2img-grids").rglob("*.png"))) == 1
+
+
+def test_distilled_cfg_scale_axis_sets_each_cells_value(data_dir: Path, studio: Studio, generate: Callable) -> None:
+    install_tiny_flux(data_dir / "models")
+    studio.refresh_checkpoints()  # as the UI's refresh button does
+    on_flux = {"override_settings": {"sd_model_checkpoint": "flux1-dev"}, "cfg_scale": 1}
+    result = generate(script_name="X/Y/Z plot", **on_flux, script_args={
+        "x_type": "Distilled CFG Scale", "x_values": "2, 4.5", "include_lone_images": True})
+    assert result.hook_errors == []
+    cells = [parse_infotext(info) for info in result.infotexts[1:]]
+    assert [c["Distilled CFG Scale"] for c in cells] == ["2", "4.5"]
+    assert all(c["CFG scale"] == "1" and c["Model"] == "flux1-dev" for c in cells)  # real CFG stays as set
+    assert result.images[1].tobytes() != result.images[2].tobytes()  # FLUX.1-dev is fed the value
+    out_of_range = generate(script_name="X/Y/Z plot", **on_flux,
+                            script_args={"x_type": "Distilled CFG Scale", "x_values": "3, 31"})
+    assert len(out_of_range.images) == 1 and "distilled_cfg_scale" in out_of_range.hook_errors[0]
 
 
 def test_prompt_search_replace_sampler_and_z_axis(generate: Callable) -> None:

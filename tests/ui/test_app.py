@@ -97,6 +97,20 @@ def test_img2img_controls_have_a1111_labels_ranges_and_defaults(config: dict[str
     assert ids["img2img_sampling"]["props"]["label"] == "Sampling method"  # the shared form, img2img_ prefix
 
 
+def test_distilled_cfg_scale_sits_under_cfg_scale_and_reaches_the_job(config: dict[str, Any]) -> None:
+    ids = _ids(config)
+    for tab in ("txt2img", "img2img"):
+        slider = ids[f"{tab}_distilled_cfg_scale"]["props"]
+        assert (slider["label"], slider["minimum"], slider["maximum"], slider["step"], slider["value"]) == (
+            "Distilled CFG Scale", 0, 30, 0.1, 3.5)
+        assert slider["info"] == "FLUX.1-dev only; other models ignore it"
+        inputs = _handler_of(config, f"{tab}_generate")["inputs"]
+        cfg = inputs.index(ids[f"{tab}_cfg_scale"]["id"])
+        assert inputs[cfg + 1] == ids[f"{tab}_distilled_cfg_scale"]["id"]  # the Generate handler gets it
+    received = [d for d in config["dependencies"] if ids["img2img_distilled_cfg_scale"]["id"] in d["outputs"]]
+    assert received, "Send to img2img / a dropped PNG does not set img2img's Distilled CFG Scale"
+
+
 def test_scripts_get_a_dropdown_controls_and_accordions_from_their_schema(config: dict[str, Any]) -> None:
     ids = _ids(config)
     txt2img_choices = [choice[0] for choice in ids["txt2img_script"]["props"]["choices"]]

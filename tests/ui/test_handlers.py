@@ -14,12 +14,13 @@ from modules.ui.txt2img import PAYLOAD_FIELDS, payload_from_values, token_count
 
 
 def test_payload_uses_a1111_names_and_whole_numbers() -> None:
-    values = ("a cat", "", "Euler a", "Automatic", 20.0, 512.0, 768.0, 2.0, 1.0, 7.5, -1.0, -1.0, 0.0, 0.0, 0.0,
-              ["my style"])
+    values = ("a cat", "", "Euler a", "Automatic", 20.0, 512.0, 768.0, 2.0, 1.0, 7.5, 3.5, -1.0, -1.0, 0.0, 0.0,
+              0.0, ["my style"])
     payload = payload_from_values(values)
     assert list(payload) == list(PAYLOAD_FIELDS)
     assert payload["steps"] == 20 and isinstance(payload["steps"], int)
     assert payload["height"] == 768 and payload["n_iter"] == 2 and payload["cfg_scale"] == 7.5
+    assert payload["distilled_cfg_scale"] == 3.5
     assert payload["styles"] == ["my style"]
 
 

@@ -8,7 +8,7 @@ import pytest
 from PIL import Image, ImageDraw
 
 from modules.processing.errors import RequestValidationError
-from modules.ui.img2img import received_updates
+from modules.ui.img2img import RECEIVED_FIELDS, received_updates
 from modules.ui.img2img_payload import build_img2img_payload, layers_mask, settings_payload
 from tests.hostile_images import encoded, one_colour_png, truncated_png
 
@@ -88,9 +88,11 @@ def test_scripts_become_a1111_script_fields() -> None:
 
 
 def test_sent_parameters_fill_the_controls_and_open_the_mode() -> None:
-    updates = received_updates({"steps": 9, "seed": 42, "mode": "Inpaint"})
-    steps, seed, mode, controls = updates[2], updates[4], updates[-2], updates[-1]
-    assert steps["value"] == 9 and seed["value"] == 42 and "value" not in updates[0]
+    updates = received_updates({"steps": 9, "seed": 42, "distilled_cfg_scale": 4.5, "mode": "Inpaint"})
+    by_name = dict(zip(RECEIVED_FIELDS, updates, strict=False))
+    steps, seed, mode, controls = by_name["steps"], by_name["seed"], updates[-2], updates[-1]
+    assert steps["value"] == 9 and seed["value"] == 42 and "value" not in by_name["sampler_name"]
+    assert by_name["distilled_cfg_scale"]["value"] == 4.5
     assert mode == "Inpaint" and controls["visible"] is True
 
 
@@ -103,14 +105,15 @@ def test_slider_floats_become_the_integers_requests_need() -> None:
               "pixels": 64.0, "script_mask_blur": 8.0, "mask_blur": 4.0, "inpaint_full_res_padding": 32.0,
               "prompt": "p", "negative_prompt": "", "sampler_name": "Euler a", "scheduler": "Automatic",
               "steps": 5.0, "width": 64.0, "height": 64.0, "n_iter": 1.0, "batch_size": 1.0, "cfg_scale": 7.0,
-              "seed": -1.0, "subseed": -1.0, "subseed_strength": 0.0, "seed_resize_from_w": 0.0,
-              "seed_resize_from_h": 0.0, "styles": [], "sketch": None, "inpaint_image": None, "inpaint_sketch": None,
-              "inpaint_upload_image": None, "inpaint_upload_mask": None, "batch_input_dir": "",
-              "batch_output_dir": "", "batch_mask_dir": ""}
+              "distilled_cfg_scale": 3.5, "seed": -1.0, "subseed": -1.0, "subseed_strength": 0.0,
+              "seed_resize_from_w": 0.0, "seed_resize_from_h": 0.0, "styles": [], "sketch": None,
+              "inpaint_image": None, "inpaint_sketch": None, "inpaint_upload_image": None,
+              "inpaint_upload_mask": None, "batch_input_dir": "", "batch_output_dir": "", "batch_mask_dir": ""}
     fields = PAYLOAD_FIELDS + EXTRA_FIELDS
     payload = build_img2img_payload(payload_from_values(tuple(values[name] for name in fields), fields))
     request = img2img_request_from_api(payload)  # would name script_args.mask_blur if it stayed 8.0
     assert (request.width, request.height) == (128, 64) and request.mask_blur_x == 8  # grown to the left
+    assert request.distilled_cfg_scale == 3.5  # the shared slider reaches img2img's request too
 
 
 def test_uploaded_files_are_opened_as_rgba_after_their_size_is_checked(tmp_path: Path) -> None:

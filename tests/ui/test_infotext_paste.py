@@ -25,7 +25,8 @@ from tests.ui.test_app import _handler_of, _ids, config  # noqa: F401  (the buil
 FIELDS = PAYLOAD_FIELDS + HIRES_FIELDS
 INFOTEXT = (
     "a red fox in snow\nNegative prompt: blurry, text\n"
-    "Steps: 31, Sampler: Euler a, Schedule type: Karras, CFG scale: 8.5, Seed: 9876, Size: 640x448, "
+    "Steps: 31, Sampler: Euler a, Schedule type: Karras, CFG scale: 8.5, Distilled CFG Scale: 2.5, Seed: 9876, "
+    "Size: 640x448, "
     "Model hash: 0123456789, Model: other-model, VAE: kl-f8, Variation seed: 55, Variation seed strength: 0.25, "
     "Seed resize from: 320x224, Denoising strength: 0.45, Clip skip: 2, ENSD: 31337, RNG: GPU, "
     "Hires upscale: 1.5, Hires steps: 12, Hires upscaler: Latent, Hires sampler: Euler, Version: v1.10.1"
@@ -42,6 +43,7 @@ def test_send_to_txt2img_sets_every_control_of_the_infotext() -> None:
     assert (values["prompt"], values["negative_prompt"]) == ("a red fox in snow", "blurry, text")
     assert (values["sampler_name"], values["scheduler"], values["steps"]) == ("Euler a", "Karras", 31)
     assert (values["cfg_scale"], values["seed"], values["width"], values["height"]) == (8.5, 9876, 640, 448)
+    assert values["distilled_cfg_scale"] == 2.5
     assert (values["subseed"], values["subseed_strength"]) == (55, 0.25)
     assert (values["seed_resize_from_w"], values["seed_resize_from_h"]) == (320, 224)
     assert values["enable_hr"] is True and values["hr_scale"] == 1.5 and values["hr_second_pass_steps"] == 12
@@ -78,6 +80,17 @@ def test_only_settings_that_differ_from_the_current_ones_get_a_chip() -> None:
     assert chips["value"] == [] and chips["visible"] is False
 
 
+def test_flux_parts_become_one_override_of_the_chosen_modules() -> None:
+    forge = ("a fox\nSteps: 20, Sampler: Euler, CFG scale: 1, Distilled CFG Scale: 3.5, Seed: 7, Size: 64x64, "
+             "Model: flux1-dev, Module 1: ae, Module 2: clip_l, Module 3: t5xxl_fp16")
+    chips = paste_txt2img(forge, FIELDS, current={"forge_additional_modules": ()})[-1]["value"]
+    assert chips == ["Module 1: ae", "Module 2: clip_l", "Module 3: t5xxl_fp16"]
+    # one setting, the files in order, as Forge's "VAE / Text Encoder" selector holds them
+    assert overrides_from_chips(chips) == {"forge_additional_modules": ["ae", "clip_l", "t5xxl_fp16"]}
+    chosen = {"forge_additional_modules": ("ae.safetensors", "clip_l.safetensors", "t5xxl_fp16.safetensors")}
+    assert paste_txt2img(forge, FIELDS, current=chosen)[-1]["value"] == []  # already what is chosen
+
+
 def test_pasting_into_img2img_sets_denoising_and_the_inpaint_controls() -> None:
     text = ("a bowl of fruit\nSteps: 12, Sampler: DDIM, CFG scale: 6, Seed: 3, Size: 96x64, Denoising strength: 0.35, "
             "Clip skip: 3, Mask blur: 9, Mask mode: Inpaint not masked, Masked content: latent noise, "
@@ -112,7 +125,8 @@ def test_the_page_wires_send_to_and_the_drop_to_the_override_chips(config: dict[
     ids = _ids(config)
     for button, tab in (("pnginfo_send_txt2img", "txt2img"), ("txt2img_paste_infotext", "txt2img")):
         outputs = _handler_of(config, button)["outputs"]
-        wanted = ("prompt", "neg_prompt", "steps", "seed", "sampling", "cfg_scale", "width", "override_settings")
+        wanted = ("prompt", "neg_prompt", "steps", "seed", "sampling", "cfg_scale", "distilled_cfg_scale", "width",
+                  "override_settings")
         assert all(ids[f"{tab}_{name}"]["id"] in outputs for name in wanted), button
     dropped = _handler_of(config, "img2img_paste_infotext")
     assert ids["img2img_prompt"]["id"] in dropped["outputs"] and dropped["js"]

@@ -8,7 +8,8 @@ from PIL import Image
 from modules.ui.send_to import pick_image, received_values, send_to_extras, send_to_img2img
 
 INFO = ("a castle, {detailed}\nNegative prompt: fog\nSteps: 9, Sampler: DPM++ 2M, Schedule type: Karras, "
-        "CFG scale: 6.5, Seed: 42, Size: 64x64, Model hash: 0123456789, Model: tiny, Version: aigen-v0.1.0")
+        "CFG scale: 6.5, Distilled CFG Scale: 4.5, Seed: 42, Size: 64x64, Model hash: 0123456789, Model: tiny, "
+        "Version: aigen-v0.1.0")
 
 
 def _gallery() -> list[tuple[Image.Image, str]]:
@@ -28,7 +29,7 @@ def test_received_values_carry_the_infotext_and_the_image_size() -> None:
     values = received_values(INFO, Image.new("RGB", (80, 56)))
     assert values["prompt"] == "a castle, {detailed}" and values["negative_prompt"] == "fog"
     assert (values["sampler_name"], values["scheduler"], values["steps"]) == ("DPM++ 2M", "Karras", 9)
-    assert (values["cfg_scale"], values["seed"]) == (6.5, 42)
+    assert (values["cfg_scale"], values["distilled_cfg_scale"], values["seed"]) == (6.5, 4.5, 42)
     assert (values["width"], values["height"]) == (80, 56)  # the image's own size wins
     assert not {"batch_size", "n_iter", "styles"} & set(values)
 

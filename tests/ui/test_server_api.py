@@ -71,6 +71,8 @@ def test_named_endpoints_are_listed_and_plumbing_is_hidden(server: str) -> None:
     for name in ("/img2img", "/inpaint"):  # the same named A1111 arguments, plus the image ones
         own = {p["parameter_name"] for p in api["named_endpoints"][name]["parameters"]}
         assert set(params) <= own and {"image", "denoising_strength", "resize_mode"} <= own
+    for name in ("/txt2img", "/img2img", "/inpaint"):  # last, so positional calls keep their meaning
+        assert api["named_endpoints"][name]["parameters"][-1]["parameter_name"] == "distilled_cfg_scale"
 
 
 def test_txt2img_through_gradio_client(server: str) -> None:
@@ -106,6 +108,12 @@ def test_bad_input_is_a_clear_error_and_the_server_survives(server: str) -> None
         client.predict(prompt="x", steps=1, width=64, height=64, sampler_name="Nope", api_name="/txt2img")
     with pytest.raises(Exception, match="image"):
         client.predict(image="not base64!!", api_name="/png_info")
+    with pytest.raises(Exception, match="distilled_cfg_scale"):
+        client.predict(prompt="x", steps=1, width=64, height=64, distilled_cfg_scale=31, api_name="/txt2img")
+    result = client.predict(prompt="x", steps=1, width=64, height=64, seed=1, distilled_cfg_scale=2.5,
+                            api_name="/txt2img")
+    # accepted, and dropped by an SD model, which has no distilled guidance (FLUX.1 records it)
+    assert result["seeds"] == [1] and "Distilled CFG Scale" not in result["infotexts"][0]
     assert client.predict(prompt="x", steps=1, width=64, height=64, seed=1, api_name="/txt2img")["seeds"] == [1]
 
 

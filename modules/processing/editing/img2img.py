@@ -37,6 +37,7 @@ from modules.processing.generation.txt2img import (
     job_networks,
     job_unet,
     record_image,
+    resolved_request,
     run_batches,
     run_until_interrupted,
     sampler_step_kwargs,
@@ -44,12 +45,12 @@ from modules.processing.generation.txt2img import (
 )
 from modules.processing.generation.vae import decode_latents, encode_pixels, to_pil_images
 from modules.processing.jobs.job import Job, ProgressUpdate
-from modules.processing.output.request_infotext import img2img_parameters
+from modules.processing.output.request_infotext import img2img_parameters, module_parameters
 from modules.processing.prompts.prompt_conditioning import ScheduledConditioning
 from modules.processing.sampling.denoise import DenoiseInputs, denoise
 from modules.processing.sampling.hooks import HookDispatcher
 from modules.processing.sampling.job_schedulers import noised_to, pass_scheduler, starting_noise
-from modules.processing.sampling.seeds import ImageSeeds, resolve_seed
+from modules.processing.sampling.seeds import ImageSeeds
 
 __all__ = ["EMPTY_MASK_NOTICE", "run_img2img"]
 
@@ -193,13 +194,13 @@ def run_img2img(model: LoadedModel, job: Job, output: OutputOptions | None = Non
         return the inputs without running the model (the latter with a notice).
     """
     started = time.monotonic()
-    request: Img2ImgRequest = dataclasses.replace(
-        job.request, seed=resolve_seed(job.request.seed), subseed=resolve_seed(job.request.subseed))
+    request: Img2ImgRequest = resolved_request(model, job.request)
     job.request = request
     seeds = ImageSeeds(request.seed, request.subseed, request.images_per_job)
     result = GenerationResult(request=request)
     for hook in job.hooks:  # scripts' own infotext keys, before the job's networks add theirs
         result.extra_parameters.update(hook.infotext)
+    result.extra_parameters.update(module_parameters(model.part_files))  # FLUX's VAE and text encoders
     prepared = [prepare_input(request, image) for image in request.init_images]
     if any(item is None for item in prepared) or request.steps_to_run() == 0:
         if any(item is None for item in prepared):

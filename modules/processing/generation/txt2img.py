@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 from PIL import Image
@@ -32,16 +32,21 @@ from modules.processing.generation.vae import circular_padding, decode_latents, 
 from modules.processing.jobs.job import CancelToken, Job, ProgressUpdate
 from modules.processing.output.image_formats import PNG, ImageFormat
 from modules.processing.output.infotext import build_infotext
-from modules.processing.output.request_infotext import txt2img_parameters
+from modules.processing.output.request_infotext import module_parameters, txt2img_parameters
 from modules.processing.output.saving import date_folder, save_image
 from modules.processing.prompts.extra_networks import JobNetworks, extra_networks_applied
 from modules.processing.prompts.family_prompts import family_prompt_encoder
 from modules.processing.prompts.prompt_conditioning import ScheduledConditioning
-from modules.processing.requests import Txt2ImgRequest
+from modules.processing.requests import DEFAULT_DISTILLED_CFG_SCALE, Txt2ImgRequest
 from modules.processing.sampling.denoise import DenoiseInputs, denoise
 from modules.processing.sampling.flow_samplers import FlowSamplerSpec
 from modules.processing.sampling.hooks import HookDispatcher
-from modules.processing.sampling.job_schedulers import noised_to, pass_scheduler, starting_noise
+from modules.processing.sampling.job_schedulers import (
+    FLOW_AUTOMATIC_SCHEDULE,
+    noised_to,
+    pass_scheduler,
+    starting_noise,
+)
 from modules.processing.sampling.samplers import SamplerSpec
 from modules.processing.sampling.seeds import (
     ImageSeeds,
@@ -53,10 +58,11 @@ from modules.processing.sampling.seeds import (
 )
 
 __all__ = ["GenerationResult", "OutputOptions", "batch_conditioning", "job_networks", "job_unet", "record_image",
-           "run_batches", "run_txt2img", "sampler_step_kwargs", "sdxl_time_ids"]
+           "resolved_request", "run_batches", "run_txt2img", "sampler_step_kwargs", "sdxl_time_ids"]
 
 logger = logging.getLogger(__name__)
-DEFAULT_DISTILLED_CFG_SCALE = 3.5  # TODO(merge): requests.DEFAULT_DISTILLED_CFG_SCALE
+#: A txt2img request or one of its subclasses (Img2ImgRequest).
+RequestT = TypeVar("RequestT", bound=Txt2ImgRequest)
 
 
 @dataclass(frozen=True)
@@ -153,13 +159,20 @@ def job_networks(model: LoadedModel, result: GenerationResult) -> Iterator[JobNe
         yield networks
 
 
-def distilled_guidance(model: LoadedModel, request: Txt2ImgRequest) -> float | None:
-    """The guidance strength a guidance-distilled model (FLUX.1-dev) is given: the request's
-    "Distilled CFG Scale", else its default; None for the models without one."""
-    if not model.family.capabilities.distilled_guidance:
-        return None
-    value = getattr(request, "distilled_cfg_scale", None)
-    return DEFAULT_DISTILLED_CFG_SCALE if value is None else float(value)
+def resolved_request(model: LoadedModel, request: RequestT) -> RequestT:
+    """``request`` as the job runs it, with every "the default" settled so the infotext records it:
+    random seeds (-1) drawn, "Distilled CFG Scale" set to its default on guidance-distilled
+    models (FLUX.1-dev) and dropped on the others, which have no such input (so SD infotexts
+    do not gain the key), and a flow model's "Automatic" schedule named."""
+    distilled = None
+    if model.family.capabilities.distilled_guidance:
+        distilled = (DEFAULT_DISTILLED_CFG_SCALE if request.distilled_cfg_scale is None
+                     else request.distilled_cfg_scale)
+    scheduler = request.scheduler
+    if model.family.prediction == "flow" and scheduler == "Automatic":
+        scheduler = FLOW_AUTOMATIC_SCHEDULE
+    return dataclasses.replace(request, seed=resolve_seed(request.seed), subseed=resolve_seed(request.subseed),
+                               distilled_cfg_scale=distilled, scheduler=scheduler)
 
 
 @contextlib.contextmanager
@@ -168,7 +181,7 @@ def job_unet(model: LoadedModel, hooks: HookDispatcher, result: GenerationResult
     adapter around its transformer), or a weight-sharing clone of it with the hooks' model patches
     (``Script.patch_model``), dropped after the job; the patches' infotext keys go into
     ``result``. Entered after the LoRAs and tiling are applied, so the clone has them too."""
-    denoiser = model.denoiser(model.denoising_module, distilled_guidance(model, result.request))
+    denoiser = model.denoiser(model.denoising_module, result.request.distilled_cfg_scale)
     patches = hooks.model_patches(denoiser, model.family.id) if hooks else None
     if patches:
         result.extra_parameters.update(patches.infotext)
@@ -377,15 +390,14 @@ def run_txt2img(model: LoadedModel, job: Job, output: OutputOptions | None = Non
         The images with their seeds, infotexts and saved paths.
     """
     started = time.monotonic()
-    request: Txt2ImgRequest = dataclasses.replace(
-        job.request, seed=resolve_seed(job.request.seed), subseed=resolve_seed(job.request.subseed)
-    )
+    request: Txt2ImgRequest = resolved_request(model, job.request)
     job.request = request
     seeds = ImageSeeds(request.seed, request.subseed, request.images_per_job)
     hooks = HookDispatcher(job.hooks)
     result = GenerationResult(request=request)
     for hook in job.hooks:  # scripts' own infotext keys, before the job's networks add theirs
         result.extra_parameters.update(hook.infotext)
+    result.extra_parameters.update(module_parameters(model.part_files))  # FLUX's VAE and text encoders
     tiling = circular_padding(model.denoising_module, model.pipeline.vae) if request.tiling else (
         contextlib.nullcontext())
     # LoRAs are injected outside inference mode: their parameters must stay ordinary tensors.

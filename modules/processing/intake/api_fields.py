@@ -29,6 +29,7 @@ _RENAMED = {
 _SAME = (
     "prompt", "negative_prompt", "sampler_name", "scheduler", "seed", "subseed", "subseed_strength",
     "seed_resize_from_w", "seed_resize_from_h", "width", "height", "batch_size", "tiling", "eta",
+    "distilled_cfg_scale",  # Forge's field (FLUX.1-dev); null = the model family's default
 )
 _NUMBER = (int, float)
 # A1111 fields that change nothing here (how results are returned, sampler fine-tuning that

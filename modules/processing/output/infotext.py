@@ -17,12 +17,14 @@ from modules import __version__
 
 __all__ = ["INFOTEXT_KEY_ORDER", "build_infotext", "format_value", "parse_infotext", "quote"]
 
-#: A1111 1.10's order of the built-in keys; anything else follows in insertion order.
+#: A1111 1.10's order of the built-in keys, with Forge's "Distilled CFG Scale" beside "CFG
+#: scale"; anything else follows in insertion order.
 INFOTEXT_KEY_ORDER: tuple[str, ...] = (
-    "Steps", "Sampler", "Schedule type", "CFG scale", "Image CFG scale", "Seed", "Face restoration", "Size",
-    "Model hash", "Model", "FP8 weight", "Cache FP16 weight for LoRA", "VAE hash", "VAE", "Variation seed",
-    "Variation seed strength", "Seed resize from", "Denoising strength", "Conditional mask weight", "Clip skip",
-    "ENSD", "Token merging ratio", "Token merging ratio hr", "Init image hash", "RNG", "NGMS", "Tiling",
+    "Steps", "Sampler", "Schedule type", "CFG scale", "Distilled CFG Scale", "Image CFG scale", "Seed",
+    "Face restoration", "Size", "Model hash", "Model", "FP8 weight", "Cache FP16 weight for LoRA", "VAE hash",
+    "VAE", "Variation seed", "Variation seed strength", "Seed resize from", "Denoising strength",
+    "Conditional mask weight", "Clip skip", "ENSD", "Token merging ratio", "Token merging ratio hr",
+    "Init image hash", "RNG", "NGMS", "Tiling",
 )
 _TRAILING_KEYS = ("Version", "User")
 VERSION = f"aigen-v{__version__}"

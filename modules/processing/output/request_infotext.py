@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from pathlib import PurePath
 from types import MappingProxyType
 from typing import Any
 
@@ -10,11 +11,12 @@ from modules.processing.editing.img2img_request import Img2ImgRequest
 from modules.processing.errors import RequestValidationError
 from modules.processing.generation.hires import HiresFix, hires_parameters
 from modules.processing.output.infotext import VERSION, parse_infotext
-from modules.processing.requests import Txt2ImgRequest
+from modules.processing.requests import DEFAULT_DISTILLED_CFG_SCALE, Txt2ImgRequest
 from modules.processing.sampling.samplers import resolve_sampler
 
-__all__ = ["INFOTEXT_SETTING_KEYS", "apply_payload_infotext", "img2img_parameters", "request_from_infotext",
-           "request_from_params", "txt2img_parameters", "txt2img_values_from_infotext"]
+__all__ = ["INFOTEXT_SETTING_KEYS", "MODULE_KEY", "apply_payload_infotext", "img2img_parameters", "module_parameters",
+           "modules_from_params", "request_from_infotext", "request_from_params", "txt2img_parameters",
+           "txt2img_values_from_infotext"]
 
 
 def txt2img_parameters(
@@ -40,6 +42,7 @@ def txt2img_parameters(
         "Sampler": request.sampler_name,
         "Schedule type": None if schedule == "Automatic" else schedule,
         "CFG scale": request.guidance_scale,
+        "Distilled CFG Scale": request.distilled_cfg_scale,  # None (left out) unless the job has one
         "Seed": seed,
         "Size": f"{request.width}x{request.height}",
         "Model hash": model_hash,
@@ -118,6 +121,7 @@ def request_from_params(params: Mapping[str, str], **overrides: Any) -> Txt2ImgR
     fields["sampler_name"] = params.get("Sampler", "DPM++ 2M")
     fields["scheduler"] = params.get("Schedule type", "Automatic")
     fields["guidance_scale"] = _number(params, "CFG scale", float, 7.0)
+    fields["distilled_cfg_scale"] = _number(params, "Distilled CFG Scale", float, None)
     fields["seed"] = _number(params, "Seed", int, -1)
     fields["width"] = _number(params, "Size-1", int, 512)
     fields["height"] = _number(params, "Size-2", int, 512)
@@ -140,6 +144,8 @@ def request_from_params(params: Mapping[str, str], **overrides: Any) -> Txt2ImgR
         fields["checkpoint"] = model
     if "VAE" in params:
         fields["vae"] = params["VAE"]
+    if modules_from_params(params):
+        fields["modules"] = modules_from_params(params)
     fields["hires"] = _hires_from_params(params)
     fields.update(overrides)
     return Txt2ImgRequest(**fields)
@@ -170,6 +176,9 @@ def txt2img_values_from_infotext(text: str | Mapping[str, str]) -> dict[str, Any
         "sampler_name": request.sampler_name, "scheduler": request.scheduler,
         "steps": request.num_inference_steps, "width": request.width, "height": request.height,
         "cfg_scale": request.guidance_scale, "seed": request.seed, "subseed": request.subseed,
+        # An infotext without it (SD images) puts the slider back to its default, as CFG scale's does.
+        "distilled_cfg_scale": (DEFAULT_DISTILLED_CFG_SCALE if request.distilled_cfg_scale is None
+                                else request.distilled_cfg_scale),
         "subseed_strength": request.subseed_strength, "seed_resize_from_w": request.seed_resize_from_w,
         "seed_resize_from_h": request.seed_resize_from_h, "batch_size": 1, "n_iter": 1, "styles": [],
         **_hires_values(request.hires),
@@ -192,7 +201,8 @@ def _hires_values(hires: HiresFix | None) -> dict[str, Any]:
 # Payload fields A1111's API ``infotext`` field can fill, and the infotext key each comes from.
 _INFOTEXT_FIELDS = {
     "prompt": "Prompt", "negative_prompt": "Negative prompt", "steps": "Steps", "sampler_name": "Sampler",
-    "scheduler": "Schedule type", "cfg_scale": "CFG scale", "seed": "Seed", "width": "Size-1", "height": "Size-2",
+    "scheduler": "Schedule type", "cfg_scale": "CFG scale", "distilled_cfg_scale": "Distilled CFG Scale",
+    "seed": "Seed", "width": "Size-1", "height": "Size-2",
     "subseed": "Variation seed", "subseed_strength": "Variation seed strength",
     "seed_resize_from_w": "Seed resize from-1", "seed_resize_from_h": "Seed resize from-2",
 }
@@ -203,10 +213,28 @@ INFOTEXT_SETTING_KEYS: Mapping[str, str] = MappingProxyType({
     "Clip skip": "CLIP_stop_at_last_layers", "Model hash": "sd_model_checkpoint", "VAE": "sd_vae",
     "ENSD": "eta_noise_seed_delta", "RNG": "randn_source", "Emphasis": "emphasis", "Eta": "eta_ddim",
 })
+#: Forge's infotext key of the N-th part file (``module_parameters``); pasted into the
+#: ``forge_additional_modules`` setting.
+MODULE_KEY = "Module {}"
 # The request field holding each setting the request parser reads (typed and checked there).
 _INFOTEXT_SETTINGS = {field: (INFOTEXT_SETTING_KEYS[key], key) for field, key in
                       (("clip_skip", "Clip skip"), ("eta_noise_seed_delta", "ENSD"), ("randn_source", "RNG"),
                        ("emphasis", "Emphasis"))}
+
+
+def module_parameters(part_files: Sequence[str]) -> dict[str, str]:
+    """Forge's infotext keys for the part files a checkpoint was loaded with (FLUX.1's VAE and
+    text encoders): ``{"Module 1": "ae", "Module 2": "clip_l", ...}``, file names without folder
+    and suffix; empty for checkpoints that carry their own parts."""
+    return {MODULE_KEY.format(number): PurePath(name).stem for number, name in enumerate(part_files, 1)}
+
+
+def modules_from_params(params: Mapping[str, str]) -> tuple[str, ...]:
+    """The part files an infotext's "Module 1", "Module 2" ... keys name, in order (empty: none)."""
+    modules: list[str] = []
+    while params.get(MODULE_KEY.format(len(modules) + 1)):
+        modules.append(params[MODULE_KEY.format(len(modules) + 1)])
+    return tuple(modules)
 
 
 def apply_payload_infotext(payload: Mapping[str, Any]) -> dict[str, Any]:
@@ -230,6 +258,8 @@ def apply_payload_infotext(payload: Mapping[str, Any]) -> dict[str, Any]:
     found = {field: values[field] for field, key in _INFOTEXT_FIELDS.items() if params.get(key)}
     settings = {setting: getattr(request, field) for field, (setting, key) in _INFOTEXT_SETTINGS.items()
                 if key in params}
+    if request.modules:
+        settings["forge_additional_modules"] = list(request.modules)
     overrides = result.get("override_settings")
     if settings and (overrides is None or isinstance(overrides, Mapping)):
         result["override_settings"] = {**settings, **(overrides or {})}

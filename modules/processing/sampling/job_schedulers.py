@@ -28,11 +28,15 @@ from modules.processing.sampling.flow_samplers import (
 )
 from modules.processing.sampling.samplers import SamplerSpec, partial_schedule, resolve_sampler, timed_scheduler
 
-__all__ = ["FLOW_SCHEDULE_TYPES", "PassScheduler", "noised_to", "pass_scheduler", "starting_noise"]
+__all__ = ["FLOW_AUTOMATIC_SCHEDULE", "FLOW_SCHEDULE_TYPES", "PassScheduler", "noised_to", "pass_scheduler",
+           "starting_noise"]
 
 #: The schedule types a flow model runs: its own shifted schedule, uniform in flow time, which is
 #: what "Simple", "Normal", "Uniform" and "SGM Uniform" mean there (Forge's "Simple" for FLUX).
 FLOW_SCHEDULE_TYPES = ("Automatic", "Simple", "Normal", "Uniform", "SGM Uniform")
+#: What "Automatic" is recorded as on a flow model (Forge's name for FLUX's schedule), so the
+#: infotext names the schedule that ran and pastes back to it.
+FLOW_AUTOMATIC_SCHEDULE = "Simple"
 
 
 @dataclass(frozen=True)

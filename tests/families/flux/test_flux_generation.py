@@ -30,7 +30,7 @@ from modules.processing.requests import Txt2ImgRequest
 from modules.processing.sampling.flow_samplers import FLOW_SAMPLERS
 from modules.processing.sampling.hooks import StepHook, StepParams
 from tests.families.flux.tiny_flux_install import TINY_SCHNELL, install_tiny_flux, write_flux_parts
-from tests.families.flux.tiny_flux_parts import t5_state, tiny_t5
+from tests.families.flux.tiny_flux_parts import ae_state, t5_state, tiny_flux_vae, tiny_t5
 
 CPU = Placement(torch.device("cpu"), torch.float32)
 #: The four layouts, as a user's folder holds them side by side.
@@ -101,7 +101,13 @@ def test_emphasis_syntax_is_removed_for_t5(flux: LoadedModel) -> None:
 
 
 def test_distilled_guidance_and_real_cfg_change_the_image(flux: LoadedModel) -> None:
-    plain = _generate(flux)
+    default = run_txt2img(flux, Job(_txt2img()))
+    assert "Distilled CFG Scale: 3.5" in default.infotexts[0]  # the default is recorded, as Forge does
+    plain = _pixels(default.images[0])
+    assert np.array_equal(_generate(flux, distilled_cfg_scale=3.5), plain)
+    weaker = run_txt2img(flux, Job(_txt2img(distilled_cfg_scale=1.0)))
+    assert np.abs(_pixels(weaker.images[0]) - plain).mean() > 1
+    assert "Distilled CFG Scale: 1," in weaker.infotexts[0]
     real_cfg = _generate(flux, guidance_scale=3.0, negative_prompt="blurry")
     assert np.abs(real_cfg - plain).mean() > 1
 
@@ -183,7 +189,10 @@ def test_schnell_is_recognised_and_runs_without_distilled_guidance(tmp_path: Pat
     model = _manager(tmp_path).get()
     assert model.family.id == "flux_schnell" and model.family.defaults.steps == 4
     assert model.scheduler_config["use_dynamic_shifting"] is False
-    assert _generate(model).std() > 5
+    result = run_txt2img(model, Job(_txt2img(distilled_cfg_scale=2.0)))
+    assert _pixels(result.images[0]).std() > 5
+    # schnell has no guidance input: the value is dropped, not recorded as if it had been used
+    assert "Distilled CFG Scale" not in result.infotexts[0]
 
 
 def test_a_missing_part_names_the_file_and_folder_and_blocks_nothing(tmp_path: Path) -> None:
@@ -212,3 +221,17 @@ def test_two_text_encoders_of_a_kind_are_chosen_between_by_name(tmp_path: Path) 
     assert first is not second and second.part_files[-1] == "t5xxl_other.safetensors"
     assert not np.array_equal(_generate(first), _generate(second))
     assert "t5xxl_other.safetensors" in manager.part_file_names()
+
+
+def test_a1111s_vae_setting_chooses_flux_vae_when_no_modules_are_chosen(tmp_path: Path) -> None:
+    install_tiny_flux(tmp_path / "models", "bfl")
+    other = tmp_path / "models" / "VAE" / "ae_other.safetensors"
+    save_file(ae_state(tiny_flux_vae(9)), str(other))
+    manager = _manager(tmp_path)
+    with pytest.raises(AmbiguousPartError):
+        manager.get(vae="Automatic")  # two VAEs and nothing chosen
+    # sd_vae is what A1111 clients set (override_settings); FLUX takes it as its VAE part
+    by_setting = manager.get(vae="ae_other.safetensors")
+    assert by_setting.part_files[0] == "ae_other.safetensors"
+    by_modules = manager.get(vae="ae_other.safetensors", modules=["ae"])  # the modules, when chosen, decide
+    assert by_modules.part_files[0] == "ae.safetensors"

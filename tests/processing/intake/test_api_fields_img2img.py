@@ -41,6 +41,12 @@ def test_integer_choices_and_flags_translate() -> None:
     assert (request.mask_blur_x, request.mask_blur_y, request.strength, request.only_masked_padding) == (9, 9, 0.3, 16)
 
 
+def test_img2img_carries_forges_distilled_cfg_scale() -> None:
+    assert img2img_request_from_api({"init_images": [IMAGE], "distilled_cfg_scale": 4.0}).distilled_cfg_scale == 4.0
+    assert img2img_request_from_api({"init_images": [IMAGE], "distilled_cfg_scale": None}).distilled_cfg_scale is None
+    assert unknown_fields({"distilled_cfg_scale": 4.0}, IMG2IMG_API_FIELDS, "img2img") == []
+
+
 @pytest.mark.parametrize(("payload", "field"), [
     ({}, "init_images"),
     ({"init_images": []}, "init_images"),
@@ -53,6 +59,8 @@ def test_integer_choices_and_flags_translate() -> None:
     ({"init_images": [IMAGE], "inpaint_full_res": "yes"}, "inpaint_full_res"),
     ({"init_images": [IMAGE], "mask_blur_x": 100}, "mask_blur_x"),
     ({"init_images": [IMAGE], "initial_noise_multiplier": 2.0}, "initial_noise_multiplier"),
+    ({"init_images": [IMAGE], "distilled_cfg_scale": 31}, "distilled_cfg_scale"),
+    ({"init_images": [IMAGE], "distilled_cfg_scale": "3.5"}, "distilled_cfg_scale"),
 ])
 def test_bad_fields_are_named(payload: dict, field: str) -> None:
     with pytest.raises(RequestValidationError) as error:

@@ -9,7 +9,14 @@ from modules.models.loader import LoadedModel
 from modules.processing.generation.txt2img import OutputOptions, run_txt2img
 from modules.processing.jobs.job import Job
 from modules.processing.output.infotext import VERSION, build_infotext, parse_infotext, quote
-from modules.processing.output.request_infotext import request_from_infotext, txt2img_parameters
+from modules.processing.output.request_infotext import (
+    apply_payload_infotext,
+    module_parameters,
+    modules_from_params,
+    request_from_infotext,
+    txt2img_parameters,
+    txt2img_values_from_infotext,
+)
 from modules.processing.requests import Txt2ImgRequest
 
 # From reference/a1111_reference.md §3.2: an A1111 1.10 image (hires + LoRA).
@@ -83,6 +90,47 @@ def test_our_infotext_round_trips() -> None:
     for name in ("prompt", "negative_prompt", "sampler_name", "scheduler", "num_inference_steps",
                  "guidance_scale", "seed", "width", "height", "seed_resize_from_w", "seed_resize_from_h", "eta"):
         assert getattr(back, name) == getattr(request, name), name
+
+
+def test_distilled_cfg_scale_follows_cfg_scale_only_when_the_job_has_one() -> None:
+    flux = Txt2ImgRequest(prompt="p", sampler_name="Euler", guidance_scale=1.0, distilled_cfg_scale=3.5, seed=1)
+    params = txt2img_parameters(flux, seed=1, subseed=1, model_name="flux1-dev", model_hash=None)
+    text = build_infotext(flux.prompt, "", params)
+    assert "CFG scale: 1, Distilled CFG Scale: 3.5, Seed: 1," in text
+    back = request_from_infotext(text)
+    assert back.distilled_cfg_scale == 3.5 and back.guidance_scale == 1.0
+    fractional = Txt2ImgRequest(prompt="p", distilled_cfg_scale=2.7)
+    text = build_infotext("p", "", txt2img_parameters(fractional, seed=1, subseed=1, model_name=None, model_hash=None))
+    assert request_from_infotext(text).distilled_cfg_scale == 2.7
+    # Not given (SD jobs from the API/CLI): no key, and an infotext without it reads back as not given.
+    plain = txt2img_parameters(Txt2ImgRequest(prompt="p"), seed=1, subseed=1, model_name=None, model_hash=None)
+    assert "Distilled CFG Scale" not in build_infotext("p", "", plain)
+    assert request_from_infotext("p\nSteps: 3, CFG scale: 7, Seed: 1, Size: 64x64").distilled_cfg_scale is None
+
+
+def test_distilled_cfg_scale_is_pasted_and_read_from_the_api_infotext_field() -> None:
+    forge = "a fox\nSteps: 20, Sampler: Euler, CFG scale: 1, Distilled CFG Scale: 4.5, Seed: 7, Size: 64x64"
+    assert txt2img_values_from_infotext(forge)["distilled_cfg_scale"] == 4.5
+    # An SD image puts the UI's slider back to Forge's default, as a missing CFG scale does to 7.
+    assert txt2img_values_from_infotext("a fox\nSteps: 20, Seed: 7, Size: 64x64")["distilled_cfg_scale"] == 3.5
+    assert apply_payload_infotext({"infotext": forge})["distilled_cfg_scale"] == 4.5
+    assert "distilled_cfg_scale" not in apply_payload_infotext({"infotext": "a fox\nSteps: 20, Seed: 7"})
+    assert apply_payload_infotext({"infotext": forge, "distilled_cfg_scale": 2.0})["distilled_cfg_scale"] == 2.0
+
+
+def test_flux_parts_are_recorded_as_forge_module_keys_and_read_back() -> None:
+    parts = module_parameters(("ae.safetensors", "flux/clip_l.safetensors", "t5xxl_fp16.safetensors"))
+    assert parts == {"Module 1": "ae", "Module 2": "clip_l", "Module 3": "t5xxl_fp16"}
+    assert module_parameters(()) == {}  # SD checkpoints and all-in-one files carry their own parts
+    request = Txt2ImgRequest(prompt="p", sampler_name="Euler", distilled_cfg_scale=3.5, seed=1)
+    text = build_infotext("p", "", txt2img_parameters(request, seed=1, subseed=1, model_name="flux1-dev",
+                                                      model_hash=None, extra=parts))
+    assert "Module 1: ae, Module 2: clip_l, Module 3: t5xxl_fp16, Version:" in text
+    assert request_from_infotext(text).modules == ("ae", "clip_l", "t5xxl_fp16")
+    overrides = apply_payload_infotext({"infotext": text})["override_settings"]
+    assert overrides["forge_additional_modules"] == ["ae", "clip_l", "t5xxl_fp16"]
+    assert modules_from_params({"Module 1": "ae", "Module 3": "t5xxl_fp16"}) == ("ae",)  # numbered from 1, no gap
+    assert request_from_infotext("p\nSteps: 3, Seed: 1, Size: 64x64").modules is None
 
 
 def test_quote_only_when_needed() -> None:
