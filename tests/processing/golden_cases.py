@@ -7,6 +7,7 @@ these images were recorded before the redesign (``tools/record_golden_images.py`
 
 from __future__ import annotations
 
+import platform
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -51,8 +52,18 @@ def golden_cases() -> Iterator[GoldenCase]:
 
 
 def machine_fingerprint() -> str:
-    """What decides float results bit for bit: the torch build and the CPU kernels it picks."""
-    return f"torch {torch.__version__} / {torch.backends.cpu.get_cpu_capability()}"
+    """What decides float results bit for bit: the torch build, the CPU kernels it picks and the
+    CPU itself (an AMD and an Intel CPU both reporting AVX512 still round differently)."""
+    return f"torch {torch.__version__} / {torch.backends.cpu.get_cpu_capability()} / {_cpu_model()}"
+
+
+def _cpu_model() -> str:
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.is_file():
+        for line in cpuinfo.read_text(errors="replace").splitlines():
+            if line.startswith("model name"):
+                return line.partition(":")[2].strip()
+    return platform.processor() or platform.machine()
 
 
 def _picture() -> Image.Image:
