@@ -205,12 +205,17 @@ class ControlNet(Script):
         return problem or (library.problem(model) if library is not None and isinstance(model, str) else None)
 
     def check(self, p: Any, model: JobModel | None, **units: dict[str, Any]) -> None:
-        """Refuse, before the job is queued, a unit whose ControlNet is for another model family
-        than the checkpoint the job will use (its weights would not fit the UNet)."""
+        """Refuse, before the job is queued, a unit on a checkpoint whose family takes no ControlNet
+        (FLUX.1), or whose ControlNet is for another model family than the checkpoint the job will
+        use (its weights would not fit the UNet)."""
         library = self.resources.controlnets
         if model is None or library is None:
             return
         for index, unit in enumerate(units.values()):
+            if unit["enabled"] and not model.family.capabilities.controlnet:
+                raise ScriptCheckError(
+                    f"{model.family.label} ({model.checkpoint!r}) takes no ControlNet here yet: turn the unit "
+                    "off, or use an SD1.x, SD2.x or SDXL checkpoint", argument=f"args[{index}].enabled")
             made_for = library.mismatch(unit["model"], model.family) if unit["enabled"] else None
             if made_for is not None:
                 raise ScriptCheckError(
