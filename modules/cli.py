@@ -111,6 +111,9 @@ def _add_generate(commands: Any) -> None:
     gen.add_argument("--model", default=None, help="checkpoint name, title, short hash or path")
     gen.add_argument("--vae", default=None,
                      help='"Automatic" (default), "None" (the checkpoint\'s own) or a file in models/VAE')
+    gen.add_argument("--text-encoder", action="append", default=[], metavar="NAME",
+                     help="a file in models/text_encoder for a checkpoint without its own (FLUX.1: clip_l, "
+                          "t5xxl_fp16); repeat it for each. Default: the one file of each kind there")
     gen.add_argument("--out", type=Path, default=None, help="output folder, or a .png file for one image")
     i2i = gen.add_argument_group("img2img / inpainting (given --init-image)")
     i2i.add_argument("--init-image", type=Path, default=None, help="start from this image (img2img)")
@@ -182,9 +185,21 @@ def _payload_from_flags(args: argparse.Namespace) -> dict[str, Any]:
         "override_settings": {
             **({"CLIP_stop_at_last_layers": args.clip_skip} if args.clip_skip is not None else {}),
             **({"sd_vae": args.vae} if args.vae else {}),
+            **_module_flags(args),
         },
         **({"sd_model_checkpoint": args.model} if args.model else {}),
     }
+
+
+def _module_flags(args: argparse.Namespace) -> dict[str, Any]:
+    """Forge's ``forge_additional_modules`` of ``--text-encoder`` (with ``--vae``'s file): the
+    parts a FLUX.1 checkpoint runs with. None given: the settings' choice, or the one file of each kind."""
+    if not args.text_encoder:
+        return {}
+    from modules.models.vae import AUTOMATIC, BUILTIN
+
+    vae = [args.vae] if args.vae and args.vae not in (AUTOMATIC, BUILTIN) else []
+    return {"forge_additional_modules": [*args.text_encoder, *vae]}
 
 
 def _payload_from_json(path: Path) -> dict[str, Any]:

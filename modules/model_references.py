@@ -110,9 +110,10 @@ def part_failure(error: ModelPartError, request: Any, checkpoint: str, fields: M
     """The error to report when a part of the job's model (FLUX.1's T5, its VAE) is missing,
     ambiguous or unusable: on the field that chose the parts, else on the field that named the
     checkpoint, else (both from the settings) a ``ModelUnavailableError``. The message names
-    the file to put and the folder, or the files to choose from."""
+    the file to put and the folder, or the files to choose from; from the settings, it names the
+    parts' setting, since choosing the parts is what mends it."""
     message = f"the checkpoint {checkpoint!r} cannot run: {error}"
     for request_field in ("modules", "checkpoint"):
         if getattr(request, request_field, None):
             return RequestValidationError(fields.get(request_field, MODEL_OPTIONS[request_field]), message)
-    return ModelUnavailableError(f"{MODEL_OPTIONS['checkpoint']} (the server's setting): {message}")
+    return ModelUnavailableError(f"{MODEL_OPTIONS['modules']} (the server's setting): {message}")
