@@ -17,6 +17,7 @@ from modules.families.flux.parts import AmbiguousPartError, MissingPartError
 from modules.models.hashing import HashCache
 from modules.models.loader import LoadedModel
 from modules.models.manager import ModelManager, Placement
+from modules.models.memory import MemoryPolicy
 from modules.models.registry import CheckpointRegistry
 from modules.processing.editing.img2img import run_img2img
 from modules.processing.editing.img2img_inputs import pixels_to_tensor
@@ -30,6 +31,7 @@ from modules.processing.requests import Txt2ImgRequest
 from modules.processing.sampling.flow_samplers import FLOW_SAMPLERS
 from modules.processing.sampling.hooks import StepHook, StepParams
 from tests.families.flux.tiny_flux_install import TINY_SCHNELL, install_tiny_flux, write_flux_parts
+from tests.families.flux.tiny_flux_lora import random_flux_lora, write_flux_lora
 from tests.families.flux.tiny_flux_parts import ae_state, t5_state, tiny_flux_vae, tiny_t5
 
 CPU = Placement(torch.device("cpu"), torch.float32)
@@ -235,3 +237,34 @@ def test_a1111s_vae_setting_chooses_flux_vae_when_no_modules_are_chosen(tmp_path
     assert by_setting.part_files[0] == "ae_other.safetensors"
     by_modules = manager.get(vae="ae_other.safetensors", modules=["ae"])  # the modules, when chosen, decide
     assert by_modules.part_files[0] == "ae.safetensors"
+
+
+def test_a_lora_in_the_prompt_changes_a_flux_image_and_leaves_no_trace(tmp_path: Path) -> None:
+    install_tiny_flux(tmp_path / "models", "bfl")
+    models = tmp_path / "models"
+    registry = CheckpointRegistry([models / "Stable-diffusion"], HashCache(tmp_path / "hashes.json"))
+    manager = ModelManager(registry, CPU, vae_roots=[models / "VAE"], text_encoder_roots=[models / "text_encoder"],
+                           lora_roots=[models / "Lora"])
+    model = manager.get()
+    write_flux_lora(models / "Lora" / "fox-style.safetensors", random_flux_lora(model.pipeline, scale=0.5), "kohya",
+                    model.pipeline)
+    manager.loras.refresh()
+    plain = _generate(model)
+    styled = run_txt2img(model, Job(_txt2img(prompt="a red fox in the snow <lora:fox-style:1>")))
+    assert np.abs(_pixels(styled.images[0]) - plain).mean() > 1
+    assert "Lora hashes: \"fox-style: " in styled.infotexts[0] and styled.notices == []
+    assert np.array_equal(_generate(model), plain)  # unloaded after the job: the model is as before
+
+
+@pytest.mark.parametrize("memory", [MemoryPolicy.MODEL_OFFLOAD, MemoryPolicy.SEQUENTIAL_OFFLOAD])
+def test_medvram_and_lowvram_offload_every_flux_part_and_keep_the_image(flux_root: Path, flux: LoadedModel,
+                                                                        memory: MemoryPolicy) -> None:
+    models = flux_root / "models"
+    registry = CheckpointRegistry([models / "Stable-diffusion"], HashCache(flux_root / f"hashes-{memory.value}.json"))
+    offloaded = ModelManager(registry, Placement(torch.device("cpu"), torch.float32, memory),
+                             vae_roots=[models / "VAE"], text_encoder_roots=[models / "text_encoder"])
+    model = offloaded.get("flux1-dev.safetensors")
+    assert model.offload is not None and model.offload.policy is memory
+    for part in ("transformer", "text_encoder", "text_encoder_2", "vae"):
+        assert hasattr(getattr(model.pipeline, part), "_hf_hook"), part  # each part moves to the GPU only to run
+    assert np.array_equal(_generate(model), _generate(flux))
