@@ -103,6 +103,9 @@ class FreeU(Script):
         return named
 
     def check(self, p: Txt2ImgRequest, model: JobModel | None, enabled: bool, preset: str, **args: Any) -> None:
+        if enabled and model is not None and not model.family.has_unet:
+            raise ScriptCheckError(f"FreeU scales a UNet's skip connections; {model.family.label} has no UNet "
+                                   "(turn FreeU off for it)", "enabled")
         if enabled and model is not None and preset == RECOMMENDED and family_preset(model.family.id) is None:
             raise ScriptCheckError(f"FreeU has no recommended values for {model.family.label} models", "preset")
 

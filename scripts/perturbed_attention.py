@@ -33,10 +33,12 @@ from modules.extensions.api import (
     AlwaysVisible,
     Checkbox,
     Dropdown,
+    JobModel,
     ModelCall,
     ModelFunction,
     ModelPatches,
     Script,
+    ScriptCheckError,
     Slider,
     Txt2ImgRequest,
     attention_modules,
@@ -132,6 +134,12 @@ class PerturbedAttentionGuidance(Script):
             "scale": Slider("PAG scale", 0.0, 30.0, DEFAULT_SCALE, step=0.1),
             "layers": Dropdown("Perturbed layers", LAYERS, MIDDLE),
         }
+
+    def check(self, p: Txt2ImgRequest, model: JobModel | None, enabled: bool, scale: float, **args: Any) -> None:
+        # The perturbed layers are UNet blocks; FLUX's joint attention would need its own rule.
+        if enabled and scale != 0 and model is not None and not model.family.has_unet:
+            raise ScriptCheckError(f"Perturbed-Attention Guidance perturbs a UNet's self-attention blocks; "
+                                   f"{model.family.label} has no UNet (turn it off for it)", "enabled")
 
     def patch_model(self, p: Txt2ImgRequest, patches: ModelPatches, enabled: bool, scale: float,
                     layers: str) -> None:

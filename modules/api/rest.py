@@ -178,7 +178,9 @@ def _model_routes(router: APIRouter, studio: Studio) -> None:
         adds the files that cannot be loaded, each with its ``blocked`` reason."""
         registry = studio.context.registry
         listed = registry.items if include_blocked else studio.checkpoints()
-        return [{"title": registry.title(info), "model_name": info.path.stem, "filename": str(info.path),
+        # A diffusers folder's name has no extension to drop ("FLUX.1-dev" is not "FLUX").
+        return [{"title": registry.title(info), "model_name": info.path.name if info.is_diffusers_folder
+                 else info.path.stem, "filename": str(info.path),
                  "hash": registry.hashes.cached_short_hash(info.path), "sha256": None, "config": None,
                  **({"blocked": registry.blocked(info)} if include_blocked else {})}
                 for info in listed]

@@ -209,6 +209,12 @@ class ModelFamily:
     def is_inpaint(self) -> bool:
         return self.capabilities.inpaint_channels > 0
 
+    @property
+    def has_unet(self) -> bool:
+        """Whether its denoiser is a UNet (SD's path), which UNet-shaped patches (FreeU's skip
+        scaling, PAG's mid-block attention) need; a flow transformer (FLUX.1) is not one."""
+        return self.code is None or self.code.denoising_component == "unet"
+
 
 #: A family package's detector: the family of a checkpoint's keys, or None when not its own.
 #: It may raise ``UnknownFamilyError`` for a file that is its kind but unsupported (SDXL refiner).

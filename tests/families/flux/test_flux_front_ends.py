@@ -109,6 +109,10 @@ CONTROLNET_UNIT = {"enabled": True, "model": "tiny-control-sd15", "module": "non
     ({"scheduler": "Karras"}, "scheduler"),
     ({"distilled_cfg_scale": 31}, "distilled_cfg_scale"),
     ({"alwayson_scripts": {"ControlNet": {"args": [CONTROLNET_UNIT]}}}, "alwayson_scripts.ControlNet.args[0]"),
+    # UNet-shaped patches: FLUX.1 has no UNet to apply them to
+    ({"alwayson_scripts": {"FreeU": {"args": {"enabled": True, "preset": "Custom"}}}}, "alwayson_scripts.FreeU"),
+    ({"alwayson_scripts": {"Perturbed-Attention Guidance": {"args": {"enabled": True}}}},
+     "alwayson_scripts.Perturbed-Attention Guidance"),
 ])
 def test_bad_flux_fields_are_422_naming_the_field(api: httpx.Client, fields: dict, named: str) -> None:
     response = api.post("/txt2img", json={**BASE, **fields})
@@ -151,3 +155,21 @@ def test_cli_generate_with_named_parts_gives_the_rest_image(data_dir: Path, tmp_
                         "--data-dir", str(data_dir), "--out", str(tmp_path / "no.png")])
     error = capsys.readouterr().err
     assert missing == 1 and "t5xxl_fp8" in error and "forge_additional_modules" in error
+
+
+def test_every_layout_generates_through_rest(api: httpx.Client, data_dir: Path,
+                                             reference: tuple[np.ndarray, str]) -> None:
+    """Last in this file: it adds checkpoints to the server's folder."""
+    names = {"comfy": "flux1-dev-aio", "diffusers": "FLUX.1-dev", "gguf": "flux1-dev"}
+    for layout, name in names.items():
+        install_tiny_flux(data_dir / "models", layout, name=name)
+    assert api.post("/refresh-checkpoints").status_code == 200
+    listed = {model["model_name"] for model in api.get("/sd-models").json()}
+    assert {"flux1-dev", "flux1-dev-aio", "FLUX.1-dev", "flux1-dev-Q8_0"} <= listed
+    for name in ("flux1-dev-aio", "FLUX.1-dev", "flux1-dev-Q8_0"):
+        image, infotext = _txt2img(api, override_settings={"sd_model_checkpoint": name})
+        assert f"Model: {name}," in infotext
+        if name == "flux1-dev-Q8_0":  # 8-bit blocks: close to the reference, not equal
+            assert 0 < np.abs(image - reference[0]).mean() < 6
+        else:  # the same weights stored another way
+            assert np.array_equal(image, reference[0]), name
