@@ -29,7 +29,8 @@ from modules.extensions.job_scripts import (
 )
 from modules.extensions.loader import ExtensionInfo, ScriptCatalog
 from modules.extensions.manager import install_from_folder, install_from_git, read_disabled, write_disabled
-from modules.families.base import ModelPartError
+from modules.families.base import FamilyDefaults, ModelPartError
+from modules.families.registry import FAMILIES
 from modules.job_records import json_record, result_record
 from modules.model_references import check_model_references, is_checkpoint_failure, model_failure, part_failure
 from modules.model_tools import ModelTools
@@ -573,6 +574,15 @@ class Studio:
             return native_resolution(self.context.models.resolve(self.settings.sd_model_checkpoint or None))
         except LookupError:
             return 512
+
+    def family_defaults(self) -> FamilyDefaults:
+        """The sampler, schedule, steps and CFG the UI starts with: the current checkpoint's
+        family's (A1111's for SD; FLUX.1's Euler at CFG 1), SD1.x's when there is none."""
+        try:
+            family = self.context.models.resolve(self.settings.sd_model_checkpoint or None).family
+        except LookupError:
+            family = None
+        return (family or FAMILIES["sd15"]).defaults
 
     def vae_choices(self) -> list[str]:
         return [AUTOMATIC, BUILTIN, *[v.name for v in find_vae_files(self.context.models.vae_roots)]]

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import gradio as gr
 
+from modules.families.base import FamilyDefaults
 from modules.processing.errors import ProcessingError, RequestValidationError
 from modules.processing.jobs.queue import JobStatus
 from modules.processing.prompts.prompt_preview import preview_prompt, token_counter
@@ -222,17 +223,17 @@ def scheduler_choices(sampler_name: str, schedule_type: str) -> Any:
     return gr.update(choices=list(choices), value=schedule_type if schedule_type in choices else "Automatic")
 
 
-def _sampler_and_size(c: dict[str, Any], tab: str, side: int) -> None:
+def _sampler_and_size(c: dict[str, Any], tab: str, side: int, defaults: FamilyDefaults) -> None:
     with gr.Row():
-        c["sampler_name"] = gr.Dropdown([s.name for s in SAMPLERS], value="DPM++ 2M", label="Sampling method",
+        c["sampler_name"] = gr.Dropdown([s.name for s in SAMPLERS], value=defaults.sampler, label="Sampling method",
                                         elem_id=f"{tab}_sampling")
-        c["scheduler"] = gr.Dropdown(list(schedule_choices("DPM++ 2M")), value="Automatic", label="Schedule type",
-                                     elem_id=f"{tab}_scheduler")
+        c["scheduler"] = gr.Dropdown(list(schedule_choices(defaults.sampler)), value=defaults.scheduler,
+                                     label="Schedule type", elem_id=f"{tab}_scheduler")
     # Only the schedule types the chosen sampler can run are offered (A1111 offers all of them).
     c["sampler_name"].change(scheduler_choices, inputs=[c["sampler_name"], c["scheduler"]], outputs=[c["scheduler"]],
                              api_visibility="private", queue=False)
     # Steps on a row of its own, as in A1111: beside the two dropdowns its label wrapped at 1280 px.
-    c["steps"] = gr.Slider(1, 150, value=20, step=1, label="Sampling steps", elem_id=f"{tab}_steps")
+    c["steps"] = gr.Slider(1, 150, value=defaults.steps, step=1, label="Sampling steps", elem_id=f"{tab}_steps")
     # A1111's layout: width over height, the ⇅ button beside them, batch count over size beside that,
     # so every label has room at 1280 px.
     with gr.Row(elem_id=f"{tab}_size_row"):
@@ -246,8 +247,9 @@ def _sampler_and_size(c: dict[str, Any], tab: str, side: int) -> None:
             c["batch_size"] = gr.Slider(1, 8, value=1, step=1, label="Batch size", elem_id=f"{tab}_batch_size")
 
 
-def _guidance_and_seed(c: dict[str, Any], tab: str) -> None:
-    c["cfg_scale"] = gr.Slider(1.0, 30.0, value=7.0, step=0.5, label="CFG Scale", elem_id=f"{tab}_cfg_scale")
+def _guidance_and_seed(c: dict[str, Any], tab: str, defaults: FamilyDefaults) -> None:
+    c["cfg_scale"] = gr.Slider(1.0, 30.0, value=defaults.cfg_scale, step=0.5, label="CFG Scale",
+                               elem_id=f"{tab}_cfg_scale")
     # Forge's slider (name, range, default); always sent, and models without distilled guidance ignore it.
     c["distilled_cfg_scale"] = gr.Slider(*DISTILLED_CFG_SCALE_RANGE, value=DEFAULT_DISTILLED_CFG_SCALE, step=0.1,
                                          label="Distilled CFG Scale", elem_id=f"{tab}_distilled_cfg_scale",
@@ -292,11 +294,13 @@ def build_generation_tab(studio: Studio, tab: str, submit: Submit, extra_fields:
         with gr.Column(scale=1):
             if above_settings:
                 above_settings(c)
-            # The checkpoint's own size, not A1111's fixed 512: the demo model draws 128x128.
-            _sampler_and_size(c, tab, studio.native_resolution())
+            # The checkpoint's own size, not A1111's fixed 512: the demo model draws 128x128; and
+            # its family's sampler, steps and CFG (A1111's for SD; Euler at CFG 1 for FLUX.1).
+            defaults = studio.family_defaults()
+            _sampler_and_size(c, tab, studio.native_resolution(), defaults)
             if below_size:
                 below_size(c)
-            _guidance_and_seed(c, tab)
+            _guidance_and_seed(c, tab, defaults)
             c["override_settings"] = build_override_dropdown(tab)  # filled by a pasted infotext
             scripts = build_script_controls(studio, c, tab, builtin_scripts)
             if after_scripts:

@@ -48,6 +48,9 @@ def _generate(page, seed: int) -> None:
 
 def test_choosing_the_t5_file_in_the_quicksettings_makes_flux_run(flux_page, flux_server: str) -> None:
     page = flux_page
+    # The page starts with FLUX's own defaults, not SD's DPM++ 2M at CFG 7 (real CFG, twice the time).
+    assert page.locator("#txt2img_sampling input").input_value() == "Euler"
+    assert page.locator("#txt2img_cfg_scale input[type=number]").input_value() == "1"
     assert page.locator(MODULES).is_visible()
     assert "VAE / Text Encoder" in page.locator(MODULES).inner_text()
     _generate(page, seed=21)
@@ -72,6 +75,6 @@ def test_choosing_the_t5_file_in_the_quicksettings_makes_flux_run(flux_page, flu
                            "?.includes('Seed: 22')", timeout=90_000)
     infotext = page.locator("#txt2img_info textarea").input_value()
     assert "Distilled CFG Scale: 3.5" in infotext and "Module 3: t5xxl_fp16" in infotext
-    assert "Schedule type: Simple" in infotext
+    assert "Sampler: Euler, Schedule type: Simple, CFG scale: 1," in infotext
     assert page.locator("#txt2img_gallery img").count() >= 1
     page.screenshot(path=str(ARTIFACTS / "flux_generated.png"))

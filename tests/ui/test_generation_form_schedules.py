@@ -7,8 +7,11 @@ from typing import Any
 import gradio as gr
 import pytest
 
+from modules.families.registry import FAMILIES
 from modules.processing.sampling.samplers import SAMPLERS, SCHEDULE_TYPES, resolve_sampler
 from modules.ui.generation_form import _sampler_and_size, scheduler_choices
+
+SD_DEFAULTS = FAMILIES["sd15"].defaults
 
 
 @pytest.fixture(scope="module")
@@ -16,7 +19,7 @@ def sampler_change() -> Any:
     """The handler wired to the txt2img sampler dropdown's change, with its inputs and outputs."""
     c: dict[str, Any] = {}
     with gr.Blocks() as demo:
-        _sampler_and_size(c, "txt2img", 512)
+        _sampler_and_size(c, "txt2img", 512, SD_DEFAULTS)
     (handler,) = [fn for fn in demo.fns.values() if any(t == c["sampler_name"]._id for t, _ in fn.targets)]
     assert [b.elem_id for b in handler.inputs] == ["txt2img_sampling", "txt2img_scheduler"]
     assert [b.elem_id for b in handler.outputs] == ["txt2img_scheduler"]
@@ -26,8 +29,16 @@ def sampler_change() -> Any:
 def test_the_default_sampler_offers_every_schedule_type() -> None:
     c: dict[str, Any] = {}
     with gr.Blocks():
-        _sampler_and_size(c, "txt2img", 512)
+        _sampler_and_size(c, "txt2img", 512, SD_DEFAULTS)
     assert [choice[0] for choice in c["scheduler"].choices] == list(SCHEDULE_TYPES)
+    assert (c["sampler_name"].value, c["steps"].value) == ("DPM++ 2M", 20)  # A1111's, for SD
+
+
+def test_a_flux_checkpoint_starts_the_form_at_euler() -> None:
+    c: dict[str, Any] = {}
+    with gr.Blocks():
+        _sampler_and_size(c, "txt2img", 1024, FAMILIES["flux_schnell"].defaults)
+    assert (c["sampler_name"].value, c["scheduler"].value, c["steps"].value) == ("Euler", "Automatic", 4)
 
 
 @pytest.mark.parametrize("sampler", [s.name for s in SAMPLERS])
