@@ -16,7 +16,7 @@ from typing import Any
 from modules.processing.errors import RequestValidationError
 from modules.processing.generation.hires import HiresFix
 from modules.processing.prompts.prompt_encoding import EMPHASIS_MODES
-from modules.processing.sampling.samplers import UnknownSamplerError, resolve_sampler
+from modules.processing.sampling.job_schedulers import request_sampler
 from modules.processing.sampling.seeds import RANDN_SOURCES
 
 __all__ = ["API_FIELD_NAMES", "DEFAULT_DISTILLED_CFG_SCALE", "DISTILLED_CFG_SCALE_RANGE", "Limits", "MAX_SEED",
@@ -195,12 +195,8 @@ class Txt2ImgRequest:
             raise RequestValidationError("sampler_name", f"must be a string, got {self.sampler_name!r}")
         if not isinstance(self.scheduler, str):
             raise RequestValidationError("scheduler", f"must be a string, got {self.scheduler!r}")
-        try:
-            spec, schedule = resolve_sampler(self.sampler_name, self.scheduler)
-        except UnknownSamplerError as error:
-            field_name = "scheduler" if "schedule type" in str(error) else "sampler_name"
-            raise RequestValidationError(field_name, str(error)) from None
-        object.__setattr__(self, "sampler_name", spec.name)
+        sampler_name, schedule = request_sampler(self.sampler_name, self.scheduler)
+        object.__setattr__(self, "sampler_name", sampler_name)
         object.__setattr__(self, "scheduler", schedule)
 
     def _validate_hires(self, hires: HiresFix) -> None:
@@ -208,11 +204,8 @@ class Txt2ImgRequest:
             raise RequestValidationError("enable_hr", f"hires settings expected, got {type(hires).__name__}")
         for name in ("prompt", "negative_prompt"):
             _check_text(f"hr_{name}", getattr(hires, name), self.limits.max_prompt_chars)
-        try:
-            resolve_sampler(hires.sampler_name or self.sampler_name, hires.scheduler or self.scheduler)
-        except UnknownSamplerError as error:
-            raise RequestValidationError("hr_scheduler" if "schedule type" in str(error) else "hr_sampler_name",
-                                         str(error)) from None
+        request_sampler(hires.sampler_name or self.sampler_name, hires.scheduler or self.scheduler,
+                        ("hr_sampler_name", "hr_scheduler"))
         _, _, width, height = hires.target_size(self.width, self.height)
         if width * height > self.limits.max_size ** 2 * 4:
             raise RequestValidationError("hr_scale", f"the second pass would be {width}x{height}; the limit is "

@@ -4,7 +4,8 @@ Each endpoint is declared with ``gr.api`` from a typed function, so its name and
 never depend on which components or extensions the page has (A1111's positional
 ``fn_index`` API shifted whenever they changed). Forge's ``distilled_cfg_scale`` (FLUX.1-dev;
 None: the model's default) is each generation endpoint's last parameter, so positional calls
-written before it keep their meaning.
+written before it keep their meaning (gradio_client fills the defaults; a raw
+``/gradio_api/call`` request sends every value, the new one included).
 """
 
 from __future__ import annotations

@@ -103,7 +103,7 @@ def test_gradio_endpoints_refuse_a_checkpoint_by_path(gradio: httpx.Client, api:
         response = httpx.Response(200, text=stream)
         assert_reveals_nothing(response, str(data_dir), tried)
         generated = _gradio_call(gradio, "txt2img", ["a cat", "", 2, "Euler", "Automatic", 7.0, 1, -1, 0.0, 64, 64,
-                                                     1, 1, 0, 0, False, tried, "", [], "", {}, {}])
+                                                     1, 1, 0, 0, False, tried, "", [], "", {}, {}, None])
         assert "event: error" in generated and "sd_model_checkpoint" in generated, generated[-400:]
         assert_reveals_nothing(httpx.Response(200, text=generated), str(data_dir), tried)
     assert _current(api) == before

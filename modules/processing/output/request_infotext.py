@@ -31,7 +31,7 @@ def txt2img_parameters(
     ``seed``/``subseed`` are that image's own seeds. "Schedule type" records the schedule
     actually used, so "Automatic" on a k-diffusion sampler is written as its default.
     """
-    spec, _ = resolve_sampler(request.sampler_name, request.scheduler)
+    spec, _ = resolve_sampler(request.sampler_name, request.scheduler, check_pairing=False)
     schedule = request.scheduler
     if schedule == "Automatic" and not spec.keeps_model_spacing:
         schedule = spec.default_schedule

@@ -26,10 +26,17 @@ from modules.processing.sampling.flow_samplers import (
     flow_scheduler,
     resolve_flow_sampler,
 )
-from modules.processing.sampling.samplers import SamplerSpec, partial_schedule, resolve_sampler, timed_scheduler
+from modules.processing.sampling.samplers import (
+    SamplerSpec,
+    UnknownSamplerError,
+    partial_schedule,
+    resolve_sampler,
+    supported_schedule_types,
+    timed_scheduler,
+)
 
 __all__ = ["FLOW_AUTOMATIC_SCHEDULE", "FLOW_SCHEDULE_TYPES", "PassScheduler", "noised_to", "pass_scheduler",
-           "starting_noise"]
+           "request_sampler", "starting_noise"]
 
 #: The schedule types a flow model runs: its own shifted schedule, uniform in flow time, which is
 #: what "Simple", "Normal", "Uniform" and "SGM Uniform" mean there (Forge's "Simple" for FLUX).
@@ -54,8 +61,47 @@ class PassScheduler:
     start: int = 0
 
 
+def request_sampler(sampler_name: str, schedule_type: str,
+                    field_names: tuple[str, str] = ("sampler_name", "scheduler")) -> tuple[str, str]:
+    """The sampler and schedule type a request records, checked as far as they can be before its
+    model is known: both names exist, and the pair runs on noise-prediction models or on flow
+    models ("LCM" with "Simple" runs FLUX.1 only). The model's own kind is checked as its pass
+    starts (``pass_scheduler``).
+
+    Raises:
+        RequestValidationError: naming ``field_names[0]`` (the sampler) or ``field_names[1]``.
+    """
+    sampler_field, schedule_field = field_names
+    try:
+        spec, schedule = resolve_sampler(sampler_name, schedule_type, check_pairing=False)
+    except UnknownSamplerError as error:
+        raise RequestValidationError(schedule_field if "schedule type" in str(error) else sampler_field,
+                                     str(error)) from None
+    if schedule not in supported_schedule_types(spec) and not _runs_flow(spec.name, schedule):
+        raise RequestValidationError(schedule_field,
+                                     f"schedule type {schedule!r} is not available for sampler {spec.name!r}")
+    return spec.name, schedule
+
+
+def _runs_flow(sampler_name: str, schedule: str) -> bool:
+    try:
+        resolve_flow_sampler(sampler_name)
+    except UnknownFlowSamplerError:
+        return False
+    return schedule in FLOW_SCHEDULE_TYPES
+
+
+def _noise_spec(sampler_name: str, schedule_type: str, family: ModelFamily) -> tuple[SamplerSpec, str]:
+    try:
+        return resolve_sampler(sampler_name, schedule_type)
+    except UnknownSamplerError as error:
+        field_name = "scheduler" if "schedule type" in str(error) else "sampler_name"
+        raise RequestValidationError(field_name, f"{error} on {family.label}") from None
+
+
 def _flow_spec(sampler_name: str, schedule_type: str, family: ModelFamily) -> FlowSamplerSpec:
-    spec, schedule = resolve_sampler(sampler_name, schedule_type)  # A1111's aliases and combined names
+    # A1111's aliases and combined names; the pairing is the flow schedule's, checked below
+    spec, schedule = resolve_sampler(sampler_name, schedule_type, check_pairing=False)
     if schedule not in FLOW_SCHEDULE_TYPES:
         raise RequestValidationError("scheduler", f"schedule type {schedule!r} is not available for {family.label} "
                                      f"(a flow model); choose one of {', '.join(FLOW_SCHEDULE_TYPES)}")
@@ -79,11 +125,11 @@ def pass_scheduler(family: ModelFamily, scheduler_config: dict[str, Any], sample
         seeds: the batch's seeds (Brownian-tree samplers seed their noise per image).
 
     Raises:
-        RequestValidationError: the sampler or schedule type does not run this family.
-        UnknownSamplerError: an unknown sampler or schedule name.
+        RequestValidationError: an unknown sampler or schedule type, or one that does not run
+            this family.
     """
     if family.prediction != "flow":
-        spec, schedule = resolve_sampler(sampler_name, schedule_type)
+        spec, schedule = _noise_spec(sampler_name, schedule_type, family)
         if steps_to_run is None:
             return PassScheduler(spec, timed_scheduler(spec, schedule, scheduler_config, total_steps, device, seeds,
                                                        ays_table=family.align_your_steps))

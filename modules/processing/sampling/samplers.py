@@ -173,15 +173,18 @@ def concrete_schedule(spec: SamplerSpec, schedule_type: str) -> str | None:
     return None if spec.keeps_model_spacing else spec.default_schedule
 
 
-def resolve_sampler(name: str, schedule_type: str = "Automatic") -> tuple[SamplerSpec, str]:
+def resolve_sampler(name: str, schedule_type: str = "Automatic", *,
+                    check_pairing: bool = True) -> tuple[SamplerSpec, str]:
     """Resolve a sampler name (or alias, or old combined name) and a schedule type.
 
     Returns the spec and the schedule type to record ("Automatic" stays "Automatic"; a
     combined name such as "DPM++ 2M Karras" with "Automatic" yields "Karras").
+    ``check_pairing`` False resolves the names only (a flow model takes pairs that the
+    noise-prediction sampler does not, see ``job_schedulers.request_sampler``).
 
     Raises:
-        UnknownSamplerError: unknown sampler or schedule type, or a schedule type the
-            sampler cannot use.
+        UnknownSamplerError: unknown sampler or schedule type, or (``check_pairing``) a
+            schedule type the sampler cannot use.
     """
     schedule_by_lower = {s.lower(): s for s in SCHEDULE_TYPES}
     schedule = schedule_by_lower.get((schedule_type or "Automatic").strip().lower())
@@ -199,7 +202,7 @@ def resolve_sampler(name: str, schedule_type: str = "Automatic") -> tuple[Sample
     if spec is None:
         known = ", ".join(s.name for s in SAMPLERS)
         raise UnknownSamplerError(f"unknown sampler {name!r}; choose one of {known}")
-    if schedule not in supported_schedule_types(spec):
+    if check_pairing and schedule not in supported_schedule_types(spec):
         raise UnknownSamplerError(f"schedule type {schedule!r} is not available for sampler {spec.name!r}")
     return spec, schedule
 
