@@ -15,6 +15,7 @@ from typing import Any
 
 from modules.processing.errors import RequestValidationError
 from modules.processing.generation.hires import HiresFix
+from modules.processing.guidance import CFG_SCALE_RANGE, DEFAULT_DISTILLED_CFG_SCALE, DISTILLED_CFG_SCALE_RANGE
 from modules.processing.prompts.prompt_encoding import EMPHASIS_MODES
 from modules.processing.sampling.job_schedulers import request_sampler
 from modules.processing.sampling.seeds import RANDN_SOURCES
@@ -24,12 +25,6 @@ __all__ = ["API_FIELD_NAMES", "DEFAULT_DISTILLED_CFG_SCALE", "DISTILLED_CFG_SCAL
 
 #: Largest accepted seed: seed + image index must still fit torch's 64-bit generator seed.
 MAX_SEED = 2**63 - 1 - 100_000
-#: Forge's "Distilled CFG Scale" default: the guidance strength FLUX.1-dev was distilled around
-#: (BFL's and diffusers' FluxPipeline default, 3.5). A job on a guidance-distilled model that
-#: gives none uses it; the UI slider starts there.
-DEFAULT_DISTILLED_CFG_SCALE = 3.5
-#: Its accepted range, inclusive (Forge's slider: 0 to 30).
-DISTILLED_CFG_SCALE_RANGE = (0.0, 30.0)
 
 API_FIELD_NAMES: Mapping[str, str] = MappingProxyType(
     {
@@ -175,7 +170,7 @@ class Txt2ImgRequest:
             if value % 8:
                 raise RequestValidationError(name, f"must be a multiple of 8, got {value}")
         check_int("num_inference_steps", self.num_inference_steps, 1, lim.max_steps)
-        check_float("guidance_scale", self.guidance_scale, 1.0, 30.0)
+        check_float("guidance_scale", self.guidance_scale, *CFG_SCALE_RANGE)
         if self.distilled_cfg_scale is not None:
             check_float("distilled_cfg_scale", self.distilled_cfg_scale, *DISTILLED_CFG_SCALE_RANGE)
         check_int("seed", self.seed, -1, MAX_SEED)

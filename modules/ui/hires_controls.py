@@ -11,13 +11,15 @@ from typing import Any
 
 import gradio as gr
 
+from modules.processing.guidance import CFG_SCALE_RANGE, DISTILLED_CFG_SCALE_RANGE
 from modules.processing.sampling.samplers import SAMPLERS, SCHEDULE_TYPES
 
 __all__ = ["HIRES_FIELDS", "build_hires_controls"]
 
 #: The accordion's controls by A1111 payload name, in the order the Generate handler gets them.
 HIRES_FIELDS = ("enable_hr", "hr_upscaler", "hr_second_pass_steps", "denoising_strength", "hr_scale",
-                "hr_resize_x", "hr_resize_y", "hr_sampler_name", "hr_scheduler", "hr_prompt", "hr_negative_prompt")
+                "hr_resize_x", "hr_resize_y", "hr_sampler_name", "hr_scheduler", "hr_prompt", "hr_negative_prompt",
+                "hr_cfg", "hr_distilled_cfg")
 
 
 def build_hires_controls(c: dict[str, Any], upscalers: Sequence[str]) -> None:
@@ -43,6 +45,13 @@ def build_hires_controls(c: dict[str, Any], upscalers: Sequence[str]) -> None:
                                                elem_id="hr_sampler")
             c["hr_scheduler"] = gr.Dropdown(["Use same scheduler", *SCHEDULE_TYPES], value="Use same scheduler",
                                             label="Hires schedule type", elem_id="hr_scheduler")
+        with gr.Row():  # Forge's two hires guidance sliders; 0 keeps the first pass's value
+            c["hr_cfg"] = gr.Slider(0.0, CFG_SCALE_RANGE[1], value=0.0, step=0.5, label="Hires CFG Scale",
+                                    info="0: the same as CFG Scale", elem_id="txt2img_hr_cfg")
+            c["hr_distilled_cfg"] = gr.Slider(0.0, DISTILLED_CFG_SCALE_RANGE[1], value=0.0, step=0.1,
+                                              label="Hires Distilled CFG Scale",
+                                              info="0: the same as Distilled CFG Scale (FLUX.1-dev)",
+                                              elem_id="txt2img_hr_distilled_cfg")
         with gr.Row():
             c["hr_prompt"] = gr.Textbox(label="Hires prompt", lines=2, elem_id="hires_prompt",
                                         placeholder="Prompt for hires fix pass.\nLeave empty to use the same prompt.")

@@ -55,7 +55,7 @@ def options(api: httpx.Client) -> Iterator[Callable[[dict[str, Any]], httpx.Resp
 
 
 def test_unknown_fields_are_ignored_and_reported_known_ones_stay_strict(api: httpx.Client) -> None:
-    extra = {"seed_enable_extras": True, "hr_distilled_cfg": 3.5, "include_init_images": False}
+    extra = {"seed_enable_extras": True, "hr_force": True, "include_init_images": False}
     plain = api.post("/txt2img", json=BASE).json()
     tolerant = api.post("/txt2img", json={**BASE, **extra})
     assert tolerant.status_code == 200, tolerant.text

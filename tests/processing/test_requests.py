@@ -136,12 +136,12 @@ def test_api_payload_errors_name_the_field(payload: dict, field_name: str) -> No
 
 def test_unknown_fields_are_ignored_and_listed_known_ones_still_read() -> None:
     # Fields of other A1111/Forge versions: A1111's own reader ignores them, so does ours.
-    payload = {"prompt": "p", "steps": 3, "seed_enable_extras": True, "hr_distilled_cfg": 3.5,
+    payload = {"prompt": "p", "steps": 3, "seed_enable_extras": True, "hr_force": True,
                "override_settings": {"eta_noise_seed_delta": 31337, "randn_source": "GPU"}}
     request = txt2img_request_from_api(payload)
     assert (request.num_inference_steps, request.eta_noise_seed_delta, request.randn_source) == (3, 31337, "GPU")
     warnings = unknown_fields(payload, TXT2IMG_API_FIELDS, "txt2img")
-    assert [w.split(":")[0] for w in warnings] == ["seed_enable_extras", "hr_distilled_cfg"]
+    assert [w.split(":")[0] for w in warnings] == ["seed_enable_extras", "hr_force"]
     assert all("ignored" in w for w in warnings)
 
 

@@ -71,7 +71,7 @@ def _wait_for_upload(page, name: str, after: int = 0) -> None:
 
 
 def _wait_for_editor_image(page) -> None:
-    """Until the editor shows an image (its zoom level appears next to the tools)."""
+    """Until the editor shows a canvas (its zoom level appears next to the tools)."""
     page.wait_for_function("id => (document.getElementById(id) || {}).innerText?.includes('%')", arg=EDITOR,
                            timeout=30_000)
 
@@ -148,8 +148,10 @@ def test_an_uploaded_image_keeps_every_pixel_outside_the_painted_mask(inpaint_pa
     original.save(source)
     page.get_by_role("tab", name="img2img", exact=True).click()
     page.get_by_role("tab", name="Inpaint", exact=True).click()
-    # The blank canvas shows a zoom level too: wait until the editor's zoom says the image is in,
-    # or a loaded machine paints on the blank canvas before the image arrives.
+    # The blank canvas shows a zoom level too: wait until it does (the editor is ready), then until
+    # the zoom changes for the image, or a loaded machine paints on the blank canvas before the
+    # image arrives (the blank zoom appearing late would pass for the image's).
+    _wait_for_editor_image(page)
     blank = page.evaluate("id => document.getElementById(id).innerText", EDITOR)
     page.locator(f"#{EDITOR} input[type=file]").first.set_input_files(str(source))
     page.wait_for_function("([id, blank]) => { const text = document.getElementById(id).innerText;"

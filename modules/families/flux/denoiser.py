@@ -82,7 +82,8 @@ class FluxDenoiser(torch.nn.Module):
             sample: (N, 16, h, w) latents (N = batch x CFG copies).
             timestep: the scheduler's timestep, flow time x 1000 (0-d or (N,)).
             encoder_hidden_states: (N, T, 4096) T5 embeddings.
-            added_cond_kwargs: ``{"text_embeds": (N, 768)}``, the pooled CLIP-L embedding.
+            added_cond_kwargs: ``{"text_embeds": (N, 768)}``, the pooled CLIP-L embedding, and
+                optionally ``"guidance"`` (N,), a pass's own distilled guidance strength.
 
         Returns:
             ``((N, 16, h, w) velocity,)``.
@@ -93,7 +94,9 @@ class FluxDenoiser(torch.nn.Module):
         dtype = self.transformer.dtype
         t = (timestep.to(torch.float32) / TIMESTEP_SCALE).expand(batch).to(dtype)
         guidance = None
-        if self.distilled_guidance is not None:
+        if "guidance" in added_cond_kwargs and self.distilled_guidance is not None:
+            guidance = added_cond_kwargs["guidance"].to(device=sample.device, dtype=torch.float32)
+        elif self.distilled_guidance is not None:
             guidance = torch.full((batch,), float(self.distilled_guidance), device=sample.device, dtype=torch.float32)
         tokens = self.transformer(
             hidden_states=pack_latents(sample.to(dtype)),

@@ -18,6 +18,7 @@ import torch
 from PIL import Image
 
 from modules.processing.errors import RequestValidationError
+from modules.processing.guidance import CFG_SCALE_RANGE, DISTILLED_CFG_SCALE_RANGE
 
 __all__ = ["LATENT_UPSCALE_MODES", "HiresFix", "ImageUpscale", "hires_parameters", "resize_pixels", "upscale_latents"]
 
@@ -42,7 +43,8 @@ class HiresFix:
 
     ``resize_x``/``resize_y`` (0 = unset) take precedence over ``scale``: one of them keeps the
     first pass's aspect ratio, both crop to fit. ``steps`` 0 means the first pass's steps;
-    empty ``sampler_name``/``scheduler``/``prompt``/``negative_prompt`` mean "use the same".
+    empty ``sampler_name``/``scheduler``/``prompt``/``negative_prompt`` mean "use the same", as
+    None ``guidance_scale`` (Forge's ``hr_cfg``) and ``distilled_cfg_scale`` (``hr_distilled_cfg``) do.
     """
 
     upscaler: str = "Latent"
@@ -55,6 +57,8 @@ class HiresFix:
     scheduler: str = ""
     prompt: str = ""
     negative_prompt: str = ""
+    guidance_scale: float | None = None
+    distilled_cfg_scale: float | None = None
 
     def __post_init__(self) -> None:
         checks = [
@@ -65,6 +69,11 @@ class HiresFix:
             ("hr_second_pass_steps", _count(self.steps) and self.steps <= 150, "must be a whole number from 0 to 150"),
             ("denoising_strength", _number(self.denoising_strength) and 0.0 <= self.denoising_strength <= 1.0,
              "must be a number from 0 to 1"),
+            ("hr_cfg", self.guidance_scale is None or _within(self.guidance_scale, CFG_SCALE_RANGE),
+             _range_message(CFG_SCALE_RANGE)),
+            ("hr_distilled_cfg", self.distilled_cfg_scale is None or _within(self.distilled_cfg_scale,
+                                                                             DISTILLED_CFG_SCALE_RANGE),
+             _range_message(DISTILLED_CFG_SCALE_RANGE)),
         ]
         for name, ok, message in checks:
             if not ok:
@@ -109,14 +118,26 @@ class HiresFix:
         return total, max(1, min(int(total * self.denoising_strength), total))
 
     def for_second_pass(self, request: object) -> object:
-        """``request`` with the second pass's prompts, sampler and schedule type."""
-        changes = {name: getattr(self, name) for name in ("prompt", "negative_prompt", "sampler_name", "scheduler")
-                   if getattr(self, name)}
+        """``request`` with the second pass's prompts, sampler, schedule type and guidance."""
+        changes: dict[str, object] = {name: getattr(self, name) for name in _SAME_WHEN_EMPTY if getattr(self, name)}
+        changes.update({name: getattr(self, name) for name in _SAME_WHEN_NONE if getattr(self, name) is not None})
         return dataclasses.replace(request, **changes)  # type: ignore[type-var]
 
 
+# The request fields a second pass may set, by how "use the first pass's" is written.
+_SAME_WHEN_EMPTY = ("prompt", "negative_prompt", "sampler_name", "scheduler")
+_SAME_WHEN_NONE = ("guidance_scale", "distilled_cfg_scale")
 _FIELD_OF = {"hr_upscaler": "upscaler", "hr_scale": "scale", "hr_resize_x": "resize_x", "hr_resize_y": "resize_y",
-             "hr_second_pass_steps": "steps", "denoising_strength": "denoising_strength"}
+             "hr_second_pass_steps": "steps", "denoising_strength": "denoising_strength",
+             "hr_cfg": "guidance_scale", "hr_distilled_cfg": "distilled_cfg_scale"}
+
+
+def _within(value: object, bounds: tuple[float, float]) -> bool:
+    return _number(value) and bounds[0] <= value <= bounds[1]  # type: ignore[operator]
+
+
+def _range_message(bounds: tuple[float, float]) -> str:
+    return f"must be a number from {bounds[0]:g} to {bounds[1]:g}"
 
 
 def _number(value: object) -> bool:
@@ -184,4 +205,8 @@ def hires_parameters(hires: HiresFix, width: int, height: int) -> dict[str, obje
         params["Hires sampler"] = hires.sampler_name
     if hires.scheduler:
         params["Hires schedule type"] = hires.scheduler
+    if hires.guidance_scale is not None:  # Forge's keys
+        params["Hires CFG Scale"] = hires.guidance_scale
+    if hires.distilled_cfg_scale is not None:
+        params["Hires Distilled CFG Scale"] = hires.distilled_cfg_scale
     return params

@@ -165,14 +165,17 @@ def resolved_request(model: LoadedModel, request: RequestT) -> RequestT:
     models (FLUX.1-dev) and dropped on the others, which have no such input (so SD infotexts
     do not gain the key), and a flow model's "Automatic" schedule named."""
     distilled = None
+    hires = request.hires
     if model.family.capabilities.distilled_guidance:
         distilled = (DEFAULT_DISTILLED_CFG_SCALE if request.distilled_cfg_scale is None
                      else request.distilled_cfg_scale)
+    elif hires is not None and hires.distilled_cfg_scale is not None:
+        hires = dataclasses.replace(hires, distilled_cfg_scale=None)
     scheduler = request.scheduler
     if model.family.prediction == "flow" and scheduler == "Automatic":
         scheduler = FLOW_AUTOMATIC_SCHEDULE
     return dataclasses.replace(request, seed=resolve_seed(request.seed), subseed=resolve_seed(request.subseed),
-                               distilled_cfg_scale=distilled, scheduler=scheduler)
+                               distilled_cfg_scale=distilled, scheduler=scheduler, hires=hires)
 
 
 @contextlib.contextmanager
@@ -308,7 +311,8 @@ def _hires_pass(model: LoadedModel, job: Job, batch_index: int, seeds: ImageSeed
     start_latents = noised_to(scheduler, init, noise, scheduler.timesteps[start:start + 1])
     inputs = DenoiseInputs(
         unet=unet, scheduler=scheduler, latents=start_latents,
-        cond=conds.at(0)[0], uncond=conds.at(0)[1], conds_at=conds.at, guidance_scale=request.guidance_scale,
+        cond=conds.at(0)[0], uncond=conds.at(0)[1], conds_at=conds.at, guidance_scale=second.guidance_scale,
+        distilled_guidance=second.distilled_cfg_scale,
         num_steps=steps_to_run, time_ids=sdxl_time_ids(model, second), extra_channels=_inpaint_channels(model, second),
         step_kwargs=sampler_step_kwargs(spec, scheduler, second, generators), seeds=tuple(batch_seeds),
         job_id=job.id, start_index=start,

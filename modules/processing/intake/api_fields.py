@@ -59,8 +59,12 @@ HIRES_FIELDS = {
     "hr_upscaler": "upscaler", "hr_scale": "scale", "hr_resize_x": "resize_x", "hr_resize_y": "resize_y",
     "hr_second_pass_steps": "steps", "denoising_strength": "denoising_strength", "hr_sampler_name": "sampler_name",
     "hr_scheduler": "scheduler", "hr_prompt": "prompt", "hr_negative_prompt": "negative_prompt",
+    "hr_cfg": "guidance_scale", "hr_distilled_cfg": "distilled_cfg_scale",  # Forge's
 }
-_HIRES_KEYS = frozenset({"enable_hr", "hr_checkpoint_name", *HIRES_FIELDS})
+#: Hires guidance fields where 0 also means "the first pass's" (CFG below 1 cannot run, and the
+#: UI's sliders start at 0 for "use same").
+_ZERO_IS_SAME = frozenset({"guidance_scale", "distilled_cfg_scale"})
+_HIRES_KEYS = frozenset({"enable_hr", "hr_checkpoint_name", "hr_additional_modules", *HIRES_FIELDS})
 #: Fields of A1111's txt2img API that its img2img API does not have.
 TXT2IMG_ONLY_FIELDS: frozenset[str] = (_HIRES_KEYS - {"denoising_strength"}) | {
     "firstphase_width", "firstphase_height", "firstpass_image"}
@@ -141,6 +145,8 @@ def txt2img_fields(payload: Mapping[str, Any], kind: str, handled: frozenset[str
 
 # What A1111 clients send to mean "as the first pass".
 _SAME_AS_FIRST_PASS = (None, "", "Use same sampler", "Use same scheduler", "Use same checkpoint")
+#: Forge's ``hr_additional_modules`` values that keep the first pass's modules.
+_SAME_MODULES = (None, [], ["Use same choices"], "Use same choices")
 
 
 def hires_from_api(payload: Mapping[str, Any]) -> HiresFix | None:
@@ -157,10 +163,15 @@ def hires_from_api(payload: Mapping[str, Any]) -> HiresFix | None:
     if payload.get("hr_checkpoint_name") not in _SAME_AS_FIRST_PASS:
         raise RequestValidationError("hr_checkpoint_name", "a second checkpoint for the hires pass is not "
                                                            "supported; use \"Use same checkpoint\"")
+    if payload.get("hr_additional_modules") not in _SAME_MODULES:
+        raise RequestValidationError("hr_additional_modules", "other VAE / text encoder files for the hires "
+                                                              "pass are not supported; use \"Use same choices\"")
     fields = {}
     for key, name in HIRES_FIELDS.items():
         value = payload.get(key)
         if value in _SAME_AS_FIRST_PASS and name not in ("upscaler", "denoising_strength", "scale"):
+            continue
+        if name in _ZERO_IS_SAME and value == 0 and not isinstance(value, bool):
             continue
         if value is not None:
             fields[name] = value

@@ -160,7 +160,9 @@ def _hires_from_params(params: Mapping[str, str]) -> HiresFix | None:
                               "resize_x": _number(params, "Hires resize-1", int, 0),
                               "resize_y": _number(params, "Hires resize-2", int, 0),
                               "steps": _number(params, "Hires steps", int, 0),
-                              "denoising_strength": _number(params, "Denoising strength", float, 0.7)}
+                              "denoising_strength": _number(params, "Denoising strength", float, 0.7),
+                              "guidance_scale": _number(params, "Hires CFG Scale", float, None),
+                              "distilled_cfg_scale": _number(params, "Hires Distilled CFG Scale", float, None)}
     for key, name in (("Hires sampler", "sampler_name"), ("Hires schedule type", "scheduler"),
                       ("Hires prompt", "prompt"), ("Hires negative prompt", "negative_prompt")):
         if key in params:
@@ -195,7 +197,9 @@ def _hires_values(hires: HiresFix | None) -> dict[str, Any]:
             "denoising_strength": hires.denoising_strength,
             "hr_sampler_name": hires.sampler_name or "Use same sampler",
             "hr_scheduler": hires.scheduler or "Use same scheduler",
-            "hr_prompt": hires.prompt, "hr_negative_prompt": hires.negative_prompt}
+            "hr_prompt": hires.prompt, "hr_negative_prompt": hires.negative_prompt,
+            # The UI's "use same" is 0 on these sliders (see ``intake.api_fields``).
+            "hr_cfg": hires.guidance_scale or 0.0, "hr_distilled_cfg": hires.distilled_cfg_scale or 0.0}
 
 
 # Payload fields A1111's API ``infotext`` field can fill, and the infotext key each comes from.

@@ -42,6 +42,9 @@ class DenoiseInputs:
         guidance_scale: CFG scale; 1 also disables the unconditional half.
         num_steps: sampling steps of this pass (the scheduler may call the UNet more often).
         time_ids: SDXL micro-conditioning (B, 6), or None.
+        distilled_guidance: the guidance strength of a guidance-distilled model (FLUX.1-dev) for
+            this pass, when it differs from the one the denoiser was built with (Hires. fix's own);
+            None keeps the denoiser's.
         extra_channels: (B, 5, H/8, W/8) mask + masked-image latents for 9-channel
             inpainting UNets, or None.
         step_kwargs: extra keyword arguments of ``scheduler.step`` (eta, generator).
@@ -64,6 +67,7 @@ class DenoiseInputs:
     guidance_scale: float
     num_steps: int
     time_ids: torch.Tensor | None = None
+    distilled_guidance: float | None = None
     extra_channels: torch.Tensor | None = None
     step_kwargs: Mapping[str, Any] = field(default_factory=dict)
     seeds: tuple[int, ...] = ()
@@ -115,6 +119,9 @@ def predict_noise(inputs: DenoiseInputs, step: StepParams, model_input: torch.Te
         added = {"text_embeds": torch.cat([c.pooled for c in conds])}
         if inputs.time_ids is not None:
             added["time_ids"] = torch.cat([inputs.time_ids] * copies)
+        if inputs.distilled_guidance is not None:
+            added["guidance"] = torch.full((batch.shape[0],), float(inputs.distilled_guidance), dtype=torch.float32,
+                                           device=batch.device)
     call = ModelCall(batch, step.timestep, embeds, added, copies, use_cfg, step.guidance_scale)
     residuals = hooks.unet_residuals(step, call) if hooks else None
     if residuals is not None:

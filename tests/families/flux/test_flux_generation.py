@@ -186,6 +186,22 @@ def test_hires_fix_runs_a_second_flow_pass_at_the_larger_size(flux: LoadedModel)
     assert "Hires upscale: 2" in result.infotexts[0]
 
 
+def test_hires_distilled_guidance_steers_only_the_second_pass(flux: LoadedModel) -> None:
+    # Forge's "Hires Distilled CFG Scale": the FLUX.1-dev guidance input of the hires pass alone.
+    def run(**hires_fields: object) -> tuple[np.ndarray, str]:
+        hires = HiresFix(upscaler="Latent", scale=2.0, denoising_strength=0.6, **hires_fields)
+        result = run_txt2img(flux, Job(_txt2img(hires=hires)))
+        return _pixels(result.images[0]), result.infotexts[0]
+
+    plain, plain_text = run()
+    assert "Hires Distilled CFG Scale" not in plain_text
+    same, _ = run(distilled_cfg_scale=3.5)  # the first pass's default
+    assert np.array_equal(same, plain)
+    other, other_text = run(distilled_cfg_scale=0.5)
+    assert np.abs(other - plain).mean() > 0.5
+    assert "Hires Distilled CFG Scale: 0.5" in other_text and "Distilled CFG Scale: 3.5" in other_text
+
+
 def test_schnell_is_recognised_and_runs_without_distilled_guidance(tmp_path: Path) -> None:
     install_tiny_flux(tmp_path / "models", "bfl", TINY_SCHNELL, name="flux1-schnell")
     model = _manager(tmp_path).get()

@@ -14,6 +14,7 @@ from modules.processing.intake.api_fields import txt2img_request_from_api
 from modules.processing.jobs.job import Job, ProgressUpdate
 from modules.processing.output.infotext import parse_infotext
 from modules.processing.requests import Txt2ImgRequest
+from modules.processing.sampling.hooks import StepHook, StepParams
 
 
 def _request(hires: HiresFix | None, **fields: object) -> Txt2ImgRequest:
@@ -124,3 +125,78 @@ def test_infotext_round_trips_the_hires_settings() -> None:
     values = txt2img_values_from_infotext(text)
     assert (values["enable_hr"], values["hr_resize_x"], values["hr_scheduler"]) == (True, 128, "Use same scheduler")
     assert txt2img_values_from_infotext(build_infotext("x", "", {"Steps": 3}))["enable_hr"] is False
+
+
+class _GuidanceRecorder(StepHook):
+    """Records the CFG scale each model call is guided with."""
+
+    def __init__(self) -> None:
+        self.scales: list[float] = []
+
+    def before_step(self, step: StepParams) -> None:
+        self.scales.append(step.guidance_scale)
+
+
+def test_hires_cfg_scale_guides_the_second_pass_and_is_recorded(sd15_model: LoadedModel) -> None:
+    # Forge's "Hires CFG Scale": unset (and the first pass's value) leave the image as it was.
+    def run(hires: HiresFix, recorder: StepHook | None = None) -> tuple[np.ndarray, str]:
+        job = Job(_request(hires, guidance_scale=7.0, negative_prompt="blurry"), hooks=[recorder] if recorder else [])
+        result = run_txt2img(sd15_model, job)
+        return np.asarray(result.images[0], dtype=np.int16), result.infotexts[0]
+
+    plain, plain_text = run(HiresFix(denoising_strength=0.6))
+    assert "Hires CFG Scale" not in plain_text
+    same, same_text = run(HiresFix(denoising_strength=0.6, guidance_scale=7.0))
+    assert np.array_equal(same, plain) and "Hires CFG Scale: 7," in same_text
+    recorder = _GuidanceRecorder()
+    stronger, stronger_text = run(HiresFix(denoising_strength=0.6, guidance_scale=20.0), recorder)
+    assert recorder.scales == [7.0] * 4 + [20.0] * 2  # 4 first-pass steps, int(4 * 0.6) hires steps
+    assert not np.array_equal(stronger, plain)  # the tiny model barely listens to text: a small change
+    assert parse_infotext(stronger_text)["Hires CFG Scale"] == "20"
+    assert parse_infotext(stronger_text)["CFG scale"] == "7"  # the first pass keeps its own
+    # SD has no distilled guidance input: the value is dropped, not recorded as if used
+    dropped, dropped_text = run(HiresFix(denoising_strength=0.6, distilled_cfg_scale=2.0))
+    assert np.array_equal(dropped, plain) and "Distilled" not in dropped_text
+
+
+@pytest.mark.parametrize(("field", "value"), [("guidance_scale", 0.5), ("guidance_scale", 31.0),
+                                              ("distilled_cfg_scale", -1.0), ("guidance_scale", "7")])
+def test_out_of_range_hires_guidance_names_its_api_field(field: str, value: object) -> None:
+    with pytest.raises(RequestValidationError) as error:
+        HiresFix(**{field: value})
+    assert error.value.field == {"guidance_scale": "hr_cfg", "distilled_cfg_scale": "hr_distilled_cfg"}[field]
+
+
+def test_api_hires_guidance_zero_or_absent_means_the_first_pass() -> None:
+    base = {"prompt": "x", "enable_hr": True, "denoising_strength": 0.5}
+    assert txt2img_request_from_api(base).hires.guidance_scale is None
+    forge = txt2img_request_from_api({**base, "hr_cfg": 0, "hr_distilled_cfg": 0,
+                                      "hr_additional_modules": ["Use same choices"]})
+    assert (forge.hires.guidance_scale, forge.hires.distilled_cfg_scale) == (None, None)
+    own = txt2img_request_from_api({**base, "hr_cfg": 4.5, "hr_distilled_cfg": 2.0, "hr_additional_modules": []})
+    assert (own.hires.guidance_scale, own.hires.distilled_cfg_scale) == (4.5, 2.0)
+    with pytest.raises(RequestValidationError) as error:
+        txt2img_request_from_api({**base, "hr_additional_modules": ["ae.safetensors"]})
+    assert error.value.field == "hr_additional_modules"
+    with pytest.raises(RequestValidationError) as error:
+        txt2img_request_from_api({**base, "hr_cfg": 99})
+    assert error.value.field == "hr_cfg"
+
+
+def test_hires_guidance_round_trips_through_the_infotext() -> None:
+    from modules.processing.output.infotext import build_infotext
+    from modules.processing.output.request_infotext import (
+        request_from_infotext,
+        txt2img_parameters,
+        txt2img_values_from_infotext,
+    )
+
+    hires = HiresFix(denoising_strength=0.5, guidance_scale=4.0, distilled_cfg_scale=2.5)
+    text = build_infotext("x", "", txt2img_parameters(_request(hires), 9, 9, "m", "abc"))
+    assert "Hires CFG Scale: 4," in text and "Hires Distilled CFG Scale: 2.5" in text
+    assert request_from_infotext(text).hires == hires
+    values = txt2img_values_from_infotext(text)
+    assert (values["hr_cfg"], values["hr_distilled_cfg"]) == (4.0, 2.5)
+    unset = txt2img_values_from_infotext(build_infotext("x", "", txt2img_parameters(
+        _request(HiresFix(denoising_strength=0.5)), 9, 9, "m", "abc")))
+    assert (unset["hr_cfg"], unset["hr_distilled_cfg"]) == (0.0, 0.0)  # the sliders' "use same"
