@@ -575,14 +575,17 @@ class Studio:
         except LookupError:
             return 512
 
-    def family_defaults(self) -> FamilyDefaults:
-        """The sampler, schedule, steps and CFG the UI starts with: the current checkpoint's
-        family's (A1111's for SD; FLUX.1's Euler at CFG 1), SD1.x's when there is none."""
-        try:
-            family = self.context.models.resolve(self.settings.sd_model_checkpoint or None).family
-        except LookupError:
-            family = None
-        return (family or FAMILIES["sd15"]).defaults
+    def family_defaults(self, checkpoint: CheckpointInfo | None = None) -> FamilyDefaults:
+        """The sampler, schedule, steps, CFG and size the UI and ``aigen generate`` start with:
+        the family's of ``checkpoint`` (default: the current one): A1111's for SD, FLUX.1's Euler
+        at CFG 1; SD1.x's when there is none. The size is the checkpoint's own (512 if none)."""
+        if checkpoint is None:
+            try:
+                checkpoint = self.context.models.resolve(self.settings.sd_model_checkpoint or None)
+            except LookupError:
+                return FAMILIES["sd15"].defaults
+        defaults = (checkpoint.family or FAMILIES["sd15"]).defaults
+        return dataclasses.replace(defaults, size=native_resolution(checkpoint))
 
     def vae_choices(self) -> list[str]:
         return [AUTOMATIC, BUILTIN, *[v.name for v in find_vae_files(self.context.models.vae_roots)]]

@@ -16,6 +16,7 @@ from modules.ui.api_endpoints import register_api
 from modules.ui.checkpoint_lists import CheckpointLists
 from modules.ui.extensions_tab import build_extensions_tab
 from modules.ui.extras import build_extras_tab
+from modules.ui.family_follow import wire_family_defaults
 from modules.ui.img2img import build_img2img_tab
 from modules.ui.merger_tab import build_merger_tab
 from modules.ui.models_tab import build_models_tab
@@ -99,13 +100,16 @@ def _quicksettings(studio: Studio, demo: gr.Blocks, lists: CheckpointLists) -> N
                   show_progress="hidden", api_visibility="private")
 
 
-def _wire_checkpoint_lists(demo: gr.Blocks, lists: CheckpointLists, forms: dict[str, dict[str, Any]]) -> None:
+def _wire_checkpoint_lists(studio: Studio, demo: gr.Blocks, lists: CheckpointLists,
+                           forms: dict[str, dict[str, Any]]) -> None:
     """Add the Extra Networks checkpoint cards of each tab's ``controls`` to ``lists`` (a card's
-    click updates every list) and wire the lists."""
+    click updates every list) and wire the lists; after each checkpoint change the forms follow
+    the checkpoint's family."""
     for tab, controls in forms.items():
         if "checkpoints_cards" in controls:
             lists.cards[tab] = controls["checkpoints_cards"]
             lists.after(controls["checkpoint_chosen"])
+    wire_family_defaults(studio, demo, forms.values(), list(lists.changes))
     lists.wire(demo)
 
 
@@ -155,6 +159,6 @@ def build_app(studio: Studio, theme: str | None = None) -> gr.Blocks:
                       concurrency_limit=None)
             wire_send_to(form.panel, tabs, img2img, extras)
             wire_open_folder(demo, form.panel, lambda folder=folder: studio.output_folder(folder))
-        _wire_checkpoint_lists(demo, lists, {"txt2img": txt2img.controls, "img2img": img2img.form.controls})
+        _wire_checkpoint_lists(studio, demo, lists, {"txt2img": txt2img.controls, "img2img": img2img.form.controls})
         register_api(studio)
     return demo

@@ -223,7 +223,8 @@ def scheduler_choices(sampler_name: str, schedule_type: str) -> Any:
     return gr.update(choices=list(choices), value=schedule_type if schedule_type in choices else "Automatic")
 
 
-def _sampler_and_size(c: dict[str, Any], tab: str, side: int, defaults: FamilyDefaults) -> None:
+def _sampler_and_size(c: dict[str, Any], tab: str, defaults: FamilyDefaults) -> None:
+    side = defaults.size
     with gr.Row():
         c["sampler_name"] = gr.Dropdown([s.name for s in SAMPLERS], value=defaults.sampler, label="Sampling method",
                                         elem_id=f"{tab}_sampling")
@@ -297,7 +298,7 @@ def build_generation_tab(studio: Studio, tab: str, submit: Submit, extra_fields:
             # The checkpoint's own size, not A1111's fixed 512: the demo model draws 128x128; and
             # its family's sampler, steps and CFG (A1111's for SD; Euler at CFG 1 for FLUX.1).
             defaults = studio.family_defaults()
-            _sampler_and_size(c, tab, studio.native_resolution(), defaults)
+            _sampler_and_size(c, tab, defaults)
             if below_size:
                 below_size(c)
             _guidance_and_seed(c, tab, defaults)

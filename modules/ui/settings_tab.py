@@ -162,8 +162,9 @@ def build_settings_tab(studio: Studio, demo: gr.Blocks, lists: CheckpointLists |
                           show_progress_on=[result], api_visibility="private")
     for event in (loaded, applied) if theme_js else ():  # the page takes the saved Theme at once
         event.then(None, inputs=[components["theme"]], js=theme_js, api_visibility="private")
-    if lists is not None:
+    if lists is not None:  # a checkpoint chosen here shows in the quicksettings row too
         lists.plain.append(components["sd_model_checkpoint"])
+        lists.after(applied)
     _extension_settings(studio)
 
 

@@ -32,8 +32,9 @@ class Page:
         return found
 
     def _settings_load(self) -> Any:
-        return self._fn(lambda fn: any(event == "load" for _, event in fn.targets) and fn.outputs
-                        and isinstance(fn.outputs[0], gr.State))
+        return self._fn(lambda fn: any(event == "load" for _, event in fn.targets) and len(fn.outputs) > 1
+                        and isinstance(fn.outputs[0], gr.State)
+                        and (fn.outputs[1].elem_id or "").startswith("setting_"))
 
     def _keys(self) -> list[str]:
         return [block.elem_id.removeprefix("setting_") for block in self._settings_load().outputs[1:]]
@@ -109,10 +110,12 @@ def test_the_checkpoint_is_shown_and_never_saved_empty(studio: Studio) -> None:
 
 
 def _list_refresh_after(demo: gr.Blocks, elem_id: str) -> tuple[Any, Any]:
-    """The handler of ``elem_id``'s click and the checkpoint-list update chained after it."""
+    """The handler of ``elem_id``'s click and the checkpoint-list update chained after it (the
+    family-defaults follow is chained there too)."""
     (first,) = [fn for fn in demo.fns.values() if any(getattr(demo.blocks.get(target), "elem_id", None) == elem_id
                                                       for target, _ in fn.targets)]
-    (then,) = [fn for fn in demo.fns.values() if fn.trigger_after == first._id]
+    (then,) = [fn for fn in demo.fns.values() if fn.trigger_after == first._id
+               and "models_table" in [getattr(block, "elem_id", None) for block in fn.outputs]]
     return first, then
 
 
