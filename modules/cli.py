@@ -95,12 +95,14 @@ def _add_generate(commands: Any) -> None:
     gen.add_argument("--seed", type=int, default=-1)
     gen.add_argument("--subseed", type=int, default=-1)
     gen.add_argument("--subseed-strength", type=float, default=0.0)
-    gen.add_argument("--steps", type=int, default=20)
-    gen.add_argument("--cfg-scale", type=float, default=7.0)
+    # Left out, these four are the checkpoint's family's, as the UI starts with: A1111's 20 steps
+    # of DPM++ 2M at CFG 7 for SD, Euler at CFG 1 for FLUX.1 (4 steps on schnell).
+    gen.add_argument("--steps", type=int, default=None, help="default: the checkpoint family's (SD: 20)")
+    gen.add_argument("--cfg-scale", type=float, default=None, help="default: the checkpoint family's (SD: 7)")
     gen.add_argument("--distilled-cfg-scale", type=float, default=None, metavar="FLOAT",
                      help="Forge's Distilled CFG Scale, 0-30 (FLUX.1-dev only; default: the model's, 3.5)")
-    gen.add_argument("--sampler", default="DPM++ 2M")
-    gen.add_argument("--scheduler", default="Automatic")
+    gen.add_argument("--sampler", default=None, help='default: the checkpoint family\'s (SD: "DPM++ 2M")')
+    gen.add_argument("--scheduler", default=None, help='default: the checkpoint family\'s ("Automatic")')
     gen.add_argument("--width", type=int, default=None, help="default: the checkpoint's native size")
     gen.add_argument("--height", type=int, default=None, help="default: the checkpoint's native size")
     gen.add_argument("--batch-size", type=int, default=1)
@@ -115,10 +117,12 @@ def _add_generate(commands: Any) -> None:
                      help="a file in models/text_encoder for a checkpoint without its own (FLUX.1: clip_l, "
                           "t5xxl_fp16); repeat it for each. Default: the one file of each kind there")
     gen.add_argument("--out", type=Path, default=None, help="output folder, or a .png file for one image")
+    gen.add_argument("--denoising-strength", type=float, default=None,
+                     help="img2img (default 0.75) and the hires pass (default 0.7)")
+    _add_hires_flags(gen.add_argument_group("Hires. fix (txt2img, given --enable-hr)"))
     i2i = gen.add_argument_group("img2img / inpainting (given --init-image)")
     i2i.add_argument("--init-image", type=Path, default=None, help="start from this image (img2img)")
     i2i.add_argument("--mask", type=Path, default=None, help="inpaint: white = repaint")
-    i2i.add_argument("--denoising-strength", type=float, default=0.75)
     i2i.add_argument("--resize-mode", type=int, choices=range(4), default=0,
                      help="0 just resize, 1 crop and resize, 2 resize and fill, 3 latent upscale")
     i2i.add_argument("--mask-blur", type=int, default=4)
@@ -127,6 +131,32 @@ def _add_generate(commands: Any) -> None:
     i2i.add_argument("--inpaint-not-masked", action="store_true", help="repaint everything but the mask")
     i2i.add_argument("--only-masked", action="store_true", help="inpaint area: only the masked region")
     i2i.add_argument("--only-masked-padding", type=int, default=32)
+
+
+def _add_hires_flags(hires: Any) -> None:
+    """A1111's Hires. fix fields as flags (``--hr-scale`` is ``hr_scale``); left out, the API's
+    defaults (x2 with the Latent upscaler, the first pass's steps, sampler and CFG)."""
+    hires.add_argument("--enable-hr", action="store_true", help="upscale, then a second img2img pass")
+    hires.add_argument("--hr-scale", type=float, default=None, help="upscale by (default 2)")
+    hires.add_argument("--hr-resize-x", type=int, default=None, help="upscale to this width instead")
+    hires.add_argument("--hr-resize-y", type=int, default=None, help="upscale to this height instead")
+    hires.add_argument("--hr-upscaler", default=None, help='default "Latent"; or an upscaler name (Extras)')
+    hires.add_argument("--hr-second-pass-steps", type=int, default=None, help="default 0: the first pass's")
+    hires.add_argument("--hr-sampler", default=None, help="default: the first pass's")
+    hires.add_argument("--hr-scheduler", default=None, help="default: the first pass's")
+    hires.add_argument("--hr-prompt", default=None, help="default: the first pass's")
+    hires.add_argument("--hr-negative-prompt", default=None, help="default: the first pass's")
+    hires.add_argument("--hr-cfg", type=float, default=None, help="Forge's Hires CFG Scale (default: the first "
+                                                                  "pass's)")
+    hires.add_argument("--hr-distilled-cfg", type=float, default=None,
+                       help="Forge's Hires Distilled CFG Scale (FLUX.1-dev; default: the first pass's)")
+
+
+#: Hires flag -> A1111 payload field, for the flags that map one to one.
+_HIRES_FLAGS = {"hr_scale": "hr_scale", "hr_resize_x": "hr_resize_x", "hr_resize_y": "hr_resize_y",
+                "hr_upscaler": "hr_upscaler", "hr_second_pass_steps": "hr_second_pass_steps",
+                "hr_sampler": "hr_sampler_name", "hr_scheduler": "hr_scheduler", "hr_prompt": "hr_prompt",
+                "hr_negative_prompt": "hr_negative_prompt", "hr_cfg": "hr_cfg", "hr_distilled_cfg": "hr_distilled_cfg"}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -162,8 +192,9 @@ def _img2img_flags(args: argparse.Namespace) -> dict[str, Any]:
         if args.mask is not None:
             raise CliInputError("--mask needs --init-image")
         return {}
+    strength = 0.75 if args.denoising_strength is None else args.denoising_strength
     fields: dict[str, Any] = {"init_images": [_image_flag(args.init_image, "--init-image")],
-                              "denoising_strength": args.denoising_strength, "resize_mode": args.resize_mode}
+                              "denoising_strength": strength, "resize_mode": args.resize_mode}
     if args.mask is not None:
         fields.update({"mask": _image_flag(args.mask, "--mask"), "mask_blur": args.mask_blur,
                        "inpainting_fill": args.masked_content, "inpaint_full_res": args.only_masked,
@@ -172,12 +203,28 @@ def _img2img_flags(args: argparse.Namespace) -> dict[str, Any]:
     return fields
 
 
+def _hires_flags(args: argparse.Namespace) -> dict[str, Any]:
+    """The Hires. fix payload fields of the flags (none without ``--enable-hr``)."""
+    given = {flag: value for flag in _HIRES_FLAGS if (value := getattr(args, flag)) is not None}
+    if not args.enable_hr:
+        if given:
+            raise CliInputError(f"--{next(iter(given)).replace('_', '-')} needs --enable-hr")
+        return {}
+    if args.init_image is not None:
+        raise CliInputError("--enable-hr is txt2img's; leave out --init-image")
+    strength = 0.7 if args.denoising_strength is None else args.denoising_strength
+    return {"enable_hr": True, "denoising_strength": strength,
+            **{_HIRES_FLAGS[flag]: value for flag, value in given.items()}}
+
+
 def _payload_from_flags(args: argparse.Namespace) -> dict[str, Any]:
-    size = {name: value for name in ("width", "height") if (value := getattr(args, name)) is not None}
-    return {**size, **_img2img_flags(args),
+    given = {field: value for name, field in (("width", "width"), ("height", "height"), ("steps", "steps"),
+                                              ("cfg_scale", "cfg_scale"), ("sampler", "sampler_name"),
+                                              ("scheduler", "scheduler"))
+             if (value := getattr(args, name)) is not None}
+    return {**given, **_hires_flags(args), **_img2img_flags(args),
         "prompt": args.prompt, "negative_prompt": args.negative_prompt, "seed": args.seed,
-        "subseed": args.subseed, "subseed_strength": args.subseed_strength, "steps": args.steps,
-        "cfg_scale": args.cfg_scale, "sampler_name": args.sampler, "scheduler": args.scheduler,
+        "subseed": args.subseed, "subseed_strength": args.subseed_strength,
         "batch_size": args.batch_size, "n_iter": args.n_iter,
         "tiling": args.tiling,
         **({"distilled_cfg_scale": args.distilled_cfg_scale} if args.distilled_cfg_scale is not None else {}),
@@ -234,7 +281,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         context: AppContext = build_app_context(args)
         started = time.monotonic()
-        summary = run_generate(context, payload, args.out)
+        summary = run_generate(context, payload, args.out, family_defaults=args.command == "generate")
     except CliInputError as error:
         print(f"aigen: error: {error}", file=sys.stderr)
         return EXIT_BAD_INPUT

@@ -15,9 +15,10 @@ from typing import Any
 from PIL import Image
 
 from modules.app import AppContext
+from modules.families.base import FamilyDefaults
 from modules.model_references import MODEL_OPTIONS, model_fields
 from modules.models.files import ModelFileError
-from modules.models.registry import CheckpointInfo, CheckpointRegistry, ModelNotFoundError, native_resolution
+from modules.models.registry import CheckpointInfo, CheckpointRegistry, ModelNotFoundError
 from modules.processing.errors import RequestValidationError
 from modules.processing.generation.txt2img import GenerationResult
 from modules.processing.intake.image_input import decode_base64_image
@@ -65,9 +66,12 @@ def open_studio(context: AppContext) -> Studio:
     return Studio(context, SettingsStore(context.paths.root / "config.json"), journal=False)
 
 
-def run_generate(context: AppContext, payload: dict[str, Any], out: Path | None) -> dict[str, Any]:
+def run_generate(context: AppContext, payload: dict[str, Any], out: Path | None,
+                 family_defaults: bool = False) -> dict[str, Any]:
     """Generate from an A1111-style payload through the studio; returns the summary printed as JSON.
     The studio is closed before this returns (its worker thread ends), also on Ctrl+C.
+    A size left out is the checkpoint's own; with ``family_defaults`` (``generate``'s flags, not
+    an A1111 JSON payload) so are a sampler, schedule type, steps and CFG scale left out.
 
     Raises:
         RequestValidationError, ModelNotFoundError, ModelFileError, FileExistsError, JobFailedError,
@@ -82,8 +86,7 @@ def run_generate(context: AppContext, payload: dict[str, Any], out: Path | None)
     try:
         for warning in studio.settings_warnings:
             print(f"aigen: warning: config.json: {warning}", file=sys.stderr)
-        if "width" not in payload and "height" not in payload:
-            payload = {**payload, **_default_size(studio, payload, checkpoint)}
+        payload = {**_defaults(studio, payload, checkpoint, family_defaults), **payload}
         folder = out if out is not None and not exact else None
         submit = studio.submit_img2img if is_img2img else studio.submit_txt2img
         job_id = submit({**payload, **_saving_fields(out, exact)}, owner=OwnerOptions(checkpoint, folder))
@@ -157,27 +160,48 @@ def _owner_checkpoint(registry: CheckpointRegistry, payload: dict[str, Any]) -> 
     return rest, info
 
 
-def _default_size(studio: Studio, payload: Mapping[str, Any], checkpoint: CheckpointInfo | None) -> dict[str, int]:
-    """Unlike A1111's fixed 512, a size left out is the checkpoint's own (128 for the demo
-    model); img2img keeps the input's size, rounded down to a multiple of 8."""
-    if "init_images" in payload:
-        images = payload["init_images"]
-        first = images[0] if isinstance(images, list) and images else None
-        try:
-            image = first if isinstance(first, Image.Image) else decode_base64_image(first, "init_images[0]")
-        except RequestValidationError:
-            return {}  # the studio names the bad image
-        return {"width": max(64, image.width // 8 * 8), "height": max(64, image.height // 8 * 8)}
-    if checkpoint is None:
-        reference = _checkpoint_reference(payload)
-        if reference is None:
-            return {"width": studio.native_resolution(), "height": studio.native_resolution()}
+def _defaults(studio: Studio, payload: Mapping[str, Any], checkpoint: CheckpointInfo | None,
+              family: bool) -> dict[str, Any]:
+    """The payload's defaults that are the checkpoint's own (``payload`` overrides them).
+
+    Unlike A1111's fixed 512, a size left out is the checkpoint's native one (128 for the demo
+    model); img2img keeps the input's size, rounded down to a multiple of 8. With ``family``,
+    also the family's sampler, schedule type, steps and CFG (FLUX.1: Euler at CFG 1).
+    """
+    defaults = _checkpoint_defaults(studio, payload, checkpoint)
+    if defaults is None:
+        return {}  # the studio names the unknown checkpoint
+    if "width" in payload or "height" in payload:
+        size = {}
+    elif "init_images" in payload:
+        size = _input_size(payload["init_images"])
+    else:
+        size = {"width": defaults.size, "height": defaults.size}
+    fields = {"sampler_name": defaults.sampler, "scheduler": defaults.scheduler, "steps": defaults.steps,
+              "cfg_scale": defaults.cfg_scale} if family else {}
+    return {**size, **fields}
+
+
+def _input_size(images: Any) -> dict[str, int]:
+    """img2img's default size: the first input image's, rounded down to a multiple of 8."""
+    first = images[0] if isinstance(images, list) and images else None
+    try:
+        image = first if isinstance(first, Image.Image) else decode_base64_image(first, "init_images[0]")
+    except RequestValidationError:
+        return {}  # the studio names the bad image
+    return {"width": max(64, image.width // 8 * 8), "height": max(64, image.height // 8 * 8)}
+
+
+def _checkpoint_defaults(studio: Studio, payload: Mapping[str, Any],
+                         checkpoint: CheckpointInfo | None) -> FamilyDefaults | None:
+    """The family defaults of the checkpoint the job runs (the owner's file, the one the payload
+    names, else the current one); None when the payload names no known checkpoint."""
+    if checkpoint is None and (reference := _checkpoint_reference(payload)) is not None:
         try:
             checkpoint = studio.context.registry.find(reference)
         except ModelNotFoundError:
-            return {}  # the studio names it
-    side = native_resolution(checkpoint)
-    return {"width": side, "height": side}
+            return None
+    return studio.family_defaults(checkpoint)
 
 
 def _saving_fields(out: Path | None, exact: bool) -> dict[str, Any]:

@@ -247,9 +247,35 @@ def test_bad_flag_exits_2_in_one_line_before_heavy_imports(tmp_path: Path) -> No
 def test_distilled_cfg_scale_flag_reaches_the_payload_only_when_given() -> None:
     parser = cli.build_parser()
     given = cli._payload_from_flags(parser.parse_args(["generate", "--prompt", "x", "--distilled-cfg-scale", "2.5"]))
-    assert given["distilled_cfg_scale"] == 2.5 and given["cfg_scale"] == 7.0
-    # Left out, the model's own default applies (3.5 on FLUX.1-dev), as for an API client that sends none.
-    assert "distilled_cfg_scale" not in cli._payload_from_flags(parser.parse_args(["generate", "--prompt", "x"]))
+    assert given["distilled_cfg_scale"] == 2.5
+    # Left out, the model's own default applies (3.5 on FLUX.1-dev), as for an API client that sends none;
+    # so do its family's sampler, schedule, steps and CFG (filled in once the checkpoint is known).
+    bare = cli._payload_from_flags(parser.parse_args(["generate", "--prompt", "x"]))
+    assert not {"distilled_cfg_scale", "sampler_name", "scheduler", "steps", "cfg_scale", "enable_hr"} & set(bare)
+
+
+def test_hires_flags_become_a1111s_hires_fields() -> None:
+    parser = cli.build_parser()
+    flags = ["generate", "--prompt", "x", "--enable-hr", "--hr-scale", "1.5", "--hr-upscaler", "Latent (nearest)",
+             "--hr-second-pass-steps", "3", "--hr-sampler", "Euler", "--hr-cfg", "4", "--hr-distilled-cfg", "2.5",
+             "--hr-prompt", "sharp"]
+    payload = cli._payload_from_flags(parser.parse_args(flags))
+    assert {key: payload[key] for key in payload if key.startswith(("hr_", "enable_hr", "denoising"))} == {
+        "enable_hr": True, "denoising_strength": 0.7, "hr_scale": 1.5, "hr_upscaler": "Latent (nearest)",
+        "hr_second_pass_steps": 3, "hr_sampler_name": "Euler", "hr_cfg": 4.0, "hr_distilled_cfg": 2.5,
+        "hr_prompt": "sharp"}
+    strong = cli._payload_from_flags(parser.parse_args([*flags, "--denoising-strength", "0.4"]))
+    assert strong["denoising_strength"] == 0.4
+
+
+@pytest.mark.parametrize(
+    ("args", "named"),
+    [(["--hr-scale", "2"], "--hr-scale needs --enable-hr"),
+     (["--enable-hr", "--init-image", "cat.png"], "--enable-hr is txt2img's")],
+)
+def test_hires_flags_out_of_place_are_refused_by_name(args: list[str], named: str) -> None:
+    with pytest.raises(cli.CliInputError, match=named):
+        cli._payload_from_flags(cli.build_parser().parse_args(["generate", "--prompt", "x", *args]))
 
 
 @pytest.mark.parametrize(

@@ -157,6 +157,22 @@ def test_cli_generate_with_named_parts_gives_the_rest_image(data_dir: Path, tmp_
     assert missing == 1 and "t5xxl_fp8" in error and "forge_additional_modules" in error
 
 
+def test_cli_leaves_sampling_to_flux_defaults_and_runs_its_hires_fix(data_dir: Path, tmp_path: Path,
+                                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "hires.png"
+    code = cli.main(["generate", "--prompt", BASE["prompt"], "--width", "64", "--height", "64", "--seed", "11",
+                     "--model", "flux1-dev", "--enable-hr", "--hr-scale", "1.5", "--hr-second-pass-steps", "2",
+                     "--hr-distilled-cfg", "2", "--data-dir", str(data_dir), "--out", str(out)])
+    assert code == 0, capsys.readouterr().err
+    infotext = json.loads(capsys.readouterr().out)["infotext"]
+    # No --sampler/--cfg-scale/--steps: FLUX.1's Euler at CFG 1 (no real CFG), 20 steps, not SD's DPM++ 2M at 7.
+    assert "Steps: 20, Sampler: Euler, Schedule type: Simple, CFG scale: 1," in infotext
+    assert "Hires upscale: 1.5" in infotext and "Hires steps: 2" in infotext
+    assert "Hires Distilled CFG Scale: 2" in infotext and "Distilled CFG Scale: 3.5" in infotext
+    with Image.open(out) as image:
+        assert image.size == (96, 96)
+
+
 def test_every_layout_generates_through_rest(api: httpx.Client, data_dir: Path,
                                              reference: tuple[np.ndarray, str]) -> None:
     """Last in this file: it adds checkpoints to the server's folder."""
