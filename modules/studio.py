@@ -568,13 +568,6 @@ class Studio:
         except LookupError:
             return ""
 
-    def native_resolution(self) -> int:
-        """Default width/height for new jobs: the current checkpoint's training size (512 if none)."""
-        try:
-            return native_resolution(self.context.models.resolve(self.settings.sd_model_checkpoint or None))
-        except LookupError:
-            return 512
-
     def family_defaults(self, checkpoint: CheckpointInfo | None = None) -> FamilyDefaults:
         """The sampler, schedule, steps, CFG and size the UI and ``aigen generate`` start with:
         the family's of ``checkpoint`` (default: the current one): A1111's for SD, FLUX.1's Euler

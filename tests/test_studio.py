@@ -100,11 +100,11 @@ def test_styles_expand_into_the_prompt_that_is_recorded(studio: Studio) -> None:
 
 
 def test_default_size_follows_the_checkpoint(studio: Studio, tmp_path: Path) -> None:
-    assert studio.native_resolution() == 64  # the tiny fixture: 8x8 latents, 8x VAE
+    assert studio.family_defaults().size == 64  # the tiny fixture: 8x8 latents, 8x VAE
     fresh = _studio(tmp_path / "fresh")  # no checkpoint of its own: the shipped demo model
     try:
         assert fresh.current_checkpoint().startswith("aigen-demo-v2")
-        assert fresh.native_resolution() == 128
+        assert fresh.family_defaults().size == 128
     finally:
         fresh.close()
 
