@@ -148,7 +148,8 @@ def test_a_checkpoint_card_click_sets_the_checkpoint_and_the_dropdown(studio: St
     assert studio.settings.sd_model_checkpoint.startswith("tiny-sd15.safetensors [")
     assert "aigen-card-selected" in cards
     # Then every checkpoint list, the quicksettings dropdown among them, shows the choice.
-    (lists,) = [fn for fn in demo.fns.values() if fn.trigger_after == handler._id]
+    (lists,) = [fn for fn in demo.fns.values() if fn.trigger_after == handler._id
+                and "setting_sd_model_checkpoint" in [b.elem_id for b in fn.outputs]]
     dropdown = lists.fn("Checkpoints")[[b.elem_id for b in lists.outputs].index("setting_sd_model_checkpoint")]
     assert dropdown["value"] == studio.settings.sd_model_checkpoint and dropdown["value"] in dropdown["choices"]
     with pytest.raises(gr.Error, match="No checkpoint named 'gone'"):

@@ -19,7 +19,7 @@ def sampler_change() -> Any:
     """The handler wired to the txt2img sampler dropdown's change, with its inputs and outputs."""
     c: dict[str, Any] = {}
     with gr.Blocks() as demo:
-        _sampler_and_size(c, "txt2img", 512, SD_DEFAULTS)
+        _sampler_and_size(c, "txt2img", SD_DEFAULTS)
     (handler,) = [fn for fn in demo.fns.values() if any(t == c["sampler_name"]._id for t, _ in fn.targets)]
     assert [b.elem_id for b in handler.inputs] == ["txt2img_sampling", "txt2img_scheduler"]
     assert [b.elem_id for b in handler.outputs] == ["txt2img_scheduler"]
@@ -29,7 +29,7 @@ def sampler_change() -> Any:
 def test_the_default_sampler_offers_every_schedule_type() -> None:
     c: dict[str, Any] = {}
     with gr.Blocks():
-        _sampler_and_size(c, "txt2img", 512, SD_DEFAULTS)
+        _sampler_and_size(c, "txt2img", SD_DEFAULTS)
     assert [choice[0] for choice in c["scheduler"].choices] == list(SCHEDULE_TYPES)
     assert (c["sampler_name"].value, c["steps"].value) == ("DPM++ 2M", 20)  # A1111's, for SD
 
@@ -37,7 +37,7 @@ def test_the_default_sampler_offers_every_schedule_type() -> None:
 def test_a_flux_checkpoint_starts_the_form_at_euler() -> None:
     c: dict[str, Any] = {}
     with gr.Blocks():
-        _sampler_and_size(c, "txt2img", 1024, FAMILIES["flux_schnell"].defaults)
+        _sampler_and_size(c, "txt2img", FAMILIES["flux_schnell"].defaults)
     assert (c["sampler_name"].value, c["scheduler"].value, c["steps"].value) == ("Euler", "Automatic", 4)
 
 
