@@ -192,9 +192,8 @@ def _img2img_flags(args: argparse.Namespace) -> dict[str, Any]:
         if args.mask is not None:
             raise CliInputError("--mask needs --init-image")
         return {}
-    strength = 0.75 if args.denoising_strength is None else args.denoising_strength
     fields: dict[str, Any] = {"init_images": [_image_flag(args.init_image, "--init-image")],
-                              "denoising_strength": strength, "resize_mode": args.resize_mode}
+                              "resize_mode": args.resize_mode, **_strength_flag(args)}
     if args.mask is not None:
         fields.update({"mask": _image_flag(args.mask, "--mask"), "mask_blur": args.mask_blur,
                        "inpainting_fill": args.masked_content, "inpaint_full_res": args.only_masked,
@@ -212,9 +211,13 @@ def _hires_flags(args: argparse.Namespace) -> dict[str, Any]:
         return {}
     if args.init_image is not None:
         raise CliInputError("--enable-hr is txt2img's; leave out --init-image")
-    strength = 0.7 if args.denoising_strength is None else args.denoising_strength
-    return {"enable_hr": True, "denoising_strength": strength,
-            **{_HIRES_FLAGS[flag]: value for flag, value in given.items()}}
+    return {"enable_hr": True, **_strength_flag(args), **{_HIRES_FLAGS[flag]: value for flag, value in given.items()}}
+
+
+def _strength_flag(args: argparse.Namespace) -> dict[str, float]:
+    """``denoising_strength`` when given; left out, the request's own default applies
+    (img2img's 0.75, the hires pass's 0.7)."""
+    return {} if args.denoising_strength is None else {"denoising_strength": args.denoising_strength}
 
 
 def _payload_from_flags(args: argparse.Namespace) -> dict[str, Any]:

@@ -27,6 +27,10 @@ import pytest
 from PIL import Image
 
 from modules import cli
+from modules.processing.editing.img2img_request import Img2ImgRequest
+from modules.processing.generation.hires import HiresFix
+from modules.processing.intake.api_fields import hires_from_api
+from modules.processing.intake.api_fields_img2img import img2img_request_from_api
 from modules.processing.output.image_formats import embedded_infotext
 from tests.tiny_models import write_tiny_checkpoint
 
@@ -261,9 +265,12 @@ def test_hires_flags_become_a1111s_hires_fields() -> None:
              "--hr-prompt", "sharp"]
     payload = cli._payload_from_flags(parser.parse_args(flags))
     assert {key: payload[key] for key in payload if key.startswith(("hr_", "enable_hr", "denoising"))} == {
-        "enable_hr": True, "denoising_strength": 0.7, "hr_scale": 1.5, "hr_upscaler": "Latent (nearest)",
+        "enable_hr": True, "hr_scale": 1.5, "hr_upscaler": "Latent (nearest)",
         "hr_second_pass_steps": 3, "hr_sampler_name": "Euler", "hr_cfg": 4.0, "hr_distilled_cfg": 2.5,
         "hr_prompt": "sharp"}
+    hires = hires_from_api(payload)  # left out, the strength is the hires pass's own default
+    assert hires is not None and hires.denoising_strength == HiresFix().denoising_strength == 0.7
+    assert (hires.scale, hires.steps, hires.guidance_scale) == (1.5, 3, 4.0)
     strong = cli._payload_from_flags(parser.parse_args([*flags, "--denoising-strength", "0.4"]))
     assert strong["denoising_strength"] == 0.4
 
@@ -351,6 +358,15 @@ def test_json_with_unknown_fields_runs_and_reports_them(data_dir: Path, tmp_path
     [path] = run.summary()["paths"]
     with Image.open(path) as image:  # the infotext rides in the WEBP's EXIF UserComment
         assert path.endswith(".webp") and image.format == "WEBP" and "Seed: 5" in embedded_infotext(image)
+
+
+def test_img2img_without_a_strength_flag_gets_the_requests_default(tmp_path: Path) -> None:
+    source = tmp_path / "in.png"
+    Image.new("RGB", (64, 64), (20, 200, 40)).save(source)
+    args = cli.build_parser().parse_args(["generate", "--prompt", "x", "--init-image", str(source)])
+    payload = cli._payload_from_flags(args)
+    assert "denoising_strength" not in payload
+    assert img2img_request_from_api(payload).strength == Img2ImgRequest.strength == 0.75  # A1111's
 
 
 def test_generate_inpaints_with_flags_and_keeps_the_input_size(data_dir: Path, tmp_path: Path,
